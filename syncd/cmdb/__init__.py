@@ -1,0 +1,1 @@
+"""Talking to BlueKing CMDB through the legacy ESB or the API gateway."""

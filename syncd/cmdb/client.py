@@ -1,0 +1,323 @@
+"""The CMDB client: one aiohttp session, one concurrency cap, one rate budget, retries.
+
+Every call goes through ``call``: a slot from the concurrency semaphore and
+the rate limiter per attempt (not held while backing off), then the answer is
+classified (``syncd.outcome``) and acted on. Retryable and ambiguous answers are
+retried with jittered exponential backoff; ``batch_create_instance_association``
+is idempotent per pair (a repeat answers "already exists"), so retrying an
+ambiguous batch is safe and the resend's per-index answers are the truth.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import random
+import ssl
+import time
+from collections.abc import AsyncIterator, Iterable, Sequence
+from typing import Any, Protocol
+
+import aiohttp
+import structlog
+
+from syncd.backoff import request_delay
+from syncd.cmdb import apis
+from syncd.cmdb.apis import Api
+from syncd.cmdb.gateway import frame
+from syncd.cmdb.ratelimit import AdaptiveRateLimiter
+from syncd.config import MAX_BATCH, CmdbSettings
+from syncd.outcome import Answer, Verdict, classify_response, classify_transport_error
+
+log = structlog.get_logger("syncd.cmdb")
+
+PAGE_LIMIT = 500
+"""bk-cmdb's page.limit and ``in``-array maximum for searches."""
+
+_RATE_CODES = frozenset({1306429, 1642902, 1642903, 1642904, 1199997})
+
+
+class ClientObserver(Protocol):
+    """Where the client reports what it did (the metrics registry implements this)."""
+
+    def record_request(self, api: str, status: str, seconds: float) -> None: ...
+    def record_retry(self, api: str, reason: str) -> None: ...
+    def record_rate_limit_wait(self, seconds: float) -> None: ...
+
+
+class CmdbError(Exception):
+    """A read the engine depends on failed; carries the classified answer."""
+
+    def __init__(self, what: str, answer: Answer) -> None:
+        hint = f" ({answer.hint})" if answer.hint else ""
+        super().__init__(f"{what} failed: {answer.error}{hint}")
+        self.answer = answer
+
+
+class CmdbClient:
+    """Async client for the handful of CMDB APIs syncd uses."""
+
+    def __init__(
+        self,
+        settings: CmdbSettings,
+        *,
+        observer: ClientObserver | None = None,
+        seed: int | None = None,
+    ) -> None:
+        self.settings = settings
+        self.limiter = AdaptiveRateLimiter(settings.rate_limit)
+        self._semaphore = asyncio.Semaphore(settings.concurrency)
+        self._observer = observer
+        self._rng = random.Random(seed)
+        self._session: aiohttp.ClientSession | None = None
+        self.stopping = False
+        """Set at shutdown: requests in flight finish, no new attempt starts."""
+        self.in_flight = 0
+        self.retries = 0
+
+    async def __aenter__(self) -> CmdbClient:
+        await self.open()
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.close()
+
+    async def open(self) -> None:
+        if self._session is not None:
+            return
+        ssl_opt: ssl.SSLContext | bool = True
+        if not self.settings.verify_tls:
+            ssl_opt = False
+        elif self.settings.ca_bundle is not None:
+            ssl_opt = ssl.create_default_context(cafile=str(self.settings.ca_bundle))
+        connector = aiohttp.TCPConnector(
+            limit=self.settings.concurrency, ssl=ssl_opt, enable_cleanup_closed=True
+        )
+        timeout = aiohttp.ClientTimeout(
+            total=self.settings.timeout, sock_connect=self.settings.connect_timeout
+        )
+        self._session = aiohttp.ClientSession(
+            connector=connector, timeout=timeout, raise_for_status=False
+        )
+
+    async def close(self) -> None:
+        if self._session is not None:
+            await self._session.close()
+            self._session = None
+
+    # -- the one way out -------------------------------------------------
+
+    async def call(
+        self, api: Api, body: dict[str, Any], params: dict[str, Any] | None = None
+    ) -> Answer:
+        """Send one call, retrying what is safe to retry; returns the final answer."""
+        params = params or {}
+        attempt = 0
+        while True:
+            attempt += 1
+            answer = await self._attempt(api, body, params)
+            if answer.verdict not in (Verdict.RETRY, Verdict.AMBIGUOUS):
+                if answer.verdict is Verdict.OK:
+                    self.limiter.succeeded()
+                return answer
+            rate_refusal = answer.status == 429 or answer.code in _RATE_CODES
+            if rate_refusal:
+                self.limiter.throttled(answer.retry_after)
+            if attempt > self.settings.max_retries or self.stopping:
+                return answer
+            reason = "rate_limited" if rate_refusal else answer.verdict.value
+            self.retries += 1
+            if self._observer is not None:
+                self._observer.record_retry(api.name, reason)
+            delay = request_delay(
+                attempt,
+                self.settings.retry_base,
+                self.settings.retry_cap,
+                None if rate_refusal else answer.retry_after,
+                self._rng,
+            )
+            log.debug(
+                "retry",
+                api=api.name,
+                attempt=attempt,
+                reason=reason,
+                error=answer.error,
+                delay=round(delay, 3),
+            )
+            await asyncio.sleep(delay)
+
+    async def _attempt(self, api: Api, body: dict[str, Any], params: dict[str, Any]) -> Answer:
+        if self._session is None:
+            raise RuntimeError("CmdbClient used before open()")
+        framed = frame(self.settings, api, body, params)
+        async with self._semaphore:
+            waited = await self.limiter.acquire()
+            if self._observer is not None and waited > 0.0005:
+                self._observer.record_rate_limit_wait(waited)
+            self.in_flight += 1
+            started = time.monotonic()
+            sent = False
+            try:
+                async with self._session.request(
+                    framed.method, framed.url, data=framed.body, headers=framed.headers
+                ) as resp:
+                    sent = True
+                    payload = await resp.read()
+                    answer = classify_response(resp.status, resp.headers, payload)
+            except aiohttp.ClientConnectorError as exc:
+                answer = classify_transport_error(exc, sent=False)
+            except (aiohttp.ClientError, TimeoutError) as exc:
+                # Disconnected, reset or timed out after the request left: the CMDB may
+                # have acted. (A reset while connecting is ClientConnectorError above.)
+                answer = classify_transport_error(exc, sent=True)
+            finally:
+                self.in_flight -= 1
+            del sent
+            if answer.request_id is None:
+                answer = _with_request_id(answer, framed.request_id)
+            if self._observer is not None:
+                status = str(answer.status) if answer.status is not None else "error"
+                self._observer.record_request(api.name, status, time.monotonic() - started)
+            return answer
+
+    # -- typed operations -----------------------------------------------
+
+    async def batch_create(
+        self,
+        bk_obj_id: str,
+        bk_asst_obj_id: str,
+        bk_obj_asst_id: str,
+        details: Sequence[tuple[int, int]],
+    ) -> Answer:
+        """batch_create_instance_association; refuses more than the CMDB's 200."""
+        if not details:
+            raise ValueError("batch_create needs at least one detail")
+        if len(details) > MAX_BATCH or len(details) > self.settings.batch_size:
+            raise ValueError(
+                f"batch of {len(details)} exceeds the limit "
+                f"{min(MAX_BATCH, self.settings.batch_size)}"
+            )
+        body = {
+            "bk_obj_id": bk_obj_id,
+            "bk_asst_obj_id": bk_asst_obj_id,
+            "bk_obj_asst_id": bk_obj_asst_id,
+            "details": [{"bk_inst_id": s, "bk_asst_inst_id": d} for s, d in details],
+        }
+        return await self.call(apis.BATCH_CREATE, body)
+
+    async def find_object_association(self, bk_obj_asst_id: str) -> dict[str, Any] | None:
+        """The model association, or None when the CMDB has none by that id."""
+        answer = await self.call(
+            apis.FIND_OBJECT_ASSOCIATION, {"condition": {"bk_obj_asst_id": bk_obj_asst_id}}
+        )
+        if answer.verdict is not Verdict.OK:
+            raise CmdbError(f"find_object_association({bk_obj_asst_id})", answer)
+        rows = answer.data if isinstance(answer.data, list) else []
+        for row in rows:
+            if isinstance(row, dict) and row.get("bk_obj_asst_id") == bk_obj_asst_id:
+                return row
+        return None
+
+    def _asst_conditions(
+        self, bk_obj_asst_id: str, extra: Iterable[dict[str, Any]] = ()
+    ) -> dict[str, Any]:
+        rules = [{"field": "bk_obj_asst_id", "operator": "equal", "value": bk_obj_asst_id}]
+        rules.extend(extra)
+        return {"condition": "AND", "rules": rules}
+
+    async def iter_associations(
+        self, bk_obj_id: str, bk_obj_asst_id: str, extra_rules: Iterable[dict[str, Any]] = ()
+    ) -> AsyncIterator[list[tuple[int, int, int]]]:
+        """Every (bk_inst_id, bk_asst_inst_id, id) of one bk_obj_asst_id, a page at a time.
+
+        Sorted by id: new associations get larger ids, so a concurrent create
+        lands after the pages already read.
+        """
+        conditions = self._asst_conditions(bk_obj_asst_id, extra_rules)
+        start = 0
+        while True:
+            body = {
+                "conditions": conditions,
+                "fields": ["id", "bk_inst_id", "bk_asst_inst_id", "bk_obj_asst_id"],
+                "page": {"start": start, "limit": PAGE_LIMIT, "sort": "id"},
+            }
+            answer = await self.call(apis.SEARCH_ASSOCIATIONS, body, {"bk_obj_id": bk_obj_id})
+            if answer.verdict is not Verdict.OK:
+                raise CmdbError(f"search_instance_associations({bk_obj_asst_id})", answer)
+            info = answer.data.get("info") if isinstance(answer.data, dict) else None
+            if not isinstance(info, list):
+                raise CmdbError(
+                    f"search_instance_associations({bk_obj_asst_id})",
+                    Answer(Verdict.FAILED, answer.status, None, "data.info is not a list"),
+                )
+            page: list[tuple[int, int, int]] = []
+            for row in info:
+                try:
+                    if row.get("bk_obj_asst_id", bk_obj_asst_id) != bk_obj_asst_id:
+                        continue
+                    page.append(
+                        (int(row["bk_inst_id"]), int(row["bk_asst_inst_id"]), int(row["id"]))
+                    )
+                except (KeyError, TypeError, ValueError, AttributeError):
+                    log.warning(
+                        "bad_association_row", bk_obj_asst_id=bk_obj_asst_id, row=str(row)[:200]
+                    )
+            if page:
+                yield page
+            if len(info) < PAGE_LIMIT:
+                return
+            start += PAGE_LIMIT
+
+    async def count_associations(self, bk_obj_id: str, bk_obj_asst_id: str) -> int:
+        body = {"conditions": self._asst_conditions(bk_obj_asst_id)}
+        answer = await self.call(apis.COUNT_ASSOCIATIONS, body, {"bk_obj_id": bk_obj_id})
+        if answer.verdict is not Verdict.OK:
+            raise CmdbError(f"count_instance_associations({bk_obj_asst_id})", answer)
+        data = answer.data
+        count = data.get("count") if isinstance(data, dict) else data
+        if isinstance(count, bool) or not isinstance(count, int):
+            raise CmdbError(
+                f"count_instance_associations({bk_obj_asst_id})",
+                Answer(Verdict.FAILED, answer.status, None, f"count is {count!r}"),
+            )
+        return count
+
+    async def lookup_association_ids(
+        self, bk_obj_id: str, bk_obj_asst_id: str, pairs: Sequence[tuple[int, int]]
+    ) -> dict[tuple[int, int], int]:
+        """Association ids of known pairs, looked up in bulk (500 sources a query)."""
+        wanted = set(pairs)
+        found: dict[tuple[int, int], int] = {}
+        sources = sorted({s for s, _ in wanted})
+        for i in range(0, len(sources), PAGE_LIMIT):
+            chunk = sources[i : i + PAGE_LIMIT]
+            targets = sorted({d for s, d in wanted if s in set(chunk)})
+            rules: list[dict[str, Any]] = [
+                {"field": "bk_inst_id", "operator": "in", "value": chunk}
+            ]
+            if len(targets) <= PAGE_LIMIT:
+                rules.append({"field": "bk_asst_inst_id", "operator": "in", "value": targets})
+            async for page in self.iter_associations(bk_obj_id, bk_obj_asst_id, rules):
+                for src, dst, assoc_id in page:
+                    if (src, dst) in wanted:
+                        found[(src, dst)] = assoc_id
+        return found
+
+    async def delete_associations(self, bk_obj_id: str, ids: Sequence[int]) -> Answer:
+        """delete_related_inst_asso: 1 to 500 ids; unknown ids are skipped by the CMDB."""
+        if not 1 <= len(ids) <= PAGE_LIMIT:
+            raise ValueError(f"delete takes 1..{PAGE_LIMIT} ids, got {len(ids)}")
+        return await self.call(apis.DELETE_ASSOCIATIONS, {"id": list(ids), "bk_obj_id": bk_obj_id})
+
+
+def _with_request_id(answer: Answer, request_id: str) -> Answer:
+    return Answer(
+        answer.verdict,
+        answer.status,
+        answer.code,
+        answer.message,
+        answer.data,
+        request_id,
+        answer.retry_after,
+        answer.permission,
+        answer.hint,
+    )

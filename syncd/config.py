@@ -1,0 +1,295 @@
+"""Configuration: one TOML file, every field overridable from the environment.
+
+Precedence, highest first: environment (``SYNCD_`` prefix, ``__`` for nesting,
+e.g. ``SYNCD_CMDB__RATE_LIMIT=50``), then the TOML file. Secrets are
+``SecretStr`` so they never print; they may also come from a file (systemd
+``LoadCredential=``, a Kubernetes Secret volume).
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from pathlib import Path
+from typing import Annotated, Any, Literal
+
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    SecretStr,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
+from pydantic_settings import (
+    BaseSettings,
+    PydanticBaseSettingsSource,
+    SettingsConfigDict,
+    TomlConfigSettingsSource,
+)
+
+MAX_BATCH = 200
+"""bk-cmdb refuses a batch_create_instance_association with more details (1199035)."""
+
+EX_CONFIG = 78
+"""sysexits.h: configuration error. systemd's unit does not restart on it."""
+
+CONFIG_ENV = "SYNCD_CONFIG"
+
+
+class ConfigError(Exception):
+    """The configuration is invalid; the message names the field and why."""
+
+
+class _Section(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class CmdbSettings(_Section):
+    """How to reach the CMDB and how hard to push it."""
+
+    url: str = Field(description="ESB or API gateway base URL")
+    gateway: Literal["esb", "apigw"] = "esb"
+    stage: str = Field("prod", description="API gateway stage (apigw only)")
+    app_code: str
+    app_secret: SecretStr | None = None
+    app_secret_file: Path | None = None
+    username: str = "admin"
+    bk_token: SecretStr | None = None
+    supplier_account: str = "0"
+    tenant_id: str | None = Field(None, description="X-Bk-Tenant-Id for multi-tenant CMDB 3.15")
+    language: Literal["en", "zh-cn"] = "en"
+    rate_limit: float = Field(50, gt=0, description="requests per second, all relations together")
+    concurrency: int = Field(8, ge=1, le=256, description="requests in flight at most")
+    batch_size: int = Field(MAX_BATCH, ge=1, le=MAX_BATCH)
+    timeout: float = Field(60.0, gt=0, description="seconds for one request, end to end")
+    connect_timeout: float = Field(10.0, gt=0)
+    verify_tls: bool = True
+    ca_bundle: Path | None = None
+    max_retries: int = Field(6, ge=0, le=50, description="per request, for retryable failures")
+    retry_base: float = Field(0.5, gt=0, description="first backoff, seconds; doubles, jittered")
+    retry_cap: float = Field(30.0, gt=0, description="longest single backoff, seconds")
+
+    @field_validator("url")
+    @classmethod
+    def _url(cls, value: str) -> str:
+        if not re.match(r"^https?://[^/\s]+", value):
+            raise ValueError("must be an http:// or https:// URL")
+        return value.rstrip("/")
+
+    @model_validator(mode="after")
+    def _secret(self) -> CmdbSettings:
+        if self.app_secret is None:
+            path = self.app_secret_file
+            if path is None:
+                creds = os.environ.get("CREDENTIALS_DIRECTORY")
+                candidate = Path(creds) / "app_secret" if creds else None
+                if candidate is None or not candidate.is_file():
+                    raise ValueError(
+                        "no app secret: set cmdb.app_secret, cmdb.app_secret_file, "
+                        "or provide the systemd credential 'app_secret'"
+                    )
+                path = candidate
+            base = _TOML_PATH.get("path")
+            if not path.is_absolute() and base is not None:
+                path = base.parent / path
+            try:
+                text = path.read_text(encoding="utf-8").strip()
+            except OSError as exc:
+                raise ValueError(
+                    f"app_secret_file {str(path)!r} is unreadable: {exc.strerror}"
+                ) from None
+            if not text:
+                raise ValueError(f"app_secret_file {str(path)!r} is empty")
+            self.app_secret = SecretStr(text)
+        return self
+
+    def secret(self) -> str:
+        """The app secret in clear, for the wire only."""
+        assert self.app_secret is not None  # guaranteed by the validator
+        return self.app_secret.get_secret_value()
+
+
+class StateSettings(_Section):
+    path: Path = Path("./syncd-state.db")
+
+
+class SyncSettings(_Section):
+    interval: float = Field(300, gt=0, description="seconds between cycles")
+    shutdown_deadline: float = Field(30, ge=0, description="seconds to let requests finish")
+    pair_backoff_base: float = Field(
+        60, ge=0, description="first hold-back after a per-pair failure, seconds; doubles"
+    )
+    pair_backoff_cap: float = Field(3600, ge=0, description="longest per-pair hold-back, seconds")
+
+
+class LogSettings(_Section):
+    level: Literal["debug", "info", "warning", "error"] = "info"
+    format: Literal["auto", "json", "console"] = "auto"
+
+
+class OpsSettings(_Section):
+    enabled: bool = True
+    host: str = "127.0.0.1"
+    port: int = Field(9108, ge=0, le=65535)
+    pidfile: Path | None = None
+
+
+class FileSourceSettings(_Section):
+    type: Literal["file"]
+    path: Path
+    format: Literal["auto", "csv", "jsonl", "json"] = "auto"
+    source_field: str = "bk_inst_id"
+    target_field: str = "bk_asst_inst_id"
+    encoding: str = "utf-8"
+
+
+SourceSettings = Annotated[FileSourceSettings, Field(discriminator="type")]
+
+
+class RelationSettings(_Section):
+    """One bk_obj_asst_id kept in step with one source."""
+
+    name: str = Field(pattern=r"^[A-Za-z0-9_.-]+$")
+    bk_obj_id: str = Field(min_length=1)
+    bk_asst_obj_id: str = Field(min_length=1)
+    bk_obj_asst_id: str = Field(min_length=1)
+    source: SourceSettings
+
+    @model_validator(mode="after")
+    def _consistent(self) -> RelationSettings:
+        # The CMDB rejects these with 1199006; say so before sending anything.
+        if not self.bk_obj_asst_id.startswith(self.bk_obj_id + "_"):
+            raise ValueError(
+                f"bk_obj_asst_id {self.bk_obj_asst_id!r} must start with "
+                f"bk_obj_id {self.bk_obj_id!r} + '_'"
+            )
+        if not self.bk_obj_asst_id.endswith("_" + self.bk_asst_obj_id):
+            raise ValueError(
+                f"bk_obj_asst_id {self.bk_obj_asst_id!r} must end with "
+                f"'_' + bk_asst_obj_id {self.bk_asst_obj_id!r}"
+            )
+        return self
+
+
+class Settings(BaseSettings):
+    """The whole configuration of one syncd instance."""
+
+    model_config = SettingsConfigDict(
+        env_prefix="SYNCD_",
+        env_nested_delimiter="__",
+        extra="forbid",
+        toml_file=None,
+    )
+
+    cmdb: CmdbSettings
+    state: StateSettings = StateSettings()
+    sync: SyncSettings = SyncSettings()
+    log: LogSettings = LogSettings()
+    ops: OpsSettings = OpsSettings()
+    relations: list[RelationSettings] = Field(min_length=1)
+
+    @model_validator(mode="after")
+    def _unique(self) -> Settings:
+        seen: dict[str, str] = {}
+        names: set[str] = set()
+        for rel in self.relations:
+            if rel.name in names:
+                raise ValueError(f"relation name {rel.name!r} appears twice")
+            names.add(rel.name)
+            other = seen.get(rel.bk_obj_asst_id)
+            if other is not None:
+                raise ValueError(
+                    f"relations {other!r} and {rel.name!r} both sync {rel.bk_obj_asst_id!r}; "
+                    "give one relation one source"
+                )
+            seen[rel.bk_obj_asst_id] = rel.name
+        return self
+
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        toml_path = _TOML_PATH.get("path")
+        sources: list[PydanticBaseSettingsSource] = [init_settings, env_settings]
+        if toml_path is not None:
+            sources.append(TomlConfigSettingsSource(settings_cls, toml_file=toml_path))
+        return tuple(sources)
+
+
+_TOML_PATH: dict[str, Path | None] = {"path": None}
+
+
+def _field_path(loc: tuple[int | str, ...], data: Any) -> str:
+    """Render a pydantic error location the way an operator writes it in TOML."""
+    parts: list[str] = []
+    node = data
+    for item in loc:
+        if isinstance(item, int):
+            name = None
+            if isinstance(node, list) and 0 <= item < len(node) and isinstance(node[item], dict):
+                name = node[item].get("name")
+            parts[-1:] = [f"{parts[-1] if parts else ''}[{item}]" + (f"({name})" if name else "")]
+            node = node[item] if isinstance(node, list) and 0 <= item < len(node) else None
+        else:
+            if item in {"file", "function-after", "tagged-union"}:
+                continue
+            parts.append(str(item))
+            node = node.get(item) if isinstance(node, dict) else None
+    return ".".join(parts) or "(top level)"
+
+
+def load_settings(path: Path | None = None, **overrides: Any) -> Settings:
+    """Load and validate the configuration, or raise ConfigError with one clear line.
+
+    Relative paths in the file (state, sources) are taken relative to the config
+    file's directory, so a config works wherever the daemon is started from.
+    """
+    if path is None:
+        env = os.environ.get(CONFIG_ENV)
+        path = Path(env) if env else None
+    if path is not None and not path.is_file():
+        raise ConfigError(f"config file {str(path)!r} does not exist or is not a file")
+    import tomllib
+
+    raw: dict[str, Any] = {}
+    if path is not None:
+        try:
+            raw = tomllib.loads(path.read_text(encoding="utf-8"))
+        except tomllib.TOMLDecodeError as exc:
+            raise ConfigError(f"config file {str(path)!r} is not valid TOML: {exc}") from None
+        except (OSError, UnicodeDecodeError) as exc:
+            raise ConfigError(f"config file {str(path)!r} is unreadable: {exc}") from None
+    _TOML_PATH["path"] = path
+    try:
+        settings = Settings(**overrides)
+    except ValidationError as exc:
+        err = exc.errors()[0]
+        where = _field_path(tuple(err["loc"]), raw)
+        msg = err["msg"].removeprefix("Value error, ")
+        more = f" (and {exc.error_count() - 1} more)" if exc.error_count() > 1 else ""
+        raise ConfigError(f"config: {where}: {msg}{more}") from None
+    finally:
+        _TOML_PATH["path"] = None
+    if path is not None:
+        _resolve_relative(settings, path.parent)
+    return settings
+
+
+def _resolve_relative(settings: Settings, base: Path) -> None:
+    def fix(p: Path) -> Path:
+        return p if p.is_absolute() else (base / p)
+
+    settings.state.path = fix(settings.state.path)
+    if settings.cmdb.ca_bundle is not None:
+        settings.cmdb.ca_bundle = fix(settings.cmdb.ca_bundle)
+    for rel in settings.relations:
+        src = rel.source
+        if isinstance(src, FileSourceSettings):
+            src.path = fix(src.path)

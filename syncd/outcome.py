@@ -1,0 +1,275 @@
+"""Classify what the CMDB said: per index, and per request. Pure, no I/O.
+
+bk-cmdb returns only the message text per index, not the code, and the text's
+language depends on the gateway and headers. So per-index answers are told
+apart by text, in both languages, plus the database's raw duplicate-key text
+that a lost race produces. Request-level answers are classified by HTTP status
+and by code, read under both spellings (``code``/``message`` and the CMDB's
+internal ``bk_error_code``/``bk_error_msg``).
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping
+from dataclasses import dataclass
+from enum import StrEnum
+from typing import Any
+
+
+class IndexKind(StrEnum):
+    """What one detail of a batch came to."""
+
+    CREATED = "created"
+    EXISTS = "exists"
+    MISSING_SOURCE = "missing_source"
+    MISSING_TARGET = "missing_target"
+    CONFLICT_1_1 = "conflict_1_1"
+    CONFLICT_1_N = "conflict_1_n"
+    OTHER = "other"
+
+    @property
+    def is_known(self) -> bool:
+        """The pair is in the CMDB afterwards."""
+        return self in (IndexKind.CREATED, IndexKind.EXISTS)
+
+    @property
+    def is_conflict(self) -> bool:
+        """A mapping conflict: the source data contradicts the model, resending won't help."""
+        return self in (IndexKind.CONFLICT_1_1, IndexKind.CONFLICT_1_N)
+
+    @property
+    def is_missing(self) -> bool:
+        """An instance is not (yet) in the CMDB; it may appear later."""
+        return self in (IndexKind.MISSING_SOURCE, IndexKind.MISSING_TARGET)
+
+
+# Order matters: "被关联实例不存在" contains "关联实例不存在".
+_MESSAGE_RULES: tuple[tuple[tuple[str, ...], IndexKind], ...] = (
+    (("E11000", "duplicate key"), IndexKind.EXISTS),
+    (("already exist",), IndexKind.EXISTS),
+    (("被关联实例不存在", "inst to asst"), IndexKind.MISSING_TARGET),
+    (("关联实例不存在", "association inst is not exist"), IndexKind.MISSING_SOURCE),
+    (("1:1",), IndexKind.CONFLICT_1_1),
+    (("1:n",), IndexKind.CONFLICT_1_N),
+)
+
+
+def classify_index_message(message: str) -> IndexKind:
+    """Map one ``error_msg`` text to its kind, in Chinese or English."""
+    if "重复" in message and "关联" in message:
+        return IndexKind.EXISTS
+    lowered = message.lower()
+    for needles, kind in _MESSAGE_RULES:
+        for needle in needles:
+            if needle in message or needle.lower() in lowered:
+                return kind
+    return IndexKind.OTHER
+
+
+@dataclass(frozen=True, slots=True)
+class IndexResult:
+    index: int
+    kind: IndexKind
+    association_id: int | None = None
+    message: str = ""
+
+
+class BadAnswer(ValueError):
+    """The CMDB's ``data`` does not account for the batch it was sent."""
+
+
+def split_batch_data(data: Any, size: int) -> list[IndexResult]:
+    """Turn ``data.success_created``/``data.error_msg`` into one result per index.
+
+    Every index 0..size-1 gets exactly one result. An index the CMDB did not
+    mention, or mentioned in both maps, or a malformed map, is reported as
+    ``OTHER`` with a message saying so: the pair is retried, never assumed.
+    """
+    if not isinstance(data, dict):
+        raise BadAnswer(f"data is {type(data).__name__}, expected an object")
+    created = data.get("success_created") or {}
+    errors = data.get("error_msg") or {}
+    if not isinstance(created, dict) or not isinstance(errors, dict):
+        raise BadAnswer("success_created/error_msg are not objects")
+    results: list[IndexResult] = []
+    for index in range(size):
+        key = str(index)
+        in_created = key in created
+        in_errors = key in errors
+        if in_created and not in_errors:
+            raw_id = created[key]
+            if isinstance(raw_id, bool) or not isinstance(raw_id, int | str):
+                results.append(_unaccounted(index, f"association id {raw_id!r} is not an int"))
+                continue
+            try:
+                assoc_id = int(raw_id)
+            except ValueError:
+                results.append(_unaccounted(index, f"association id {raw_id!r} is not an int"))
+                continue
+            results.append(IndexResult(index, IndexKind.CREATED, assoc_id))
+        elif in_errors and not in_created:
+            message = str(errors[key])
+            results.append(IndexResult(index, classify_index_message(message), None, message))
+        elif in_created and in_errors:
+            results.append(_unaccounted(index, "index is both in success_created and error_msg"))
+        else:
+            results.append(_unaccounted(index, "index missing from the CMDB's answer"))
+    return results
+
+
+def _unaccounted(index: int, why: str) -> IndexResult:
+    return IndexResult(index, IndexKind.OTHER, None, f"syncd: {why}")
+
+
+class Verdict(StrEnum):
+    """What to do about a whole answer."""
+
+    OK = "ok"
+    RETRY = "retry"
+    """Nothing happened; safe to send again after a pause."""
+    AMBIGUOUS = "ambiguous"
+    """The CMDB may have acted; resend (create is idempotent per pair) and trust the resend."""
+    RELATION = "relation"
+    """Permanent for this relation (credentials, permission, model, parameters): stop it."""
+    FAILED = "failed"
+    """This request failed for a reason not known to be permanent; try again next cycle."""
+
+
+# Codes that say "busy, try again": gateway/ESB rate and concurrency limits,
+# the CMDB's own limiter, core-service concurrency, gateway could not reach backend.
+RETRY_CODES = frozenset({1306429, 1642902, 1642903, 1642904, 1199997, 1113053, 1650200, 1650201})
+AMBIGUOUS_CODES = frozenset({1306201, 1650401})
+RELATION_CODES: Mapping[int, str] = {
+    1306000: "the ESB refused the app credentials or user: check cmdb.app_code/app_secret/username",
+    1640001: "the API gateway refused the credentials: check cmdb.app_code/app_secret/username",
+    1640301: "the app has no permission to this CMDB resource on the API gateway: grant it",
+    1640401: "the API gateway does not know this API: check cmdb.url, cmdb.gateway and cmdb.stage",
+    1641301: "the request body is too large for the gateway: lower cmdb.batch_size",
+    9900403: "no IAM permission: apply for the permission named in this line",
+    1199045: "the CMDB refused the user's auth attributes: check cmdb.username",
+    1101046: "the model association does not exist in the CMDB: check bk_obj_asst_id",
+    1199011: "a required parameter is missing: check the relation's bk_obj_id/bk_asst_obj_id",
+    1199006: "the CMDB rejected a parameter: check the relation's model ids",
+    1199035: "too many details in one request: lower cmdb.batch_size",
+    1199000: "the CMDB could not decode the request",
+}
+
+
+@dataclass(frozen=True, slots=True)
+class Answer:
+    """One classified HTTP exchange with the CMDB."""
+
+    verdict: Verdict
+    status: int | None
+    code: int | None = None
+    message: str = ""
+    data: Any = None
+    request_id: str | None = None
+    retry_after: float | None = None
+    permission: Any = None
+    hint: str = ""
+
+    @property
+    def error(self) -> str:
+        """One line for logs: what went wrong, with the CMDB's own words."""
+        parts = []
+        if self.status is not None and self.status != 200:
+            parts.append(f"HTTP {self.status}")
+        if self.code:
+            parts.append(f"code {self.code}")
+        if self.message:
+            parts.append(self.message)
+        return ": ".join(parts) if parts else "no answer"
+
+
+def _header(headers: Mapping[str, str], name: str) -> str | None:
+    value = headers.get(name)
+    if value is None:
+        lname = name.lower()
+        for key, val in headers.items():
+            if key.lower() == lname:
+                return val
+    return value
+
+
+def _retry_after(headers: Mapping[str, str]) -> float | None:
+    for name in ("Retry-After", "X-Bkapi-RateLimit-Reset"):
+        raw = _header(headers, name)
+        if raw:
+            try:
+                value = float(raw)
+            except ValueError:
+                continue
+            if value >= 0:
+                return min(value, 300.0)
+    return None
+
+
+def _as_int(value: Any) -> int | None:
+    if isinstance(value, bool):
+        return None
+    if isinstance(value, int):
+        return value
+    if isinstance(value, str) and value.strip().lstrip("-").isdigit():
+        return int(value)
+    return None
+
+
+def classify_response(status: int, headers: Mapping[str, str], body: bytes) -> Answer:
+    """Classify one complete HTTP answer from either gateway or the CMDB itself."""
+    request_id = _header(headers, "X-Bkapi-Request-ID") or _header(headers, "X-Request-ID")
+    retry_after = _retry_after(headers)
+    try:
+        doc = json.loads(body) if body else None
+    except (ValueError, UnicodeDecodeError):
+        doc = None
+    if not isinstance(doc, dict):
+        snippet = body[:120].decode("utf-8", "replace").strip()
+        message = f"answer is not a JSON object: {snippet!r}" if body else "empty answer"
+        return Answer(_status_verdict(status), status, None, message, None, request_id, retry_after)
+
+    request_id = str(doc.get("request_id") or request_id or "") or None
+    code = _as_int(doc.get("code", doc.get("bk_error_code")))
+    message = str(doc.get("message", doc.get("bk_error_msg")) or "")
+    result = doc.get("result")
+    permission = doc.get("permission")
+    if status == 200 and result is True and (code in (0, None)):
+        return Answer(Verdict.OK, status, code, message, doc.get("data"), request_id, retry_after)
+
+    if code in RETRY_CODES or status in (429, 502, 503):
+        verdict = Verdict.RETRY
+    elif code in AMBIGUOUS_CODES or status in (504, 500):
+        verdict = Verdict.AMBIGUOUS
+    elif code in RELATION_CODES or status in (400, 401, 403, 404, 413):
+        verdict = Verdict.RELATION
+    else:
+        verdict = Verdict.FAILED
+    hint = RELATION_CODES.get(code or 0, "") if verdict is Verdict.RELATION else ""
+    if verdict is Verdict.RELATION and not hint:
+        hint = "the gateway refused the request: check cmdb.url, credentials and permissions"
+    return Answer(
+        verdict, status, code, message, doc.get("data"), request_id, retry_after, permission, hint
+    )
+
+
+def _status_verdict(status: int) -> Verdict:
+    if status in (429, 502, 503):
+        return Verdict.RETRY
+    if status in (400, 401, 403, 404, 413):
+        return Verdict.RELATION
+    # A 200 with a garbled body, a 500 or a 504: the CMDB may have acted.
+    return Verdict.AMBIGUOUS
+
+
+def classify_transport_error(exc: BaseException, *, sent: bool) -> Answer:
+    """A request that got no complete answer.
+
+    Before the request was sent (connect refused/reset) nothing can have
+    happened: retry. After it was sent (timeout, connection dropped) the
+    CMDB may have acted: ambiguous.
+    """
+    name = type(exc).__name__
+    text = str(exc) or name
+    message = f"{name}: {text}" if text != name else name
+    return Answer(Verdict.AMBIGUOUS if sent else Verdict.RETRY, None, None, message)

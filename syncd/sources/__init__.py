@@ -1,0 +1,1 @@
+"""Topology sources: where the desired relationship facts come from."""
