@@ -1,0 +1,12 @@
+"""A BlueKing CMDB stand-in behind both gateways (legacy ESB and API gateway).
+
+Faithful to the rules in ``docs/bk-cmdb.md`` and bk-cmdb's own source where
+those are silent; fast enough that syncd's benchmarks measure syncd, not it.
+See docs/simulator.md.
+"""
+
+from syncd.simulator.faults import FAULT_KINDS
+from syncd.simulator.fixture import Fixture, FixtureError
+from syncd.simulator.server import Simulator, SimulatorOptions
+
+__all__ = ["FAULT_KINDS", "Fixture", "FixtureError", "Simulator", "SimulatorOptions"]

@@ -1,0 +1,425 @@
+"""The CMDB behind the gateways: the API table, body decoding and request-level rules.
+
+Each handler decodes its body the way bk-cmdb's Go structs would (a wrong type
+is 1199000; a missing field is its zero value), applies the request-level
+checks in bk-cmdb's order, then asks the :class:`Store`. Handlers are async
+only so that a per-detail cost can be paid between a detail's checks and its
+insert, which is where concurrent requests can race, as on a real CMDB.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Awaitable, Callable, Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from syncd.simulator import query
+from syncd.simulator.messages import (
+    ASSOCIATION_ALREADY_EXIST,
+    ASST_INST_NOT_EXIST,
+    DUPLICATE_ITEM,
+    HTTP_INPUT_INVALID,
+    INNER_MODEL_FORBIDDEN,
+    INST_DATA_NIL,
+    INST_TO_ASST_NOT_EXIST,
+    JSON_UNMARSHAL,
+    OBJECT_ASSOCIATION_NOT_EXIST,
+    ONE_TO_MANY_VIOLATED,
+    ONE_TO_ONE_VIOLATED,
+    PAGE_LIMIT_EXCEEDED,
+    PARAMS_INVALID,
+    PARAMS_IS_INVALID,
+    PARAMS_NEED_INT,
+    PARAMS_NEED_SET,
+    XX_EXCEED_LIMIT,
+    CmdbError,
+    Lang,
+    cmdb_text,
+    duplicate_key_text,
+)
+from syncd.simulator.stats import Stats
+from syncd.simulator.store import DuplicateKeyError, Store, mongo_valid
+
+MAX_DETAILS = 200
+MAX_PAGE = 500
+MAX_DELETE_IDS = 500
+INNER_MODELS = frozenset(
+    {"bk_biz_set_obj", "biz", "bk_project", "set", "module", "process", "host", "plat"}
+)
+
+Pace = Callable[[], Awaitable[None]]
+"""Awaited once per detail, between its checks and its insert."""
+
+
+async def no_pace() -> None:
+    """The pace when details cost nothing: never awaited, so a batch runs atomically."""
+
+
+_PER_INDEX_CODES = (
+    ASST_INST_NOT_EXIST,
+    INST_TO_ASST_NOT_EXIST,
+    ONE_TO_ONE_VIOLATED,
+    ONE_TO_MANY_VIOLATED,
+)
+
+
+class Malformed:
+    """Stands in for a body that is not JSON at all."""
+
+
+MALFORMED = Malformed()
+
+
+@dataclass(frozen=True, slots=True)
+class ApiSpec:
+    """One CMDB API: its ESB name and the backend method and path the API gateway uses."""
+
+    name: str
+    method: str
+    path: str
+
+    @property
+    def pattern(self) -> re.Pattern[str]:
+        return re.compile("^" + re.sub(r"\{(\w+)\}", r"(?P<\1>[^/]+)", self.path) + "/?$")
+
+    @property
+    def path_params(self) -> tuple[str, ...]:
+        return tuple(re.findall(r"\{(\w+)\}", self.path))
+
+
+APIS: tuple[ApiSpec, ...] = (
+    ApiSpec("batch_create_instance_association", "POST", "/api/v3/createmany/instassociation"),
+    ApiSpec("add_instance_association", "POST", "/api/v3/create/instassociation"),
+    ApiSpec(
+        "search_instance_associations",
+        "POST",
+        "/api/v3/search/instance_associations/object/{bk_obj_id}",
+    ),
+    ApiSpec(
+        "count_instance_associations",
+        "POST",
+        "/api/v3/count/instance_associations/object/{bk_obj_id}",
+    ),
+    ApiSpec("find_instance_association", "POST", "/api/v3/find/instassociation"),
+    ApiSpec("find_object_association", "POST", "/api/v3/find/objectassociation"),
+    ApiSpec("delete_related_inst_asso", "DELETE", "/api/v3/delete/instassociation/batch"),
+    ApiSpec(
+        "delete_instance_association", "DELETE", "/api/v3/delete/instassociation/{bk_obj_id}/{id}"
+    ),
+    ApiSpec("search_object_instances", "POST", "/api/v3/search/instances/object/{bk_obj_id}"),
+    ApiSpec("list_hosts_without_biz", "POST", "/api/v3/hosts/list_hosts_without_app"),
+)
+BY_NAME: dict[str, ApiSpec] = {api.name: api for api in APIS}
+_PATTERNS = [(api, api.pattern) for api in APIS]
+
+
+def match_path(method: str, path: str) -> tuple[ApiSpec, dict[str, str]] | None:
+    """The API a backend method and path name, with its path variables."""
+    for api, pattern in _PATTERNS:
+        m = pattern.match(path)
+        if m and api.method == method.upper():
+            return api, m.groupdict()
+    return None
+
+
+# --- Go-like decoding ---------------------------------------------------------------------------
+
+
+def _object(body: Any) -> Mapping[str, Any]:
+    if body is None:
+        return {}
+    if isinstance(body, Malformed) or not isinstance(body, Mapping):
+        raise CmdbError(JSON_UNMARSHAL)
+    return body
+
+
+def _str(body: Mapping[str, Any], key: str) -> str:
+    value = body.get(key)
+    if value is None:
+        return ""
+    if not isinstance(value, str):
+        raise CmdbError(JSON_UNMARSHAL)
+    return value
+
+
+def _int(value: Any) -> int:
+    if value is None:
+        return 0
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise CmdbError(JSON_UNMARSHAL)
+    return value
+
+
+def _list(body: Mapping[str, Any], key: str) -> list[Any]:
+    value = body.get(key)
+    if value is None:
+        return []
+    if not isinstance(value, list):
+        raise CmdbError(JSON_UNMARSHAL)
+    return value
+
+
+def _detail_pairs(details: list[Any]) -> list[tuple[int, int]]:
+    """``details`` as (src, dst) ints; the common all-int case takes the fast path."""
+    pairs: list[tuple[int, int]] = []
+    append = pairs.append
+    for d in details:
+        if type(d) is not dict:
+            d = _object(d)
+        src, dst = d.get("bk_inst_id"), d.get("bk_asst_inst_id")
+        if type(src) is not int:
+            src = _int(src)
+        if type(dst) is not int:
+            dst = _int(dst)
+        append((src, dst))
+    return pairs
+
+
+def _fields(body: Mapping[str, Any]) -> list[str]:
+    fields = _list(body, "fields")
+    if not all(isinstance(f, str) for f in fields):
+        raise CmdbError(JSON_UNMARSHAL)
+    return fields
+
+
+@dataclass(frozen=True, slots=True)
+class Page:
+    start: int
+    limit: int
+    sort: str
+
+
+def _page(body: Mapping[str, Any]) -> Page:
+    raw = body.get("page")
+    page = _object(raw)
+    start, limit = _int(page.get("start")), _int(page.get("limit"))
+    return Page(start, limit, _str(page, "sort"))
+
+
+def _check_limit(page: Page) -> None:
+    if page.limit <= 0 or page.limit > MAX_PAGE:
+        raise CmdbError(PARAMS_INVALID, "page.limit")
+    if page.start < 0:
+        raise CmdbError(PARAMS_INVALID, "page.start")
+
+
+def _filter(body: Mapping[str, Any], key: str, **limits: int | None) -> Any:
+    rule = body.get(key)
+    if rule is None:
+        return None
+    try:
+        query.validate(rule, **limits)
+    except query.QueryError as exc:
+        raise CmdbError(PARAMS_INVALID, f"{key}.{exc.key}".rstrip(".")) from None
+    return rule
+
+
+class Backend:
+    """Serves each API's body against the store; returns ``data`` or raises CmdbError."""
+
+    def __init__(self, store: Store, stats: Stats) -> None:
+        self.store = store
+        self.stats = stats
+
+    async def call(
+        self, api: ApiSpec, params: Mapping[str, Any], body: Any, lang: Lang, pace: Pace
+    ) -> Any:
+        handler: Callable[[Mapping[str, Any], Any, Lang, Pace], Awaitable[Any]] = getattr(
+            self, api.name
+        )
+        return await handler(params, body, lang, pace)
+
+    async def batch_create_instance_association(
+        self, params: Mapping[str, Any], raw: Any, lang: Lang, pace: Pace
+    ) -> Any:
+        body = _object(raw)
+        asst_id = _str(body, "bk_obj_asst_id")
+        obj = _str(body, "bk_obj_id")
+        asst_obj = _str(body, "bk_asst_obj_id")
+        pairs = _detail_pairs(_list(body, "details"))
+        self.stats.batch(len(pairs))
+        # CreateManyInstAsstRequest.Validate, in its order.
+        if not asst_id:
+            raise CmdbError(PARAMS_IS_INVALID, "bk_obj_asst_id")
+        if not obj:
+            raise CmdbError(PARAMS_IS_INVALID, "bk_obj_id")
+        if not asst_obj:
+            raise CmdbError(PARAMS_IS_INVALID, "bk_asst_obj_id")
+        if not pairs:
+            raise CmdbError(INST_DATA_NIL, "details")
+        if len(pairs) > MAX_DETAILS:
+            raise CmdbError(XX_EXCEED_LIMIT, "details", MAX_DETAILS)
+        if not asst_id.startswith(obj):
+            raise CmdbError(PARAMS_INVALID, "bk_obj_id")
+        if not asst_id.endswith(asst_obj):
+            raise CmdbError(PARAMS_INVALID, "bk_asst_obj_id")
+        model = self.store.models.get(asst_id)
+        if model is None:
+            raise CmdbError(OBJECT_ASSOCIATION_NOT_EXIST)
+        created: dict[str, int] = {}
+        errors: dict[str, str] = {}
+        writer = self.store.writer(model, obj, asst_obj)
+        texts = {code: cmdb_text(code, lang) for code in _PER_INDEX_CODES}
+        texts[ASSOCIATION_ALREADY_EXIST] = cmdb_text(ASSOCIATION_ALREADY_EXIST, lang, obj, asst_obj)
+        for idx, (src, dst) in enumerate(pairs):
+            code = writer.check(src, dst)
+            if pace is not no_pace:
+                await pace()
+            if code is not None:
+                errors[str(idx)] = texts[code]
+                continue
+            try:
+                created[str(idx)] = writer.insert(src, dst)
+            except DuplicateKeyError as exc:
+                errors[str(idx)] = duplicate_key_text(str(exc), asst_id, src, dst)
+        self.stats.pairs_created += len(created)
+        return {"success_created": created, "error_msg": errors}
+
+    async def add_instance_association(
+        self, params: Mapping[str, Any], raw: Any, lang: Lang, pace: Pace
+    ) -> Any:
+        body = _object(raw)
+        asst_id = _str(body, "bk_obj_asst_id")
+        src, dst = _int(body.get("bk_inst_id")), _int(body.get("bk_asst_inst_id"))
+        model = self.store.models.get(asst_id)
+        if model is None:
+            raise CmdbError(OBJECT_ASSOCIATION_NOT_EXIST)
+        store = self.store
+        obj, asst_obj = model.bk_obj_id, model.bk_asst_obj_id
+        writer = store.writer(model, obj, asst_obj)
+        # Single create: mapping first (topo server), then duplicate and instances (core).
+        code = store.check_mapping(model, src, dst)
+        if code is None and (asst_id, src, dst) in store.by_pair:
+            raise CmdbError(DUPLICATE_ITEM, "association")
+        if code is None and not store.instance_exists(obj, src):
+            code = ASST_INST_NOT_EXIST
+        if code is None and not store.instance_exists(asst_obj, dst):
+            code = INST_TO_ASST_NOT_EXIST
+        if code is not None:
+            raise CmdbError(code)
+        await pace()
+        try:
+            new_id = writer.insert(src, dst)
+        except DuplicateKeyError as exc:
+            raise CmdbError(
+                DUPLICATE_ITEM, raw=duplicate_key_text(str(exc), asst_id, src, dst)
+            ) from None
+        self.stats.pairs_created += 1
+        return {"id": new_id}
+
+    async def search_instance_associations(
+        self, params: Mapping[str, Any], raw: Any, lang: Lang, pace: Pace
+    ) -> Any:
+        body = _object(raw)
+        obj = str(params.get("bk_obj_id") or "")
+        fields, page = _fields(body), _page(body)
+        if not obj:
+            raise CmdbError(PARAMS_INVALID, "bk_obj_id")
+        _check_limit(page)
+        rule = _filter(body, "conditions")
+        info = self.store.search_associations(obj, rule, fields, page.start, page.limit, page.sort)
+        return {"info": info}
+
+    async def count_instance_associations(
+        self, params: Mapping[str, Any], raw: Any, lang: Lang, pace: Pace
+    ) -> Any:
+        body = _object(raw)
+        obj = str(params.get("bk_obj_id") or "")
+        if not obj:
+            raise CmdbError(PARAMS_INVALID, "bk_obj_id")
+        rule = _filter(body, "conditions")
+        return {"count": self.store.count_associations(obj, rule)}
+
+    async def find_instance_association(
+        self, params: Mapping[str, Any], raw: Any, lang: Lang, pace: Pace
+    ) -> Any:
+        body = _object(raw)
+        obj = _str(body, "bk_obj_id")
+        cond = _object(body.get("condition"))
+        if not obj:
+            raise CmdbError(PARAMS_NEED_SET, "bk_obj_id")
+        bad = mongo_valid(cond)
+        if bad is not None:
+            raise CmdbError(PARAMS_INVALID, f"condition.{bad}")
+        return self.store.find_associations(obj, cond)
+
+    async def find_object_association(
+        self, params: Mapping[str, Any], raw: Any, lang: Lang, pace: Pace
+    ) -> Any:
+        body = _object(raw)
+        if "condition" in body:
+            cond = body.get("condition")
+            if not isinstance(cond, Mapping) or not cond:
+                raise CmdbError(PARAMS_IS_INVALID)
+        else:
+            obj = body.get("bk_obj_id")
+            if not isinstance(obj, str):
+                raise CmdbError(PARAMS_IS_INVALID)
+            cond = {"bk_obj_id": obj}
+        bad = mongo_valid(cond)
+        if bad is not None:
+            raise CmdbError(PARAMS_INVALID, f"condition.{bad}")
+        return self.store.find_models(cond)
+
+    async def delete_instance_association(
+        self, params: Mapping[str, Any], raw: Any, lang: Lang, pace: Pace
+    ) -> Any:
+        obj = params.get("bk_obj_id")
+        if not isinstance(obj, str) or not obj:
+            raise CmdbError(PARAMS_NEED_SET, "bk_obj_id")
+        raw_id = params.get("id")
+        try:
+            if isinstance(raw_id, bool) or not isinstance(raw_id, int | str):
+                raise ValueError
+            asso_id = int(raw_id)
+        except ValueError:
+            raise CmdbError(PARAMS_NEED_INT, "association_id") from None
+        self.store.delete_ids(obj, [asso_id])
+        return None
+
+    async def delete_related_inst_asso(
+        self, params: Mapping[str, Any], raw: Any, lang: Lang, pace: Pace
+    ) -> Any:
+        body = _object(raw)
+        ids = [_int(i) for i in _list(body, "id")]
+        obj = _str(body, "bk_obj_id")
+        if not ids:
+            raise CmdbError(HTTP_INPUT_INVALID)
+        if len(ids) > MAX_DELETE_IDS:
+            raise CmdbError(PAGE_LIMIT_EXCEEDED)
+        if not obj:
+            raise CmdbError(PARAMS_NEED_SET, "bk_obj_id")
+        return self.store.delete_ids(obj, ids)
+
+    async def search_object_instances(
+        self, params: Mapping[str, Any], raw: Any, lang: Lang, pace: Pace
+    ) -> Any:
+        obj = str(params.get("bk_obj_id") or "")
+        if obj in INNER_MODELS:
+            raise CmdbError(INNER_MODEL_FORBIDDEN)
+        body = _object(raw)
+        fields, page = _fields(body), _page(body)
+        if not obj:
+            raise CmdbError(PARAMS_INVALID, "bk_obj_id")
+        _check_limit(page)
+        rule = body.get("conditions")
+        if rule is not None:
+            try:
+                query.validate(rule)
+            except query.QueryError:
+                raise CmdbError(PARAMS_INVALID, "conditions") from None
+        _, info = self.store.search_instances(obj, rule, fields, page.start, page.limit, page.sort)
+        return {"info": info}
+
+    async def list_hosts_without_biz(
+        self, params: Mapping[str, Any], raw: Any, lang: Lang, pace: Pace
+    ) -> Any:
+        body = _object(raw)
+        fields, page = _fields(body), _page(body)
+        _check_limit(page)
+        rule = _filter(body, "host_property_filter", max_in=None, max_or=None)
+        count, info = self.store.search_instances(
+            "host", rule, fields, page.start, page.limit, page.sort or "bk_host_id"
+        )
+        return {"count": count, "info": info}

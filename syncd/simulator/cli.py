@@ -1,0 +1,124 @@
+"""``syncd simulate`` / ``python -m syncd.simulator``: serve the simulator until signalled.
+
+Prints one JSON line, ``{"event": "simulator_listening", "url": ...}``, on
+stdout so a parent process that asked for port 0 can find the port.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import signal
+import sys
+
+from syncd.simulator.faults import FAULT_KINDS, check_kinds
+from syncd.simulator.fixture import Fixture, FixtureError
+from syncd.simulator.server import Simulator, SimulatorOptions
+
+EX_CONFIG = 78
+"""sysexits' EX_CONFIG: the fixture or an option is unusable."""
+
+
+def _listen(value: str) -> tuple[str, int]:
+    host, sep, port = value.rpartition(":")
+    if not sep or not host or not port.isdigit() or int(port) > 65535:
+        raise argparse.ArgumentTypeError(
+            f"expected HOST:PORT (port 0 = any free port), got {value!r}"
+        )
+    return host.strip("[]"), int(port)
+
+
+def _kinds(value: str) -> tuple[str, ...]:
+    try:
+        return check_kinds(k.strip() for k in value.split(",") if k.strip())
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+
+
+def _fraction(value: str) -> float:
+    rate = float(value)
+    if not 0.0 <= rate <= 1.0:
+        raise argparse.ArgumentTypeError("must be between 0 and 1")
+    return rate
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    """The simulator's options, for ``syncd simulate`` and ``python -m syncd.simulator``."""
+    parser.add_argument(
+        "--listen", type=_listen, default=("127.0.0.1", 0), metavar="HOST:PORT",
+        help="address to serve on; port 0 picks a free port (default 127.0.0.1:0)",
+    )  # fmt: skip
+    parser.add_argument(
+        "--fixture", required=True, metavar="FILE", help="fixture (YAML or JSON) to start from"
+    )
+    parser.add_argument(
+        "--rate-limit", type=float, default=None, metavar="RPS",
+        help="token-bucket request rate; beyond it 429 RATE_LIMIT_RESTRICTION (ESB: 1306429)",
+    )  # fmt: skip
+    parser.add_argument(
+        "--max-in-flight", type=int, default=None, metavar="N",
+        help="requests served at once; beyond it 429 CONCURRENCY_LIMIT_RESTRICTION",
+    )  # fmt: skip
+    parser.add_argument(
+        "--latency-ms", type=float, default=0.0, metavar="MS", help="base delay of every request"
+    )
+    parser.add_argument(
+        "--per-detail-ms", type=float, default=0.0, metavar="MS",
+        help="extra delay per batch detail",
+    )  # fmt: skip
+    parser.add_argument(
+        "--fault-rate", type=_fraction, default=0.0, metavar="P",
+        help="fraction of requests that get a fault (0..1)",
+    )  # fmt: skip
+    parser.add_argument(
+        "--fault-kinds", type=_kinds, default=FAULT_KINDS, metavar="LIST",
+        help=f"comma-separated subset of {','.join(FAULT_KINDS)} (default: all)",
+    )  # fmt: skip
+    parser.add_argument("--seed", type=int, default=0, metavar="N", help="fault RNG seed")
+
+
+def run(args: argparse.Namespace) -> int:
+    """Serve until SIGTERM/SIGINT; 0 on a signalled stop, 78 on a bad fixture or option."""
+    try:
+        fixture = Fixture.load(args.fixture)
+        options = SimulatorOptions(
+            rate_limit=args.rate_limit,
+            max_in_flight=args.max_in_flight,
+            latency_ms=args.latency_ms,
+            per_detail_ms=args.per_detail_ms,
+            fault_rate=args.fault_rate,
+            fault_kinds=tuple(args.fault_kinds),
+            seed=args.seed,
+        )
+        simulator = Simulator(fixture, options)
+    except (FixtureError, ValueError) as exc:
+        print(f"syncd simulate: {exc}", file=sys.stderr)
+        return EX_CONFIG
+    host, port = args.listen
+    try:
+        return asyncio.run(_serve(simulator, host, port))
+    except OSError as exc:
+        print(f"syncd simulate: cannot listen on {host}:{port}: {exc}", file=sys.stderr)
+        return 1
+
+
+async def _serve(simulator: Simulator, host: str, port: int) -> int:
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, stop.set)
+    async with simulator.running(host, port) as url:
+        sys.stdout.write(json.dumps({"event": "simulator_listening", "url": url}) + "\n")
+        sys.stdout.flush()
+        print(f"syncd simulate: CMDB simulator listening on {url}", file=sys.stderr)
+        await stop.wait()
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(
+        prog="python -m syncd.simulator", description="BlueKing CMDB simulator (both gateways)"
+    )
+    add_arguments(parser)
+    return run(parser.parse_args(argv))

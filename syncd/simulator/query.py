@@ -1,0 +1,208 @@
+"""bk-cmdb's query-builder filters: validated as the CMDB does, compiled to predicates.
+
+The CMDB refuses a filter with an invalid-key path (e.g. ``rules[0].value``)
+that ends up in a 1199006 message, so validation mirrors its rules: AND/OR,
+at most 20 OR rules, nesting depth 3, ``in`` lists of at most 500 values of one
+basic type. Matching follows MongoDB's semantics for the operators syncd uses.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable, Iterable, Mapping
+from typing import Any
+
+Row = Mapping[str, Any]
+Predicate = Callable[[Row], bool]
+
+MAX_DEPTH = 3
+MAX_OR_RULES = 20
+MAX_IN_VALUES = 500
+_FIELD = re.compile(r"^[a-zA-Z0-9][\w\-.]*$")
+_NUMERIC_OPS = {"less", "less_or_equal", "greater", "greater_or_equal"}
+_STRING_OPS = {
+    "begins_with",
+    "not_begins_with",
+    "contains",
+    "not_contains",
+    "ends_with",
+    "not_ends_with",
+}
+_NO_VALUE_OPS = {"exist", "not_exist", "is_empty", "is_not_empty", "is_null", "is_not_null"}
+OPERATORS = {"equal", "not_equal", "in", "not_in"} | _NUMERIC_OPS | _STRING_OPS | _NO_VALUE_OPS
+
+
+class QueryError(ValueError):
+    """An invalid filter; ``key`` is the CMDB's path to the offending part."""
+
+    def __init__(self, key: str, why: str) -> None:
+        super().__init__(f"{key}: {why}")
+        self.key = key
+
+
+def _basic(value: Any) -> bool:
+    return isinstance(value, str | int | float | bool)
+
+
+def _is_num(value: Any) -> bool:
+    return isinstance(value, int | float) and not isinstance(value, bool)
+
+
+def depth(rule: Any) -> int:
+    """bk-cmdb's GetDeep: an atom is 1, a combined rule one more than its deepest child (min 1)."""
+    if isinstance(rule, Mapping) and "condition" in rule:
+        children = rule.get("rules") or []
+        return max([1, *(depth(c) for c in children)]) + 1
+    return 1
+
+
+def validate(
+    rule: Any, *, max_in: int | None = MAX_IN_VALUES, max_or: int | None = MAX_OR_RULES
+) -> None:
+    """Raise :class:`QueryError` for a filter the CMDB would refuse (key relative to it)."""
+    _validate(rule, max_in, max_or)
+    if depth(rule) > MAX_DEPTH:
+        raise QueryError("rules", f"exceed max query condition deepth: {MAX_DEPTH}")
+
+
+def _validate(rule: Any, max_in: int | None, max_or: int | None) -> None:
+    if not isinstance(rule, Mapping):
+        raise QueryError("", "a rule must be an object")
+    if "condition" in rule:
+        cond = rule.get("condition")
+        if cond not in ("AND", "OR"):
+            raise QueryError("condition", f"unexpected condition: {cond}")
+        rules = rule.get("rules")
+        if not isinstance(rules, list) or not rules:
+            raise QueryError("rules", "combined rules shouldn't be empty")
+        if cond == "OR" and max_or is not None and len(rules) > max_or:
+            raise QueryError("rules", f"too many rules of OR condition: {len(rules)} max({max_or})")
+        for i, child in enumerate(rules):
+            try:
+                _validate(child, max_in, max_or)
+            except QueryError as exc:
+                raise QueryError(f"rules[{i}].{exc.key}".rstrip("."), str(exc)) from None
+        return
+    op = rule.get("operator")
+    if op not in OPERATORS:
+        raise QueryError("operator", f"unsupported operator: {op}")
+    fld = rule.get("field")
+    if not isinstance(fld, str) or not _FIELD.match(fld):
+        raise QueryError("field", f"invalid field: {fld}")
+    value = rule.get("value")
+    if op in ("equal", "not_equal"):
+        if not _basic(value):
+            raise QueryError("value", "value should be a basic type")
+    elif op in ("in", "not_in"):
+        if not isinstance(value, list):
+            raise QueryError("value", "value should be an array")
+        if max_in is not None and len(value) > max_in:
+            raise QueryError("value", f"elements length {len(value)} exceeds maximum {max_in}")
+        if not all(_basic(v) for v in value):
+            raise QueryError("value", "array elements should be basic types")
+        if len({type(v) for v in value}) > 1:
+            raise QueryError("value", "array elements type should be the same")
+    elif op in _NUMERIC_OPS:
+        if not _is_num(value):
+            raise QueryError("value", "value should be numeric")
+    elif op in _STRING_OPS and (not isinstance(value, str) or not value):
+        raise QueryError("value", "value should be a non-empty string")
+
+
+def _values(stored: Any) -> Iterable[Any]:
+    """A stored field as MongoDB sees it for equality: arrays match element-wise."""
+    if isinstance(stored, list):
+        return stored
+    return (stored,)
+
+
+def _key(value: Any) -> tuple[bool, Any]:
+    """Set key that keeps ``true`` apart from ``1`` while ``1`` still equals ``1.0``."""
+    return (isinstance(value, bool), value)
+
+
+def _hashable(value: Any) -> bool:
+    return not isinstance(value, list | dict)
+
+
+def _same(a: Any, b: Any) -> bool:
+    return a == b and isinstance(a, bool) == isinstance(b, bool)
+
+
+def compile_rule(rule: Any) -> Predicate:
+    """Turn a validated filter into a predicate over one row (a missing field is null)."""
+    if "condition" in rule:
+        preds = [compile_rule(child) for child in rule["rules"]]
+        if rule["condition"] == "AND":
+            return lambda row: all(p(row) for p in preds)
+        return lambda row: any(p(row) for p in preds)
+    fld: str = rule["field"]
+    op: str = rule["operator"]
+    value = rule.get("value")
+    if op == "equal":
+        return lambda row: any(_same(v, value) for v in _values(row.get(fld)))
+    if op == "not_equal":
+        return lambda row: not any(_same(v, value) for v in _values(row.get(fld)))
+    if op in ("in", "not_in"):
+        wanted = {_key(v) for v in value}
+        inside = op == "in"
+
+        def member(row: Row) -> bool:
+            hit = any(_key(v) in wanted for v in _values(row.get(fld)) if _hashable(v))
+            return hit if inside else not hit
+
+        return member
+    if op in _NUMERIC_OPS:
+        compare: dict[str, Callable[[Any], bool]] = {
+            "less": lambda v: v < value,
+            "less_or_equal": lambda v: v <= value,
+            "greater": lambda v: v > value,
+            "greater_or_equal": lambda v: v >= value,
+        }
+        check = compare[op]
+        return lambda row: any(_is_num(v) and check(v) for v in _values(row.get(fld)))
+    if op in _STRING_OPS:
+        positive = op.removeprefix("not_")
+        negate = op.startswith("not_")
+        text = str(value)
+        tests: dict[str, Callable[[str], bool]] = {
+            "begins_with": lambda s: s.startswith(text),
+            "ends_with": lambda s: s.endswith(text),
+            "contains": lambda s: text.lower() in s.lower(),
+        }
+        test = tests[positive]
+
+        def string_match(row: Row) -> bool:
+            hit = any(isinstance(v, str) and test(v) for v in _values(row.get(fld)))
+            return hit != negate
+
+        return string_match
+    if op in ("exist", "not_exist"):
+        want = op == "exist"
+        return lambda row: (fld in row) == want
+    if op in ("is_null", "is_not_null"):
+        want_null = op == "is_null"
+        return lambda row: (row.get(fld) is None) == want_null
+    want_empty = op == "is_empty"
+    return lambda row: (row.get(fld) == []) == want_empty
+
+
+def equality_hints(rule: Any) -> dict[str, list[Any]]:
+    """Fields that every match must have equal to one of some values (top-level AND only).
+
+    Lets callers narrow the candidates with an index before running the predicate.
+    """
+    atoms: list[Any]
+    if "condition" in rule:
+        if rule["condition"] != "AND":
+            return {}
+        atoms = [r for r in rule["rules"] if "condition" not in r]
+    else:
+        atoms = [rule]
+    hints: dict[str, list[Any]] = {}
+    for atom in atoms:
+        if atom["operator"] == "equal":
+            hints.setdefault(atom["field"], [atom["value"]])
+        elif atom["operator"] == "in":
+            hints.setdefault(atom["field"], list(atom["value"]))
+    return hints

@@ -1,0 +1,488 @@
+"""The simulated CMDB's data: instances, model associations and instance associations.
+
+Pure and synchronous. Every per-detail step is O(1): pairs are indexed by
+``(bk_obj_asst_id, src, dst)``, the 1:1 and 1:n checks read per-side counters,
+and instance existence is a set lookup or a range test. Rows live once and are
+reachable from both objects, as the CMDB keeps each association in the tables
+of both its source and its target model.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterable, Mapping
+from typing import Any
+
+from syncd.simulator import query
+from syncd.simulator.fixture import (
+    HOST,
+    Fixture,
+    FixtureError,
+    InstanceAssociation,
+    ModelAssociation,
+    id_field,
+)
+from syncd.simulator.messages import (
+    ASSOCIATION_ALREADY_EXIST,
+    ASST_INST_NOT_EXIST,
+    INST_TO_ASST_NOT_EXIST,
+    ONE_TO_MANY_VIOLATED,
+    ONE_TO_ONE_VIOLATED,
+)
+
+Row = dict[str, Any]
+SUPPLIER_ACCOUNT = "0"
+
+
+def host_ip(host_id: int) -> str:
+    """A stable, unique-per-id inner IP for generated hosts."""
+    return f"10.{(host_id >> 16) & 255}.{(host_id >> 8) & 255}.{host_id & 255}"
+
+
+class ObjectTable:
+    """Instances of one object: explicit rows plus id ranges generated on first read."""
+
+    def __init__(self, obj_id: str) -> None:
+        self.obj_id = obj_id
+        self.id_field = id_field(obj_id)
+        self.explicit: dict[int, Row] = {}
+        self.ranges: list[tuple[int, int]] = []
+        self._rows: list[Row] | None = None
+        self._indexes: dict[str, dict[Any, list[Row]]] = {}
+
+    def exists(self, inst_id: int) -> bool:
+        if inst_id in self.explicit:
+            return True
+        for lo, hi in self.ranges:  # noqa: SIM110 - a plain loop is faster than any() here
+            if lo <= inst_id <= hi:
+                return True
+        return False
+
+    def generated(self, inst_id: int) -> Row:
+        if self.obj_id == HOST:
+            return {
+                "bk_host_id": inst_id,
+                "bk_host_innerip": host_ip(inst_id),
+                "bk_host_name": f"host-{inst_id}",
+                "bk_cloud_id": 0,
+            }
+        return {
+            "bk_inst_id": inst_id,
+            "bk_inst_name": f"{self.obj_id}-{inst_id}",
+            "bk_obj_id": self.obj_id,
+        }
+
+    def add(self, entries: Iterable[Mapping[str, Any]]) -> None:
+        for entry in entries:
+            inst_id = int(entry[self.id_field])
+            self.explicit[inst_id] = {**self.generated(inst_id), **entry}
+        self._rows = None
+        self._indexes.clear()
+
+    def add_range(self, lo: int, hi: int) -> None:
+        self.ranges.append((lo, hi))
+        self._rows = None
+        self._indexes.clear()
+
+    def rows(self) -> list[Row]:
+        """All instances in id order (generated ones materialised once)."""
+        if self._rows is None:
+            ids: set[int] = set(self.explicit)
+            for lo, hi in self.ranges:
+                ids.update(range(lo, hi + 1))
+            self._rows = [self.explicit.get(i) or self.generated(i) for i in sorted(ids)]
+        return self._rows
+
+    def index(self, fld: str) -> dict[Any, list[Row]]:
+        """Rows by a field's value (array fields indexed per element), built on demand."""
+        idx = self._indexes.get(fld)
+        if idx is None:
+            idx = {}
+            for row in self.rows():
+                value = row.get(fld)
+                for v in value if isinstance(value, list) else (value,):
+                    if isinstance(v, dict):
+                        continue
+                    idx.setdefault((isinstance(v, bool), v), []).append(row)
+            self._indexes[fld] = idx
+        return idx
+
+    def __len__(self) -> int:
+        return len(self.rows())
+
+
+def _sort_key(fld: str) -> Any:
+    def key(row: Mapping[str, Any]) -> tuple[int, Any]:
+        v = row.get(fld)
+        if isinstance(v, int | float) and not isinstance(v, bool):
+            return (0, v)
+        if v is None:
+            return (2, "")
+        return (1, str(v))
+
+    return key
+
+
+def sort_rows(rows: list[Row], sort: str, natural: str) -> list[Row]:
+    """Apply a CMDB ``page.sort`` (``"a,-b"``); rows already come in ``natural`` order."""
+    specs = [s.strip() for s in sort.split(",") if s.strip()] if sort else []
+    if not specs or specs == [natural]:
+        return rows
+    if specs == [f"-{natural}"]:
+        return rows[::-1]
+    out = list(rows)
+    for spec in reversed(specs):
+        desc = spec.startswith("-")
+        fld = spec.lstrip("-+").split(":")[0]
+        out.sort(key=_sort_key(fld), reverse=desc)
+    return out
+
+
+def project(rows: Iterable[Row], fields: list[str] | None) -> list[Row]:
+    if not fields:
+        return [dict(r) for r in rows]
+    return [{f: r[f] for f in fields if f in r} for r in rows]
+
+
+class DuplicateKeyError(Exception):
+    """The unique index refused an insert: another request stored the pair meanwhile."""
+
+
+class Store:
+    """All data of one simulated CMDB."""
+
+    def __init__(self, fixture: Fixture) -> None:
+        self.tables: dict[str, ObjectTable] = {}
+        self.models: dict[str, ModelAssociation] = {}
+        self.model_ids: dict[str, int] = {}
+        self.rows: dict[int, Row] = {}
+        self.by_pair: dict[tuple[str, int, int], int] = {}
+        self.by_asst: dict[str, dict[int, Row]] = {}
+        self.by_object: dict[str, dict[int, Row]] = {}
+        self.src_count: dict[tuple[str, int], int] = {}
+        self.dst_count: dict[tuple[str, int], int] = {}
+        self.version = 0
+        self._seq = 0
+        self._cache: tuple[Any, int, list[Row]] | None = None
+        for obj_id, entries in fixture.objects.items():
+            self.table(obj_id).add(entries)
+        for obj_id, ranges in fixture.instance_ranges.items():
+            for lo, hi in ranges:
+                self.table(obj_id).add_range(lo, hi)
+        for i, model in enumerate(fixture.model_associations, start=1):
+            self.models[model.bk_obj_asst_id] = model
+            self.model_ids[model.bk_obj_asst_id] = i
+        for i, pair in enumerate(fixture.instance_associations):
+            self._seed_pair(fixture.source, i, pair)
+
+    # --- instances ----------------------------------------------------------------------------
+
+    def table(self, obj_id: str) -> ObjectTable:
+        table = self.tables.get(obj_id)
+        if table is None:
+            table = self.tables[obj_id] = ObjectTable(obj_id)
+        return table
+
+    def instance_exists(self, obj_id: str, inst_id: int) -> bool:
+        table = self.tables.get(obj_id)
+        return table is not None and table.exists(inst_id)
+
+    def search_instances(
+        self, obj_id: str, rule: Any, fields: list[str] | None, start: int, limit: int, sort: str
+    ) -> tuple[int, list[Row]]:
+        """Matching instances of one object: (total count, one page)."""
+        table = self.tables.get(obj_id)
+        if table is None:
+            return 0, []
+        candidates = table.rows()
+        if rule is not None:
+            for fld, values in query.equality_hints(rule).items():
+                idx = table.index(fld)
+                seen: dict[int, Row] = {}
+                for v in values:
+                    for row in idx.get((isinstance(v, bool), v), ()):
+                        seen[id(row)] = row
+                candidates = sorted(seen.values(), key=lambda r: int(r[table.id_field]))
+                break
+            pred = query.compile_rule(rule)
+            candidates = [r for r in candidates if pred(r)]
+        ordered = sort_rows(candidates, sort, table.id_field)
+        return len(ordered), project(ordered[start : start + limit], fields)
+
+    # --- model associations -------------------------------------------------------------------
+
+    def model_row(self, model: ModelAssociation) -> Row:
+        return {
+            "id": self.model_ids[model.bk_obj_asst_id],
+            "bk_obj_asst_id": model.bk_obj_asst_id,
+            "bk_obj_asst_name": model.bk_obj_asst_name,
+            "bk_obj_id": model.bk_obj_id,
+            "bk_asst_obj_id": model.bk_asst_obj_id,
+            "bk_asst_id": model.bk_asst_id,
+            "mapping": model.mapping,
+            "on_delete": model.on_delete,
+            "is_pre": False,
+            "bk_supplier_account": SUPPLIER_ACCOUNT,
+        }
+
+    def find_models(self, cond: Mapping[str, Any]) -> list[Row]:
+        rows = [self.model_row(m) for m in self.models.values()]
+        return [r for r in rows if mongo_match(r, cond)]
+
+    # --- instance associations ----------------------------------------------------------------
+
+    def writer(self, model: ModelAssociation, obj_id: str, asst_obj_id: str) -> PairWriter:
+        """A per-request helper with the indexes of one relation bound, for the hot loop."""
+        return PairWriter(self, model, obj_id, asst_obj_id)
+
+    def check_mapping(self, model: ModelAssociation, src: int, dst: int) -> int | None:
+        asst_id = model.bk_obj_asst_id
+        if model.mapping == "1:1" and (
+            self.src_count.get((asst_id, src), 0) > 0 or self.dst_count.get((asst_id, dst), 0) > 0
+        ):
+            return ONE_TO_ONE_VIOLATED
+        if model.mapping == "1:n" and self.dst_count.get((asst_id, dst), 0) > 0:
+            return ONE_TO_MANY_VIOLATED
+        return None
+
+    def next_id(self) -> int:
+        """One global, only-growing sequence, like the CMDB's ``cc_idgenerator``."""
+        self._seq += 1
+        return self._seq
+
+    def delete_row(self, row_id: int) -> bool:
+        row = self.rows.pop(row_id, None)
+        if row is None:
+            return False
+        asst_id, src, dst = row["bk_obj_asst_id"], row["bk_inst_id"], row["bk_asst_inst_id"]
+        del self.by_pair[(asst_id, src, dst)]
+        self.by_asst[asst_id].pop(row_id, None)
+        self.by_object[row["bk_obj_id"]].pop(row_id, None)
+        self.by_object[row["bk_asst_obj_id"]].pop(row_id, None)
+        _decrement(self.src_count, (asst_id, src))
+        _decrement(self.dst_count, (asst_id, dst))
+        self.version += 1
+        return True
+
+    def delete_ids(self, obj_id: str, ids: Iterable[int]) -> int:
+        """Delete associations by id from ``obj_id``'s table; unknown ids are skipped."""
+        table = self.by_object.get(obj_id, {})
+        return sum(1 for i in set(ids) if i in table and self.delete_row(i))
+
+    def delete_pairs(self, asst_id: str, pairs: Iterable[tuple[int, int]]) -> int:
+        count = 0
+        for src, dst in pairs:
+            row_id = self.by_pair.get((asst_id, src, dst))
+            if row_id is not None and self.delete_row(row_id):
+                count += 1
+        return count
+
+    def pairs(self, asst_id: str) -> set[tuple[int, int]]:
+        rows = self.by_asst.get(asst_id, {}).values()
+        return {(r["bk_inst_id"], r["bk_asst_inst_id"]) for r in rows}
+
+    def associations(self, asst_id: str) -> list[Row]:
+        return [dict(r) for r in self.by_asst.get(asst_id, {}).values()]
+
+    def _object_rows(self, obj_id: str, rule: Any) -> Iterable[Row]:
+        """Rows in ``obj_id``'s table in id order, narrowed by ``bk_obj_asst_id`` if possible."""
+        hints = query.equality_hints(rule) if rule is not None else {}
+        assts = hints.get("bk_obj_asst_id")
+        if assts is None:
+            return self.by_object.get(obj_id, {}).values()
+        picked = [
+            row
+            for asst_id in dict.fromkeys(a for a in assts if isinstance(a, str))
+            for row in self.by_asst.get(asst_id, {}).values()
+            if row["bk_obj_id"] == obj_id or row["bk_asst_obj_id"] == obj_id
+        ]
+        if len(assts) > 1:
+            picked.sort(key=lambda r: int(r["id"]))
+        return picked
+
+    def search_associations(
+        self, obj_id: str, rule: Any, fields: list[str] | None, start: int, limit: int, sort: str
+    ) -> list[Row]:
+        """One page of the rows in ``obj_id``'s table (it is source or target) that match."""
+        key = (obj_id, json.dumps(rule, sort_keys=True, default=str), sort)
+        if self._cache is not None and self._cache[0] == key and self._cache[1] == self.version:
+            matched = self._cache[2]
+        else:
+            rows = self._object_rows(obj_id, rule)
+            if rule is not None:
+                pred = query.compile_rule(rule)
+                rows = (r for r in rows if pred(r))
+            matched = sort_rows(list(rows), sort, "id")
+            self._cache = (key, self.version, matched)
+        return project(matched[start : start + limit], fields)
+
+    def count_associations(self, obj_id: str, rule: Any) -> int:
+        """Rows where ``obj_id`` is the source (what the CMDB's count reports)."""
+        pred = query.compile_rule(rule) if rule is not None else None
+        return sum(
+            1
+            for r in self._object_rows(obj_id, rule)
+            if r["bk_obj_id"] == obj_id and (pred is None or pred(r))
+        )
+
+    def find_associations(self, obj_id: str, cond: Mapping[str, Any]) -> list[Row]:
+        return [dict(r) for r in self.by_object.get(obj_id, {}).values() if mongo_match(r, cond)]
+
+    # --- fixture seeding ----------------------------------------------------------------------
+
+    def _seed_pair(self, source: str, i: int, pair: InstanceAssociation) -> None:
+        key = f"instance_associations[{i}]"
+        model = self.models[pair.bk_obj_asst_id]
+        obj, asst_obj = model.bk_obj_id, model.bk_asst_obj_id
+        src, dst = pair.bk_inst_id, pair.bk_asst_inst_id
+        writer = self.writer(model, obj, asst_obj)
+        code = writer.check(src, dst)
+        reasons = {
+            ASSOCIATION_ALREADY_EXIST: f"pair ({src}, {dst}) is listed twice",
+            ASST_INST_NOT_EXIST: f"source {obj} instance {src} is not in objects/instance_ranges",
+            INST_TO_ASST_NOT_EXIST: (
+                f"target {asst_obj} instance {dst} is not in objects/instance_ranges"
+            ),
+            ONE_TO_ONE_VIOLATED: f"breaks the 1:1 mapping of {model.bk_obj_asst_id}",
+            ONE_TO_MANY_VIOLATED: f"breaks the 1:n mapping of {model.bk_obj_asst_id}",
+        }
+        if code is not None:
+            raise FixtureError(source, key, reasons[code])
+        writer.insert(src, dst)
+
+
+def _decrement(counts: dict[tuple[str, int], int], key: tuple[str, int]) -> None:
+    left = counts[key] - 1
+    if left:
+        counts[key] = left
+    else:
+        del counts[key]
+
+
+def _never(inst_id: int) -> bool:
+    return False
+
+
+class PairWriter:
+    """Checks and inserts pairs of one relation with every index pre-bound: O(1) per detail."""
+
+    __slots__ = (
+        "asst_id",
+        "asst_obj_id",
+        "asst_obj_rows",
+        "asst_rows",
+        "by_pair",
+        "dst_count",
+        "dst_exists",
+        "kind",
+        "mapping",
+        "obj_id",
+        "obj_rows",
+        "src_count",
+        "src_exists",
+        "store",
+    )
+
+    def __init__(
+        self, store: Store, model: ModelAssociation, obj_id: str, asst_obj_id: str
+    ) -> None:
+        self.store = store
+        self.asst_id = model.bk_obj_asst_id
+        self.kind = model.bk_asst_id
+        self.mapping = model.mapping
+        self.obj_id = obj_id
+        self.asst_obj_id = asst_obj_id
+        src_table, dst_table = store.tables.get(obj_id), store.tables.get(asst_obj_id)
+        self.src_exists = src_table.exists if src_table is not None else _never
+        self.dst_exists = dst_table.exists if dst_table is not None else _never
+        self.by_pair = store.by_pair
+        self.src_count = store.src_count
+        self.dst_count = store.dst_count
+        self.asst_rows = store.by_asst.setdefault(self.asst_id, {})
+        self.obj_rows = store.by_object.setdefault(obj_id, {})
+        self.asst_obj_rows = store.by_object.setdefault(asst_obj_id, {})
+
+    def check(self, src: int, dst: int) -> int | None:
+        """The first failing per-index check (a CMDB error code), or None; bk-cmdb's order."""
+        asst_id = self.asst_id
+        if (asst_id, src, dst) in self.by_pair:
+            return ASSOCIATION_ALREADY_EXIST
+        if not self.src_exists(src):
+            return ASST_INST_NOT_EXIST
+        if not self.dst_exists(dst):
+            return INST_TO_ASST_NOT_EXIST
+        mapping = self.mapping
+        if mapping == "n:n":
+            return None
+        if mapping == "1:1" and (asst_id, src) in self.src_count:
+            return ONE_TO_ONE_VIOLATED
+        if (asst_id, dst) in self.dst_count:
+            return ONE_TO_ONE_VIOLATED if mapping == "1:1" else ONE_TO_MANY_VIOLATED
+        return None
+
+    def insert(self, src: int, dst: int) -> int:
+        """Store one pair; the id is drawn first, so a refused insert still uses one up."""
+        store = self.store
+        store._seq += 1
+        new_id = store._seq
+        asst_id = self.asst_id
+        key = (asst_id, src, dst)
+        if key in self.by_pair:
+            raise DuplicateKeyError(f"cc_InstAsst_{SUPPLIER_ACCOUNT}_pub_{self.obj_id}")
+        row: Row = {
+            "id": new_id,
+            "bk_inst_id": src,
+            "bk_obj_id": self.obj_id,
+            "bk_asst_inst_id": dst,
+            "bk_asst_obj_id": self.asst_obj_id,
+            "bk_obj_asst_id": asst_id,
+            "bk_asst_id": self.kind,
+            "bk_supplier_account": SUPPLIER_ACCOUNT,
+        }
+        store.rows[new_id] = row
+        self.by_pair[key] = new_id
+        self.asst_rows[new_id] = row
+        self.obj_rows[new_id] = row
+        self.asst_obj_rows[new_id] = row
+        src_key, dst_key = (asst_id, src), (asst_id, dst)
+        self.src_count[src_key] = self.src_count.get(src_key, 0) + 1
+        self.dst_count[dst_key] = self.dst_count.get(dst_key, 0) + 1
+        store.version += 1
+        return new_id
+
+
+_MONGO_OPS = {"$eq", "$ne", "$in", "$nin"}
+
+
+def mongo_valid(cond: Mapping[str, Any]) -> str | None:
+    """The first unsupported part of a plain (mongo-style) condition, or None."""
+    for fld, want in cond.items():
+        if isinstance(want, Mapping):
+            for op, arg in want.items():
+                if op not in _MONGO_OPS:
+                    return f"{fld}.{op}"
+                if op in ("$in", "$nin") and not isinstance(arg, list):
+                    return f"{fld}.{op}"
+    return None
+
+
+def _mongo_op(op: str, have: Any, arg: Any) -> bool:
+    if op == "$eq":
+        return bool(have == arg)
+    if op == "$ne":
+        return bool(have != arg)
+    if op == "$in":
+        return have in arg
+    return have not in arg
+
+
+def mongo_match(row: Mapping[str, Any], cond: Mapping[str, Any]) -> bool:
+    """Equality / ``$eq`` / ``$ne`` / ``$in`` / ``$nin`` on top-level fields."""
+    for fld, want in cond.items():
+        have = row.get(fld)
+        if isinstance(want, Mapping):
+            if not all(_mongo_op(op, have, arg) for op, arg in want.items()):
+                return False
+        elif have != want:
+            return False
+    return True

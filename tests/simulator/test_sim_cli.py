@@ -1,0 +1,74 @@
+"""``python -m syncd.simulator`` as a real process: the listening line, serving, clean exit."""
+
+from __future__ import annotations
+
+import json
+import signal
+import subprocess
+import sys
+import urllib.request
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[2]
+
+
+def start(*args: str) -> subprocess.Popen[str]:
+    return subprocess.Popen(
+        [sys.executable, "-m", "syncd.simulator", *args],
+        cwd=REPO,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+
+
+@pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGINT])
+def test_serves_and_exits_zero_on_signal(sig: signal.Signals) -> None:
+    proc = start(
+        "--listen", "127.0.0.1:0", "--fixture", "config/demo/fixture.yaml",
+        "--rate-limit", "50", "--max-in-flight", "4", "--fault-kinds", "502,drop", "--seed", "3",
+    )  # fmt: skip
+    try:
+        assert proc.stdout is not None
+        line = json.loads(proc.stdout.readline())
+        assert line["event"] == "simulator_listening"
+        url = line["url"]
+        assert url.startswith("http://127.0.0.1:") and not url.endswith(":0")
+        with urllib.request.urlopen(f"{url}/_sim/options", timeout=5) as resp:
+            options = json.loads(resp.read())
+        assert options["rate_limit"] == 50 and options["max_in_flight"] == 4
+        assert options["fault_kinds"] == ["502", "drop"] and options["seed"] == 3
+        body = json.dumps(
+            {"bk_app_code": "syncd", "bk_app_secret": "change-me", "bk_username": "admin",
+             "bk_obj_id": "bk_switch", "conditions": None}
+        ).encode()  # fmt: skip
+        req = urllib.request.Request(
+            f"{url}/api/c/compapi/v2/cc/count_instance_associations/", data=body, method="POST"
+        )
+        with urllib.request.urlopen(req, timeout=5) as resp:
+            assert json.loads(resp.read())["data"] == {"count": 5}
+        proc.send_signal(sig)
+        assert proc.wait(10) == 0
+        assert proc.stdout.read() == ""  # exactly one stdout line
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait(10)
+
+
+def test_bad_fixture_exits_78(tmp_path: Path) -> None:
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("apps: []\n", encoding="utf-8")
+    proc = start("--fixture", str(bad))
+    _, err = proc.communicate(timeout=20)
+    assert proc.returncode == 78
+    assert f"fixture {bad}: apps: at least one" in err
+
+
+def test_bad_option_is_a_usage_error() -> None:
+    proc = start("--fixture", "config/demo/fixture.yaml", "--fault-kinds", "503")
+    _, err = proc.communicate(timeout=20)
+    assert proc.returncode == 2
+    assert "unknown fault kind '503'" in err
