@@ -139,7 +139,8 @@ class Verdict(StrEnum):
 # Codes that say "busy, try again": gateway/ESB rate and concurrency limits,
 # the CMDB's own limiter, core-service concurrency, gateway could not reach backend.
 RETRY_CODES = frozenset({1306429, 1642902, 1642903, 1642904, 1199997, 1113053, 1650200, 1650201})
-AMBIGUOUS_CODES = frozenset({1306201, 1650401})
+AMBIGUOUS_CODES = frozenset({1306201, 1650401, 1109005})
+"""504-like: the CMDB may have acted. 1109005 (audit log failed) comes after the inserts."""
 RELATION_CODES: Mapping[int, str] = {
     1306000: "the ESB refused the app credentials or user: check cmdb.app_code/app_secret/username",
     1640001: "the API gateway refused the credentials: check cmdb.app_code/app_secret/username",

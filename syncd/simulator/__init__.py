@@ -5,8 +5,15 @@ those are silent; fast enough that syncd's benchmarks measure syncd, not it.
 See docs/simulator.md.
 """
 
-from syncd.simulator.faults import FAULT_KINDS
+from syncd.simulator.faults import ALL_FAULT_KINDS, FAULT_KINDS
 from syncd.simulator.fixture import Fixture, FixtureError
 from syncd.simulator.server import Simulator, SimulatorOptions
 
-__all__ = ["FAULT_KINDS", "Fixture", "FixtureError", "Simulator", "SimulatorOptions"]
+__all__ = [
+    "ALL_FAULT_KINDS",
+    "FAULT_KINDS",
+    "Fixture",
+    "FixtureError",
+    "Simulator",
+    "SimulatorOptions",
+]

@@ -18,6 +18,7 @@ from syncd.simulator import query
 from syncd.simulator.messages import (
     ASSOCIATION_ALREADY_EXIST,
     ASST_INST_NOT_EXIST,
+    CORE_SERVICE_CONCURRENT,
     DUPLICATE_ITEM,
     HTTP_INPUT_INVALID,
     INNER_MODEL_FORBIDDEN,
@@ -223,15 +224,32 @@ class Backend:
         self.stats = stats
 
     async def call(
-        self, api: ApiSpec, params: Mapping[str, Any], body: Any, lang: Lang, pace: Pace
+        self,
+        api: ApiSpec,
+        params: Mapping[str, Any],
+        body: Any,
+        lang: Lang,
+        pace: Pace,
+        *,
+        core_busy: bool = False,
     ) -> Any:
+        """Serve one request; ``core_busy`` makes a create fail with 1113053 where the
+        core service would take its lock: after the request-level checks, before any write."""
+        if core_busy and api.name in _CREATES:
+            return await _CREATES[api.name](self, params, body, lang, pace, core_busy=True)
         handler: Callable[[Mapping[str, Any], Any, Lang, Pace], Awaitable[Any]] = getattr(
             self, api.name
         )
         return await handler(params, body, lang, pace)
 
     async def batch_create_instance_association(
-        self, params: Mapping[str, Any], raw: Any, lang: Lang, pace: Pace
+        self,
+        params: Mapping[str, Any],
+        raw: Any,
+        lang: Lang,
+        pace: Pace,
+        *,
+        core_busy: bool = False,
     ) -> Any:
         body = _object(raw)
         asst_id = _str(body, "bk_obj_asst_id")
@@ -257,6 +275,8 @@ class Backend:
         model = self.store.models.get(asst_id)
         if model is None:
             raise CmdbError(OBJECT_ASSOCIATION_NOT_EXIST)
+        if core_busy:
+            raise CmdbError(CORE_SERVICE_CONCURRENT, internal=True)
         created: dict[str, int] = {}
         errors: dict[str, str] = {}
         writer = self.store.writer(model, obj, asst_obj)
@@ -277,7 +297,13 @@ class Backend:
         return {"success_created": created, "error_msg": errors}
 
     async def add_instance_association(
-        self, params: Mapping[str, Any], raw: Any, lang: Lang, pace: Pace
+        self,
+        params: Mapping[str, Any],
+        raw: Any,
+        lang: Lang,
+        pace: Pace,
+        *,
+        core_busy: bool = False,
     ) -> Any:
         body = _object(raw)
         asst_id = _str(body, "bk_obj_asst_id")
@@ -285,6 +311,8 @@ class Backend:
         model = self.store.models.get(asst_id)
         if model is None:
             raise CmdbError(OBJECT_ASSOCIATION_NOT_EXIST)
+        if core_busy:
+            raise CmdbError(CORE_SERVICE_CONCURRENT, internal=True)
         store = self.store
         obj, asst_obj = model.bk_obj_id, model.bk_asst_obj_id
         writer = store.writer(model, obj, asst_obj)
@@ -375,7 +403,7 @@ class Backend:
             asso_id = int(raw_id)
         except ValueError:
             raise CmdbError(PARAMS_NEED_INT, "association_id") from None
-        self.store.delete_ids(obj, [asso_id])
+        self.stats.pairs_deleted += self.store.delete_ids(obj, [asso_id])
         return None
 
     async def delete_related_inst_asso(
@@ -390,7 +418,9 @@ class Backend:
             raise CmdbError(PAGE_LIMIT_EXCEEDED)
         if not obj:
             raise CmdbError(PARAMS_NEED_SET, "bk_obj_id")
-        return self.store.delete_ids(obj, ids)
+        deleted = self.store.delete_ids(obj, ids)
+        self.stats.pairs_deleted += deleted
+        return deleted
 
     async def search_object_instances(
         self, params: Mapping[str, Any], raw: Any, lang: Lang, pace: Pace
@@ -423,3 +453,9 @@ class Backend:
             "host", rule, fields, page.start, page.limit, page.sort or "bk_host_id"
         )
         return {"count": count, "info": info}
+
+
+_CREATES = {
+    "batch_create_instance_association": Backend.batch_create_instance_association,
+    "add_instance_association": Backend.add_instance_association,
+}

@@ -12,7 +12,7 @@ import json
 import signal
 import sys
 
-from syncd.simulator.faults import FAULT_KINDS, check_kinds
+from syncd.simulator.faults import ALL_FAULT_KINDS, FAULT_KINDS, check_kinds
 from syncd.simulator.fixture import Fixture, FixtureError
 from syncd.simulator.server import Simulator, SimulatorOptions
 
@@ -73,7 +73,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     )  # fmt: skip
     parser.add_argument(
         "--fault-kinds", type=_kinds, default=FAULT_KINDS, metavar="LIST",
-        help=f"comma-separated subset of {','.join(FAULT_KINDS)} (default: all)",
+        help=f"comma-separated subset of {','.join(ALL_FAULT_KINDS)}"
+        f" (default: {','.join(FAULT_KINDS)})",
     )  # fmt: skip
     parser.add_argument("--seed", type=int, default=0, metavar="N", help="fault RNG seed")
 

@@ -1,8 +1,18 @@
 """Seeded fault injection: the same seed and request order give the same faults.
 
-Kinds: ``502`` and ``504`` are answered before the CMDB acts (safe to retry);
-``504-after`` and ``drop`` are answered after it acted, the ambiguous cases a
-client must resolve by retrying (pairs then come back "already exist") or re-reading.
+Gateway kinds: ``502`` and ``504`` are answered before the CMDB acts (safe to
+retry); ``504-after`` and ``drop`` are answered after it acted, the ambiguous
+cases a client must resolve by retrying (pairs then come back "already exist")
+or re-reading.
+
+CMDB kinds answer HTTP 200 with the CMDB's internal envelope
+(``bk_error_code``/``bk_error_msg``): ``cmdb-busy`` is the API server's own
+limiter (1199997, nothing done), ``core-busy`` the core service's concurrency
+error (1113053, nothing done, creates only) and ``audit-fail`` the audit-log
+failure after the writes (1109005, **the writes happened**; creates and deletes only).
+
+Only the issue's original four are drawn unless a caller asks for more, so
+callers that never name fault kinds see the behaviour they always did.
 """
 
 from __future__ import annotations
@@ -11,16 +21,29 @@ import random
 from collections.abc import Iterable
 
 FAULT_KINDS: tuple[str, ...] = ("502", "504", "504-after", "drop")
-BEFORE_ACTING = frozenset({"502", "504"})
+"""The default set, used when no fault kinds are given."""
+CMDB_FAULT_KINDS: tuple[str, ...] = ("cmdb-busy", "core-busy", "audit-fail")
+ALL_FAULT_KINDS: tuple[str, ...] = FAULT_KINDS + CMDB_FAULT_KINDS
+
+CREATE_APIS = frozenset({"batch_create_instance_association", "add_instance_association"})
+WRITE_APIS = CREATE_APIS | {"delete_related_inst_asso", "delete_instance_association"}
+_ONLY_FOR: dict[str, frozenset[str]] = {"core-busy": CREATE_APIS, "audit-fail": WRITE_APIS}
+"""Kinds that make sense for some APIs only; the rest apply to every API."""
 
 
 def check_kinds(kinds: Iterable[str]) -> tuple[str, ...]:
     """Validate kind names; raises ValueError naming the bad one."""
     out = tuple(kinds)
     for kind in out:
-        if kind not in FAULT_KINDS:
-            raise ValueError(f"unknown fault kind {kind!r} (known: {', '.join(FAULT_KINDS)})")
+        if kind not in ALL_FAULT_KINDS:
+            raise ValueError(f"unknown fault kind {kind!r} (known: {', '.join(ALL_FAULT_KINDS)})")
     return out
+
+
+def applies(kind: str, api: str) -> bool:
+    """Whether a fault kind can hit this API (``core-busy`` and ``audit-fail`` need a write)."""
+    only = _ONLY_FOR.get(kind)
+    return only is None or api in only
 
 
 class FaultPlan:
@@ -30,8 +53,12 @@ class FaultPlan:
         self.seed = seed
         self._rng = random.Random(seed)
 
-    def draw(self, rate: float, kinds: tuple[str, ...], seed: int) -> str | None:
-        """One decision per call; reseeds when the configured seed changed."""
+    def draw(self, rate: float, kinds: tuple[str, ...], seed: int, api: str = "") -> str | None:
+        """One decision per call; reseeds when the configured seed changed.
+
+        The kind is chosen among those that apply to ``api``; when none does,
+        the request gets no fault.
+        """
         if seed != self.seed:
             self.seed = seed
             self._rng = random.Random(seed)
@@ -39,4 +66,7 @@ class FaultPlan:
             return None
         if self._rng.random() >= rate:
             return None
-        return self._rng.choice(kinds)
+        usable = kinds if not api else tuple(k for k in kinds if applies(k, api))
+        if not usable:
+            return None
+        return self._rng.choice(usable)

@@ -30,6 +30,9 @@ _TOP_KEYS = (
     "instance_associations",
 )
 
+_APP_KEYS = ("bk_app_code", "bk_app_secret", "deny")
+_DENY_KEYS = ("api", "bk_obj_asst_id", "bk_obj_id")
+
 
 class FixtureError(ValueError):
     """A fixture that cannot be used; the message says where and why."""
@@ -42,11 +45,23 @@ class FixtureError(ValueError):
 
 
 @dataclass(frozen=True, slots=True)
+class DenyRule:
+    """An IAM denial: ``api`` (an ESB API name) refused, optionally for one relation or object."""
+
+    api: str
+    bk_obj_asst_id: str | None = None
+    """Only requests whose body names this model association (the create APIs)."""
+    bk_obj_id: str | None = None
+    """Only requests whose body or path names this object."""
+
+
+@dataclass(frozen=True, slots=True)
 class App:
-    """Credentials the simulated gateways accept."""
+    """Credentials the simulated gateways accept, and what IAM refuses the app."""
 
     bk_app_code: str
     bk_app_secret: str
+    deny: tuple[DenyRule, ...] = ()
 
 
 @dataclass(frozen=True, slots=True)
@@ -170,12 +185,51 @@ class _Parser:
         for i, item in enumerate(items):
             key = f"apps[{i}]"
             entry = self.mapping(item, key)
-            app = App(self.text(entry, "bk_app_code", key), self.text(entry, "bk_app_secret", key))
+            unknown = sorted(set(map(str, entry)) - set(_APP_KEYS))
+            if unknown:
+                raise self.fail(
+                    f"{key}.{unknown[0]}", f"unknown key (expected one of {', '.join(_APP_KEYS)})"
+                )
+            app = App(
+                self.text(entry, "bk_app_code", key),
+                self.text(entry, "bk_app_secret", key),
+                self.deny(entry.get("deny"), f"{key}.deny"),
+            )
             if app.bk_app_code in seen:
                 raise self.fail(f"{key}.bk_app_code", f"duplicate app code {app.bk_app_code!r}")
             seen.add(app.bk_app_code)
             apps.append(app)
         return apps
+
+    def deny(self, raw: Any, key: str) -> tuple[DenyRule, ...]:
+        # Imported here: the API table lives with the backend, which imports this module.
+        from syncd.simulator.backend import BY_NAME
+
+        rules: list[DenyRule] = []
+        for i, item in enumerate(self.seq(raw, key)):
+            k = f"{key}[{i}]"
+            if isinstance(item, str):
+                entry: Mapping[str, Any] = {"api": item}
+            else:
+                entry = self.mapping(item, k)
+                unknown = sorted(set(map(str, entry)) - set(_DENY_KEYS))
+                if unknown:
+                    raise self.fail(
+                        f"{k}.{unknown[0]}",
+                        f"unknown key (expected one of {', '.join(_DENY_KEYS)})",
+                    )
+            api = entry.get("api")
+            if not isinstance(api, str) or api not in BY_NAME:
+                known = ", ".join(sorted(BY_NAME))
+                raise self.fail(k if isinstance(item, str) else f"{k}.api",
+                                f"must be an API name (one of {known}), got {api!r}")  # fmt: skip
+            asst = entry.get("bk_obj_asst_id")
+            obj = entry.get("bk_obj_id")
+            for name, value in (("bk_obj_asst_id", asst), ("bk_obj_id", obj)):
+                if value is not None and (not isinstance(value, str) or not value):
+                    raise self.fail(f"{k}.{name}", "must be a non-empty string")
+            rules.append(DenyRule(api, asst, obj))
+        return tuple(rules)
 
     def objects(self, raw: Any) -> dict[str, list[dict[str, Any]]]:
         if raw is None:

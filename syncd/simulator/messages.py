@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from enum import Enum
+from typing import Any
 
 
 class Lang(Enum):
@@ -49,6 +50,14 @@ ONE_TO_ONE_VIOLATED = 1101052
 ONE_TO_MANY_VIOLATED = 1101061
 ASST_INST_NOT_EXIST = 1101073
 INST_TO_ASST_NOT_EXIST = 1101074
+AUDIT_LOG_FAILED = 1109005
+CORE_SERVICE_CONCURRENT = 1113053
+AUTH_NOT_HAVE_PERMISSION = 1199047
+TOO_MANY_REQUESTS = 1199997
+NO_PERMISSION = 9900403
+"""IAM denial; its text is that of 1199047, and the answer carries a ``permission`` object."""
+TOO_MANY_REQUESTS_TEXT = "too many requests"
+"""The API server's limiter writes this text itself, in English whatever the language."""
 
 # code -> (Chinese, English); ``%s``/``%d`` are filled like Go's Sprintf.
 CMDB_TEXTS: dict[int, tuple[str, str]] = {
@@ -85,6 +94,13 @@ CMDB_TEXTS: dict[int, tuple[str, str]] = {
     ),
     ASST_INST_NOT_EXIST: ("关联实例不存在", "the association inst is not exist"),
     INST_TO_ASST_NOT_EXIST: ("被关联实例不存在", "the  inst to asst  is not exist"),
+    AUDIT_LOG_FAILED: ("生成操作审计日志失败", "generate audit log failed"),
+    # bk-cmdb names 1113053 CCERrrCoreServiceConcurrent (a lock it could not take), but
+    # its language packs word it like this.
+    CORE_SERVICE_CONCURRENT: ("关联关系约束不匹配", "association constraint mismatch"),
+    AUTH_NOT_HAVE_PERMISSION: ("没有操作的权限", "Do not have access permission."),
+    TOO_MANY_REQUESTS: (TOO_MANY_REQUESTS_TEXT, TOO_MANY_REQUESTS_TEXT),
+    NO_PERMISSION: ("没有操作的权限", "Do not have access permission."),
 }
 
 
@@ -105,13 +121,26 @@ def duplicate_key_text(collection: str, obj_asst_id: str, src: int, dst: int) ->
 
 
 class CmdbError(Exception):
-    """A request-level CMDB failure: ``result: false`` with this code, ``data`` null."""
+    """A request-level CMDB failure: ``result: false`` with this code, ``data`` null.
 
-    def __init__(self, code: int, *args: object, raw: str | None = None) -> None:
+    ``internal`` errors keep the CMDB's own key names behind both gateways
+    (``bk_error_code``/``bk_error_msg``, plus ``permission``) instead of ``code``/``message``.
+    """
+
+    def __init__(
+        self,
+        code: int,
+        *args: object,
+        raw: str | None = None,
+        internal: bool = False,
+        permission: dict[str, Any] | None = None,
+    ) -> None:
         super().__init__(code, *args)
         self.code = code
         self.args_ = args
         self.raw = raw
+        self.internal = internal
+        self.permission = permission
 
     def message(self, lang: Lang) -> str:
         return self.raw if self.raw is not None else cmdb_text(self.code, lang, *self.args_)

@@ -29,8 +29,9 @@ from syncd.simulator.backend import (
     match_path,
     no_pace,
 )
-from syncd.simulator.faults import BEFORE_ACTING, FAULT_KINDS, FaultPlan, check_kinds
+from syncd.simulator.faults import FAULT_KINDS, FaultPlan, check_kinds
 from syncd.simulator.fixture import Fixture, FixtureError, id_field
+from syncd.simulator.iam import Iam
 from syncd.simulator.limits import ConcurrencyGate, RateDecision, RateLimiter
 from syncd.simulator.messages import (
     APIGW_API_NOT_FOUND,
@@ -44,6 +45,8 @@ from syncd.simulator.messages import (
     APIGW_NO_APP_SECRET,
     APIGW_NO_USER,
     APIGW_RATE_LIMITED,
+    AUDIT_LOG_FAILED,
+    CORE_SERVICE_CONCURRENT,
     ESB_BAD_TOKEN,
     ESB_COMMON_ERROR,
     ESB_COMPONENT_NOT_FOUND,
@@ -53,6 +56,8 @@ from syncd.simulator.messages import (
     ESB_NOT_FOUND_TEXT,
     ESB_RATE_LIMITED,
     ESB_THIRD_PARTY_ERROR,
+    TOO_MANY_REQUESTS,
+    TOO_MANY_REQUESTS_TEXT,
     CmdbError,
     GatewayError,
     Lang,
@@ -87,6 +92,8 @@ class SimulatorOptions:
     fault_rate: float = 0.0
     """Fraction of CMDB requests that get a fault."""
     fault_kinds: tuple[str, ...] = FAULT_KINDS
+    """Kinds drawn from; by default the original four (``502``, ``504``, ``504-after``,
+    ``drop``). ``cmdb-busy``, ``core-busy`` and ``audit-fail`` are drawn only when named."""
     seed: int = 0
 
     def __post_init__(self) -> None:
@@ -133,6 +140,7 @@ class Simulator:
         self.store = Store(fixture)
         self._stats = Stats()
         self.backend = Backend(self.store, self._stats)
+        self.iam = Iam(fixture, self.store)
         self._apps = {a.bk_app_code: a.bk_app_secret for a in fixture.apps}
         self._tokens = None if fixture.bk_tokens is None else set(fixture.bk_tokens)
         self._rate = RateLimiter()
@@ -205,6 +213,8 @@ class Simulator:
     def stats(self) -> dict[str, Any]:
         snap = self._stats.snapshot()
         snap["associations"] = len(self.store.rows)
+        snap["created_total"] = self.store.created_total
+        snap["deleted_total"] = self.store.deleted_total
         return snap
 
     def reset_stats(self) -> None:
@@ -260,26 +270,61 @@ class Simulator:
         return pace
 
     async def _act(
-        self, api: ApiSpec, params: Mapping[str, Any], body: Any, lang: Lang
+        self, api: ApiSpec, params: Mapping[str, Any], body: Any, lang: Lang, app_code: str
     ) -> tuple[str | None, Any]:
-        """Fault draw, latency and the backend: (fault kind or None, data or CmdbError)."""
+        """Fault draw, latency, IAM and the backend: (fault kind or None, data or CmdbError).
+
+        In the order a real request meets them: the gateway (``502``, ``504``), the
+        API server's limiter (``cmdb-busy``), IAM, the request-level checks, the core
+        service's lock (``core-busy``), the writes, then the audit log (``audit-fail``).
+        A fault that never came into play (``core-busy`` or ``audit-fail`` after a
+        refusal) is neither answered nor counted.
+        """
         opts = self.options
-        fault = self._faults.draw(opts.fault_rate, opts.fault_kinds, opts.seed)
-        if fault is not None:
-            self._stats.faults[fault] += 1
+        fault = self._faults.draw(opts.fault_rate, opts.fault_kinds, opts.seed, api.name)
         if opts.latency_ms > 0:
             await asyncio.sleep(opts.latency_ms / 1000.0)
-        if fault in BEFORE_ACTING:
-            return fault, None
-        try:
-            data: Any = await self.backend.call(api, params, body, lang, self._pacer())
-        except CmdbError as exc:
-            data = exc
+        data: Any = None
+        if fault in ("502", "504"):
+            pass
+        elif fault == "cmdb-busy":
+            data = CmdbError(TOO_MANY_REQUESTS, raw=TOO_MANY_REQUESTS_TEXT, internal=True)
+        elif (denial := self.iam.check(app_code, api, params, body)) is not None:
+            data = denial
+            if fault in ("core-busy", "audit-fail"):
+                fault = None
+        else:
+            core_busy = fault == "core-busy"
+            try:
+                data = await self.backend.call(
+                    api, params, body, lang, self._pacer(), core_busy=core_busy
+                )
+            except CmdbError as exc:
+                data = exc
+            if core_busy and not (
+                isinstance(data, CmdbError) and data.code == CORE_SERVICE_CONCURRENT
+            ):
+                fault = None  # refused by a request-level check before the core service
+            if fault == "audit-fail":
+                if isinstance(data, CmdbError):
+                    fault = None  # refused before writing anything: no audit log to fail
+                else:
+                    data = CmdbError(AUDIT_LOG_FAILED, internal=True)
+        if fault is not None:
+            self._stats.fault(api.name, fault)
         return fault, data
 
     def _cmdb_doc(self, data: Any, lang: Lang, outcome: _Outcome) -> dict[str, Any]:
         if isinstance(data, CmdbError):
             outcome.code = data.code
+            if data.internal:
+                return {
+                    "result": False,
+                    "bk_error_code": data.code,
+                    "bk_error_msg": data.message(lang),
+                    "permission": data.permission,
+                    "data": None,
+                }
             return {
                 "result": False,
                 "code": data.code,
@@ -315,7 +360,9 @@ class Simulator:
         doc = {"result": False, "code": code, "message": message, "data": None, "request_id": rid}
         return self._esb_response(doc, outcome)
 
-    def _esb_auth(self, body: Mapping[str, Any], header: str | None) -> str | None:
+    @staticmethod
+    def _esb_creds(body: Mapping[str, Any], header: str | None) -> Mapping[str, Any]:
+        """The body's credentials, or ``X-Bkapi-Authorization``'s when the body has no app code."""
         creds: Mapping[str, Any] = body
         if not (body.get("bk_app_code") or body.get("app_code")) and header:
             try:
@@ -323,6 +370,9 @@ class Simulator:
                 creds = parsed if isinstance(parsed, dict) else {}
             except ValueError:
                 creds = {}
+        return creds
+
+    def _esb_auth(self, creds: Mapping[str, Any]) -> str | None:
         code = creds.get("bk_app_code") or creds.get("app_code")
         secret = creds.get("bk_app_secret") or creds.get("app_secret")
         if not code:
@@ -363,10 +413,11 @@ class Simulator:
         except web.HTTPRequestEntityTooLarge:
             return self._esb_error(ESB_COMMON_ERROR, "Request body size too large.", rid, outcome)
         fields = body if isinstance(body, Mapping) else {}
-        refusal = self._esb_auth(fields, request.headers.get("X-Bkapi-Authorization"))
+        creds = self._esb_creds(fields, request.headers.get("X-Bkapi-Authorization"))
+        refusal = self._esb_auth(creds)
         if refusal is not None:
             return self._esb_error(ESB_COMMON_ERROR, refusal, rid, outcome)
-        app_code = str(fields.get("bk_app_code") or fields.get("app_code") or "")
+        app_code = str(creds.get("bk_app_code") or creds.get("app_code") or "")
         opts = self.options
         decision = self._rate.check(opts.rate_limit)
         if decision is not None and not decision.allowed:
@@ -380,7 +431,7 @@ class Simulator:
         try:
             lang = esb_language(request.headers.get("Blueking-Language"))
             params = {k: fields.get(k) for k in api.path_params}
-            fault, data = await self._act(api, params, body, lang)
+            fault, data = await self._act(api, params, body, lang, app_code)
             if fault == "502":
                 reason = "Third-party system Bad Gateway"
                 return self._esb_error(
@@ -420,13 +471,15 @@ class Simulator:
         }
         return web.Response(status=err.status, body=_dumps(doc), content_type=_JSON, headers=hdrs)
 
-    def _gw_auth(self, header: str | None) -> str | None:
+    @staticmethod
+    def _gw_creds(header: str | None) -> dict[str, Any]:
         try:
             creds = json.loads(header) if header else {}
         except ValueError:
             creds = {}
-        if not isinstance(creds, dict):
-            creds = {}
+        return creds if isinstance(creds, dict) else {}
+
+    def _gw_auth(self, creds: Mapping[str, Any]) -> str | None:
         code, secret = creds.get("bk_app_code"), creds.get("bk_app_secret")
         if not code:
             return APIGW_NO_APP_CODE
@@ -479,7 +532,8 @@ class Simulator:
             )
             return self._gw_error(err, headers, outcome)
         api, params = found
-        refusal = self._gw_auth(request.headers.get("X-Bkapi-Authorization"))
+        creds = self._gw_creds(request.headers.get("X-Bkapi-Authorization"))
+        refusal = self._gw_auth(creds)
         if refusal is not None:
             return self._gw_error(APIGW_INVALID_ARGS.with_reason(reason=refusal), headers, outcome)
         opts = self.options
@@ -495,7 +549,7 @@ class Simulator:
             except web.HTTPRequestEntityTooLarge:
                 return self._gw_error(APIGW_BODY_TOO_LARGE, headers, outcome)
             lang = apigw_language(request.headers.get("X-Bkcmdb-Language"))
-            fault, data = await self._act(api, params, body, lang)
+            fault, data = await self._act(api, params, body, lang, str(creds["bk_app_code"]))
             if fault == "502":
                 return self._gw_error(APIGW_BAD_GATEWAY, headers, outcome)
             if fault in ("504", "504-after"):

@@ -25,9 +25,11 @@ class Stats:
         self.by_code: Counter[str] = Counter()
         self.by_api_status: dict[str, Counter[str]] = {}
         self.faults: Counter[str] = Counter()
+        self.faults_by_api: dict[str, Counter[str]] = {}
         self.details_received = 0
         self.max_batch = 0
         self.pairs_created = 0
+        self.pairs_deleted = 0
         self.peak_rps = 0
         # Requests open across a reset still leave later: keep counting them.
         self.in_flight = getattr(self, "in_flight", 0)
@@ -56,6 +58,14 @@ class Stats:
             per_api = self.by_api_status[api] = Counter()
         per_api[status] += 1
 
+    def fault(self, api: str, kind: str) -> None:
+        """One fault that took effect on a request to ``api``."""
+        self.faults[kind] += 1
+        per_api = self.faults_by_api.get(api)
+        if per_api is None:
+            per_api = self.faults_by_api[api] = Counter()
+        per_api[kind] += 1
+
     def batch(self, size: int) -> None:
         self.details_received += size
         self.max_batch = max(self.max_batch, size)
@@ -68,9 +78,11 @@ class Stats:
             "requests_by_code": dict(self.by_code),
             "requests_by_api_status": {k: dict(v) for k, v in self.by_api_status.items()},
             "faults": dict(self.faults),
+            "faults_by_api": {k: dict(v) for k, v in self.faults_by_api.items()},
             "details_received": self.details_received,
             "max_batch": self.max_batch,
             "pairs_created": self.pairs_created,
+            "pairs_deleted": self.pairs_deleted,
             "peak_rps": self.peak_rps,
             "in_flight": self.in_flight,
             "peak_in_flight": self.peak_in_flight,

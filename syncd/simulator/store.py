@@ -162,6 +162,10 @@ class Store:
         self.src_count: dict[tuple[str, int], int] = {}
         self.dst_count: dict[tuple[str, int], int] = {}
         self.version = 0
+        self.created_total = 0
+        """Associations inserted since start (the fixture's own pairs not counted)."""
+        self.deleted_total = 0
+        """Associations deleted since start, by any API or :meth:`delete_pairs`."""
         self._seq = 0
         self._cache: tuple[Any, int, list[Row]] | None = None
         for obj_id, entries in fixture.objects.items():
@@ -174,6 +178,7 @@ class Store:
             self.model_ids[model.bk_obj_asst_id] = i
         for i, pair in enumerate(fixture.instance_associations):
             self._seed_pair(fixture.source, i, pair)
+        self.created_total = 0
 
     # --- instances ----------------------------------------------------------------------------
 
@@ -262,6 +267,7 @@ class Store:
         _decrement(self.src_count, (asst_id, src))
         _decrement(self.dst_count, (asst_id, dst))
         self.version += 1
+        self.deleted_total += 1
         return True
 
     def delete_ids(self, obj_id: str, ids: Iterable[int]) -> int:
@@ -448,6 +454,7 @@ class PairWriter:
         self.src_count[src_key] = self.src_count.get(src_key, 0) + 1
         self.dst_count[dst_key] = self.dst_count.get(dst_key, 0) + 1
         store.version += 1
+        store.created_total += 1
         return new_id
 
 

@@ -132,7 +132,8 @@ def test_request_id_from_headers() -> None:
         ),
         (200, {}, {"result": False, "code": 1101046}, Verdict.RELATION),
         (200, {}, {"result": False, "code": 1199006}, Verdict.RELATION),
-        (200, {}, {"result": False, "code": 1109005, "message": "audit"}, Verdict.FAILED),
+        (200, {}, {"result": False, "code": 1109005, "message": "audit"}, Verdict.AMBIGUOUS),
+        (200, {}, {"result": False, "code": 1199999, "message": "other"}, Verdict.FAILED),
     ],
 )
 def test_request_level(
