@@ -1,0 +1,26 @@
+"""Helpers for the ops tests: where the repo is, and tools that must exist."""
+
+from __future__ import annotations
+
+import shutil
+import sys
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[2]
+
+
+def require_tool(name: str, install: str) -> str:
+    """Path of ``name`` (the venv's bin first), or fail saying how to install it.
+
+    A missing tool is a broken test machine, not a reason to pass: failing keeps
+    CI honest about what it actually checked.
+    """
+    venv_bin = Path(sys.executable).parent / name
+    if venv_bin.is_file():
+        return str(venv_bin)
+    found = shutil.which(name)
+    if found is None:
+        pytest.fail(f"{name} is not installed; install it with: {install}", pytrace=False)
+    return found
