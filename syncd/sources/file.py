@@ -1,0 +1,476 @@
+"""The file source: CSV with a header row, JSON Lines, or a JSON array of objects.
+
+Why it is built this way:
+
+* Streaming: the file is read in blocks through an incremental decoder, and parsed into
+  chunks of at most CHUNK_SIZE facts, so a million-line file never needs a million
+  records (or the whole text) in memory. The JSON array streams too, element by element
+  with ``JSONDecoder.raw_decode`` over a sliding buffer.
+* Off the event loop: reading and parsing run in a worker thread, one ``to_thread`` hop
+  per chunk, so the loop keeps serving HTTP answers while a big file is parsed.
+* One bad line must not kill the file: bytes the encoding cannot decode are kept as
+  lone surrogates (``surrogateescape``) and any record containing one is reported as bad
+  and skipped. Valid text never contains lone surrogates, so this costs nothing on clean
+  files (one ``isascii``/regex scan per block).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import codecs
+import csv
+import itertools
+import json
+import os
+import re
+import threading
+from collections.abc import AsyncIterator, Generator, Iterator
+from pathlib import Path
+from typing import Any, Literal
+
+import structlog
+
+from syncd.sources.base import CHUNK_SIZE, RawFact, ReadStats, SourceError
+
+FileFormat = Literal["auto", "csv", "jsonl", "json"]
+
+READ_SIZE = 1 << 20
+"""Bytes read per block; the JSON array buffer holds about this much text."""
+
+MAX_ELEMENT = 16 << 20
+"""A JSON array element larger than this (in characters) is treated as broken."""
+
+MAX_LOGGED_BAD = 1000
+"""Bad records logged per read; the rest are only counted (a garbage file must not flood logs)."""
+
+_EXTENSIONS: dict[str, Literal["csv", "jsonl", "json"]] = {
+    ".csv": "csv",
+    ".jsonl": "jsonl",
+    ".ndjson": "jsonl",
+    ".json": "json",
+}
+_SURROGATE = re.compile("[\udc80-\udcff]")
+_WS = " \t\r\n"
+_BAD_BYTES = "invalid bytes for encoding {enc}"
+_MISSING = object()
+_DECODER = json.JSONDecoder()
+_SCALARS = frozenset({str, int, float, bool, type(None)})  # what json decodes to RawValue
+
+
+def _dirty(text: str) -> bool:
+    """Does decoded text hold bytes the encoding could not decode?"""
+    return not text.isascii() and _SURROGATE.search(text) is not None
+
+
+class _Read:
+    """One pass over the file; runs entirely in worker threads."""
+
+    def __init__(self, src: FileSource, log: Any) -> None:
+        self.src = src
+        self.path = src.path
+        self.stats = src.stats
+        self.log = log
+        self.logged = 0
+        self.dirty = False  # some block held undecodable bytes: check records for them
+
+    # -- reporting
+
+    def bad(self, line: int, reason: str) -> None:
+        self.stats.bad += 1
+        if self.logged < MAX_LOGGED_BAD:
+            self.logged += 1
+            self.log.warning(
+                "bad_record", source=self.src.label, origin=self.src.origin(line), reason=reason
+            )
+
+    def finish(self) -> None:
+        unlogged = self.stats.bad - self.logged
+        if unlogged > 0:
+            self.log.warning(
+                "bad_records_not_logged",
+                source=self.src.label,
+                count=unlogged,
+                reason=f"only the first {MAX_LOGGED_BAD} bad records of a read are logged",
+            )
+
+    # -- raw text
+
+    def texts(self) -> Generator[str, None, None]:
+        """Decoded text blocks, BOM removed; undecodable bytes become lone surrogates."""
+        try:
+            fh = open(self.path, "rb")  # noqa: SIM115  # closed in finally, across yields
+        except FileNotFoundError as exc:
+            raise SourceError(f"{self.path}: file not found") from exc
+        except OSError as exc:
+            raise SourceError(f"{self.path}: cannot open: {exc.strerror or exc}") from exc
+        decoder = codecs.getincrementaldecoder(self.src.encoding)(errors="surrogateescape")
+        first = True
+        try:
+            while True:
+                try:
+                    data = fh.read(self.src.read_size)
+                except OSError as exc:
+                    raise SourceError(f"{self.path}: read failed: {exc.strerror or exc}") from exc
+                try:
+                    text = decoder.decode(data, final=not data)
+                except UnicodeDecodeError as exc:  # only codecs surrogateescape can't cover
+                    raise SourceError(
+                        f"{self.path}: cannot be decoded as {self.src.encoding}: {exc}"
+                    ) from exc
+                if first and text:
+                    text = text.removeprefix("\ufeff")
+                    first = False
+                if text:
+                    if not self.dirty and _dirty(text):
+                        self.dirty = True
+                    yield text
+                if not data:
+                    return
+        finally:
+            fh.close()
+
+    def line_blocks(self, texts: Iterator[str]) -> Iterator[list[str]]:
+        """Lists of consecutive whole lines (without the newline), in file order."""
+        carry = ""
+        for text in texts:
+            lines = (carry + text).split("\n")
+            carry = lines.pop()
+            if lines:
+                yield lines
+        if carry:
+            yield [carry]
+
+    # -- formats
+
+    def chunks(self) -> Generator[list[RawFact], None, None]:
+        raw = self.texts()
+        try:
+            yield from self._chunks(raw)
+        finally:
+            raw.close()  # closes the file now, also when the consumer stopped early
+
+    def _chunks(self, texts: Iterator[str]) -> Iterator[list[RawFact]]:
+        fmt = self.src.format
+        if fmt == "auto":
+            fmt = _EXTENSIONS.get(self.path.suffix.lower(), "auto")
+        if fmt == "auto":
+            peeked: list[str] = []
+            for text in texts:
+                peeked.append(text)
+                stripped = text.lstrip(_WS)
+                if stripped:
+                    fmt = "json" if stripped[0] == "[" else "jsonl" if stripped[0] == "{" else "csv"
+                    break
+            texts = itertools.chain(peeked, texts)
+            if fmt == "auto":  # empty or blank file: nothing to yield
+                self.stats.blank += sum(len(b) for b in self.line_blocks(texts))
+                return
+        if fmt == "csv":
+            yield from self.csv_chunks(texts)
+        elif fmt == "jsonl":
+            yield from self.jsonl_chunks(texts)
+        else:
+            yield from self.json_chunks(texts)
+        self.finish()
+
+    def csv_chunks(self, texts: Iterator[str]) -> Iterator[list[RawFact]]:
+        # csv.reader reads one list item per physical line, so reader.line_num is the
+        # line a record ends on; a record spanning lines (quoted newline) starts after
+        # the previous one ended. Blank lines come back as [] and are counted.
+        reader = csv.reader(itertools.chain.from_iterable(self.line_blocks(texts)))
+        stats = self.stats
+        sf, tf = self.src.source_field, self.src.target_field
+        header: list[str] | None = None
+        for row in reader:
+            if row and not (len(row) == 1 and not row[0].strip()):
+                header = [h.strip() for h in row]
+                break
+            stats.blank += 1
+        if header is None:
+            raise SourceError(f"{self.path}: empty file, no CSV header row")
+        missing = [f for f in (sf, tf) if f not in header]
+        if missing:
+            raise SourceError(
+                f"{self.path}: CSV header has no column {', '.join(map(repr, missing))}"
+                f" (columns: {', '.join(header)})"
+            )
+        si, ti, width = header.index(sf), header.index(tf), len(header)
+        prev_end = reader.line_num
+        facts: list[RawFact] = []
+        while True:
+            try:
+                row = next(reader)
+            except StopIteration:
+                break
+            except csv.Error as exc:
+                self.bad(prev_end + 1, f"CSV error: {exc}")
+                stats.records += 1
+                prev_end = reader.line_num
+                continue
+            end = reader.line_num
+            start, prev_end = prev_end + 1, end
+            if len(row) == width:
+                stats.records += 1
+                s, t = row[si].strip(), row[ti].strip()
+                if self.dirty and any(_SURROGATE.search(f) for f in row):
+                    self.bad(start, _BAD_BYTES.format(enc=self.src.encoding))
+                elif s and t:
+                    facts.append((s, t, start))
+                    if len(facts) >= CHUNK_SIZE:
+                        yield facts
+                        facts = []
+                else:
+                    self.bad(start, f"empty {sf if not s else tf}")
+            elif not row or (len(row) == 1 and not row[0].strip()):
+                stats.blank += 1
+            else:
+                stats.records += 1
+                if self.dirty and any(_SURROGATE.search(f) for f in row):
+                    self.bad(start, _BAD_BYTES.format(enc=self.src.encoding))
+                else:
+                    self.bad(start, f"{len(row)} fields, header has {width}")
+        if facts:
+            yield facts
+
+    def jsonl_chunks(self, texts: Iterator[str]) -> Iterator[list[RawFact]]:
+        stats = self.stats
+        raw_decode = _DECODER.raw_decode
+        sf, tf, scalars = self.src.source_field, self.src.target_field, _SCALARS
+        lineno = 0
+        facts: list[RawFact] = []
+        for block in self.line_blocks(texts):
+            for line in block:
+                lineno += 1
+                text = line.strip(_WS)
+                if not text:
+                    stats.blank += 1
+                    continue
+                stats.records += 1
+                if self.dirty and _SURROGATE.search(text):
+                    self.bad(lineno, _BAD_BYTES.format(enc=self.src.encoding))
+                    continue
+                try:
+                    obj, end = raw_decode(text)
+                except json.JSONDecodeError as exc:
+                    self.bad(lineno, f"broken JSON: {exc.msg} at column {exc.colno}")
+                    continue
+                if end != len(text):
+                    self.bad(lineno, f"broken JSON: extra data at column {end + 1}")
+                    continue
+                if type(obj) is dict:
+                    s, t = obj.get(sf, _MISSING), obj.get(tf, _MISSING)
+                    if type(s) in scalars and type(t) in scalars:
+                        facts.append((s, t, lineno))
+                        if len(facts) >= CHUNK_SIZE:
+                            yield facts
+                            facts = []
+                        continue
+                self.bad_fact(obj, lineno)
+        if facts:
+            yield facts
+
+    def json_chunks(self, texts: Iterator[str]) -> Iterator[list[RawFact]]:
+        """Stream the elements of one top-level JSON array.
+
+        ``buf[pos:]`` is unparsed text; ``line`` is the line number at ``line_pos``.
+        An element is accepted only if it ends before the buffer does (or at EOF), so a
+        value cut by a block boundary (``12|34``) is never taken for a shorter one. A
+        decode error near the buffer's end means "read more"; elsewhere it means broken.
+        """
+        raw_decode = _DECODER.raw_decode
+        sf, tf, scalars = self.src.source_field, self.src.target_field, _SCALARS
+        buf, pos, eof = "", 0, False
+        line, line_pos = 1, 0
+        facts: list[RawFact] = []
+
+        def more() -> bool:
+            nonlocal buf, pos, line_pos, eof
+            for text in texts:
+                if pos > len(buf) // 2:  # drop the consumed prefix, keep line bookkeeping
+                    line_at(pos)
+                    buf, line_pos, pos = buf[pos:], 0, 0
+                buf += text
+                return True
+            eof = True
+            return False
+
+        def skip_ws() -> bool:
+            """Advance pos to the next non-blank char; False at end of input."""
+            nonlocal pos
+            while True:
+                while pos < len(buf) and buf[pos] in _WS:
+                    pos += 1
+                if pos < len(buf):
+                    return True
+                if not more():
+                    return False
+
+        def line_at(p: int) -> int:
+            nonlocal line, line_pos
+            line += buf.count("\n", line_pos, p)
+            line_pos = p
+            return line
+
+        def broken(what: str) -> SourceError:
+            if pos < len(buf) and _SURROGATE.match(buf[pos]):
+                what = _BAD_BYTES.format(enc=self.src.encoding)
+            return SourceError(
+                f"{self.path}:{line_at(pos)}: broken JSON array: {what}"
+                f" ({self.stats.records} elements before it were read)"
+            )
+
+        if not skip_ws():
+            raise broken("empty file, expected a JSON array")
+        if buf[pos] != "[":
+            hint = " (one object per line? use format 'jsonl')" if buf[pos] == "{" else ""
+            raise broken(f"the file does not start with '['{hint}")
+        pos += 1
+        if not skip_ws():
+            raise broken("unexpected end of file, ']' missing")
+        if buf[pos] == "]":
+            pos += 1
+        else:
+            while True:
+                start = pos
+                try:
+                    obj, end = raw_decode(buf, pos)
+                    if end == len(buf) and not eof:
+                        raise json.JSONDecodeError("value may continue", buf, end)
+                except json.JSONDecodeError as exc:
+                    incomplete = exc.msg.startswith("Unterminated string") or (
+                        exc.pos >= len(buf) - 16
+                    )
+                    if not eof and incomplete:
+                        if len(buf) - start > MAX_ELEMENT:
+                            raise broken(f"element larger than {MAX_ELEMENT} characters") from None
+                        more()  # pos is still the element's start; more() may move both
+                        continue
+                    pos = exc.pos
+                    raise broken(exc.msg) from None
+                lineno = line_at(start)
+                self.stats.records += 1
+                if self.dirty and _SURROGATE.search(buf, start, end):
+                    self.bad(lineno, _BAD_BYTES.format(enc=self.src.encoding))
+                elif type(obj) is dict and (
+                    type(s := obj.get(sf, _MISSING)) in scalars
+                    and type(t := obj.get(tf, _MISSING)) in scalars
+                ):
+                    facts.append((s, t, lineno))
+                    if len(facts) >= CHUNK_SIZE:
+                        yield facts
+                        facts = []
+                elif not isinstance(obj, dict):
+                    self.bad(lineno, f"element is {type(obj).__name__}, not an object")
+                else:
+                    self.bad_fact(obj, lineno)
+                pos = end
+                if not skip_ws():
+                    raise broken("unexpected end of file, ']' missing")
+                if buf[pos] == "]":
+                    pos += 1
+                    break
+                if buf[pos] != ",":
+                    raise broken(f"expected ',' or ']', found {buf[pos]!r}")
+                pos += 1
+                if not skip_ws():
+                    raise broken("unexpected end of file after ','")
+                if buf[pos] == "]":
+                    raise broken("trailing ',' before ']'")
+        if facts:
+            yield facts
+        if skip_ws():
+            raise broken("data after the closing ']'")
+
+    def bad_fact(self, obj: Any, lineno: int) -> None:
+        """Report why a decoded JSON record is not a fact (the slow path)."""
+        if not isinstance(obj, dict):
+            self.bad(lineno, f"record is {type(obj).__name__}, not an object")
+            return
+        for name in (self.src.source_field, self.src.target_field):
+            value = obj.get(name, _MISSING)
+            if value is _MISSING:
+                self.bad(lineno, f"missing {name}")
+                return
+            if type(value) not in _SCALARS:
+                self.bad(lineno, f"{name} is {type(value).__name__}, not a scalar")
+                return
+
+
+class FileSource:
+    """Relationship facts from a local file (CSV, JSON Lines or a JSON array).
+
+    Bad records are logged as ``bad_record`` warnings with ``path:line`` and skipped;
+    blank lines are counted only. A missing or unreadable file, a CSV header without
+    the key columns, or a structurally broken JSON array raise SourceError. For a broken
+    array the error comes when the parser reaches the break, so the chunks before it
+    have already been yielded; the engine must treat the read as failed (it does for
+    any SourceError) and not act on the partial set.
+    """
+
+    def __init__(
+        self,
+        path: Path,
+        format: FileFormat = "auto",
+        source_field: str = "bk_inst_id",
+        target_field: str = "bk_asst_inst_id",
+        encoding: str = "utf-8",
+        *,
+        read_size: int = READ_SIZE,
+    ) -> None:
+        if format not in ("auto", "csv", "jsonl", "json"):
+            raise ValueError(f"unknown file format {format!r}")
+        try:
+            codecs.lookup(encoding)
+        except LookupError as exc:
+            raise ValueError(f"unknown encoding {encoding!r}") from exc
+        if read_size < 1:
+            raise ValueError("read_size must be positive")
+        self.path = Path(path)
+        self.format: FileFormat = format
+        self.source_field = source_field
+        self.target_field = target_field
+        self.encoding = encoding
+        self.read_size = read_size
+        self.label = f"file:{path}"
+        self._stats = ReadStats()
+
+    def origin(self, record: int) -> str:
+        return f"{self.path}:{record}"
+
+    @property
+    def stats(self) -> ReadStats:
+        return self._stats
+
+    def fingerprint(self) -> str | None:
+        """Cheap change detection: size, mtime and inode; None if the file is missing."""
+        try:
+            st = os.stat(self.path)
+        except OSError:
+            return None
+        return f"{st.st_size}:{st.st_mtime_ns}:{st.st_ino}"
+
+    async def facts(self) -> AsyncIterator[list[RawFact]]:
+        """Yield facts in chunks of at most CHUNK_SIZE, parsing in a worker thread."""
+        self._stats = ReadStats()
+        read = _Read(self, structlog.get_logger("syncd.source"))
+        gen = read.chunks()
+        lock = threading.Lock()
+        abandoned = False
+
+        def step() -> list[RawFact] | None:
+            with lock:
+                chunk = next(gen, None)
+                if abandoned:  # the consumer left while we were parsing: close here
+                    gen.close()
+                return chunk
+
+        try:
+            while (chunk := await asyncio.to_thread(step)) is not None:
+                yield chunk
+        finally:
+            abandoned = True
+            if lock.acquire(blocking=False):  # else the running step closes it
+                try:
+                    gen.close()
+                finally:
+                    lock.release()
