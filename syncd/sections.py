@@ -1,0 +1,26 @@
+"""Building blocks of the configuration, shared by config and the source modules.
+
+Kept apart from ``syncd.config`` so that each source can declare its own
+settings model without importing the whole configuration (and its union of
+every source) back.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict
+
+
+class _Section(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class FileSourceSettings(_Section):
+    type: Literal["file"]
+    path: Path
+    format: Literal["auto", "csv", "jsonl", "json"] = "auto"
+    source_field: str = "bk_inst_id"
+    target_field: str = "bk_asst_inst_id"
+    encoding: str = "utf-8"

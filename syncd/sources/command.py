@@ -1,0 +1,321 @@
+"""The command source: run an argv (never a shell), parse its stdout into facts.
+
+Formats: a JSON document (a list, or ``records`` path to one), JSON Lines, CSV with a
+header row, or lldpd's ``lldpcli -f json show neighbors``. The whole run is bounded by
+``timeout``: past it the process group is killed (a wrapper script's children too).
+A failed run (non-zero exit, timeout, too much output, unparseable output) raises
+SourceError naming the command (argv[0] only: arguments and the environment may hold
+secrets) with the tail of its stderr, secrets redacted.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import csv
+import io
+import json
+import os
+import signal
+import socket
+from collections.abc import AsyncIterator
+from pathlib import Path
+from typing import Any, Literal
+
+import structlog
+from pydantic import Field, SecretStr, field_validator, model_validator
+
+from syncd.sections import _Section
+from syncd.sources.base import RawFact, ReadStats, SourceError
+from syncd.sources.http import PathMissing, chunked, compile_path, get_path, redact, scalar
+from syncd.sources.lldpd import LldpdFormatError, NeighborKey, neighbor_key, parse_neighbors
+
+log = structlog.get_logger("syncd.sources")
+
+STDERR_TAIL = 2000
+
+
+class CommandSourceSettings(_Section):
+    """Run ``argv`` and read facts from its stdout."""
+
+    type: Literal["command"]
+    argv: list[str] = Field(min_length=1, description="program and arguments; no shell")
+    timeout: float = Field(60.0, gt=0, description="seconds for the whole run")
+    env: dict[str, SecretStr] = Field(
+        default_factory=dict, description="added to the environment; values are secrets"
+    )
+    inherit_env: bool = Field(True, description="start from syncd's environment")
+    cwd: Path | None = None
+    format: Literal["json", "jsonl", "csv", "lldpd"] = "json"
+    records: str | None = Field(None, description="json: path to the record list")
+    source_field: str = Field("bk_inst_id", description="csv column, or json/jsonl path")
+    target_field: str = Field("bk_asst_inst_id", description="csv column, or json/jsonl path")
+    max_output: int = Field(256 * 1024 * 1024, ge=1, description="bytes of stdout at most")
+    local_name: str | None = Field(
+        None, description="lldpd: this host's key (default: the machine's host name)"
+    )
+    neighbor_key: NeighborKey = Field("name", description="lldpd: name, mgmt_ip or chassis_id")
+
+    @field_validator("argv")
+    @classmethod
+    def _argv(cls, value: list[str]) -> list[str]:
+        if not value[0]:
+            raise ValueError("argv[0] must name the program")
+        return value
+
+    @model_validator(mode="after")
+    def _paths(self) -> CommandSourceSettings:
+        if self.format in ("json", "jsonl"):
+            compile_path(self.source_field)
+            compile_path(self.target_field)
+            if self.records is not None:
+                compile_path(self.records)
+        return self
+
+    def resolve_relative(self, base: Path) -> None:
+        if self.cwd is not None and not self.cwd.is_absolute():
+            self.cwd = base / self.cwd
+
+
+class CommandSource:
+    """Facts from one run of a command; record numbers are lines (jsonl, csv) or indexes."""
+
+    def __init__(self, settings: CommandSourceSettings, *, name: str) -> None:
+        self.settings = settings
+        self.name = name
+        self.program = os.path.basename(settings.argv[0])
+        self.label = f"command:{self.program}"
+        self._stats = ReadStats()
+
+    @property
+    def stats(self) -> ReadStats:
+        return self._stats
+
+    def origin(self, record: int) -> str:
+        unit = "line" if self.settings.format in ("jsonl", "csv") else "record"
+        return f"{self.label} stdout {unit} {record}"
+
+    def _fail(self, why: str, stderr: bytes = b"") -> SourceError:
+        secrets = [v.get_secret_value() for v in self.settings.env.values()]
+        tail = stderr[-STDERR_TAIL:].decode("utf-8", "replace").strip()
+        msg = f"command source {self.name!r}: {self.program!r} {why}"
+        if tail:
+            msg += f"; stderr: {tail}"
+        return SourceError(redact(msg, secrets))
+
+    async def run(self) -> bytes:
+        """Run the command to completion; its stdout, or SourceError."""
+        s = self.settings
+        env = dict(os.environ) if s.inherit_env else {}
+        env.update({k: v.get_secret_value() for k, v in s.env.items()})
+        try:
+            proc = await asyncio.create_subprocess_exec(
+                *s.argv,
+                stdin=asyncio.subprocess.DEVNULL,
+                stdout=asyncio.subprocess.PIPE,
+                stderr=asyncio.subprocess.PIPE,
+                env=env,
+                cwd=s.cwd,
+                start_new_session=True,
+            )
+        except OSError as exc:
+            raise self._fail(f"could not start: {exc.strerror or type(exc).__name__}") from None
+        assert proc.stdout is not None and proc.stderr is not None
+        stderr_task = asyncio.ensure_future(_read_tail(proc.stderr, STDERR_TAIL))
+        try:
+            async with asyncio.timeout(s.timeout):
+                out = await _read_limited(proc.stdout, s.max_output)
+                if out is None:
+                    _kill(proc)
+                    await proc.wait()
+                    raise self._fail(
+                        f"wrote more than max_output={s.max_output} bytes", await stderr_task
+                    )
+                code = await proc.wait()
+                err = await stderr_task
+        except TimeoutError:
+            _kill(proc)
+            await proc.wait()
+            err = await _finish(stderr_task)
+            raise self._fail(f"timed out after {s.timeout:g}s and was killed", err) from None
+        finally:
+            if proc.returncode is None:  # cancelled: leave no process behind
+                _kill(proc)
+                with contextlib.suppress(ProcessLookupError):
+                    await proc.wait()
+            if not stderr_task.done():
+                stderr_task.cancel()
+        if code != 0:
+            why = f"killed by signal {-code}" if code < 0 else f"exited with status {code}"
+            raise self._fail(why, err)
+        return out
+
+    async def facts(self) -> AsyncIterator[list[RawFact]]:
+        self._stats = ReadStats()
+        out = await self.run()
+        fmt = self.settings.format
+        if fmt == "json":
+            facts = self._json(out)
+        elif fmt == "jsonl":
+            facts = self._jsonl(out)
+        elif fmt == "csv":
+            facts = self._csv(out)
+        else:
+            facts = self._lldpd(out)
+        for part in chunked(facts):
+            yield part
+
+    # -- formats -------------------------------------------------------------------------
+
+    def _bad(self, record: int, reason: str) -> None:
+        self._stats.bad += 1
+        log.warning(
+            "bad_record",
+            relation=self.name,
+            source=self.label,
+            origin=self.origin(record),
+            reason=reason,
+        )
+
+    def _pick(self, item: Any, record: int, facts: list[RawFact]) -> None:
+        s = self.settings
+        self._stats.records += 1
+        try:
+            facts.append(
+                (
+                    scalar(get_path(item, compile_path(s.source_field))),
+                    scalar(get_path(item, compile_path(s.target_field))),
+                    record,
+                )
+            )
+        except PathMissing as exc:
+            self._bad(record, f"no {exc} in the record")
+        except TypeError as exc:
+            self._bad(record, str(exc))
+
+    def _json(self, out: bytes) -> list[RawFact]:
+        try:
+            doc = json.loads(out)
+        except (ValueError, UnicodeDecodeError) as exc:
+            raise self._fail(f"printed no valid JSON: {exc}") from None
+        if self.settings.records is not None:
+            try:
+                doc = get_path(doc, compile_path(self.settings.records))
+            except PathMissing as exc:
+                raise self._fail(f"printed JSON without {exc} (records path)") from None
+        elif isinstance(doc, dict) and isinstance(doc.get("results"), list):
+            doc = doc["results"]
+        if not isinstance(doc, list):
+            raise self._fail(f"printed a JSON {type(doc).__name__}, not a list of records")
+        facts: list[RawFact] = []
+        for index, item in enumerate(doc):
+            self._pick(item, index, facts)
+        return facts
+
+    def _jsonl(self, out: bytes) -> list[RawFact]:
+        facts: list[RawFact] = []
+        for number, line in enumerate(out.splitlines(), start=1):
+            if not line.strip():
+                self._stats.blank += 1
+                continue
+            try:
+                item = json.loads(line)
+            except (ValueError, UnicodeDecodeError) as exc:
+                self._stats.records += 1
+                self._bad(number, f"not JSON: {exc}")
+                continue
+            self._pick(item, number, facts)
+        if self._stats.records and self._stats.bad == self._stats.records:
+            raise self._fail("printed no valid JSON line")
+        return facts
+
+    def _csv(self, out: bytes) -> list[RawFact]:
+        s = self.settings
+        try:
+            text = out.decode("utf-8-sig")
+        except UnicodeDecodeError as exc:
+            raise self._fail(f"printed invalid UTF-8: {exc}") from None
+        reader = csv.reader(io.StringIO(text, newline=""))
+        header = next(reader, None)
+        if header is None:
+            return []
+        header = [h.strip() for h in header]
+        missing = [c for c in (s.source_field, s.target_field) if c not in header]
+        if missing:
+            raise self._fail(f"printed CSV without the column(s) {', '.join(missing)}")
+        src, dst = header.index(s.source_field), header.index(s.target_field)
+        facts: list[RawFact] = []
+        for row in reader:
+            number = reader.line_num
+            if not row or all(not c.strip() for c in row):
+                self._stats.blank += 1
+                continue
+            self._stats.records += 1
+            if len(row) != len(header):
+                self._bad(number, f"{len(row)} fields, the header has {len(header)}")
+                continue
+            facts.append((row[src].strip(), row[dst].strip(), number))
+        return facts
+
+    def _lldpd(self, out: bytes) -> list[RawFact]:
+        s = self.settings
+        try:
+            doc = json.loads(out)
+            neighbors = list(parse_neighbors(doc))
+        except (ValueError, UnicodeDecodeError) as exc:
+            kind = "lldpd" if isinstance(exc, LldpdFormatError) else "valid JSON"
+            raise self._fail(f"printed no {kind} output: {exc}") from None
+        local = s.local_name or socket.gethostname()
+        facts: list[RawFact] = []
+        seen: set[str] = set()
+        for index, neighbor in enumerate(neighbors):
+            self._stats.records += 1
+            key = neighbor_key(neighbor, s.neighbor_key)
+            if key is None:
+                self._bad(
+                    index,
+                    f"the neighbour on {neighbor.local_port} announced no {s.neighbor_key}",
+                )
+                continue
+            if key in seen:  # two ports to the same switch: one relation
+                continue
+            seen.add(key)
+            facts.append((key, local, index))
+        return facts
+
+
+async def _read_limited(stream: asyncio.StreamReader, limit: int) -> bytes | None:
+    """All of a stream, or None once it passes ``limit`` bytes."""
+    parts: list[bytes] = []
+    size = 0
+    while chunk := await stream.read(65536):
+        size += len(chunk)
+        if size > limit:
+            return None
+        parts.append(chunk)
+    return b"".join(parts)
+
+
+async def _read_tail(stream: asyncio.StreamReader, keep: int) -> bytes:
+    """Drain a stream (so the child never blocks on it), keeping its last bytes."""
+    tail = b""
+    while chunk := await stream.read(65536):
+        tail = (tail + chunk)[-keep:]
+    return tail
+
+
+async def _finish(task: asyncio.Future[bytes]) -> bytes:
+    try:
+        async with asyncio.timeout(1.0):
+            return await task
+    except (TimeoutError, asyncio.CancelledError):
+        return b""
+
+
+def _kill(proc: asyncio.subprocess.Process) -> None:
+    """Kill the whole process group the child leads (start_new_session)."""
+    try:
+        os.killpg(proc.pid, signal.SIGKILL)
+    except (ProcessLookupError, PermissionError):
+        with contextlib.suppress(ProcessLookupError):
+            proc.kill()

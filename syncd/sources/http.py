@@ -1,0 +1,402 @@
+"""The HTTP source: GET JSON from a URL, follow its pagination, pick two keys from each record.
+
+Works with any JSON API that returns a list of records: DRF/NetBox style bodies
+(``{"results": [...], "next": url}``), RFC 8288 ``Link: <url>; rel="next"`` headers,
+or a single unpaged list. The token is read at every read (so a rotated
+``token_file`` is picked up) and is never written to a log or an error message.
+A source that cannot be read completely fails the read: a partial topology would
+look like deleted cabling.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import ssl
+from collections.abc import AsyncIterator, Iterator, Mapping
+from pathlib import Path
+from typing import Any, Literal
+from urllib.parse import urljoin, urlsplit, urlunsplit
+
+import aiohttp
+import structlog
+from pydantic import Field, SecretStr, field_validator, model_validator
+
+from syncd.sections import _Section
+from syncd.sources.base import CHUNK_SIZE, RawFact, RawValue, ReadStats, SourceError
+
+log = structlog.get_logger("syncd.sources")
+
+# --- path expressions ----------------------------------------------------------------------
+
+PathStep = str | int
+_KEY = re.compile(r"[^.\[\]]+")
+_INDEX = re.compile(r"\[(-?\d+)\]")
+
+
+def compile_path(expr: str) -> tuple[PathStep, ...]:
+    """Parse ``a_terminations[0].object.device.name`` into keys and list indexes.
+
+    The empty string is the document itself. Raises ValueError naming the bad spot.
+    """
+    steps: list[PathStep] = []
+    pos = 0
+    while pos < len(expr):
+        index = _INDEX.match(expr, pos)
+        if index is not None:
+            steps.append(int(index.group(1)))
+            pos = index.end()
+            continue
+        if pos > 0:
+            if expr[pos] != ".":
+                raise ValueError(f"bad path {expr!r} at position {pos}: expected '.' or '['")
+            pos += 1
+        key = _KEY.match(expr, pos)
+        if key is None:
+            raise ValueError(f"bad path {expr!r} at position {pos}: expected a key")
+        steps.append(key.group(0))
+        pos = key.end()
+    return tuple(steps)
+
+
+class PathMissing(LookupError):
+    """The record has nothing at the path."""
+
+
+def get_path(doc: Any, steps: tuple[PathStep, ...]) -> Any:
+    """The value at a compiled path; PathMissing names the first step that is not there."""
+    node = doc
+    for step in steps:
+        if isinstance(step, int):
+            if not isinstance(node, list) or not -len(node) <= step < len(node):
+                raise PathMissing(f"[{step}]")
+            node = node[step]
+        else:
+            if not isinstance(node, dict) or step not in node:
+                raise PathMissing(step)
+            node = node[step]
+    return node
+
+
+def _path_validator(value: str | None) -> str | None:
+    if value is not None:
+        compile_path(value)
+    return value
+
+
+# --- settings ------------------------------------------------------------------------------
+
+
+class TokenSettings(_Section):
+    """A secret API token from exactly one place: inline, a file, or an environment variable."""
+
+    token: SecretStr | None = None
+    token_file: Path | None = Field(None, description="read at every source read (rotation)")
+    token_env: str | None = Field(None, description="name of an environment variable")
+
+    @model_validator(mode="after")
+    def _one_token(self) -> TokenSettings:
+        given = [n for n in ("token", "token_file", "token_env") if getattr(self, n) is not None]
+        if len(given) > 1:
+            raise ValueError(f"give one of token, token_file, token_env, not {' and '.join(given)}")
+        return self
+
+    def read_token(self) -> str | None:
+        """The token in clear, for the wire only; SourceError says where it failed, not what."""
+        if self.token is not None:
+            return self.token.get_secret_value()
+        if self.token_file is not None:
+            try:
+                text = self.token_file.read_text(encoding="utf-8").strip()
+            except (OSError, UnicodeDecodeError) as exc:
+                why = getattr(exc, "strerror", None) or type(exc).__name__
+                raise SourceError(
+                    f"token_file {str(self.token_file)!r} is unreadable: {why}"
+                ) from None
+            if not text:
+                raise SourceError(f"token_file {str(self.token_file)!r} is empty")
+            return text
+        if self.token_env is not None:
+            value = os.environ.get(self.token_env, "").strip()
+            if not value:
+                raise SourceError(f"environment variable {self.token_env} (token_env) is not set")
+            return value
+        return None
+
+    def resolve_relative(self, base: Path) -> None:
+        """Make relative file paths relative to the config file's directory."""
+        if self.token_file is not None and not self.token_file.is_absolute():
+            self.token_file = base / self.token_file
+
+
+class _HttpCommon(TokenSettings):
+    url: str
+    timeout: float = Field(30.0, gt=0, description="seconds for one page, end to end")
+    verify_tls: bool = True
+    ca_bundle: Path | None = None
+    max_pages: int = Field(10_000, ge=1, description="a read that needs more pages fails")
+
+    @field_validator("url")
+    @classmethod
+    def _url(cls, value: str) -> str:
+        if not re.match(r"^https?://[^/\s]+", value):
+            raise ValueError("must be an http:// or https:// URL")
+        return value
+
+    def resolve_relative(self, base: Path) -> None:
+        super().resolve_relative(base)
+        if self.ca_bundle is not None and not self.ca_bundle.is_absolute():
+            self.ca_bundle = base / self.ca_bundle
+
+
+class HttpSourceSettings(_HttpCommon):
+    """GET JSON records from a URL; ``source_path``/``target_path`` pick the two keys."""
+
+    type: Literal["http"]
+    headers: dict[str, str] = Field(default_factory=dict, description="extra request headers")
+    auth_header: str = "Authorization"
+    auth_scheme: str = Field(
+        "Bearer", description='e.g. "Bearer", "Token"; "" sends the bare token'
+    )
+    pagination: Literal["auto", "next", "link", "none"] = "auto"
+    next_path: str = Field("next", description="where the next page's URL is in the body")
+    records: str | None = Field(
+        None, description="path to the record list; default: the body if a list, else results"
+    )
+    source_path: str = "bk_inst_id"
+    target_path: str = "bk_asst_inst_id"
+
+    @field_validator("next_path", "records", "source_path", "target_path")
+    @classmethod
+    def _paths(cls, value: str | None) -> str | None:
+        return _path_validator(value)
+
+
+# --- the pager -----------------------------------------------------------------------------
+
+
+def redact(text: str, secrets: list[str]) -> str:
+    """Replace every secret in a text meant for a log or an error."""
+    for secret in secrets:
+        if secret:
+            text = text.replace(secret, "***")
+    return text
+
+
+def _origin_of(url: str) -> tuple[str, str]:
+    parts = urlsplit(url)
+    return parts.scheme, parts.netloc
+
+
+def _rebase(url: str, base: str) -> str:
+    """Keep the token on the configured origin: servers behind a TLS proxy often
+    advertise ``http://internal-name/...`` in their next links."""
+    parts = urlsplit(url)
+    scheme, netloc = _origin_of(base)
+    return urlunsplit((scheme, netloc, parts.path, parts.query, parts.fragment))
+
+
+def safe_url(url: str) -> str:
+    """A URL for messages: without user info and query values."""
+    parts = urlsplit(url)
+    netloc = parts.netloc.rsplit("@", 1)[-1]
+    return urlunsplit((parts.scheme, netloc, parts.path, "", ""))
+
+
+def open_session(common: _HttpCommon) -> aiohttp.ClientSession:
+    """One session per read: nothing lingers between cycles."""
+    ssl_opt: ssl.SSLContext | bool = True
+    if not common.verify_tls:
+        ssl_opt = False
+    elif common.ca_bundle is not None:
+        ssl_opt = ssl.create_default_context(cafile=str(common.ca_bundle))
+    return aiohttp.ClientSession(
+        connector=aiohttp.TCPConnector(ssl=ssl_opt, limit=2),
+        timeout=aiohttp.ClientTimeout(total=common.timeout),
+        raise_for_status=False,
+    )
+
+
+async def iter_json_pages(
+    session: aiohttp.ClientSession,
+    url: str,
+    *,
+    what: str,
+    headers: Mapping[str, str],
+    secrets: list[str],
+    pagination: Literal["auto", "next", "link", "none"] = "auto",
+    next_path: tuple[PathStep, ...] = ("next",),
+    max_pages: int = 10_000,
+) -> AsyncIterator[tuple[str, Any]]:
+    """Yield ``(page url, parsed body)`` for each page; SourceError for anything short of JSON.
+
+    ``what`` names the source in messages (e.g. ``http source 'switch-host'``).
+    """
+    seen: set[str] = set()
+    current: str | None = url
+    pages = 0
+    while current is not None:
+        if current in seen:
+            raise SourceError(f"{what}: pagination loops back to {safe_url(current)}")
+        seen.add(current)
+        pages += 1
+        if pages > max_pages:
+            raise SourceError(f"{what}: more than max_pages={max_pages} pages; raise max_pages")
+        where = f"GET {safe_url(current)}"
+        try:
+            async with session.get(current, headers=dict(headers)) as resp:
+                body = await resp.read()
+                status, reason = resp.status, resp.reason or ""
+                content_type = resp.headers.get("Content-Type", "")
+                link_next = resp.links.get("next")
+        except TimeoutError:
+            raise SourceError(f"{what}: {where}: timed out") from None
+        except aiohttp.ClientError as exc:
+            text = redact(f"{type(exc).__name__}: {exc}", secrets)
+            raise SourceError(f"{what}: {where}: {text}") from None
+        if status != 200:
+            snippet = redact(body[:200].decode("utf-8", "replace").strip(), secrets)
+            raise SourceError(f"{what}: {where}: HTTP {status} {reason}: {snippet!r}")
+        try:
+            doc = json.loads(body)
+        except ValueError:
+            snippet = redact(body[:120].decode("utf-8", "replace").strip(), secrets)
+            raise SourceError(
+                f"{what}: {where}: answer is not JSON ({content_type or 'no content type'}): "
+                f"{snippet!r}"
+            ) from None
+        yield current, doc
+        nxt: str | None = None
+        if pagination in ("auto", "next") and isinstance(doc, dict):
+            try:
+                value = get_path(doc, next_path)
+            except PathMissing:
+                value = None
+            if isinstance(value, str) and value:
+                nxt = value
+        if nxt is None and pagination in ("auto", "link") and link_next is not None:
+            nxt = str(link_next.get("url") or "") or None
+        if nxt is not None:
+            nxt = urljoin(current, nxt)
+            if _origin_of(nxt) != _origin_of(url):
+                nxt = _rebase(nxt, url)
+        current = nxt
+
+
+def scalar(value: Any) -> RawValue:
+    """A key value as the engine takes it; lists and objects are not keys."""
+    if value is None or isinstance(value, str | int | float | bool):
+        return value
+    raise TypeError(f"value is a {type(value).__name__}, not a scalar")
+
+
+def chunked(facts: list[RawFact]) -> Iterator[list[RawFact]]:
+    for i in range(0, len(facts), CHUNK_SIZE):
+        yield facts[i : i + CHUNK_SIZE]
+
+
+# --- the source ----------------------------------------------------------------------------
+
+
+class HttpSource:
+    """Reads one relation's facts from a JSON API. Record numbers count from 1 across pages."""
+
+    def __init__(self, settings: HttpSourceSettings, *, name: str) -> None:
+        self.settings = settings
+        self.name = name
+        self.label = f"http:{safe_url(settings.url)}"
+        self._records = compile_path(settings.records) if settings.records is not None else None
+        self._src = compile_path(settings.source_path)
+        self._dst = compile_path(settings.target_path)
+        self._next = compile_path(settings.next_path)
+        self._stats = ReadStats()
+        self._page_starts: list[int] = []
+
+    @property
+    def stats(self) -> ReadStats:
+        return self._stats
+
+    def origin(self, record: int) -> str:
+        """``http:https://host/path page 2 record 37`` (records count from 1 over all pages)."""
+        page = 0
+        for number, start in enumerate(self._page_starts, start=1):
+            if start > record:
+                break
+            page = number
+        where = f" page {page}" if page else ""
+        return f"{self.label}{where} record {record}"
+
+    def _headers(self) -> tuple[dict[str, str], list[str]]:
+        s = self.settings
+        headers = {"Accept": "application/json", **s.headers}
+        token = s.read_token()
+        secrets: list[str] = []
+        if token is not None:
+            headers[s.auth_header] = f"{s.auth_scheme} {token}" if s.auth_scheme else token
+            secrets.append(token)
+        return headers, secrets
+
+    def _page_records(self, doc: Any, page_url: str) -> list[Any]:
+        what = f"http source {self.name!r}: {safe_url(page_url)}"
+        if self._records is not None:
+            try:
+                items = get_path(doc, self._records)
+            except PathMissing as exc:
+                raise SourceError(f"{what}: no {exc} in the body (records path)") from None
+        elif isinstance(doc, list):
+            items = doc
+        elif isinstance(doc, dict) and "results" in doc:
+            items = doc["results"]
+        else:
+            raise SourceError(f"{what}: the body is not a list and has no 'results'; set records")
+        if not isinstance(items, list):
+            raise SourceError(f"{what}: records is a {type(items).__name__}, not a list")
+        return items
+
+    async def facts(self) -> AsyncIterator[list[RawFact]]:
+        self._stats = ReadStats()
+        self._page_starts = []
+        headers, secrets = self._headers()
+        s = self.settings
+        record = 0
+        async with open_session(s) as session:
+            async for page_url, doc in iter_json_pages(
+                session,
+                s.url,
+                what=f"http source {self.name!r}",
+                headers=headers,
+                secrets=secrets,
+                pagination=s.pagination,
+                next_path=self._next,
+                max_pages=s.max_pages,
+            ):
+                self._page_starts.append(record + 1)
+                self._stats.extra["pages"] = self._stats.extra.get("pages", 0) + 1
+                chunk: list[RawFact] = []
+                for item in self._page_records(doc, page_url):
+                    record += 1
+                    self._stats.records += 1
+                    try:
+                        fact = (
+                            scalar(get_path(item, self._src)),
+                            scalar(get_path(item, self._dst)),
+                            record,
+                        )
+                    except (PathMissing, TypeError) as exc:
+                        self._bad(record, exc)
+                        continue
+                    chunk.append(fact)
+                for part in chunked(chunk):
+                    yield part
+
+    def _bad(self, record: int, exc: Exception) -> None:
+        self._stats.bad += 1
+        reason = f"no {exc} in the record" if isinstance(exc, PathMissing) else str(exc)
+        log.warning(
+            "bad_record",
+            relation=self.name,
+            source=self.label,
+            origin=self.origin(record),
+            reason=reason,
+        )
