@@ -11,11 +11,9 @@ from __future__ import annotations
 import os
 import re
 from pathlib import Path
-from typing import Annotated, Any, Literal
+from typing import Any, Literal
 
 from pydantic import (
-    BaseModel,
-    ConfigDict,
     Field,
     SecretStr,
     ValidationError,
@@ -29,6 +27,11 @@ from pydantic_settings import (
     TomlConfigSettingsSource,
 )
 
+from syncd.prune import PruneGuards
+from syncd.sections import FileSourceSettings, _Section
+from syncd.sources.filters import FilterSettings
+from syncd.sources.registry import SourceSettings
+
 MAX_BATCH = 200
 """bk-cmdb refuses a batch_create_instance_association with more details (1199035)."""
 
@@ -40,10 +43,6 @@ CONFIG_ENV = "SYNCD_CONFIG"
 
 class ConfigError(Exception):
     """The configuration is invalid; the message names the field and why."""
-
-
-class _Section(BaseModel):
-    model_config = ConfigDict(extra="forbid")
 
 
 class CmdbSettings(_Section):
@@ -122,6 +121,9 @@ class SyncSettings(_Section):
         60, ge=0, description="first hold-back after a per-pair failure, seconds; doubles"
     )
     pair_backoff_cap: float = Field(3600, ge=0, description="longest per-pair hold-back, seconds")
+    key_cache_ttl: float = Field(
+        600, ge=0, description="seconds a resolved natural key is trusted; SIGHUP clears it"
+    )
 
 
 class LogSettings(_Section):
@@ -136,16 +138,26 @@ class OpsSettings(_Section):
     pidfile: Path | None = None
 
 
-class FileSourceSettings(_Section):
-    type: Literal["file"]
-    path: Path
-    format: Literal["auto", "csv", "jsonl", "json"] = "auto"
-    source_field: str = "bk_inst_id"
-    target_field: str = "bk_asst_inst_id"
-    encoding: str = "utf-8"
+class PruneSettings(_Section):
+    """Deleting pairs that left the source: off by default, guarded at every step."""
 
+    enabled: bool = False
+    grace_seconds: float = Field(3600, ge=0, description="absent at least this long")
+    grace_cycles: int = Field(3, ge=1, description="... and for this many cycles in a row")
+    max_count: int = Field(1000, ge=0, description="deletions per cycle at most")
+    max_fraction: float = Field(0.1, ge=0, le=1, description="of the relation's pairs per cycle")
+    max_shrink: float = Field(
+        0.5, ge=0, le=1, description="no pruning if the source shrank more than this"
+    )
 
-SourceSettings = Annotated[FileSourceSettings, Field(discriminator="type")]
+    def guards(self) -> PruneGuards:
+        return PruneGuards(
+            self.grace_seconds,
+            self.grace_cycles,
+            self.max_count,
+            self.max_fraction,
+            self.max_shrink,
+        )
 
 
 class RelationSettings(_Section):
@@ -156,6 +168,16 @@ class RelationSettings(_Section):
     bk_asst_obj_id: str = Field(min_length=1)
     bk_obj_asst_id: str = Field(min_length=1)
     source: SourceSettings
+    filters: FilterSettings = FilterSettings()
+    source_key: str = Field(
+        "id",
+        min_length=1,
+        description="attribute naming the source instance: 'id' or e.g. bk_inst_name",
+    )
+    target_key: str = Field(
+        "id", min_length=1, description="attribute naming the target: 'id', bk_host_innerip, ..."
+    )
+    prune: PruneSettings = PruneSettings()
 
     @model_validator(mode="after")
     def _consistent(self) -> RelationSettings:
@@ -293,3 +315,5 @@ def _resolve_relative(settings: Settings, base: Path) -> None:
         src = rel.source
         if isinstance(src, FileSourceSettings):
             src.path = fix(src.path)
+        else:
+            src.resolve_relative(base)

@@ -70,9 +70,31 @@ def test_invariants(pairs: set[tuple[int, int]], size: int, mapping: Mapping) ->
         for key in batch:
             for node in _constrained(key, mapping):
                 assert owner.setdefault(node, i) == i
-    # Deferred pairs share their constrained instance with a pair that was sent.
+    # Deferred pairs belong to a group (pairs linked through constrained instances)
+    # of which some pair was sent: they wait only because the group outgrew a request.
+    group = _components(keys, mapping)
+    sent_groups = {group[k] for k in sent}
     for key in plan.deferred:
-        assert _constrained(key, mapping) & set(owner)
+        assert group[key] in sent_groups
+
+
+def _components(keys: list[int], mapping: Mapping) -> dict[int, int]:
+    """Pair -> a group id, pairs linked when they share a constrained instance."""
+    group = {k: k for k in keys}
+
+    def find(k: int) -> int:
+        while group[k] != k:
+            k = group[k]
+        return k
+
+    by_node: dict[tuple[int, int], int] = {}
+    for key in keys:
+        for node in _constrained(key, mapping):
+            other = by_node.setdefault(node, key)
+            a, b = find(key), find(other)
+            if a != b:
+                group[b] = a
+    return {k: find(k) for k in keys}
 
 
 @settings(max_examples=100, deadline=None)

@@ -1,0 +1,147 @@
+"""Command line: ``syncd run | once | check-config | demo | simulate``.
+
+Exit statuses: 0 success; 1 ``once`` finished with pairs not in the CMDB;
+78 (EX_CONFIG) invalid configuration, which systemd does not restart on.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import sys
+from pathlib import Path
+
+from syncd import __version__
+from syncd.config import EX_CONFIG, ConfigError, Settings, load_settings
+
+
+def _config_arg(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--config",
+        type=Path,
+        default=None,
+        help="TOML config file (default: $SYNCD_CONFIG)",
+    )
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="syncd",
+        description="Keep BlueKing CMDB instance associations in step with a topology source.",
+    )
+    parser.add_argument("--version", action="version", version=f"syncd {__version__}")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    run = sub.add_parser("run", help="run the daemon: a cycle every sync.interval seconds")
+    _config_arg(run)
+    once = sub.add_parser("once", help="one full cycle, then exit (0: every pair in the CMDB)")
+    _config_arg(once)
+    check = sub.add_parser("check-config", help="validate the config and exit (78 if invalid)")
+    _config_arg(check)
+    resync = sub.add_parser(
+        "resync", help="ask the running daemon for a full resync (ops endpoint or pidfile + SIGHUP)"
+    )
+    _config_arg(resync)
+    plan = sub.add_parser(
+        "plan", help="what a cycle would do now, changing nothing (exit 0: nothing, 2: changes)"
+    )
+    _config_arg(plan)
+    plan.add_argument("--json", action="store_true", help="machine-readable output")
+    demo = sub.add_parser("demo", help="the daemon against the built-in simulator, two cycles")
+    demo.add_argument("--dir", type=Path, default=Path("config/demo"), help="demo files")
+    simulate = sub.add_parser("simulate", help="serve the built-in CMDB simulator")
+    from syncd.simulator import cli as sim_cli
+
+    sim_cli.add_arguments(simulate)
+    return parser
+
+
+def _load(path: Path | None) -> Settings:
+    try:
+        return load_settings(path)
+    except ConfigError as exc:
+        print(f"syncd: {exc}", file=sys.stderr)
+        raise SystemExit(EX_CONFIG) from None
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    command: str = args.command
+    if command == "simulate":
+        from syncd.simulator import cli as sim_cli
+
+        return sim_cli.run(args)
+    if command == "demo":
+        from syncd.demo import run_demo
+
+        return run_demo(args.dir)
+    settings = _load(args.config)
+    from syncd import log
+
+    if command == "plan":
+        log.configure(settings.log.level, "json", stream=sys.stderr)
+        return asyncio.run(_plan(settings, as_json=args.json))
+    log.configure(settings.log.level, settings.log.format)
+    if command == "resync":
+        from syncd.control import ControlError, ops_url_for, request_resync
+
+        ops = settings.ops
+        url = ops_url_for(ops.host, ops.port) if ops.enabled and ops.port else None
+        try:
+            print(f"syncd: {request_resync(pidfile=ops.pidfile, ops_url=url)}")
+        except ControlError as exc:
+            print(f"syncd: {exc}", file=sys.stderr)
+            return 1
+        return 0
+    if command == "check-config":
+        names = ", ".join(r.name for r in settings.relations)
+        print(f"syncd: config OK: {len(settings.relations)} relation(s): {names}")
+        return 0
+    from syncd.daemon import Daemon
+
+    daemon = Daemon(settings, once=command == "once")
+    return asyncio.run(daemon.run())
+
+
+async def _plan(settings: Settings, *, as_json: bool) -> int:
+    """Plan every relation against a fresh read of the CMDB; write nothing."""
+    import tempfile
+
+    from syncd.cmdb.client import CmdbClient, CmdbError
+    from syncd.engine import Engine, RelationPlan
+    from syncd.planview import plan_document, render_json, render_text
+    from syncd.sources.base import SourceError
+    from syncd.state import StateStore
+
+    with tempfile.TemporaryDirectory(prefix="syncd-plan-") as tmp:
+        path = settings.state.path
+        # No state yet: plan against an empty one without creating the real file.
+        store_path = path if path.exists() else Path(tmp) / "state.db"
+        store, _ = StateStore.open(store_path)
+        try:
+            async with CmdbClient(settings.cmdb) as client:
+                engine = Engine(settings, client, store)
+                plans: list[RelationPlan | str] = []
+                for rel in settings.relations:
+                    try:
+                        plans.append(await engine.plan_relation(rel, resync=True, write=False))
+                    except (SourceError, CmdbError) as exc:
+                        plans.append(str(exc))
+                    except Exception as exc:  # RelationRefused and kin: report, don't crash
+                        plans.append(f"{type(exc).__name__}: {exc}")
+                ids = {
+                    rel.name: store.association_ids(rel.name, plan.prune.delete)
+                    for rel, plan in zip(settings.relations, plans, strict=True)
+                    if not isinstance(plan, str)
+                }
+        finally:
+            store.close()
+    doc = plan_document(settings, plans, ids)
+    print(render_json(doc) if as_json else render_text(doc))
+    if any(isinstance(p, str) for p in plans):
+        return 1
+    return 2 if doc["changes"] else 0
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())

@@ -1,0 +1,216 @@
+"""The engine against the simulator over real HTTP on loopback (issue 3)."""
+
+from __future__ import annotations
+
+from collections import Counter
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import pytest
+from structlog.testing import capture_logs
+
+from syncd.cmdb.client import CmdbClient
+from syncd.config import Settings
+from syncd.engine import CycleReport, Engine
+from syncd.pairs import pack
+from syncd.simulator import Simulator, SimulatorOptions
+from syncd.state import StateStore
+from tests.helpers import ASST, load, pair_lines, write_config, write_csv
+
+
+async def run_cycle(
+    settings: Settings, *, resync: bool = False
+) -> tuple[CycleReport, list[dict[str, Any]]]:
+    store, _ = StateStore.open(settings.state.path)
+    try:
+        async with CmdbClient(settings.cmdb) as client:
+            engine = Engine(settings, client, store)
+            with capture_logs() as logs:
+                report = await engine.cycle(resync=resync)
+            return report, logs
+    finally:
+        store.close()
+
+
+def all_pairs(switches: int, hosts: int) -> list[tuple[int, int]]:
+    return [(s, 1000 + h) for s in range(1, switches + 1) for h in range(1, hosts + 1)]
+
+
+async def test_first_cycle_creates_exactly_the_missing_pairs(
+    tmp_path: Path, sim_factory: Callable[..., Simulator]
+) -> None:
+    desired = all_pairs(5, 130)  # 650 pairs -> 4 requests of <= 200
+    existing = desired[:30]
+    sim = sim_factory(existing=existing, switches=5, hosts=130)
+    async with sim.running(host="127.0.0.1", port=0) as url:
+        settings = load(write_config(tmp_path, url, write_csv(tmp_path / "t.csv", desired)))
+        report, logs = await run_cycle(settings)
+        assert sim.pairs(ASST) == set(desired)
+        stats = sim.stats()
+        assert stats["max_batch"] <= 200
+        assert stats["details_received"] == len(desired) - len(existing)
+        pairs = pair_lines(logs)
+        assert len(pairs) == len(desired) - len(existing)
+        assert Counter(p["outcome"] for p in pairs) == {"created": 620}
+        assert report.total("created") == 620 and report.converged
+        # The first cycle with an empty state read the CMDB: the 30 existing pairs were not sent.
+        sent = {(p["bk_inst_id"], p["bk_asst_inst_id"]) for p in pairs}
+        assert not sent & set(existing)
+        for p in pairs:
+            assert p["relation"] == "switch-host" and p["bk_obj_asst_id"] == ASST
+            assert isinstance(p["association_id"], int) and p["request_id"]
+            assert 0 <= p["index"] < 200
+        # Batch ids are unique per request and indexes are unique within a batch.
+        per_batch = Counter((p["batch"], p["index"]) for p in pairs)
+        assert max(per_batch.values()) == 1
+
+        # Second cycle: nothing to do, nothing sent.
+        before = sim.stats()["details_received"]
+        report2, logs2 = await run_cycle(settings)
+        assert sim.stats()["details_received"] == before
+        assert pair_lines(logs2) == []
+        assert report2.total("desired") == 650 and report2.total("known") == 650
+
+
+async def test_restart_sends_nothing_and_resync_recreates_deleted(
+    tmp_path: Path, sim_factory: Callable[..., Simulator]
+) -> None:
+    desired = all_pairs(3, 50)
+    sim = sim_factory(switches=3, hosts=50)
+    async with sim.running(host="127.0.0.1", port=0) as url:
+        settings = load(write_config(tmp_path, url, write_csv(tmp_path / "t.csv", desired)))
+        await run_cycle(settings)
+        before = sim.stats()["details_received"]
+        # A restart (fresh process state, same SQLite file) sends nothing.
+        _, logs = await run_cycle(settings)
+        assert pair_lines(logs) == [] and sim.stats()["details_received"] == before
+        # Someone deletes 7 pairs behind syncd's back; a plain cycle can't know ...
+        gone = set(desired[:7])
+        assert sim.delete_pairs(ASST, gone) == 7
+        _, logs = await run_cycle(settings)
+        assert pair_lines(logs) == []
+        # ... a resync (SIGHUP) reads the CMDB and re-creates exactly those.
+        report, logs = await run_cycle(settings, resync=True)
+        assert {(p["bk_inst_id"], p["bk_asst_inst_id"]) for p in pair_lines(logs)} == gone
+        assert sim.pairs(ASST) == set(desired)
+        assert report.relations[0].resynced
+
+
+async def test_resync_does_not_resend_pairs_created_by_others(
+    tmp_path: Path, sim_factory: Callable[..., Simulator]
+) -> None:
+    desired = all_pairs(2, 40)
+    sim = sim_factory(switches=2, hosts=40)
+    async with sim.running(host="127.0.0.1", port=0) as url:
+        topo = write_csv(tmp_path / "t.csv", desired[:40])
+        settings = load(write_config(tmp_path, url, topo))
+        await run_cycle(settings)
+        # Another tool creates the other 40 pairs; then the source grows to include them.
+        sim_pairs = desired[40:]
+        async with CmdbClient(settings.cmdb) as client:
+            answer = await client.batch_create("bk_switch", "host", ASST, sim_pairs)
+            assert answer.data["success_created"]
+        write_csv(topo, desired)
+        before = sim.stats()["details_received"]
+        _, logs = await run_cycle(settings, resync=True)
+        assert pair_lines(logs) == []
+        assert sim.stats()["details_received"] == before
+
+
+async def test_per_index_failures_and_exists(
+    tmp_path: Path, sim_factory: Callable[..., Simulator]
+) -> None:
+    sim = sim_factory(switches=3, hosts=10)
+    async with sim.running(host="127.0.0.1", port=0) as url:
+        rows = [(1, 1001), (1, 1002), (99, 1001), (2, 9999), (3, 1003)]
+        settings = load(write_config(tmp_path, url, write_csv(tmp_path / "t.csv", rows)))
+        # Somebody else creates (3, 1003) after syncd's resync but before its send.
+        store, _ = StateStore.open(settings.state.path)
+        async with CmdbClient(settings.cmdb) as client:
+            engine = Engine(settings, client, store)
+            rel = settings.relations[0]
+            await engine._load_mapping(rel)
+            await engine.resync(rel)
+            await client.batch_create("bk_switch", "host", ASST, [(3, 1003)])
+            with capture_logs() as logs:
+                report = await engine.cycle()
+            store.close()
+        outcomes = {(p["bk_inst_id"], p["bk_asst_inst_id"]): p for p in pair_lines(logs)}
+        assert outcomes[(1, 1001)]["outcome"] == "created"
+        assert outcomes[(3, 1003)]["outcome"] == "exists"
+        assert outcomes[(99, 1001)]["outcome"] == "failed"
+        assert outcomes[(99, 1001)]["reason"] == "missing_source"
+        assert outcomes[(2, 9999)]["reason"] == "missing_target"
+        assert outcomes[(2, 9999)]["error"]
+        assert report.total("failed") == 2 and not report.converged
+        # The exists pair got its association id from a bulk lookup.
+        store, _ = StateStore.open(settings.state.path)
+        ids = store.association_ids("switch-host", [pack(3, 1003)])
+        store.close()
+        assert ids[pack(3, 1003)] is not None
+
+
+@pytest.mark.parametrize("gateway", ["esb", "apigw"])
+async def test_limits_hold_from_the_servers_side(
+    tmp_path: Path, sim_factory: Callable[..., Simulator], gateway: str
+) -> None:
+    desired = all_pairs(10, 100)  # 1000 pairs
+    sim = sim_factory(SimulatorOptions(latency_ms=20), switches=10, hosts=100)
+    async with sim.running(host="127.0.0.1", port=0) as url:
+        cfg = write_config(
+            tmp_path,
+            url,
+            write_csv(tmp_path / "t.csv", desired),
+            gateway=gateway,
+            cmdb_extra="batch_size = 50",
+        )
+        text = (
+            cfg.read_text()
+            .replace("rate_limit = 200", "rate_limit = 10")
+            .replace("concurrency = 8", "concurrency = 3")
+        )
+        cfg.write_text(text)
+        settings = load(cfg)
+        report, _ = await run_cycle(settings)
+        stats = sim.stats()
+        assert report.converged and sim.pairs(ASST) == set(desired)
+        assert stats["max_batch"] <= 50
+        assert stats["peak_rps"] <= 10
+        assert stats["peak_in_flight"] <= 3
+
+
+async def test_bad_rows_are_skipped_good_rows_sync(
+    tmp_path: Path, sim_factory: Callable[..., Simulator]
+) -> None:
+    sim = sim_factory(switches=3, hosts=10)
+    async with sim.running(host="127.0.0.1", port=0) as url:
+        topo = tmp_path / "t.csv"
+        topo.write_bytes(
+            b"bk_inst_id,bk_asst_inst_id\n1,1001\nabc,1002\n\n2,1002,7\n2\n-5,1003\n2,1003\n"
+            b"3,\xff\xfe\n3,1004\n"
+        )
+        settings = load(write_config(tmp_path, url, topo))
+        _, logs = await run_cycle(settings)
+        assert sim.pairs(ASST) == {(1, 1001), (2, 1003), (3, 1004)}
+        bad = [line for line in logs if line["event"] == "bad_record"]
+        origins = sorted(line["origin"] for line in bad)
+        assert origins == sorted(f"{topo}:{n}" for n in (3, 5, 6, 7, 9))
+        assert any("abc" in line["reason"] for line in bad)
+
+
+async def test_missing_source_fails_the_relation_only(
+    tmp_path: Path, sim_factory: Callable[..., Simulator]
+) -> None:
+    sim = sim_factory(switches=2, hosts=5)
+    async with sim.running(host="127.0.0.1", port=0) as url:
+        topo = write_csv(tmp_path / "t.csv", [(1, 1001)])
+        settings = load(write_config(tmp_path, url, topo))
+        await run_cycle(settings)
+        topo.unlink()
+        report, logs = await run_cycle(settings)
+        assert report.relations[0].error and str(topo) in report.relations[0].error
+        assert any(line["event"] == "relation_failed" for line in logs)
+        store, _ = StateStore.open(settings.state.path)
+        assert store.count("switch-host") == 1  # known state kept as it was
+        store.close()

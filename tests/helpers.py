@@ -1,0 +1,194 @@
+"""Test helpers: fixtures for the simulator, configs in tmp_path, real subprocesses."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from syncd.config import Settings, load_settings
+
+REPO = Path(__file__).resolve().parent.parent
+ASST = "bk_switch_connect_host"
+
+
+def fixture_dict(
+    switches: int = 20, hosts: int = 200, mapping: str = "n:n", existing: list[tuple[int, int]] = ()
+) -> dict[str, Any]:
+    """Switches 1..switches, hosts 1001..1000+hosts, one switch->host model association."""
+    return {
+        "apps": [{"bk_app_code": "syncd", "bk_app_secret": "s3cret-app"}],
+        "instance_ranges": {"bk_switch": [1, switches], "host": [1001, 1000 + hosts]},
+        "model_associations": [
+            {
+                "bk_obj_asst_id": ASST,
+                "bk_obj_id": "bk_switch",
+                "bk_asst_id": "connect",
+                "bk_asst_obj_id": "host",
+                "mapping": mapping,
+            }
+        ],
+        "instance_associations": [
+            {"bk_obj_asst_id": ASST, "bk_inst_id": s, "bk_asst_inst_id": d} for s, d in existing
+        ],
+    }
+
+
+def write_csv(
+    path: Path, pairs: list[tuple[Any, Any]], header: str = "bk_inst_id,bk_asst_inst_id"
+) -> Path:
+    path.write_text(header + "\n" + "".join(f"{s},{d}\n" for s, d in pairs), encoding="utf-8")
+    return path
+
+
+def write_config(
+    tmp_path: Path,
+    url: str,
+    topology: Path,
+    *,
+    gateway: str = "esb",
+    extra: str = "",
+    cmdb_extra: str = "",
+    sync_extra: str = "",
+) -> Path:
+    cfg = tmp_path / "syncd.toml"
+    cfg.write_text(
+        f"""
+[cmdb]
+url = "{url}"
+gateway = "{gateway}"
+app_code = "syncd"
+app_secret = "s3cret-app"
+username = "admin"
+rate_limit = 200
+concurrency = 8
+retry_base = 0.01
+retry_cap = 0.2
+{cmdb_extra}
+
+[state]
+path = "{tmp_path / "state.db"}"
+
+[sync]
+interval = 0.2
+shutdown_deadline = 5
+{sync_extra}
+
+[ops]
+enabled = false
+
+[[relations]]
+name = "switch-host"
+bk_obj_id = "bk_switch"
+bk_asst_obj_id = "host"
+bk_obj_asst_id = "{ASST}"
+source = {{ type = "file", path = "{topology}" }}
+{extra}
+""",
+        encoding="utf-8",
+    )
+    return cfg
+
+
+def load(cfg: Path) -> Settings:
+    return load_settings(cfg)
+
+
+def pair_lines(lines: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    return [line for line in lines if line.get("event") == "pair"]
+
+
+class Proc:
+    """A real subprocess; reader threads collect its stdout JSON lines and stderr."""
+
+    def __init__(self, args: list[str], env: dict[str, str] | None = None) -> None:
+        self.lines: list[dict[str, Any]] = []
+        self.raw: list[str] = []
+        self.err: list[str] = []
+        full_env = {**os.environ, **(env or {})}
+        self.proc = subprocess.Popen(
+            [sys.executable, *args],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+            env=full_env,
+            cwd=REPO,
+        )
+        self._threads = [
+            threading.Thread(target=self._read_out, daemon=True),
+            threading.Thread(target=self._read_err, daemon=True),
+        ]
+        for thread in self._threads:
+            thread.start()
+
+    def _read_out(self) -> None:
+        assert self.proc.stdout is not None
+        for text in self.proc.stdout:
+            text = text.rstrip("\n")
+            self.raw.append(text)
+            try:
+                doc = json.loads(text)
+            except ValueError:
+                continue
+            if isinstance(doc, dict):
+                self.lines.append(doc)
+
+    def _read_err(self) -> None:
+        assert self.proc.stderr is not None
+        for text in self.proc.stderr:
+            self.err.append(text)
+
+    def wait_for(
+        self, pred: Callable[[dict[str, Any]], bool], timeout: float = 20.0, start: int = 0
+    ) -> dict[str, Any]:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            for line in list(self.lines[start:]):
+                if pred(line):
+                    return line
+            if self.proc.poll() is not None:
+                self._threads[0].join(5)
+                for line in list(self.lines[start:]):
+                    if pred(line):
+                        return line
+                raise AssertionError(
+                    f"process exited {self.proc.returncode} first; stderr: {self.stderr()[-2000:]}"
+                )
+            time.sleep(0.02)
+        raise AssertionError(f"timed out waiting; last lines: {self.raw[-5:]}")
+
+    def count(self, pred: Callable[[dict[str, Any]], bool]) -> int:
+        return sum(1 for line in list(self.lines) if pred(line))
+
+    def signal(self, sig: signal.Signals) -> None:
+        self.proc.send_signal(sig)
+
+    def wait(self, timeout: float = 20.0) -> int:
+        code = self.proc.wait(timeout)
+        for thread in self._threads:
+            thread.join(5)
+        return code
+
+    def stderr(self) -> str:
+        return "".join(self.err)
+
+    def kill(self) -> None:
+        if self.proc.poll() is None:
+            self.proc.kill()
+            self.proc.wait(10)
+
+
+def start_simulator(procs: list[Proc], fixture: Path, *args: str) -> str:
+    proc = Proc(
+        ["-m", "syncd.simulator", "--listen", "127.0.0.1:0", "--fixture", str(fixture), *args]
+    )
+    procs.append(proc)
+    line = proc.wait_for(lambda l: l.get("event") == "simulator_listening", timeout=20)
+    return str(line["url"])
