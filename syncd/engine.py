@@ -58,6 +58,8 @@ class RelationReport:
     deferred: int = 0
     bad_records: int = 0
     unresolved: int = 0
+    unresolved_keys: list[tuple[str, str, str]] = field(default_factory=list, repr=False)
+    """(side, key, origin) of keys that resolved to no instance (or to two)."""
     absent: int = 0
     deleted: int = 0
     delete_failed: int = 0
@@ -125,6 +127,7 @@ class RelationPlan:
     absent: frozenset[PairKey]
     prune: PruneDecision
     bad_records: int = 0
+    unresolved: list[tuple[str, str, str]] = field(default_factory=list)
 
     @property
     def to_create(self) -> list[PairKey]:
@@ -244,6 +247,7 @@ class Engine:
         fields = asdict(report)
         fields["duration"] = round(report.duration, 3)
         fields.pop("relation")
+        fields.pop("unresolved_keys")
         log.info("relation", relation=rel.name, bk_obj_asst_id=rel.bk_obj_asst_id, **fields)
         if self.observer is not None:
             self.observer.set_relation_gauges(
@@ -321,6 +325,7 @@ class Engine:
             absent=result.absent,
             prune=decision,
             bad_records=report.bad_records,
+            unresolved=list(report.unresolved_keys),
         )
 
     def _decide_prune(
@@ -389,20 +394,31 @@ class Engine:
         self._mapping[rel.name] = Mapping.parse(row.get("mapping"))
 
     async def resync(self, rel: RelationSettings) -> None:
-        """Rebuild known state for one relation from the CMDB itself."""
-        rows: list[tuple[int, int, int]] = []
-        async for page in self.client.iter_associations(rel.bk_obj_id, rel.bk_obj_asst_id):
-            rows.extend(page)
-        added, removed = self.store.replace_from_cmdb(rel.name, rows, self.clock())
-        self.store.clear_failures(rel.name)
+        """Rebuild known state for one relation from the CMDB itself.
+
+        Pages are staged as they arrive and swapped in at the end in one
+        transaction: a crash or a failed read mid-resync leaves the old state.
+        Held-back pairs are released for the next try; their attempt counts stay.
+        """
+        name = rel.name
+        known: set[PairKey] = set()
+        self.store.begin_resync(name)
+        try:
+            async for page in self.client.iter_associations(rel.bk_obj_id, rel.bk_obj_asst_id):
+                self.store.stage_resync(name, page)
+                known.update(pack(s, d) for s, d, _ in page)
+            added, removed = self.store.finish_resync(name, self.clock())
+        except BaseException:
+            self.store.abort_resync(name)
+            raise
         # A resync is the operator's word: accept the source's current size as the baseline.
-        self.store.set_last_good_desired(rel.name, 0)
-        self._known[rel.name] = {pack(s, d) for s, d, _ in rows}
+        self.store.set_last_good_desired(name, 0)
+        self._known[name] = known
         log.info(
             "resync",
             relation=rel.name,
             bk_obj_asst_id=rel.bk_obj_asst_id,
-            in_cmdb=len(rows),
+            in_cmdb=len(known),
             added=added,
             removed=removed,
         )
@@ -487,6 +503,9 @@ class Engine:
                 if found is None:
                     if (side, key) not in reported:
                         reported.add((side, key))
+                        report.unresolved_keys.append(
+                            ("source" if side == 0 else "target", key, source.origin(fact[2]))
+                        )
                         log.warning(
                             "pair",
                             outcome="unresolved",

@@ -38,6 +38,10 @@ def plan_document(
             for k, (kind, message) in sorted(plan.held.items())
         ]
         deferred = [_pair(k) for k in sorted(plan.deferred)]
+        unresolved = [
+            {"side": side, "key": key, "origin": origin}
+            for side, key, origin in sorted(plan.unresolved)
+        ]
         changes = changes or bool(create or delete)
         entry.update(
             {
@@ -49,6 +53,7 @@ def plan_document(
                     "delete": len(delete),
                     "held": len(held),
                     "deferred": len(deferred),
+                    "unresolved": len(unresolved),
                     "absent": len(plan.absent),
                     "bad_records": plan.bad_records,
                 },
@@ -56,6 +61,7 @@ def plan_document(
                 "delete": delete,
                 "held": held,
                 "deferred": deferred,
+                "unresolved": unresolved,
                 "prune": {
                     "enabled": rel.prune.enabled,
                     "blocked": plan.prune.blocked,
@@ -89,7 +95,8 @@ def render_text(doc: dict[str, Any], *, limit: int = 20) -> str:
         out.append(
             f"  desired {rel['desired']}, in CMDB {rel['known']}: "
             f"create {c['create']}, delete {c['delete']}, held back {c['held']}, "
-            f"deferred {c['deferred']}, bad records {c['bad_records']}"
+            f"deferred {c['deferred']}, unresolved {c['unresolved']}, "
+            f"bad records {c['bad_records']}"
         )
         for label, sign, items in (
             ("create", "+", rel["create"]),
@@ -106,6 +113,10 @@ def render_text(doc: dict[str, Any], *, limit: int = 20) -> str:
             )
         if len(rel["held"]) > limit:
             out.append(f"  ~ ... and {len(rel['held']) - limit} more held back")
+        for item in rel["unresolved"][:limit]:
+            out.append(f"  ? {item['side']} key {item['key']!r} not in the CMDB ({item['origin']})")
+        if len(rel["unresolved"]) > limit:
+            out.append(f"  ? ... and {len(rel['unresolved']) - limit} more unresolved")
         prune = rel["prune"]
         if not prune["enabled"]:
             if c["absent"]:
