@@ -99,7 +99,13 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     from syncd.daemon import Daemon
 
-    daemon = Daemon(settings, once=command == "once")
+    once = command == "once"
+    progress = None
+    if once and sys.stderr.isatty():
+        from syncd.progress import ProgressBar
+
+        progress = ProgressBar(sys.stderr)
+    daemon = Daemon(settings, once=once, progress=progress)
     return asyncio.run(daemon.run())
 
 

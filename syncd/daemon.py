@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import os
 import signal
 import time
@@ -25,6 +26,9 @@ from syncd.health import Health
 from syncd.metrics import Metrics
 from syncd.notify import SystemdNotifier
 from syncd.ops import OpsServer
+from syncd.progress import ProgressBar
+from syncd.sections import FileSourceSettings
+from syncd.sources.watch import watch_file
 from syncd.state import StateStore
 
 log = structlog.get_logger("syncd")
@@ -34,7 +38,12 @@ class Daemon:
     """One syncd process."""
 
     def __init__(
-        self, settings: Settings, *, once: bool = False, max_cycles: int | None = None
+        self,
+        settings: Settings,
+        *,
+        once: bool = False,
+        max_cycles: int | None = None,
+        progress: ProgressBar | None = None,
     ) -> None:
         self.settings = settings
         self.once = once
@@ -52,6 +61,7 @@ class Daemon:
         # recently: one slow cycle is tolerated, two missed ones are not.
         self.health = Health(max_age=2 * settings.sync.interval + 60)
         self.ops_url: str | None = None
+        self.progress = progress
 
     # -- signals -------------------------------------------------------------
 
@@ -62,6 +72,11 @@ class Daemon:
         self._wake.set()
         # systemd shows "reloading" until the resync cycle is done (READY=1 again).
         self.notifier.reloading()
+
+    def request_cycle(self, reason: str) -> None:
+        """Run the next cycle now (a watched source changed); not a resync."""
+        log.info("cycle_requested", reason=reason)
+        self._wake.set()
 
     def request_stop(self, signum: int | None = None) -> None:
         if self._stop.is_set():
@@ -98,6 +113,21 @@ class Daemon:
         ]
         if self.notifier.watchdog_interval() is not None:
             aux.append(asyncio.create_task(self.notifier.watchdog_loop(aux_stop)))
+        if not self.once:
+            for rel in self.settings.relations:
+                src = rel.source
+                if isinstance(src, FileSourceSettings) and src.watch:
+                    reason = f"{rel.name}: {src.path} changed"
+                    aux.append(
+                        asyncio.create_task(
+                            watch_file(
+                                src.path,
+                                functools.partial(self.request_cycle, reason),
+                                src.watch_interval,
+                                aux_stop,
+                            )
+                        )
+                    )
         ops: OpsServer | None = None
         pidfile = self.settings.ops.pidfile
         try:
@@ -118,6 +148,7 @@ class Daemon:
                     pidfile = None
             async with CmdbClient(self.settings.cmdb, observer=self.metrics) as client:
                 self.engine = Engine(self.settings, client, store, observer=self.metrics)
+                self.engine.on_progress = self.progress
                 if self._stop.is_set():
                     self.engine.stop()
                 log.info(
@@ -132,6 +163,8 @@ class Daemon:
                 self.notifier.status("started; first cycle running")
                 return await self._loop(self.engine)
         finally:
+            if self.progress is not None:
+                self.progress.close()
             self.notifier.stopping()
             aux_stop.set()
             for task in aux:

@@ -10,7 +10,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict
+from pydantic import BaseModel, ConfigDict, Field
 
 
 class _Section(BaseModel):
@@ -24,3 +24,6 @@ class FileSourceSettings(_Section):
     source_field: str = "bk_inst_id"
     target_field: str = "bk_asst_inst_id"
     encoding: str = "utf-8"
+    watch: bool = False
+    """Start a cycle early (within ``watch_interval``) when the file changes."""
+    watch_interval: float = Field(2.0, gt=0)

@@ -1,0 +1,123 @@
+"""The running daemon: watched files, the terminal progress bar, ops endpoints, `syncd resync`."""
+
+from __future__ import annotations
+
+import json
+import os
+import pty
+import subprocess
+import sys
+import time
+import urllib.request
+from pathlib import Path
+
+from tests.helpers import REPO, Proc, fixture_dict, start_simulator, write_config, write_csv
+
+
+def fixture(tmp_path: Path) -> Path:
+    path = tmp_path / "fixture.json"
+    path.write_text(json.dumps(fixture_dict(switches=5, hosts=50)))
+    return path
+
+
+def test_watched_file_starts_a_cycle_early(tmp_path: Path, procs: list[Proc]) -> None:
+    url = start_simulator(procs, fixture(tmp_path))
+    topo = write_csv(tmp_path / "t.csv", [(1, 1001)])
+    cfg = write_config(tmp_path, url, topo)
+    text = cfg.read_text().replace("interval = 0.2", "interval = 3600")
+    text = text.replace(
+        f'path = "{topo}" }}', f'path = "{topo}", watch = true, watch_interval = 0.1 }}'
+    )
+    cfg.write_text(text)
+    daemon = Proc(["-m", "syncd", "run", "--config", str(cfg)])
+    procs.append(daemon)
+    daemon.wait_for(lambda l: l.get("event") == "cycle")
+    mark = len(daemon.lines)
+    write_csv(topo, [(1, 1001), (2, 1002)])
+    daemon.wait_for(lambda l: l.get("event") == "cycle_requested", start=mark, timeout=10)
+    cycle = daemon.wait_for(lambda l: l.get("event") == "cycle", start=mark, timeout=10)
+    assert cycle["created"] == 1
+
+
+def test_progress_bar_on_a_terminal(tmp_path: Path, procs: list[Proc]) -> None:
+    url = start_simulator(procs, fixture(tmp_path))
+    pairs = [(s, 1000 + h) for s in range(1, 6) for h in range(1, 51)]
+    cfg = write_config(
+        tmp_path, url, write_csv(tmp_path / "t.csv", pairs), cmdb_extra="batch_size = 10"
+    )
+    master, slave = pty.openpty()
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "syncd", "once", "--config", str(cfg)],
+        stdout=subprocess.PIPE,
+        stderr=slave,
+        cwd=REPO,
+        text=True,
+    )
+    os.close(slave)
+    out, _ = proc.communicate(timeout=60)
+    assert proc.returncode == 0
+    chunks = []
+    while True:
+        try:
+            data = os.read(master, 65536)
+        except OSError:
+            break
+        if not data:
+            break
+        chunks.append(data)
+    os.close(master)
+    screen = b"".join(chunks).decode()
+    assert "250/250 pairs sent (100%)" in screen
+    # stdout stays pure JSON lines, one per detail among them.
+    lines = [json.loads(line) for line in out.splitlines()]
+    assert sum(1 for line in lines if line["event"] == "pair") == 250
+
+
+def test_ops_endpoints_and_resync_command(tmp_path: Path, procs: list[Proc]) -> None:
+    url = start_simulator(procs, fixture(tmp_path))
+    cfg = write_config(tmp_path, url, write_csv(tmp_path / "t.csv", [(1, 1001), (2, 1002)]))
+    text = cfg.read_text().replace("interval = 0.2", "interval = 3600")
+    text = text.replace(
+        "[ops]\nenabled = false",
+        f'[ops]\nenabled = true\nport = 0\npidfile = "{tmp_path / "syncd.pid"}"',
+    )
+    cfg.write_text(text)
+    daemon = Proc(["-m", "syncd", "run", "--config", str(cfg)])
+    procs.append(daemon)
+    ops = daemon.wait_for(lambda l: l.get("event") == "started")["ops"]
+    daemon.wait_for(lambda l: l.get("event") == "cycle")
+
+    def get(path: str) -> tuple[int, str]:
+        try:
+            with urllib.request.urlopen(ops + path, timeout=5) as resp:
+                return resp.status, resp.read().decode()
+        except urllib.error.HTTPError as exc:
+            return exc.code, exc.read().decode()
+
+    assert get("/healthz")[0] == 200
+    deadline = time.monotonic() + 5
+    while get("/readyz")[0] != 200 and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert get("/readyz")[0] == 200
+    status, metrics = get("/metrics")
+    assert status == 200
+    assert 'syncd_pairs_total{outcome="created",relation="switch-host"} 2.0' in metrics
+    assert "s3cret-app" not in metrics
+    # POST /resync on the ops endpoint ...
+    mark = len(daemon.lines)
+    req = urllib.request.Request(ops + "/resync", method="POST")
+    with urllib.request.urlopen(req, timeout=5) as resp:
+        assert resp.status == 202
+    daemon.wait_for(lambda l: l.get("event") == "resync", start=mark)
+    # ... and `syncd resync`, which finds the daemon through its pidfile.
+    mark = len(daemon.lines)
+    done = subprocess.run(
+        [sys.executable, "-m", "syncd", "resync", "--config", str(cfg)],
+        capture_output=True,
+        text=True,
+        cwd=REPO,
+        timeout=30,
+    )
+    assert done.returncode == 0, done.stderr
+    assert "SIGHUP" in done.stdout
+    daemon.wait_for(lambda l: l.get("event") == "resync", start=mark)
