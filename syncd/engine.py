@@ -750,41 +750,32 @@ class Engine:
             batch_id = next(self._batch_ids)
             answer = await self.client.delete_associations(rel.bk_obj_id, [i for _, i in chunk])
         keys = [k for k, _ in chunk]
-        base = {"relation": rel.name, "bk_obj_asst_id": rel.bk_obj_asst_id, "batch": batch_id}
-        if answer.verdict is Verdict.OK:
+        ok = answer.verdict is Verdict.OK
+        if ok:
             # Unknown ids are skipped by the CMDB: a pair already gone counts as deleted.
             self.store.remove(rel.name, keys)
             self._known[rel.name].difference_update(keys)
             report.deleted += len(chunk)
-            for index, (key, assoc_id) in enumerate(chunk):
-                src, dst = unpack(key)
-                log.info(
-                    "pair",
-                    outcome="deleted",
-                    index=index,
-                    bk_inst_id=src,
-                    bk_asst_inst_id=dst,
-                    association_id=assoc_id,
-                    request_id=answer.request_id,
-                    **base,
-                )
             if self.observer is not None:
                 self.observer.record_pair(rel.name, "deleted", len(chunk))
-            return
-        report.delete_failed += len(chunk)
+        else:
+            report.delete_failed += len(chunk)
+        emit = log.info if ok else log.warning
+        extra = {} if ok else {"operation": "delete", "error": answer.error}
         for index, (key, assoc_id) in enumerate(chunk):
             src, dst = unpack(key)
-            log.warning(
+            emit(
                 "pair",
-                outcome="failed",
-                operation="delete",
+                outcome="deleted" if ok else "failed",
                 index=index,
                 bk_inst_id=src,
                 bk_asst_inst_id=dst,
                 association_id=assoc_id,
-                error=answer.error,
+                relation=rel.name,
+                bk_obj_asst_id=rel.bk_obj_asst_id,
+                batch=batch_id,
                 request_id=answer.request_id,
-                **base,
+                **extra,
             )
 
     async def _fill_association_ids(self, rel: RelationSettings) -> None:
