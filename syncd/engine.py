@@ -23,8 +23,9 @@ from syncd.batching import Mapping, plan_batches
 from syncd.cmdb.client import PAGE_LIMIT, CmdbClient, CmdbError
 from syncd.config import RelationSettings, Settings
 from syncd.diff import diff
+from syncd.log import emit, wants
 from syncd.outcome import Answer, BadAnswer, IndexKind, Verdict, split_batch_data
-from syncd.pairs import MAX_ID, PairKey, pack, unpack
+from syncd.pairs import MAX_ID, PairKey, pack, pack_raw, unpack
 from syncd.prune import PruneDecision, decide_prune, source_guard
 from syncd.resolver import KeyResolver, KeySpec
 from syncd.sources import registry
@@ -533,6 +534,12 @@ class Engine:
         add = desired.add
         bad = 0
         async for chunk in source.facts():
+            # Clean chunks (the usual case) convert at C speed; one bad value sends the
+            # chunk through to_id, record by record, which names it.
+            keys = pack_raw([f[0] for f in chunk], [f[1] for f in chunk])
+            if keys is not None:
+                desired.update(keys)
+                continue
             for src_raw, dst_raw, record in chunk:
                 try:
                     add((to_id(src_raw) << 64) | to_id(dst_raw))
@@ -649,10 +656,8 @@ class Engine:
                 failed_rows.append((src, dst, kind.value, message, when))
         self.store.record_answer(name, created=created, exists=exists, failed=failed_rows, now=now)
         known = self._known[name]
-        for src, dst, _ in created:
-            known.add(pack(src, dst))
-        for src, dst, _ in exists:
-            known.add(pack(src, dst))
+        known.update([(src << 64) | dst for src, dst, _ in created])
+        known.update([(src << 64) | dst for src, dst, _ in exists])
         report.created += len(created)
         report.exists += len(exists)
         report.failed += len(failures)
@@ -661,45 +666,50 @@ class Engine:
             self.observer.record_pair(name, "exists", len(exists))
             self.observer.record_pair(name, "failed", len(failures))
 
-        info = log.info
         base = {
             "relation": name,
             "bk_obj_asst_id": rel.bk_obj_asst_id,
             "batch": batch_id,
             "request_id": answer.request_id,
         }
+        # One line per index, in index order, rendered and written together (syncd.log.emit).
+        with_known = wants("info")
+        lines: list[tuple[str, dict[str, Any]]] = []
         for res in results:
-            src, dst = details[res.index]
-            if res.kind is IndexKind.CREATED:
-                info(
-                    "pair",
-                    outcome="created",
-                    index=res.index,
-                    bk_inst_id=src,
-                    bk_asst_inst_id=dst,
-                    association_id=res.association_id,
-                    **base,
-                )
-            elif res.kind is IndexKind.EXISTS:
-                info(
-                    "pair",
-                    outcome="exists",
-                    index=res.index,
-                    bk_inst_id=src,
-                    bk_asst_inst_id=dst,
-                    **base,
-                )
+            kind = res.kind
+            if kind is IndexKind.CREATED or kind is IndexKind.EXISTS:
+                if not with_known:
+                    continue
+                src, dst = details[res.index]
+                if kind is IndexKind.CREATED:
+                    fields: dict[str, Any] = {
+                        "outcome": "created",
+                        "index": res.index,
+                        "bk_inst_id": src,
+                        "bk_asst_inst_id": dst,
+                        "association_id": res.association_id,
+                    }
+                else:
+                    fields = {
+                        "outcome": "exists",
+                        "index": res.index,
+                        "bk_inst_id": src,
+                        "bk_asst_inst_id": dst,
+                    }
+                lines.append(("info", fields))
             else:
-                log.warning(
-                    "pair",
-                    outcome="failed",
-                    index=res.index,
-                    bk_inst_id=src,
-                    bk_asst_inst_id=dst,
-                    error=res.message,
-                    reason=res.kind.value,
-                    **base,
-                )
+                src, dst = details[res.index]
+                fields = {
+                    "outcome": "failed",
+                    "index": res.index,
+                    "bk_inst_id": src,
+                    "bk_asst_inst_id": dst,
+                    "error": res.message,
+                    "reason": kind.value,
+                }
+                lines.append(("warning", fields))
+        if lines:
+            emit("pair", lines, base)
 
     def _log_whole(
         self,
@@ -710,20 +720,29 @@ class Engine:
         request_id: str | None,
     ) -> None:
         """A request that failed as a whole: still one line per detail."""
-        for index, (src, dst) in enumerate(details):
-            log.warning(
-                "pair",
-                outcome="failed",
-                relation=rel.name,
-                bk_obj_asst_id=rel.bk_obj_asst_id,
-                batch=batch_id,
-                index=index,
-                bk_inst_id=src,
-                bk_asst_inst_id=dst,
-                error=error,
-                reason="request",
-                request_id=request_id,
-            )
+        name, asst = rel.name, rel.bk_obj_asst_id
+        emit(
+            "pair",
+            [
+                (
+                    "warning",
+                    {
+                        "outcome": "failed",
+                        "relation": name,
+                        "bk_obj_asst_id": asst,
+                        "batch": batch_id,
+                        "index": index,
+                        "bk_inst_id": src,
+                        "bk_asst_inst_id": dst,
+                        "error": error,
+                        "reason": "request",
+                        "request_id": request_id,
+                    },
+                )
+                for index, (src, dst) in enumerate(details)
+            ],
+            {},
+        )
 
     async def _prune(
         self, rel: RelationSettings, keys: list[PairKey], report: RelationReport

@@ -1,0 +1,1 @@
+"""syncd benchmarks: ``python -m bench`` runs every scenario against the simulator."""
