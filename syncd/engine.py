@@ -10,6 +10,7 @@ exists" on the next try, never as doubles.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import itertools
 import time
 from collections.abc import Callable
@@ -288,25 +289,19 @@ class Engine:
         """
         report = report if report is not None else RelationReport(rel.name)
         name = rel.name
-        if resync or name not in self._mapping:
-            await self._load_mapping(rel)
-        if not write:
-            known = await self._read_cmdb(rel)
-        elif resync or not self.store.has_resynced(name):
-            await self.resync(rel)
-            report.resynced = True
-            known = self._known[name]
-        else:
-            if name not in self._known:
-                self._known[name] = self.store.known_keys(name)
-            known = self._known[name]
-        now = self.clock()
+        # Reading the CMDB and reading the source don't depend on each other: overlap them.
+        observing = asyncio.create_task(self._observe(rel, report, resync=resync, write=write))
         try:
             desired = await self._desired(rel, report)
-        except (SourceError, CmdbError) as exc:
-            if write and rel.prune.enabled:
+        except BaseException as exc:
+            observing.cancel()
+            with contextlib.suppress(Exception, asyncio.CancelledError):
+                await observing
+            if isinstance(exc, SourceError | CmdbError) and write and rel.prune.enabled:
                 log.warning("prune_blocked", relation=name, reason="the source failed this cycle")
-            raise exc
+            raise
+        known = await observing
+        now = self.clock()
         held = self.store.held_back(name, now)
         result = diff(desired, known, held.keys())
         report.desired = len(desired)
@@ -328,6 +323,40 @@ class Engine:
             bad_records=report.bad_records,
             unresolved=list(report.unresolved_keys),
         )
+
+    async def _observe(
+        self, rel: RelationSettings, report: RelationReport, *, resync: bool, write: bool
+    ) -> set[PairKey]:
+        """The pairs known to be in the CMDB: from memory, the state file, or the CMDB itself."""
+        name = rel.name
+        mapping: asyncio.Task[None] | None = None
+        if resync or name not in self._mapping:
+            mapping = asyncio.create_task(self._load_mapping(rel))
+        try:
+            known = await self._observe_known(rel, report, resync=resync, write=write)
+        except BaseException:
+            if mapping is not None:
+                mapping.cancel()
+                with contextlib.suppress(Exception, asyncio.CancelledError):
+                    await mapping
+            raise
+        if mapping is not None:
+            await mapping
+        return known
+
+    async def _observe_known(
+        self, rel: RelationSettings, report: RelationReport, *, resync: bool, write: bool
+    ) -> set[PairKey]:
+        name = rel.name
+        if not write:
+            return await self._read_cmdb(rel)
+        if resync or not self.store.has_resynced(name):
+            await self.resync(rel)
+            report.resynced = True
+        elif name not in self._known:
+            # A million rows take a while: off the event loop, beside the source read.
+            self._known[name] = await asyncio.to_thread(self.store.known_keys, name)
+        return self._known[name]
 
     def _decide_prune(
         self,

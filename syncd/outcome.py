@@ -92,6 +92,16 @@ def split_batch_data(data: Any, size: int) -> list[IndexResult]:
     errors = data.get("error_msg") or {}
     if not isinstance(created, dict) or not isinstance(errors, dict):
         raise BadAnswer("success_created/error_msg are not objects")
+    if not errors and len(created) == size:
+        # The common answer, every detail created: one pass, no per-index branching.
+        try:
+            ids = [created[str(index)] for index in range(size)]
+        except KeyError:
+            pass
+        else:
+            if all(type(value) is int for value in ids):
+                created_kind = IndexKind.CREATED
+                return [IndexResult(i, created_kind, v) for i, v in enumerate(ids)]
     results: list[IndexResult] = []
     for index in range(size):
         key = str(index)

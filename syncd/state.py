@@ -531,19 +531,22 @@ class StateStore:
                     " SET association_id = coalesce(excluded.association_id, association_id)",
                     ((rel, s, d, aid, now) for s, d, aid in exists),
                 )
-            if created or exists:
+            has_failures = (created or exists) and db.execute(
+                "SELECT 1 FROM failures WHERE rel = ? LIMIT 1", (rel,)
+            ).fetchone()
+            if has_failures:
                 db.executemany(
                     "DELETE FROM failures WHERE rel = ? AND src = ? AND dst = ?",
                     [(rel, r[0], r[1]) for r in (*created, *exists)],
                 )
-                if relation in self._staging:
-                    # A resync is being staged: the CMDB just said these exist, so the
-                    # snapshot must not drop them even if their page was read earlier.
-                    db.executemany(
-                        "INSERT INTO temp.stage(rel, src, dst, aid) VALUES (?, ?, ?, ?)"
-                        " ON CONFLICT DO UPDATE SET aid = coalesce(excluded.aid, aid)",
-                        [(rel, r[0], r[1], r[2]) for r in (*created, *exists)],
-                    )
+            if (created or exists) and relation in self._staging:
+                # A resync is being staged: the CMDB just said these exist, so the
+                # snapshot must not drop them even if their page was read earlier.
+                db.executemany(
+                    "INSERT INTO temp.stage(rel, src, dst, aid) VALUES (?, ?, ?, ?)"
+                    " ON CONFLICT DO UPDATE SET aid = coalesce(excluded.aid, aid)",
+                    [(rel, r[0], r[1], r[2]) for r in (*created, *exists)],
+                )
             if failed:
                 db.executemany(
                     "INSERT INTO failures"

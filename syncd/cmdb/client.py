@@ -85,7 +85,9 @@ class CmdbClient:
         if self._session is not None:
             return
         ssl_opt: ssl.SSLContext | bool = True
-        if not self.settings.verify_tls:
+        if not self.settings.url.startswith("https://"):
+            ssl_opt = False  # plain HTTP: building a verifying context is wasted start-up
+        elif not self.settings.verify_tls:
             ssl_opt = False
         elif self.settings.ca_bundle is not None:
             ssl_opt = ssl.create_default_context(cafile=str(self.settings.ca_bundle))

@@ -185,3 +185,16 @@ def test_transport_errors() -> None:
 def test_error_line() -> None:
     ans = classify_response(429, {}, body(result=False, code=1642903, message="rate"))
     assert ans.error == "HTTP 429: code 1642903: rate"
+
+
+def test_split_all_created_fast_path_matches_slow_path() -> None:
+    fast = split_batch_data({"success_created": {"0": 5, "1": 6}, "error_msg": {}}, 2)
+    assert [(r.index, r.kind, r.association_id) for r in fast] == [
+        (0, IndexKind.CREATED, 5),
+        (1, IndexKind.CREATED, 6),
+    ]
+    # A string id or a missing index leaves the fast path and is judged per index.
+    slow = split_batch_data({"success_created": {"0": 5, "1": "6"}}, 2)
+    assert [r.association_id for r in slow] == [5, 6]
+    gap = split_batch_data({"success_created": {"0": 5, "2": 7}}, 2)
+    assert gap[1].kind is IndexKind.OTHER
