@@ -152,3 +152,42 @@ def test_config_error_exits_78_with_one_line(tmp_path: Path) -> None:
     lines = proc.stderr.strip().splitlines()
     assert len(lines) == 1 and "cmdb.url" in lines[0] and "http" in lines[0]
     assert "topsecret" not in proc.stderr + proc.stdout
+
+
+def test_corrupt_state_is_rebuilt_from_the_cmdb(tmp_path: Path, procs: list[Proc]) -> None:
+    desired = pairs(2, 30)
+    url = start_simulator(procs, write_fixture(tmp_path, switches=2, hosts=30))
+    cfg = write_config(tmp_path, url, write_csv(tmp_path / "t.csv", desired))
+    first = Proc(["-m", "syncd", "once", "--config", str(cfg)])
+    procs.append(first)
+    assert first.wait(60) == 0
+    (tmp_path / "state.db").write_bytes(b"this is not a database" * 100)
+    for suffix in ("-wal", "-shm"):
+        (tmp_path / f"state.db{suffix}").unlink(missing_ok=True)
+    again = Proc(["-m", "syncd", "once", "--config", str(cfg)])
+    procs.append(again)
+    assert again.wait(60) == 0
+    warning = [l for l in again.lines if l.get("event") == "state_rebuilt"]
+    assert len(warning) == 1 and "corrupt" in json.dumps(warning[0])
+    assert [l for l in again.lines if l.get("event") == "pair"] == []  # rebuilt, nothing resent
+    assert cmdb_pairs(cfg) == set(desired) == state_pairs(cfg)
+    assert list(tmp_path.glob("state.db.corrupt-*"))
+
+
+def test_secrets_never_reach_the_output(tmp_path: Path, procs: list[Proc]) -> None:
+    url = start_simulator(procs, write_fixture(tmp_path, switches=2, hosts=5))
+    cfg = write_config(tmp_path, url, write_csv(tmp_path / "t.csv", [(1, 1001), (9, 1001)]))
+    # A wrong secret too: the refusal must be reported without echoing it.
+    for secret in ("s3cret-app", "wr0ng-s3cret"):
+        cfg.write_text(
+            cfg.read_text().replace('app_secret = "s3cret-app"', f'app_secret = "{secret}"')
+        )
+        run = Proc(["-m", "syncd", "once", "--config", str(cfg)])
+        procs.append(run)
+        run.wait(60)
+        text = "\n".join(run.raw) + run.stderr()
+        assert secret not in text
+        assert run.lines, "the run logged nothing"
+        cfg.write_text(
+            cfg.read_text().replace(f'app_secret = "{secret}"', 'app_secret = "s3cret-app"')
+        )
