@@ -168,6 +168,16 @@ def _to_key(value: RawValue) -> str:
     return key
 
 
+def _log_bad_record(rel: RelationSettings, source: Source, record: int, exc: BadValue) -> None:
+    log.warning(
+        "bad_record",
+        relation=rel.name,
+        source=source.label,
+        origin=source.origin(record),
+        reason=str(exc),
+    )
+
+
 def make_source(rel: RelationSettings) -> Source:
     """The source a relation's config describes, with its include/exclude filters."""
     return registry.make_source(rel.source, name=rel.name, filters=rel.filters)
@@ -491,13 +501,7 @@ class Engine:
                     )
                 except BadValue as exc:
                     bad += 1
-                    log.warning(
-                        "bad_record",
-                        relation=rel.name,
-                        source=source.label,
-                        origin=source.origin(record),
-                        reason=str(exc),
-                    )
+                    _log_bad_record(rel, source, record, exc)
                     continue
                 facts.append((pair[0], pair[1], record))
         report.bad_records = bad + source.stats.bad
@@ -574,13 +578,7 @@ class Engine:
                     add((to_id(src_raw) << 64) | to_id(dst_raw))
                 except BadValue as exc:
                     bad += 1
-                    log.warning(
-                        "bad_record",
-                        relation=rel.name,
-                        source=source.label,
-                        origin=source.origin(record),
-                        reason=str(exc),
-                    )
+                    _log_bad_record(rel, source, record, exc)
         report.bad_records = bad + source.stats.bad
         return desired
 
