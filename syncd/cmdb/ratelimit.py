@@ -14,9 +14,10 @@ import time
 
 from asyncio_throttle.throttler import Throttler
 
-# Margin on the window so loopback jitter can't squeeze rate+1 sends into a
-# server-observed second.
-_PERIOD = 1.02
+# Margin on the window so that scheduling jitter (ours or the server's) can't
+# squeeze rate+1 sends into a second observed at the server: at least 20 ms, and
+# at low rates one whole send interval, where a single extra request is a breach.
+_MIN_MARGIN = 0.02
 
 
 class AdaptiveRateLimiter:
@@ -39,8 +40,10 @@ class AdaptiveRateLimiter:
 
     @staticmethod
     def _period(rate: float) -> float:
-        # Below one per second: one slot per 1/rate seconds.
-        return _PERIOD if rate >= 1 else _PERIOD / rate
+        if rate < 1:
+            # Below one per second: one slot per 1/rate seconds.
+            return (1 + _MIN_MARGIN) / rate
+        return 1 + max(_MIN_MARGIN, 1 / rate)
 
     @property
     def rate(self) -> float:
