@@ -121,6 +121,12 @@ class SyncSettings(_Section):
         60, ge=0, description="first hold-back after a per-pair failure, seconds; doubles"
     )
     pair_backoff_cap: float = Field(3600, ge=0, description="longest per-pair hold-back, seconds")
+    empty_source_guard: int = Field(
+        10,
+        ge=0,
+        description="a source that returns nothing after returning at least this many pairs "
+        "fails the cycle (0: off)",
+    )
     key_cache_ttl: float = Field(
         600, ge=0, description="seconds a resolved natural key is trusted; SIGHUP clears it"
     )

@@ -232,6 +232,9 @@ class Engine:
         if resync:
             self.resolver.invalidate()
             self._source_cache.clear()
+            for rel in self.settings.relations:
+                # The operator's word: whatever size the source has now is accepted.
+                self.store.set_meta(f"last_desired:{rel.name}", "0")
         reports = await asyncio.gather(
             *(self.sync_relation(rel, resync=resync) for rel in self.settings.relations)
         )
@@ -478,9 +481,30 @@ class Engine:
             desired = await self._read_with_keys(rel, source, report)
         else:
             desired = await self.read_desired(rel, report, source)
+        self._check_not_suddenly_empty(rel, source, desired)
         if fingerprint is not None and not natural:
             self._source_cache[rel.name] = (fingerprint, desired, report.bad_records)
         return desired
+
+    def _check_not_suddenly_empty(
+        self, rel: RelationSettings, source: Source, desired: set[PairKey]
+    ) -> None:
+        """An empty answer where the last one was large is a broken source, not a fact.
+
+        An inventory that answers nothing (a truncated export, an API that lost
+        its data) must not look like "no cabling at all". A resync (SIGHUP)
+        accepts an intentionally emptied source.
+        """
+        key = f"last_desired:{rel.name}"
+        last = int(self.store.get_meta(key) or 0)
+        threshold = self.settings.sync.empty_source_guard
+        if not desired and threshold and last >= threshold:
+            raise SourceError(
+                f"{source.label} returned no pairs, but {last} last time; treating the read "
+                "as failed (send SIGHUP to accept an empty source)"
+            )
+        if len(desired) != last:
+            self.store.set_meta(key, str(len(desired)))
 
     async def _read_with_keys(
         self, rel: RelationSettings, source: Source, report: RelationReport

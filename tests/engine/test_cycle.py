@@ -214,3 +214,25 @@ async def test_missing_source_fails_the_relation_only(
         store, _ = StateStore.open(settings.state.path)
         assert store.count("switch-host") == 1  # known state kept as it was
         store.close()
+
+
+async def test_empty_answer_after_a_large_one_fails_the_relation(
+    tmp_path: Path, sim_factory: Callable[..., Simulator]
+) -> None:
+    desired = all_pairs(2, 10)
+    sim = sim_factory(switches=2, hosts=10)
+    async with sim.running(host="127.0.0.1", port=0) as url:
+        topo = write_csv(tmp_path / "t.csv", desired)
+        settings = load(write_config(tmp_path, url, topo))
+        await run_cycle(settings)
+        write_csv(topo, [])  # a truncated export: header only
+        report, logs = await run_cycle(settings)
+        error = report.relations[0].error or ""
+        assert "returned no pairs, but 20 last time" in error and "SIGHUP" in error
+        assert any(line["event"] == "relation_failed" for line in logs)
+        store, _ = StateStore.open(settings.state.path)
+        assert store.count("switch-host") == 20  # known state untouched
+        store.close()
+        # A resync (SIGHUP) accepts the empty source.
+        report, _ = await run_cycle(settings, resync=True)
+        assert report.relations[0].error is None and report.relations[0].desired == 0
