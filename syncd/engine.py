@@ -14,7 +14,7 @@ import contextlib
 import itertools
 import time
 from collections.abc import Callable
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from typing import Any, Protocol
 
 import structlog
@@ -178,6 +178,13 @@ def _log_bad_record(rel: RelationSettings, source: Source, record: int, exc: Bad
     )
 
 
+async def _discard(task: asyncio.Task[Any]) -> None:
+    """Cancel a helper task whose result is no longer wanted, and reap it quietly."""
+    task.cancel()
+    with contextlib.suppress(Exception, asyncio.CancelledError):
+        await task
+
+
 def make_source(rel: RelationSettings) -> Source:
     """The source a relation's config describes, with its include/exclude filters."""
     return registry.make_source(rel.source, name=rel.name, filters=rel.filters)
@@ -305,11 +312,9 @@ class Engine:
         # Reading the CMDB and reading the source don't depend on each other: overlap them.
         observing = asyncio.create_task(self._observe(rel, report, resync=resync, write=write))
         try:
-            desired = await self._desired(rel, report)
+            desired = await self._desired(rel, report, write=write)
         except BaseException as exc:
-            observing.cancel()
-            with contextlib.suppress(Exception, asyncio.CancelledError):
-                await observing
+            await _discard(observing)
             if isinstance(exc, SourceError | CmdbError) and write and rel.prune.enabled:
                 log.warning("prune_blocked", relation=name, reason="the source failed this cycle")
             raise
@@ -349,9 +354,7 @@ class Engine:
             known = await self._observe_known(rel, report, resync=resync, write=write)
         except BaseException:
             if mapping is not None:
-                mapping.cancel()
-                with contextlib.suppress(Exception, asyncio.CancelledError):
-                    await mapping
+                await _discard(mapping)
             raise
         if mapping is not None:
             await mapping
@@ -416,17 +419,6 @@ class Engine:
             known.update(pack(s, d) for s, d, _ in page)
         return known
 
-    async def plan(self, *, resync: bool = True) -> list[RelationPlan]:
-        """``syncd plan``: every relation's plan, no writes anywhere."""
-        return list(
-            await asyncio.gather(
-                *(
-                    self.plan_relation(rel, resync=resync, write=False)
-                    for rel in self.settings.relations
-                )
-            )
-        )
-
     async def _load_mapping(self, rel: RelationSettings) -> None:
         row = await self.client.find_object_association(rel.bk_obj_asst_id)
         if row is None:
@@ -466,7 +458,9 @@ class Engine:
             removed=removed,
         )
 
-    async def _desired(self, rel: RelationSettings, report: RelationReport) -> set[PairKey]:
+    async def _desired(
+        self, rel: RelationSettings, report: RelationReport, *, write: bool
+    ) -> set[PairKey]:
         """The desired pairs; an unchanged file source is not read again."""
         source = self.source_factory(rel)
         fingerprint_of = getattr(source, "fingerprint", None)
@@ -481,13 +475,13 @@ class Engine:
             desired = await self._read_with_keys(rel, source, report)
         else:
             desired = await self.read_desired(rel, report, source)
-        self._check_not_suddenly_empty(rel, source, desired)
+        self._check_not_suddenly_empty(rel, source, desired, write=write)
         if fingerprint is not None and not natural:
             self._source_cache[rel.name] = (fingerprint, desired, report.bad_records)
         return desired
 
     def _check_not_suddenly_empty(
-        self, rel: RelationSettings, source: Source, desired: set[PairKey]
+        self, rel: RelationSettings, source: Source, desired: set[PairKey], *, write: bool
     ) -> None:
         """An empty answer where the last one was large is a broken source, not a fact.
 
@@ -503,7 +497,7 @@ class Engine:
                 f"{source.label} returned no pairs, but {last} last time; treating the read "
                 "as failed (send SIGHUP to accept an empty source)"
             )
-        if len(desired) != last:
+        if write and len(desired) != last:
             self.store.set_meta(key, str(len(desired)))
 
     async def _read_with_keys(
@@ -649,14 +643,7 @@ class Engine:
             try:
                 results = split_batch_data(answer.data, len(details))
             except BadAnswer as exc:
-                answer = Answer(
-                    Verdict.FAILED,
-                    answer.status,
-                    answer.code,
-                    f"syncd: {exc}",
-                    None,
-                    answer.request_id,
-                )
+                answer = replace(answer, verdict=Verdict.FAILED, message=f"syncd: {exc}", data=None)
         if answer.verdict is not Verdict.OK:
             if answer.verdict is Verdict.RELATION and not refused:
                 refused.append(

@@ -146,9 +146,12 @@ class Verdict(StrEnum):
     """This request failed for a reason not known to be permanent; try again next cycle."""
 
 
-# Codes that say "busy, try again": gateway/ESB rate and concurrency limits,
-# the CMDB's own limiter, core-service concurrency, gateway could not reach backend.
-RETRY_CODES = frozenset({1306429, 1642902, 1642903, 1642904, 1199997, 1113053, 1650200, 1650201})
+# Codes that say "too fast": gateway/ESB rate and concurrency limits, the CMDB's own
+# limiter. All callers share one budget, so these slow the whole client down.
+RATE_LIMIT_CODES = frozenset({1306429, 1642902, 1642903, 1642904, 1199997})
+# Codes that say "busy, try again": the above, core-service concurrency, and a
+# gateway that could not reach the backend.
+RETRY_CODES = RATE_LIMIT_CODES | {1113053, 1650200, 1650201}
 AMBIGUOUS_CODES = frozenset({1306201, 1650401, 1109005})
 """504-like: the CMDB may have acted. 1109005 (audit log failed) comes after the inserts."""
 RELATION_CODES: Mapping[int, str] = {
@@ -180,6 +183,11 @@ class Answer:
     retry_after: float | None = None
     permission: Any = None
     hint: str = ""
+
+    @property
+    def rate_limited(self) -> bool:
+        """Refused for going too fast (HTTP 429 or a limiter's code)."""
+        return self.status == 429 or self.code in RATE_LIMIT_CODES
 
     @property
     def error(self) -> str:

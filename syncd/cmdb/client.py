@@ -15,6 +15,7 @@ import random
 import ssl
 import time
 from collections.abc import AsyncIterator, Iterable, Sequence
+from dataclasses import replace
 from typing import Any, Protocol
 
 import aiohttp
@@ -32,8 +33,6 @@ log = structlog.get_logger("syncd.cmdb")
 
 PAGE_LIMIT = 500
 """bk-cmdb's page.limit and ``in``-array maximum for searches."""
-
-_RATE_CODES = frozenset({1306429, 1642902, 1642903, 1642904, 1199997})
 
 
 class ClientObserver(Protocol):
@@ -71,8 +70,6 @@ class CmdbClient:
         self._session: aiohttp.ClientSession | None = None
         self.stopping = False
         """Set at shutdown: requests in flight finish, no new attempt starts."""
-        self.in_flight = 0
-        self.retries = 0
 
     async def __aenter__(self) -> CmdbClient:
         await self.open()
@@ -121,13 +118,12 @@ class CmdbClient:
                 if answer.verdict is Verdict.OK:
                     self.limiter.succeeded()
                 return answer
-            rate_refusal = answer.status == 429 or answer.code in _RATE_CODES
+            rate_refusal = answer.rate_limited
             if rate_refusal:
                 self.limiter.throttled(answer.retry_after)
             if attempt > self.settings.max_retries or self.stopping:
                 return answer
             reason = "rate_limited" if rate_refusal else answer.verdict.value
-            self.retries += 1
             if self._observer is not None:
                 self._observer.record_retry(api.name, reason)
             delay = request_delay(
@@ -155,14 +151,11 @@ class CmdbClient:
             waited = await self.limiter.acquire()
             if self._observer is not None and waited > 0.0005:
                 self._observer.record_rate_limit_wait(waited)
-            self.in_flight += 1
             started = time.monotonic()
-            sent = False
             try:
                 async with self._session.request(
                     framed.method, framed.url, data=framed.body, headers=framed.headers
                 ) as resp:
-                    sent = True
                     payload = await resp.read()
                     answer = classify_response(resp.status, resp.headers, payload)
             except aiohttp.ClientConnectorError as exc:
@@ -171,11 +164,8 @@ class CmdbClient:
                 # Disconnected, reset or timed out after the request left: the CMDB may
                 # have acted. (A reset while connecting is ClientConnectorError above.)
                 answer = classify_transport_error(exc, sent=True)
-            finally:
-                self.in_flight -= 1
-            del sent
             if answer.request_id is None:
-                answer = _with_request_id(answer, framed.request_id)
+                answer = replace(answer, request_id=framed.request_id)
             if self._observer is not None:
                 status = str(answer.status) if answer.status is not None else "error"
                 self._observer.record_request(api.name, status, time.monotonic() - started)
@@ -269,20 +259,6 @@ class CmdbClient:
                 return
             start += PAGE_LIMIT
 
-    async def count_associations(self, bk_obj_id: str, bk_obj_asst_id: str) -> int:
-        body = {"conditions": self._asst_conditions(bk_obj_asst_id)}
-        answer = await self.call(apis.COUNT_ASSOCIATIONS, body, {"bk_obj_id": bk_obj_id})
-        if answer.verdict is not Verdict.OK:
-            raise CmdbError(f"count_instance_associations({bk_obj_asst_id})", answer)
-        data = answer.data
-        count = data.get("count") if isinstance(data, dict) else data
-        if isinstance(count, bool) or not isinstance(count, int):
-            raise CmdbError(
-                f"count_instance_associations({bk_obj_asst_id})",
-                Answer(Verdict.FAILED, answer.status, None, f"count is {count!r}"),
-            )
-        return count
-
     async def lookup_association_ids(
         self, bk_obj_id: str, bk_obj_asst_id: str, pairs: Sequence[tuple[int, int]]
     ) -> dict[tuple[int, int], int]:
@@ -292,7 +268,8 @@ class CmdbClient:
         sources = sorted({s for s, _ in wanted})
         for i in range(0, len(sources), PAGE_LIMIT):
             chunk = sources[i : i + PAGE_LIMIT]
-            targets = sorted({d for s, d in wanted if s in set(chunk)})
+            in_chunk = set(chunk)
+            targets = sorted({d for s, d in wanted if s in in_chunk})
             rules: list[dict[str, Any]] = [
                 {"field": "bk_inst_id", "operator": "in", "value": chunk}
             ]
@@ -309,17 +286,3 @@ class CmdbClient:
         if not 1 <= len(ids) <= PAGE_LIMIT:
             raise ValueError(f"delete takes 1..{PAGE_LIMIT} ids, got {len(ids)}")
         return await self.call(apis.DELETE_ASSOCIATIONS, {"id": list(ids), "bk_obj_id": bk_obj_id})
-
-
-def _with_request_id(answer: Answer, request_id: str) -> Answer:
-    return Answer(
-        answer.verdict,
-        answer.status,
-        answer.code,
-        answer.message,
-        answer.data,
-        request_id,
-        answer.retry_after,
-        answer.permission,
-        answer.hint,
-    )
