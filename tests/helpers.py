@@ -9,11 +9,17 @@ import subprocess
 import sys
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import AsyncIterator, Callable
+from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any
 
+from structlog.testing import capture_logs
+
+from syncd.cmdb.client import CmdbClient
 from syncd.config import Settings, load_settings
+from syncd.engine import CycleReport, Engine
+from syncd.state import StateStore
 
 REPO = Path(__file__).resolve().parent.parent
 ASST = "bk_switch_connect_host"
@@ -41,6 +47,29 @@ def fixture_dict(
     }
 
 
+@asynccontextmanager
+async def engine_for(
+    settings: Settings, *, seed: int | None = None, **engine_kw: Any
+) -> AsyncIterator[Engine]:
+    """An Engine over the config's state file and a fresh client, both closed afterwards."""
+    store, _ = StateStore.open(settings.state.path)
+    try:
+        async with CmdbClient(settings.cmdb, seed=seed) as client:
+            yield Engine(settings, client, store, **engine_kw)
+    finally:
+        store.close()
+
+
+async def run_cycle(
+    settings: Settings, *, resync: bool = False
+) -> tuple[CycleReport, list[dict[str, Any]]]:
+    """One cycle by a fresh engine (as after a restart), with its log lines."""
+    async with engine_for(settings) as engine:
+        with capture_logs() as logs:
+            report = await engine.cycle(resync=resync)
+    return report, logs
+
+
 def write_csv(
     path: Path, pairs: list[tuple[Any, Any]], header: str = "bk_inst_id,bk_asst_inst_id"
 ) -> Path:
@@ -57,7 +86,13 @@ def write_config(
     extra: str = "",
     cmdb_extra: str = "",
     sync_extra: str = "",
+    rate_limit: float = 200,
+    concurrency: int = 8,
+    retry_cap: float = 0.2,
+    interval: float = 0.2,
+    shutdown_deadline: float = 5,
 ) -> Path:
+    """A one-relation config for tests: fast retries and cycles, ops off."""
     cfg = tmp_path / "syncd.toml"
     cfg.write_text(
         f"""
@@ -67,18 +102,18 @@ gateway = "{gateway}"
 app_code = "syncd"
 app_secret = "s3cret-app"
 username = "admin"
-rate_limit = 200
-concurrency = 8
+rate_limit = {rate_limit}
+concurrency = {concurrency}
 retry_base = 0.01
-retry_cap = 0.2
+retry_cap = {retry_cap}
 {cmdb_extra}
 
 [state]
 path = "{tmp_path / "state.db"}"
 
 [sync]
-interval = 0.2
-shutdown_deadline = 5
+interval = {interval}
+shutdown_deadline = {shutdown_deadline}
 {sync_extra}
 
 [ops]

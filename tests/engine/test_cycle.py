@@ -5,32 +5,15 @@ from __future__ import annotations
 from collections import Counter
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
 
 import pytest
 from structlog.testing import capture_logs
 
 from syncd.cmdb.client import CmdbClient
-from syncd.config import Settings
-from syncd.engine import CycleReport, Engine
 from syncd.pairs import pack
 from syncd.simulator import Simulator, SimulatorOptions
 from syncd.state import StateStore
-from tests.helpers import ASST, load, pair_lines, write_config, write_csv
-
-
-async def run_cycle(
-    settings: Settings, *, resync: bool = False
-) -> tuple[CycleReport, list[dict[str, Any]]]:
-    store, _ = StateStore.open(settings.state.path)
-    try:
-        async with CmdbClient(settings.cmdb) as client:
-            engine = Engine(settings, client, store)
-            with capture_logs() as logs:
-                report = await engine.cycle(resync=resync)
-            return report, logs
-    finally:
-        store.close()
+from tests.helpers import ASST, engine_for, load, pair_lines, run_cycle, write_config, write_csv
 
 
 def all_pairs(switches: int, hosts: int) -> list[tuple[int, int]]:
@@ -126,16 +109,13 @@ async def test_per_index_failures_and_exists(
         rows = [(1, 1001), (1, 1002), (99, 1001), (2, 9999), (3, 1003)]
         settings = load(write_config(tmp_path, url, write_csv(tmp_path / "t.csv", rows)))
         # Somebody else creates (3, 1003) after syncd's resync but before its send.
-        store, _ = StateStore.open(settings.state.path)
-        async with CmdbClient(settings.cmdb) as client:
-            engine = Engine(settings, client, store)
+        async with engine_for(settings) as engine:
             rel = settings.relations[0]
             await engine._load_mapping(rel)
             await engine.resync(rel)
-            await client.batch_create("bk_switch", "host", ASST, [(3, 1003)])
+            await engine.client.batch_create("bk_switch", "host", ASST, [(3, 1003)])
             with capture_logs() as logs:
                 report = await engine.cycle()
-            store.close()
         outcomes = {(p["bk_inst_id"], p["bk_asst_inst_id"]): p for p in pair_lines(logs)}
         assert outcomes[(1, 1001)]["outcome"] == "created"
         assert outcomes[(3, 1003)]["outcome"] == "exists"
@@ -164,13 +144,9 @@ async def test_limits_hold_from_the_servers_side(
             write_csv(tmp_path / "t.csv", desired),
             gateway=gateway,
             cmdb_extra="batch_size = 50",
+            rate_limit=10,
+            concurrency=3,
         )
-        text = (
-            cfg.read_text()
-            .replace("rate_limit = 200", "rate_limit = 10")
-            .replace("concurrency = 8", "concurrency = 3")
-        )
-        cfg.write_text(text)
         settings = load(cfg)
         report, _ = await run_cycle(settings)
         stats = sim.stats()

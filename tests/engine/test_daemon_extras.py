@@ -23,9 +23,8 @@ def fixture(tmp_path: Path) -> Path:
 def test_watched_file_starts_a_cycle_early(tmp_path: Path, procs: list[Proc]) -> None:
     url = start_simulator(procs, fixture(tmp_path))
     topo = write_csv(tmp_path / "t.csv", [(1, 1001)])
-    cfg = write_config(tmp_path, url, topo)
-    text = cfg.read_text().replace("interval = 0.2", "interval = 3600")
-    text = text.replace(
+    cfg = write_config(tmp_path, url, topo, interval=3600)
+    text = cfg.read_text().replace(
         f'path = "{topo}" }}', f'path = "{topo}", watch = true, watch_interval = 0.1 }}'
     )
     cfg.write_text(text)
@@ -75,9 +74,9 @@ def test_progress_bar_on_a_terminal(tmp_path: Path, procs: list[Proc]) -> None:
 
 def test_ops_endpoints_and_resync_command(tmp_path: Path, procs: list[Proc]) -> None:
     url = start_simulator(procs, fixture(tmp_path))
-    cfg = write_config(tmp_path, url, write_csv(tmp_path / "t.csv", [(1, 1001), (2, 1002)]))
-    text = cfg.read_text().replace("interval = 0.2", "interval = 3600")
-    text = text.replace(
+    topology = write_csv(tmp_path / "t.csv", [(1, 1001), (2, 1002)])
+    cfg = write_config(tmp_path, url, topology, interval=3600)
+    text = cfg.read_text().replace(
         "[ops]\nenabled = false",
         f'[ops]\nenabled = true\nport = 0\npidfile = "{tmp_path / "syncd.pid"}"',
     )

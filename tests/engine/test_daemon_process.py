@@ -58,8 +58,7 @@ def state_pairs(cfg: Path) -> set[tuple[int, int]]:
 def test_sighup_resyncs_and_sigterm_exits_clean(tmp_path: Path, procs: list[Proc]) -> None:
     desired = pairs(3, 40)
     url = start_simulator(procs, write_fixture(tmp_path, switches=3, hosts=40))
-    cfg = write_config(tmp_path, url, write_csv(tmp_path / "t.csv", desired), sync_extra="")
-    cfg.write_text(cfg.read_text().replace("interval = 0.2", "interval = 3600"))
+    cfg = write_config(tmp_path, url, write_csv(tmp_path / "t.csv", desired), interval=3600)
     daemon = Proc(["-m", "syncd", "run", "--config", str(cfg)])
     procs.append(daemon)
     daemon.wait_for(lambda l: l.get("event") == "cycle")
@@ -91,9 +90,12 @@ def test_sigterm_mid_cycle_keeps_state_consistent(tmp_path: Path, procs: list[Pr
         procs, write_fixture(tmp_path, switches=20, hosts=100), "--latency-ms", "150"
     )
     cfg = write_config(
-        tmp_path, url, write_csv(tmp_path / "t.csv", desired), cmdb_extra="batch_size = 20"
+        tmp_path,
+        url,
+        write_csv(tmp_path / "t.csv", desired),
+        cmdb_extra="batch_size = 20",
+        concurrency=2,
     )
-    cfg.write_text(cfg.read_text().replace("concurrency = 8", "concurrency = 2"))
     daemon = Proc(["-m", "syncd", "run", "--config", str(cfg)])
     procs.append(daemon)
     daemon.wait_for(lambda l: l.get("event") == "pair")
@@ -124,8 +126,8 @@ def test_second_sigterm_exits_at_once(tmp_path: Path, procs: list[Proc]) -> None
     url = start_simulator(
         procs, write_fixture(tmp_path, switches=20, hosts=100), "--latency-ms", "2000"
     )
-    cfg = write_config(tmp_path, url, write_csv(tmp_path / "t.csv", pairs(20, 100)))
-    cfg.write_text(cfg.read_text().replace("shutdown_deadline = 5", "shutdown_deadline = 30"))
+    topology = write_csv(tmp_path / "t.csv", pairs(20, 100))
+    cfg = write_config(tmp_path, url, topology, shutdown_deadline=30)
     daemon = Proc(["-m", "syncd", "run", "--config", str(cfg)])
     procs.append(daemon)
     daemon.wait_for(lambda l: l.get("event") == "resync")

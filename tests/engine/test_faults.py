@@ -15,15 +15,16 @@ import pytest
 from structlog.testing import capture_logs
 
 from syncd.cmdb.client import CmdbClient
-from syncd.engine import CycleReport, Engine
+from syncd.engine import CycleReport
 from syncd.simulator import Simulator, SimulatorOptions
-from syncd.state import StateStore
 from tests.helpers import (
     ASST,
     Proc,
+    engine_for,
     fixture_dict,
     load,
     pair_lines,
+    run_cycle,
     start_simulator,
     write_config,
     write_csv,
@@ -60,18 +61,13 @@ async def converge(
     )
     settings = load(cfg)
     reports: list[CycleReport] = []
-    store, _ = StateStore.open(settings.state.path)
-    try:
-        async with CmdbClient(settings.cmdb, seed=7) as client:
-            engine = Engine(settings, client, store)
-            with capture_logs() as logs:
-                for _ in range(max_cycles):
-                    report = await engine.cycle()
-                    reports.append(report)
-                    if report.converged:
-                        break
-    finally:
-        store.close()
+    async with engine_for(settings, seed=7) as engine:
+        with capture_logs() as logs:
+            for _ in range(max_cycles):
+                report = await engine.cycle()
+                reports.append(report)
+                if report.converged:
+                    break
     return reports, logs
 
 
@@ -139,12 +135,7 @@ source = {{ type = "file", path = "{uplinks}" }}
 """,
         )
         settings = load(cfg)
-        store, _ = StateStore.open(settings.state.path)
-        async with CmdbClient(settings.cmdb) as client:
-            engine = Engine(settings, client, store)
-            with capture_logs() as logs:
-                report = await engine.cycle()
-        store.close()
+        report, logs = await run_cycle(settings)
         by_name = {r.relation: r for r in report.relations}
         assert by_name["uplinks"].created == 2 and by_name["uplinks"].error is None
         assert by_name["switch-host"].error and "9900403" in by_name["switch-host"].error
@@ -168,17 +159,14 @@ async def test_rate_limit_storm_stays_under_configured_limit(
             write_csv(tmp_path / "t.csv", desired),
             gateway=gateway,
             cmdb_extra="batch_size = 10\nmax_retries = 20",
+            rate_limit=40,
+            retry_cap=2,
         )
-        text = cfg.read_text().replace("rate_limit = 200", "rate_limit = 40")
-        cfg.write_text(text.replace("retry_cap = 0.2", "retry_cap = 2"))
         settings = load(cfg)
-        store, _ = StateStore.open(settings.state.path)
-        async with CmdbClient(settings.cmdb) as client:
-            engine = Engine(settings, client, store)
+        async with engine_for(settings) as engine:
             report = await engine.cycle()
-            rate_after = client.limiter.rate
-            decreases = client.limiter.decreases
-        store.close()
+            rate_after = engine.client.limiter.rate
+            decreases = engine.client.limiter.decreases
         stats = sim.stats()
         assert report.converged and sim.pairs(ASST) == set(desired)
         assert stats["peak_rps"] <= 40  # never above syncd's configured limit
@@ -205,9 +193,12 @@ def test_sigkill_at_random_moments_then_converge(tmp_path: Path, procs: list[Pro
     fixture.write_text(json.dumps(fixture_dict(switches=50, hosts=100)))
     url = start_simulator(procs, fixture, "--latency-ms", "20", "--per-detail-ms", "0.2")
     cfg = write_config(
-        tmp_path, url, write_csv(tmp_path / "t.csv", desired), cmdb_extra="batch_size = 25"
+        tmp_path,
+        url,
+        write_csv(tmp_path / "t.csv", desired),
+        cmdb_extra="batch_size = 25",
+        concurrency=4,
     )
-    cfg.write_text(cfg.read_text().replace("concurrency = 8", "concurrency = 4"))
     rng = random.Random(1234)
     kills = 0
     for _ in range(10):

@@ -7,11 +7,8 @@ from pathlib import Path
 
 from structlog.testing import capture_logs
 
-from syncd.cmdb.client import CmdbClient
-from syncd.engine import Engine
 from syncd.simulator import Fixture, Simulator, SimulatorOptions
-from syncd.state import StateStore
-from tests.helpers import ASST, load, pair_lines, write_config, write_csv
+from tests.helpers import ASST, engine_for, load, pair_lines, write_config, write_csv
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "sources"))
 from src_helpers import replay_netbox
@@ -30,13 +27,10 @@ async def test_netbox_cables_by_name_sync_end_to_end(tmp_path: Path) -> None:
         )
         cfg.write_text(text)
         settings = load(cfg)
-        store, _ = StateStore.open(settings.state.path)
-        async with CmdbClient(settings.cmdb) as client:
-            engine = Engine(settings, client, store)
+        async with engine_for(settings) as engine:
             with capture_logs() as logs:
                 report = await engine.cycle()
                 again = await engine.cycle()
-        store.close()
     expected = {(1, 1001), (1, 1002), (2, 1002), (2, 1003), (3, 1004), (3, 1005), (3, 1003)}
     assert sim.pairs(ASST) == expected
     rel = report.relations[0]
@@ -56,15 +50,12 @@ async def test_unchanged_file_is_not_reread(tmp_path: Path) -> None:
         topo = tmp_path / "t.csv"
         topo.write_text("bk_inst_id,bk_asst_inst_id\n1,1001\nxx,1002\n")
         settings = load(write_config(tmp_path, url, topo))
-        store, _ = StateStore.open(settings.state.path)
-        async with CmdbClient(settings.cmdb) as client:
-            engine = Engine(settings, client, store)
+        async with engine_for(settings) as engine:
             with capture_logs() as logs:
                 await engine.cycle()
                 second = await engine.cycle()
                 topo.write_text("bk_inst_id,bk_asst_inst_id\n1,1001\n2,1002\n")
                 third = await engine.cycle()
-        store.close()
     bad = [line for line in logs if line["event"] == "bad_record"]
     assert len(bad) == 1  # the unchanged file was not parsed (nor complained about) again
     assert second.relations[0].bad_records == 1 and second.relations[0].sent == 0

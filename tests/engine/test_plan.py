@@ -45,14 +45,11 @@ def test_plan_mixed_scenario(tmp_path: Path, procs: list[Proc]) -> None:
             "\n[relations.prune]\nenabled = true\ngrace_seconds = 0\ngrace_cycles = 1\n"
             "max_fraction = 1.0\n"
         ),
+        concurrency=1,
     )
-    text = (
-        cfg.read_text()
-        .replace(
-            f'path = "{topo}" }}',
-            f'path = "{topo}", source_field = "switch", target_field = "host" }}',
-        )
-        .replace("concurrency = 8", "concurrency = 1")
+    text = cfg.read_text().replace(
+        f'path = "{topo}" }}',
+        f'path = "{topo}", source_field = "switch", target_field = "host" }}',
     )
     cfg.write_text(text)
     v1 = [

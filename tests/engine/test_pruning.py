@@ -8,11 +8,9 @@ from typing import Any
 
 from structlog.testing import capture_logs
 
-from syncd.cmdb.client import CmdbClient
-from syncd.engine import CycleReport, Engine
+from syncd.engine import CycleReport
 from syncd.simulator import Simulator
-from syncd.state import StateStore
-from tests.helpers import ASST, load, pair_lines, write_config, write_csv
+from tests.helpers import ASST, engine_for, load, pair_lines, run_cycle, write_config, write_csv
 
 OURS = [(1, 1001), (1, 1002), (2, 1001), (2, 1002), (3, 1003), (3, 1004)]
 THEIRS = [(4, 1005), (4, 1006)]  # already in the CMDB: created by someone else
@@ -54,16 +52,11 @@ class Rig:
         if rows is not None:
             write_csv(self.topo, rows)
         self.clock.now += advance
-        store, _ = StateStore.open(self.settings.state.path)
-        try:
-            async with CmdbClient(self.settings.cmdb) as client:
-                engine = Engine(self.settings, client, store, clock=self.clock)
-                with capture_logs() as logs:
-                    report = await engine.cycle()
-                self.logs.extend(logs)
-                return report
-        finally:
-            store.close()
+        async with engine_for(self.settings, clock=self.clock) as engine:
+            with capture_logs() as logs:
+                report = await engine.cycle()
+        self.logs.extend(logs)
+        return report
 
     def deleted(self) -> set[tuple[int, int]]:
         return {
@@ -173,8 +166,5 @@ async def test_pruning_off_by_default(
         assert not settings.relations[0].prune.enabled
         for rows in (OURS, [], OURS[:1]):
             write_csv(topo, rows)
-            store, _ = StateStore.open(settings.state.path)
-            async with CmdbClient(settings.cmdb) as client:
-                await Engine(settings, client, store).cycle()
-            store.close()
+            await run_cycle(settings)
         assert sim.pairs(ASST) == set(OURS)

@@ -44,8 +44,8 @@ def test_syncd_as_pid1_handles_sighup_and_sigterm(tmp_path: Path, procs: list[Pr
     fixture = tmp_path / "fixture.json"
     fixture.write_text(json.dumps(fixture_dict(switches=2, hosts=5)))
     url = start_simulator(procs, fixture)
-    cfg = write_config(tmp_path, url, write_csv(tmp_path / "t.csv", [(1, 1001), (2, 1002)]))
-    cfg.write_text(cfg.read_text().replace("interval = 0.2", "interval = 3600"))
+    topology = write_csv(tmp_path / "t.csv", [(1, 1001), (2, 1002)])
+    cfg = write_config(tmp_path, url, topology, interval=3600)
     probe = subprocess.run([unshare, "--pid", "--fork", "true"], capture_output=True, timeout=10)
     if probe.returncode != 0:
         pytest.fail(f"this machine cannot make a PID namespace: {probe.stderr.decode().strip()}")
