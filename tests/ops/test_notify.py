@@ -10,6 +10,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from opstools import bind_notify_socket
 
 from syncd.notify import SystemdNotifier
 
@@ -36,15 +37,7 @@ class Receiver:
 
 @pytest.fixture(params=["path", "abstract"])
 def receiver(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Receiver]:
-    sock = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
-    if request.param == "path":
-        path = tmp_path / "notify.sock"
-        sock.bind(str(path))
-        address = str(path)
-    else:
-        name = f"syncd-test-{os.getpid()}-{time.monotonic_ns()}"
-        sock.bind(b"\0" + name.encode())
-        address = "@" + name
+    sock, address = bind_notify_socket(request.param, tmp_path)
     try:
         yield Receiver(sock, address)
     finally:

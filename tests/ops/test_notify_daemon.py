@@ -24,7 +24,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from opstools import REPO
+from opstools import REPO, bind_notify_socket
 
 DEMO = REPO / "config" / "demo"
 WATCHDOG_USEC = 400_000  # pings every 0.2 s
@@ -130,15 +130,7 @@ class NotifySocket:
 
 @pytest.fixture(params=["path", "abstract"])
 def notify_socket(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[NotifySocket]:
-    sock = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
-    if request.param == "path":
-        path = tmp_path / "notify.sock"
-        sock.bind(str(path))
-        address = str(path)
-    else:
-        name = f"syncd-notify-test-{os.getpid()}-{time.monotonic_ns()}"
-        sock.bind(b"\0" + name.encode())
-        address = "@" + name
+    sock, address = bind_notify_socket(request.param, tmp_path)
     ns = NotifySocket(sock, address)
     try:
         yield ns
