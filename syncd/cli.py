@@ -114,8 +114,9 @@ async def _plan(settings: Settings, *, as_json: bool) -> int:
     import tempfile
 
     from syncd.cmdb.client import CmdbClient, CmdbError
-    from syncd.engine import Engine, RelationPlan
+    from syncd.plan import RelationPlan
     from syncd.planview import plan_document, render_json, render_text
+    from syncd.reconcile import Reconciler
     from syncd.sources.base import SourceError
     from syncd.state import StateStore
 
@@ -126,11 +127,11 @@ async def _plan(settings: Settings, *, as_json: bool) -> int:
         store, _ = StateStore.open(store_path)
         try:
             async with CmdbClient(settings.cmdb) as client:
-                engine = Engine(settings, client, store)
+                reconciler = Reconciler(settings, client, store)
                 plans: list[RelationPlan | str] = []
                 for rel in settings.relations:
                     try:
-                        plans.append(await engine.plan_relation(rel, resync=True, write=False))
+                        plans.append(await reconciler.plan_relation(rel))
                     except (SourceError, CmdbError) as exc:
                         plans.append(str(exc))
                     except Exception as exc:  # RelationRefused and kin: report, don't crash

@@ -21,12 +21,13 @@ import structlog
 from syncd.cmdb.client import CmdbClient
 from syncd.config import Settings
 from syncd.control import ControlError, remove_pidfile, write_pidfile
-from syncd.engine import CycleReport, Engine
 from syncd.health import Health
 from syncd.metrics import Metrics
 from syncd.notify import SystemdNotifier
 from syncd.ops import OpsServer
 from syncd.progress import ProgressBar
+from syncd.reconcile import Reconciler as Engine
+from syncd.report import CycleReport
 from syncd.sections import FileSourceSettings
 from syncd.sources.watch import watch_file
 from syncd.state import StateStore
@@ -148,7 +149,7 @@ class Daemon:
                     pidfile = None
             async with CmdbClient(self.settings.cmdb, observer=self.metrics) as client:
                 self.engine = Engine(self.settings, client, store, observer=self.metrics)
-                self.engine.on_progress = self.progress
+                self.engine.apply.on_progress = self.progress
                 if self._stop.is_set():
                     self.engine.stop()
                 log.info(

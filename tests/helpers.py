@@ -14,11 +14,13 @@ from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any
 
-from structlog.testing import capture_logs
+import structlog.testing
+from structlog.contextvars import merge_contextvars
 
 from syncd.cmdb.client import CmdbClient
 from syncd.config import Settings, load_settings
-from syncd.engine import CycleReport, Engine
+from syncd.reconcile import Reconciler as Engine
+from syncd.report import CycleReport
 from syncd.state import StateStore
 
 REPO = Path(__file__).resolve().parent.parent
@@ -45,6 +47,11 @@ def fixture_dict(
             {"bk_obj_asst_id": ASST, "bk_inst_id": s, "bk_asst_inst_id": d} for s, d in existing
         ],
     }
+
+
+def capture_logs() -> Any:
+    """structlog's capture_logs, with the bound context (relation, cycle) merged in."""
+    return structlog.testing.capture_logs(processors=[merge_contextvars])
 
 
 @asynccontextmanager

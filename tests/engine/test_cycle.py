@@ -7,13 +7,21 @@ from collections.abc import Callable
 from pathlib import Path
 
 import pytest
-from structlog.testing import capture_logs
 
 from syncd.cmdb.client import CmdbClient
 from syncd.pairs import pack
 from syncd.simulator import Simulator, SimulatorOptions
 from syncd.state import StateStore
-from tests.helpers import ASST, engine_for, load, pair_lines, run_cycle, write_config, write_csv
+from tests.helpers import (
+    ASST,
+    capture_logs,
+    engine_for,
+    load,
+    pair_lines,
+    run_cycle,
+    write_config,
+    write_csv,
+)
 
 
 def all_pairs(switches: int, hosts: int) -> list[tuple[int, int]]:
@@ -111,8 +119,8 @@ async def test_per_index_failures_and_exists(
         # Somebody else creates (3, 1003) after syncd's resync but before its send.
         async with engine_for(settings) as engine:
             rel = settings.relations[0]
-            await engine._load_mapping(rel)
-            await engine.resync(rel)
+            await engine.known.load_mapping(rel)
+            await engine.known.resync(rel)
             await engine.client.batch_create("bk_switch", "host", ASST, [(3, 1003)])
             with capture_logs() as logs:
                 report = await engine.cycle()

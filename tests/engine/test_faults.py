@@ -12,14 +12,14 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from structlog.testing import capture_logs
 
 from syncd.cmdb.client import CmdbClient
-from syncd.engine import CycleReport
+from syncd.report import CycleReport
 from syncd.simulator import Simulator, SimulatorOptions
 from tests.helpers import (
     ASST,
     Proc,
+    capture_logs,
     engine_for,
     fixture_dict,
     load,
