@@ -71,8 +71,14 @@ def configure(
 _CONTROL = re.compile("[\x00-\x1f\x7f-\x9f]")
 
 
-def _escape(text: str) -> str:
-    return _CONTROL.sub(lambda m: repr(m.group())[1:-1], text)
+class _Quoted:
+    """A string the console shows as its repr: control characters escaped, once."""
+
+    def __init__(self, text: str) -> None:
+        self.text = text
+
+    def __repr__(self) -> str:
+        return repr(self.text)
 
 
 def _escape_controls(
@@ -82,7 +88,10 @@ def _escape_controls(
     forge a line or repaint the terminal. (JSON escapes these by itself.)"""
     for key, value in event_dict.items():
         if isinstance(value, str) and _CONTROL.search(value):
-            event_dict[key] = _escape(value)
+            if key == "event":
+                event_dict[key] = repr(value)[1:-1]
+            else:
+                event_dict[key] = _Quoted(value)
     return event_dict
 
 
@@ -216,7 +225,7 @@ def emit(event: str, rows: Iterable[tuple[str, dict[str, Any]]], common: Mapping
     """Log ``event`` once per ``(level, fields)`` row, with ``common`` fields after each's own.
 
     The same lines as ``getattr(log, level)(event, **fields, **common)`` row by row, in
-    order, bound context (:func:`relation_context`) first. Under :func:`configure`'s JSON
+    order, the bound context (:func:`relation_context`) last. Under :func:`configure`'s JSON
     output they are rendered together with one timestamp (they describe one moment, e.g.
     one CMDB answer) and written at once. Fields must not repeat a common key, nor be
     ``timestamp``, ``level`` or ``event``.
@@ -230,9 +239,9 @@ def emit(event: str, rows: Iterable[tuple[str, dict[str, Any]]], common: Mapping
     context = get_contextvars()
     stamp = _now(_UTC).isoformat().replace("+00:00", "Z")
     prefix = f'{{"timestamp": "{stamp}", '
-    bound = _encode(context)
-    bound = ", " + bound[1:-1] if len(bound) > 2 else ""
-    tail = _encode(dict(common))
+    # merge_contextvars adds bound keys after the call's own (setdefault: the call wins).
+    after = {**common, **{k: v for k, v in context.items() if k not in common}}
+    tail = _encode(after)
     tail = ", " + tail[1:] if len(tail) > 2 else "}"
     encoded_event = _encode(event)
     heads = fast.heads
@@ -242,14 +251,14 @@ def emit(event: str, rows: Iterable[tuple[str, dict[str, Any]]], common: Mapping
         if _LEVELS[level] < minimum:
             continue
         if context and not context.keys().isdisjoint(fields):
-            # A row overriding a bound key: the bound key keeps its place, as in structlog.
-            merged = {**context, **fields, **common}
-            line = _encode({"timestamp": stamp, "level": level, "event": event, **merged})
-            out.append(line + "\n")
+            line = {"timestamp": stamp, "level": level, "event": event, **fields, **common}
+            for key, value in context.items():
+                line.setdefault(key, value)
+            out.append(_encode(line) + "\n")
             continue
         own = _encode(fields)
         own = ", " + own[1:-1] if len(own) > 2 else ""
-        out.append(f"{prefix}{heads[level]}{encoded_event}{bound}{own}{tail}\n")
+        out.append(f"{prefix}{heads[level]}{encoded_event}{own}{tail}\n")
     if out:
         fast.factory.logger.write("".join(out))
 
