@@ -18,11 +18,12 @@ import structlog
 from syncd.backoff import pair_next_attempt
 from syncd.cmdb.client import PAGE_LIMIT, CmdbClient
 from syncd.config import RelationSettings, SyncSettings
-from syncd.known import FailedRow, Known, RelationRefused
+from syncd.known import Known, RelationRefused
 from syncd.log import log_pairs, wants
 from syncd.outcome import BatchOutcome, Verdict, classify_batch, pair_fields, whole_failure
 from syncd.pairs import PairKey, pack, unpack
 from syncd.report import RelationReport
+from syncd.state import Failed
 
 log = structlog.get_logger("syncd")
 
@@ -136,7 +137,7 @@ class Applier:
         request_id = answer.request_id if answer is not None else None
         log_pairs(outcome.lines, batch=batch_id, request_id=request_id)
 
-    def _schedule(self, name: str, outcome: BatchOutcome) -> list[FailedRow]:
+    def _schedule(self, name: str, outcome: BatchOutcome) -> list[Failed]:
         """When each failed pair may be sent again (per-pair backoff)."""
         now = self.known.clock()
         per_index = [f for f in outcome.failed if f.kind is not None]
@@ -145,7 +146,7 @@ class Applier:
             if per_index
             else {}
         )
-        rows: list[FailedRow] = []
+        rows: list[Failed] = []
         for f in outcome.failed:
             when: float | None = now
             if f.kind is not None:
@@ -153,7 +154,7 @@ class Applier:
                 when = pair_next_attempt(
                     f.kind, n, now, self.sync.pair_backoff_base, self.sync.pair_backoff_cap
                 )
-            rows.append((f.src, f.dst, f.reason, f.message, when))
+            rows.append(Failed(f.src, f.dst, f.reason, f.message, when))
         return rows
 
     # -- deletes ----------------------------------------------------------------

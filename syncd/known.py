@@ -8,7 +8,6 @@ from three places: memory, the state file after a restart, or the CMDB itself
 
 from __future__ import annotations
 
-import asyncio
 from collections.abc import Callable, Iterable
 
 import structlog
@@ -18,13 +17,10 @@ from syncd.cmdb.client import CmdbClient, CmdbError
 from syncd.config import RelationSettings
 from syncd.outcome import BatchOutcome
 from syncd.pairs import PairKey, pack
-from syncd.state import StateStore
+from syncd.state import Created, Failed, Seen, StateStore
 from syncd.tasks import nothing, together
 
 log = structlog.get_logger("syncd")
-
-FailedRow = tuple[int, int, str, str, float | None]
-"""(src, dst, reason, message, next attempt or None: held until a resync)."""
 
 
 class RelationRefused(Exception):
@@ -66,7 +62,7 @@ class Known:
             return True
         if rel.name not in self._pairs:
             # A million rows take a while: off the event loop, beside the source read.
-            self._pairs[rel.name] = await asyncio.to_thread(self.store.known_keys, rel.name)
+            self._pairs[rel.name] = await self.store.load_known_keys(rel.name)
         return False
 
     async def read_cmdb(self, rel: RelationSettings) -> set[PairKey]:
@@ -108,16 +104,20 @@ class Known:
             self.store.abort_resync(name)
             raise
         # A resync is the operator's word: accept the source's current size as the baseline.
-        self.store.set_last_good_desired(name, 0)
+        self.store.set_prune_baseline(name, 0)
         self._pairs[name] = known
         log.info("resync", in_cmdb=len(known), added=added, removed=removed)
 
     # -- changing -------------------------------------------------------------
 
-    def record(self, name: str, outcome: BatchOutcome, failed: list[FailedRow]) -> None:
+    def record(self, name: str, outcome: BatchOutcome, failed: list[Failed]) -> None:
         """One answer: store it in one transaction, then mirror what is now in the CMDB."""
         self.store.record_answer(
-            name, created=outcome.created, exists=outcome.exists, failed=failed, now=self.clock()
+            name,
+            created=[Created(*row) for row in outcome.created],
+            exists=[Seen(*row) for row in outcome.exists],
+            failed=failed,
+            now=self.clock(),
         )
         known = self._pairs[name]
         known.update([pack(s, d) for s, d, _ in outcome.created])

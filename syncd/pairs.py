@@ -37,6 +37,12 @@ def unpack_all(keys: Iterable[PairKey]) -> Iterator[tuple[int, int]]:
         yield key >> _SHIFT, key & _MASK
 
 
+def pack_all(pairs: Iterable[tuple[int, int]]) -> Iterator[PairKey]:
+    """Pack many (src, dst) pairs lazily (e.g. rows of a database scan)."""
+    for src, dst in pairs:
+        yield (src << _SHIFT) | dst
+
+
 def pack_raw(sources: Sequence[Any], targets: Sequence[Any]) -> Iterator[PairKey] | None:
     """Keys for a chunk of raw source values, at C speed; None if any value is not plainly valid.
 

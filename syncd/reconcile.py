@@ -98,7 +98,7 @@ class Reconciler:
             self.desired.forget()
             for rel in self.settings.relations:
                 # The operator's word: whatever size the source has now is accepted.
-                self.store.set_meta(_size_key(rel.name), "0")
+                self.store.set_source_size(rel.name, 0)
         async with asyncio.TaskGroup() as tg:
             tasks = [tg.create_task(self.run_relation(r, resync)) for r in self.settings.relations]
         report = CycleReport([t.result() for t in tasks], time.monotonic() - started)
@@ -134,7 +134,7 @@ class Reconciler:
         try:
             (known, report.resynced), desired = await together(
                 self.known.observe(rel, resync=resync),
-                self.desired.read(rel, last_size=self._last_size(rel.name)),
+                self.desired.read(rel, last_size=self.store.source_size(rel.name)),
             )
         except (SourceError, CmdbError):
             if rel.prune.enabled:
@@ -166,7 +166,7 @@ class Reconciler:
                 guards=rel.prune.guards(),
                 owned=owned,
                 absent_before=self.store.absent_info(name, owned - desired.pairs),
-                last_good_desired=self.store.last_good_desired(name),
+                last_good_desired=self.store.prune_baseline(name),
             )
         decided = plan(
             name,
@@ -191,14 +191,14 @@ class Reconciler:
         writes nothing.
         """
         name = rel.name
-        if len(desired.pairs) != self._last_size(name):
-            self.store.set_meta(_size_key(name), str(len(desired.pairs)))
+        if len(desired.pairs) != self.store.source_size(name):
+            self.store.set_source_size(name, len(desired.pairs))
         if not rel.prune.enabled:
             return
         self.store.mark_present(name, desired.pairs)
         self.store.mark_absent(name, decided.owned_absent, now)
         if decided.prune.blocked is None:
-            self.store.set_last_good_desired(name, len(desired.pairs))
+            self.store.set_prune_baseline(name, len(desired.pairs))
         else:
             log.warning("prune_blocked", reason=decided.prune.blocked)
 
@@ -207,16 +207,9 @@ class Reconciler:
         with relation_context(rel.name, rel.bk_obj_asst_id, self.cycles):
             known, desired = await together(
                 self.known.read_cmdb(rel),
-                self.desired.read(rel, last_size=self._last_size(rel.name)),
+                self.desired.read(rel, last_size=self.store.source_size(rel.name)),
             )
             return self.decide(rel, desired, known, self.clock())
-
-    def _last_size(self, name: str) -> int:
-        return int(self.store.get_meta(_size_key(name)) or 0)
-
-
-def _size_key(name: str) -> str:
-    return f"last_desired:{name}"
 
 
 def _fill_report(report: RelationReport, desired: Desired, decided: RelationPlan) -> None:
