@@ -27,13 +27,11 @@ from pydantic_settings import (
     TomlConfigSettingsSource,
 )
 
+from syncd.batching import MAX_BATCH
 from syncd.prune import PruneGuards
 from syncd.sections import FileSourceSettings, _Section
 from syncd.sources.filters import FilterSettings
 from syncd.sources.registry import SourceSettings
-
-MAX_BATCH = 200
-"""bk-cmdb refuses a batch_create_instance_association with more details (1199035)."""
 
 EX_CONFIG = 78
 """sysexits.h: configuration error. systemd's unit does not restart on it."""

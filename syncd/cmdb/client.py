@@ -22,11 +22,12 @@ import aiohttp
 import structlog
 
 from syncd.backoff import request_delay
+from syncd.batching import MAX_BATCH
 from syncd.cmdb import apis
 from syncd.cmdb.apis import Api
 from syncd.cmdb.gateway import frame
 from syncd.cmdb.ratelimit import AdaptiveRateLimiter
-from syncd.config import MAX_BATCH, CmdbSettings
+from syncd.config import CmdbSettings
 from syncd.outcome import Answer, Verdict, classify_response, classify_transport_error
 
 log = structlog.get_logger("syncd.cmdb")
