@@ -74,6 +74,7 @@ async def converge(
 FAULTS = ["502", "504", "504-after", "drop", "cmdb-busy", "core-busy", "audit-fail"]
 
 
+@pytest.mark.slow
 @pytest.mark.timeout(120)
 @pytest.mark.parametrize("kinds", [[k] for k in FAULTS] + [FAULTS])
 async def test_converges_exactly_under_faults(
@@ -146,6 +147,7 @@ source = {{ type = "file", path = "{uplinks}" }}
         assert sim.pairs("bk_switch_uplink_bk_switch") == {(1, 2), (2, 3)}
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("gateway", ["esb", "apigw"])
 async def test_rate_limit_storm_stays_under_configured_limit(
     tmp_path: Path, sim_factory: Callable[..., Simulator], gateway: str

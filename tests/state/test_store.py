@@ -358,6 +358,7 @@ def test_locked_store_is_not_moved_aside(db_path: Path, monkeypatch: pytest.Monk
     assert _aside(db_path) == []
 
 
+@pytest.mark.slow
 def test_kill_9_mid_write_leaves_state_consistent(db_path: Path) -> None:
     """A child writes answers in a loop and is SIGKILLed; what survives is whole answers."""
     st, _ = StateStore.open(db_path)
