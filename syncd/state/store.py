@@ -15,7 +15,8 @@ from pathlib import Path
 from typing import NamedTuple
 
 from syncd.pairs import PairKey, pack, pack_all, unpack_all
-from syncd.state.db import Database, StateError, scalar
+from syncd.state.db import Database
+from syncd.state.resync import Resync
 
 _BULK_LOOKUP = 2_000  # above this many keys a relation scan beats point lookups
 
@@ -62,7 +63,7 @@ def _as_set(keys: Iterable[PairKey]) -> set[PairKey] | frozenset[PairKey]:
     return keys if isinstance(keys, set | frozenset) else set(keys)
 
 
-class StateStore:
+class StateStore(Resync):
     """Known pairs, failures and per-relation baselines, over one :class:`Database`."""
 
     def __init__(self, database: Database) -> None:
@@ -250,22 +251,8 @@ class StateStore:
                     " SET association_id = coalesce(excluded.association_id, association_id)",
                     ((rel, s, d, aid, now) for s, d, aid in exists),
                 )
-            has_failures = (created or exists) and db.execute(
-                "SELECT 1 FROM failures WHERE rel = ? LIMIT 1", (rel,)
-            ).fetchone()
-            if has_failures:
-                db.executemany(
-                    "DELETE FROM failures WHERE rel = ? AND src = ? AND dst = ?",
-                    [(rel, r[0], r[1]) for r in (*created, *exists)],
-                )
-            if (created or exists) and relation in self._staging:
-                # A resync is being staged: the CMDB just said these exist, so the
-                # snapshot must not drop them even if their page was read earlier.
-                db.executemany(
-                    "INSERT INTO temp.stage(rel, src, dst, aid) VALUES (?, ?, ?, ?)"
-                    " ON CONFLICT DO UPDATE SET aid = coalesce(excluded.aid, aid)",
-                    [(rel, r[0], r[1], r[2]) for r in (*created, *exists)],
-                )
+            if created or exists:
+                self._now_known(db, rel, relation, [*created, *exists])
             if failed:
                 db.executemany(
                     "INSERT INTO failures"
@@ -279,6 +266,23 @@ class StateStore:
                         for s, d, kind, msg, next_attempt in failed
                     ),
                 )
+
+    def _now_known(
+        self, db: sqlite3.Connection, rel: int, relation: str, rows: list[Created | Seen]
+    ) -> None:
+        """Pairs the CMDB just said it holds: no longer failures, and part of a staged resync."""
+        if db.execute("SELECT 1 FROM failures WHERE rel = ? LIMIT 1", (rel,)).fetchone():
+            db.executemany(
+                "DELETE FROM failures WHERE rel = ? AND src = ? AND dst = ?",
+                [(rel, r[0], r[1]) for r in rows],
+            )
+        if relation in self._staging:
+            # The snapshot must not drop them even if their page was read earlier.
+            db.executemany(
+                "INSERT INTO temp.stage(rel, src, dst, aid) VALUES (?, ?, ?, ?)"
+                " ON CONFLICT DO UPDATE SET aid = coalesce(excluded.aid, aid)",
+                [(rel, r[0], r[1], r[2]) for r in rows],
+            )
 
     def set_association_ids(self, relation: str, rows: Iterable[tuple[int, int, int]]) -> int:
         """Fill in association ids of known pairs from (src, dst, id); returns rows updated.
@@ -373,109 +377,6 @@ class StateStore:
         with self._db.tx() as db:
             rel = self._db.rel_w(db, relation)
             db.execute("UPDATE relations SET last_good_desired = ? WHERE id = ?", (count, rel))
-
-    # ------------------------------------------------------------------ full resync
-
-    def replace_from_cmdb(
-        self, relation: str, rows: Iterable[tuple[int, int, int]], now: float
-    ) -> tuple[int, int]:
-        """Full resync: rows are every (src,dst,association_id) the CMDB holds for the relation.
-
-        Afterwards known == rows exactly; owned flags kept for pairs still present; pairs
-        gone are dropped. Returns (added, removed). Streams rows (may be 1M) in one
-        transaction; marks the relation resynced.
-
-        Failures of pairs now known are cleared and every other failure is released for
-        the next cycle: a resync is the operator's "look again", so held conflicts and
-        backed-off pairs get one more try (their attempt counts are kept).
-        """
-        with self._db.tx() as db:
-            rel = self._db.rel_w(db, relation)
-            self._staging.discard(relation)
-            db.execute("DELETE FROM temp.stage WHERE rel = ?", (rel,))
-            self._stage_rows(db, rel, rows)
-            return self._apply_stage(db, rel, now)
-
-    def begin_resync(self, relation: str) -> None:
-        """Start a resync staged page by page (so 1M CMDB rows never sit in a Python list).
-
-        Feed pages with :meth:`stage_resync`, then :meth:`finish_resync` swaps them in in one
-        transaction, or :meth:`abort_resync` drops them. The stage lives in a TEMP table, so
-        a crash mid-resync leaves the known state untouched. While staging, pairs recorded
-        as created/existing are added to the stage too.
-        """
-        with self._db.tx() as db:
-            rel = self._db.rel_w(db, relation)
-            db.execute("DELETE FROM temp.stage WHERE rel = ?", (rel,))
-            self._staging.add(relation)
-
-    def stage_resync(self, relation: str, rows: Iterable[tuple[int, int, int]]) -> None:
-        """Add one page of (src, dst, association_id) to a resync begun with begin_resync."""
-        if relation not in self._staging:
-            raise StateError(f"no resync of {relation!r} in progress")
-        with self._db.tx() as db:
-            rel = self._db.rel_w(db, relation)
-            self._stage_rows(db, rel, rows)
-
-    def finish_resync(self, relation: str, now: float) -> tuple[int, int]:
-        """Make the staged rows the known state (see replace_from_cmdb); (added, removed)."""
-        if relation not in self._staging:
-            raise StateError(f"no resync of {relation!r} in progress")
-        with self._db.tx() as db:
-            rel = self._db.rel_w(db, relation)
-            result = self._apply_stage(db, rel, now)
-        self._staging.discard(relation)
-        return result
-
-    def abort_resync(self, relation: str) -> None:
-        """Drop a staged resync; the known state stays as it was."""
-        self._staging.discard(relation)
-        with self._db.tx() as db:
-            rel = self._db.rel(db, relation)
-            if rel is not None:
-                db.execute("DELETE FROM temp.stage WHERE rel = ?", (rel,))
-
-    @staticmethod
-    def _stage_rows(db: sqlite3.Connection, rel: int, rows: Iterable[tuple[int, int, int]]) -> None:
-        db.executemany(
-            "INSERT INTO temp.stage(rel, src, dst, aid) VALUES (?, ?, ?, ?)"
-            " ON CONFLICT DO UPDATE SET aid = coalesce(excluded.aid, aid)",
-            ((rel, s, d, aid) for s, d, aid in rows),
-        )
-
-    @staticmethod
-    def _apply_stage(db: sqlite3.Connection, rel: int, now: float) -> tuple[int, int]:
-        before = scalar(db, "SELECT count(*) FROM pairs WHERE rel = ?", rel)
-        incoming = scalar(db, "SELECT count(*) FROM temp.stage WHERE rel = ?", rel)
-        removed = 0
-        if before:
-            removed = db.execute(
-                "DELETE FROM pairs WHERE rel = ?1 AND NOT EXISTS (SELECT 1 FROM temp.stage s"
-                " WHERE s.rel = ?1 AND s.src = pairs.src AND s.dst = pairs.dst)",
-                (rel,),
-            ).rowcount
-        db.execute(
-            "INSERT INTO pairs(rel, src, dst, association_id, owned, first_seen)"
-            " SELECT rel, src, dst, aid, 0, ?2 FROM temp.stage WHERE rel = ?1"
-            " ON CONFLICT (rel, src, dst) DO UPDATE"
-            " SET association_id = coalesce(excluded.association_id, association_id)"
-            " WHERE association_id IS NOT coalesce(excluded.association_id, association_id)",
-            (rel, now),
-        )
-        db.execute(
-            "DELETE FROM failures WHERE rel = ?1 AND EXISTS (SELECT 1 FROM temp.stage s"
-            " WHERE s.rel = ?1 AND s.src = failures.src AND s.dst = failures.dst)",
-            (rel,),
-        )
-        db.execute(
-            "UPDATE failures SET next_attempt = ?2"
-            " WHERE rel = ?1 AND (next_attempt IS NULL OR next_attempt > ?2)",
-            (rel, now),
-        )
-        db.execute("UPDATE relations SET last_resync = ? WHERE id = ?", (now, rel))
-        db.execute("DELETE FROM temp.stage WHERE rel = ?", (rel,))
-        added = incoming - (before - removed)
-        return added, removed
 
 
 def _source_size_key(relation: str) -> str:
