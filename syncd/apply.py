@@ -20,7 +20,7 @@ from syncd.cmdb.client import PAGE_LIMIT, CmdbClient
 from syncd.config import RelationSettings, SyncSettings
 from syncd.known import Known, RelationRefused
 from syncd.log import log_pairs, wants
-from syncd.outcome import BatchOutcome, Verdict, classify_batch, pair_fields, whole_failure
+from syncd.outcome import Answer, BatchOutcome, Verdict, classify_batch, pair_fields, whole_failure
 from syncd.pairs import PairKey, pack, unpack
 from syncd.report import RelationReport
 from syncd.state import Failed
@@ -38,6 +38,16 @@ async def send_batch(client: CmdbClient, rel: RelationSettings, details: Details
         rel.bk_obj_id, rel.bk_asst_obj_id, rel.bk_obj_asst_id, details
     )
     return classify_batch(details, answer, verbose=wants("info"))
+
+
+def refusal(rel: RelationSettings, answer: Answer) -> RelationRefused:
+    """The relation-level refusal an answer says (its verdict is RELATION)."""
+    return RelationRefused(
+        f"the CMDB refused {rel.bk_obj_asst_id}: {answer.error}",
+        answer.hint,
+        permission=answer.permission,
+        request_id=answer.request_id,
+    )
 
 
 class PairObserver(Protocol):
@@ -75,7 +85,7 @@ class Applier:
     ) -> None:
         """Send every batch; raises RelationRefused once the CMDB refused the relation."""
         self.progress[1] += sum(len(b) for b in batches)
-        refused: list[str] = []
+        refused: list[RelationRefused] = []
         async with asyncio.TaskGroup() as tg:
             for batch in batches:
                 await self._window.acquire()
@@ -84,10 +94,14 @@ class Applier:
                     break
                 tg.create_task(self._create_one(rel, [unpack(k) for k in batch], report, refused))
         if refused:
-            raise RelationRefused(refused[0])
+            raise refused[0]
 
     async def _create_one(
-        self, rel: RelationSettings, details: Details, report: RelationReport, refused: list[str]
+        self,
+        rel: RelationSettings,
+        details: Details,
+        report: RelationReport,
+        refused: list[RelationRefused],
     ) -> None:
         batch_id = next(self._batch_ids)
         try:
@@ -112,20 +126,12 @@ class Applier:
         batch_id: int,
         outcome: BatchOutcome,
         report: RelationReport,
-        refused: list[str],
+        refused: list[RelationRefused],
     ) -> None:
         """Store the outcome (one transaction), count it, log its lines."""
         answer = outcome.answer
-        if outcome.refusal is not None and not refused:
-            refused.append(f"the CMDB refused {rel.bk_obj_asst_id}: {outcome.refusal}")
-            assert answer is not None
-            log.error(
-                "relation_refused",
-                error=answer.error,
-                fix=answer.hint,
-                permission=answer.permission,
-                request_id=answer.request_id,
-            )
+        if answer is not None and outcome.refusal is not None and not refused:
+            refused.append(refusal(rel, answer))
         self.known.record(rel.name, outcome, self._schedule(rel.name, outcome))
         report.created += len(outcome.created)
         report.exists += len(outcome.exists)

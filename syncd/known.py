@@ -24,7 +24,24 @@ log = structlog.get_logger("syncd")
 
 
 class RelationRefused(Exception):
-    """The CMDB refused the relation as a whole (credentials, permission, model)."""
+    """The CMDB refused the relation as a whole (credentials, permission, model).
+
+    Logged once, as ``relation_refused`` with ``fix``, however it was refused.
+    """
+
+    def __init__(
+        self,
+        error: str,
+        fix: str,
+        *,
+        permission: object = None,
+        request_id: str | None = None,
+    ) -> None:
+        super().__init__(f"{error}; {fix}")
+        self.error = error
+        self.fix = fix
+        self.permission = permission
+        self.request_id = request_id
 
 
 class Known:
@@ -80,8 +97,8 @@ class Known:
         row = await self.client.find_object_association(rel.bk_obj_asst_id)
         if row is None:
             raise RelationRefused(
-                f"model association {rel.bk_obj_asst_id!r} does not exist in the CMDB: "
-                "create it there or fix the relation's bk_obj_asst_id"
+                f"model association {rel.bk_obj_asst_id!r} does not exist in the CMDB",
+                "create it there or fix the relation's bk_obj_asst_id",
             )
         self._mapping[rel.name] = Mapping.parse(row.get("mapping"))
 

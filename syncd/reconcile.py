@@ -26,6 +26,7 @@ from syncd.config import RelationSettings, Settings
 from syncd.desired import Desired, DesiredReader, make_source
 from syncd.known import Known, RelationRefused
 from syncd.log import relation_context
+from syncd.outcome import Verdict
 from syncd.plan import PruneInputs, RelationPlan, plan
 from syncd.report import CycleReport, RelationReport
 from syncd.resolver import KeyResolver
@@ -115,10 +116,7 @@ class Reconciler:
             try:
                 await self.run(rel, report, resync)
             except Exception as group:
-                exc = first_error(group)
-                report.error = str(exc) if isinstance(exc, EXPECTED) else repr(exc)
-                extra = {} if isinstance(exc, EXPECTED) else {"traceback": _trace(exc)}
-                log.error("relation_failed", error=report.error, **extra)
+                report.error = _report_failure(rel, first_error(group))
             report.duration = time.monotonic() - started
             report.known = self.known.count(rel.name) or self.store.count(rel.name)
             log.info("relation", **report.log_fields())
@@ -147,7 +145,10 @@ class Reconciler:
         self.commit_observations(rel, desired, decided, now)
         if self.stopping:
             return
-        await self.apply.create(rel, decided.batches, report)
+        try:
+            await self.apply.create(rel, decided.batches, report)
+        finally:
+            report.pending -= report.created + report.exists
         if self.stopping:
             return
         await self.known.fill_association_ids(rel)
@@ -220,8 +221,30 @@ def _fill_report(report: RelationReport, desired: Desired, decided: RelationPlan
     report.held = len(decided.held)
     report.absent = len(decided.absent)
     report.deferred = len(decided.deferred)
+    report.pending = len(decided.to_create)
     report.prune_blocked = decided.prune.blocked
 
 
-def _trace(exc: BaseException) -> str:
-    return "".join(traceback.format_exception(exc)).strip()
+def _report_failure(rel: RelationSettings, exc: BaseException) -> str:
+    """Log a relation's failure in one line; the report's error text."""
+    if isinstance(exc, CmdbError) and exc.answer.verdict is Verdict.RELATION:
+        answer = exc.answer
+        what = str(exc).removesuffix(f" ({answer.hint})")
+        exc = RelationRefused(
+            what, answer.hint, permission=answer.permission, request_id=answer.request_id
+        )
+    if isinstance(exc, RelationRefused):
+        log.error(
+            "relation_refused",
+            error=exc.error,
+            fix=exc.fix,
+            permission=exc.permission,
+            request_id=exc.request_id,
+        )
+        return str(exc)
+    if isinstance(exc, EXPECTED):
+        log.error("relation_failed", error=str(exc))
+        return str(exc)
+    trace = "".join(traceback.format_exception(exc)).strip()
+    log.error("relation_failed", error=repr(exc), traceback=trace)
+    return repr(exc)

@@ -23,6 +23,8 @@ class RelationReport:
     failed: int = 0
     held: int = 0
     deferred: int = 0
+    pending: int = 0
+    """Planned creates not answered created/exists (stopped, refused, failed)."""
     bad_records: int = 0
     unresolved: int = 0
     unresolved_keys: list[tuple[str, str, str]] = field(default_factory=list, repr=False)
@@ -37,10 +39,14 @@ class RelationReport:
 
     @property
     def converged(self) -> bool:
-        """Every desired pair is in the CMDB."""
+        """Nothing is left to do: every desired pair is in the CMDB.
+
+        Counted from what is left (not ``known >= desired``: known may hold pairs
+        the source no longer has while desired ones are missing).
+        """
         return (
             self.error is None
-            and self.known >= self.desired
+            and self.pending == 0
             and self.failed == 0
             and self.held == 0
             and self.deferred == 0

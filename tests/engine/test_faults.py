@@ -142,6 +142,8 @@ source = {{ type = "file", path = "{uplinks}" }}
         assert by_name["switch-host"].error and "9900403" in by_name["switch-host"].error
         refused = [line for line in logs if line["event"] == "relation_refused"]
         assert len(refused) == 1 and refused[0]["permission"] and refused[0]["fix"]
+        assert refused[0]["relation"] == "switch-host"
+        assert not [line for line in logs if line["event"] == "relation_failed"]
         failed = [p for p in pair_lines(logs) if p["relation"] == "switch-host"]
         assert len(failed) == 2 and all(p["outcome"] == "failed" for p in failed)
         assert sim.pairs("bk_switch_uplink_bk_switch") == {(1, 2), (2, 3)}

@@ -9,6 +9,7 @@ from syncd.apply import Details, send_batch
 from syncd.cmdb.client import CmdbClient
 from syncd.config import RelationSettings
 from syncd.desired import make_source
+from syncd.metrics import Metrics
 from syncd.outcome import BatchOutcome
 from syncd.simulator import Fixture, Simulator, SimulatorOptions
 from syncd.sources.base import Source
@@ -19,10 +20,12 @@ from tests.helpers import (
     fixture_dict,
     load,
     pair_lines,
+    run_cycle,
     write_config,
     write_csv,
 )
 
+PRUNE = "prune = { enabled = true }"
 OTHER = "bk_switch_uplink_host"
 SECOND = """
 [[relations]]
@@ -92,7 +95,8 @@ async def test_every_batch_goes_through_the_send_seam(
 async def test_stopped_reconciler_starts_no_request(
     tmp_path: Path, sim_factory: Callable[..., Simulator]
 ) -> None:
-    sim = sim_factory(switches=2, hosts=5)
+    # The CMDB holds more pairs than the source has: "known >= desired" would say converged.
+    sim = sim_factory(switches=2, hosts=5, existing=[(1, 1003), (1, 1004), (2, 1005)])
     async with sim.running(host="127.0.0.1", port=0) as url:
         topology = write_csv(tmp_path / "t.csv", [(1, 1001), (2, 1002)])
         settings = load(write_config(tmp_path, url, topology))
@@ -100,6 +104,55 @@ async def test_stopped_reconciler_starts_no_request(
             engine.stop()
             with capture_logs() as logs:
                 report = await engine.cycle()
-    assert sim.pairs(ASST) == set()
+    assert sim.pairs(ASST) == {(1, 1003), (1, 1004), (2, 1005)}
     assert pair_lines(logs) == []
-    assert report.relations[0].sent == 0 and not report.converged
+    (rel,) = report.relations
+    assert rel.sent == 0 and rel.known == 3 and rel.desired == 2
+    assert rel.pending == 2 and not report.converged
+
+
+async def test_refusals_are_one_line_with_a_fix_whichever_way(
+    tmp_path: Path, sim_factory: Callable[..., Simulator]
+) -> None:
+    sim = sim_factory(switches=2, hosts=5)
+    async with sim.running(host="127.0.0.1", port=0) as url:
+        topology = write_csv(tmp_path / "t.csv", [(1, 1001)])
+        cfg = write_config(tmp_path, url, topology)
+        # The model association is missing: found while observing.
+        missing = load(cfg)
+        missing.relations[0].bk_obj_asst_id = "bk_switch_nope_host"
+        # The credentials are refused: the resync's read is refused.
+        denied_cfg = cfg.with_name("denied.toml")
+        denied_cfg.write_text(cfg.read_text().replace('"s3cret-app"', '"wrong"'))
+        denied = load(denied_cfg)
+        for settings, words in ((missing, "does not exist"), (denied, "credentials")):
+            metrics = Metrics(process_metrics=False)
+            async with engine_for(settings, observer=metrics) as engine:
+                with capture_logs() as logs:
+                    report = await engine.cycle()
+            refused = [l for l in logs if l["event"] == "relation_refused"]
+            assert len(refused) == 1, logs
+            assert refused[0]["fix"] and refused[0]["relation"] == "switch-host"
+            assert words in refused[0]["error"] + refused[0]["fix"]
+            assert not [l for l in logs if l["event"] == "relation_failed"]
+            assert report.relations[0].error and not report.ok
+            failed = metrics.registry.get_sample_value("syncd_cycles_total", {"result": "failed"})
+            assert failed == 1.0
+    assert sim.pairs(ASST) == set()
+
+
+async def test_failed_source_line_reports_known_and_why_no_prune(
+    tmp_path: Path, sim_factory: Callable[..., Simulator]
+) -> None:
+    sim = sim_factory(switches=2, hosts=5)
+    async with sim.running(host="127.0.0.1", port=0) as url:
+        topology = write_csv(tmp_path / "t.csv", [(1, 1001), (2, 1002)])
+        settings = load(write_config(tmp_path, url, topology, extra=PRUNE))
+        await run_cycle(settings)
+        topology.unlink()
+        report, logs = await run_cycle(settings)  # a fresh engine: nothing in memory
+    (line,) = [l for l in logs if l["event"] == "relation"]
+    assert line["error"] and line["known"] == 2 == report.relations[0].known
+    assert line["prune_blocked"] == "the source failed this cycle"
+    (blocked,) = [l for l in logs if l["event"] == "prune_blocked"]
+    assert blocked["relation"] == "switch-host" and blocked["bk_obj_asst_id"] == ASST
