@@ -32,11 +32,13 @@ from syncd.reconcile import Reconciler as Engine
 from syncd.report import CycleReport
 from syncd.sections import FileSourceSettings
 from syncd.sources.watch import watch_file
-from syncd.state import StateStore
+from syncd.state import StateLocked, StateStore
 
 log = structlog.get_logger("syncd")
 
 REPORTS_KEPT = 16
+EX_TEMPFAIL = 75
+"""Exit status when the state file is held by another syncd (sysexits' EX_TEMPFAIL)."""
 
 
 class Daemon:
@@ -112,9 +114,13 @@ class Daemon:
         Start-up enters every resource into one exit stack, so shutdown releases
         exactly what was acquired, in reverse order, whatever failed on the way.
         """
-        async with contextlib.AsyncExitStack() as stack:
-            engine = await self._startup(stack)
-            return await self._loop(engine)
+        try:
+            async with contextlib.AsyncExitStack() as stack:
+                engine = await self._startup(stack)
+                return await self._loop(engine)
+        except StateLocked as exc:
+            log.error("state_locked", error=str(exc), holder=exc.holder)
+            return EX_TEMPFAIL
         raise AssertionError("unreachable")  # pragma: no cover (mypy: the stack may swallow)
 
     async def _startup(self, stack: contextlib.AsyncExitStack) -> Engine:
@@ -122,7 +128,7 @@ class Daemon:
         loop = asyncio.get_running_loop()
         self._install_signals(loop)
         stack.callback(self._stopped, loop)
-        store, warning = StateStore.open(self.settings.state.path)
+        store, warning = StateStore.open(self.settings.state.path, lock=True)
         stack.callback(store.close)
         if warning:
             log.warning("state_rebuilt", path=str(self.settings.state.path), reason=warning)

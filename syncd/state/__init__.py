@@ -1,6 +1,6 @@
 """The known state, kept in SQLite: the database (:mod:`.db`) and its queries (:mod:`.store`)."""
 
-from syncd.state.db import APPLICATION_ID, SCHEMA_VERSION, Database, StateError
+from syncd.state.db import APPLICATION_ID, SCHEMA_VERSION, Database, StateError, StateLocked
 from syncd.state.store import Absence, Created, Failed, Held, Seen, StateStore
 
 __all__ = [
@@ -13,5 +13,6 @@ __all__ = [
     "Held",
     "Seen",
     "StateError",
+    "StateLocked",
     "StateStore",
 ]

@@ -19,12 +19,14 @@ Why SQLite and why like this:
 from __future__ import annotations
 
 import contextlib
+import fcntl
+import os
 import sqlite3
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any
+from typing import IO, Any
 
 SCHEMA_VERSION = 1
 APPLICATION_ID = 0x73796E63  # "sync": tells our files from any other SQLite database
@@ -86,6 +88,17 @@ class StateError(Exception):
     """The state store cannot do what was asked (locked, disk full, closed, bad input)."""
 
 
+class StateLocked(StateError):
+    """Another process holds the state file: one writer per state file."""
+
+    def __init__(self, path: Path, holder: str) -> None:
+        super().__init__(
+            f"state file {path} is in use by another syncd (pid {holder or 'unknown'}); "
+            "one syncd per state file"
+        )
+        self.holder = holder
+
+
 class Unusable(Exception):
     """The file at the state path is not a state store we can use; move it aside."""
 
@@ -98,32 +111,56 @@ def _is_transient(exc: sqlite3.Error) -> bool:
 class Database:
     """One checked SQLite connection, its transactions, and relation ids."""
 
-    def __init__(self, conn: sqlite3.Connection, path: Path) -> None:
+    def __init__(self, conn: sqlite3.Connection, path: Path, lock: IO[str] | None = None) -> None:
         """Use :meth:`open`; this only wraps an already checked connection."""
         self._conn: sqlite3.Connection | None = conn
         self.path = path
+        self._lock = lock
         self._rel_ids: dict[str, int] = {}
 
     @classmethod
-    def open(cls, path: Path) -> tuple[Database, str | None]:
+    def open(cls, path: Path, *, lock: bool = False) -> tuple[Database, str | None]:
         """Open or create. A corrupt/unreadable/foreign file is moved aside to
         '<path>.corrupt-<UTC timestamp>' and a fresh store is created; the second item is then
         a warning text saying so (never a crash loop). A missing parent dir is created.
 
         A file that is merely locked by another process, or a full disk, raises StateError.
+        With ``lock`` (the daemon), an exclusive lock on '<path>.lock' is taken first and
+        held until :meth:`close`: a second writer gets :class:`StateLocked`.
         """
         path = Path(path)
         try:
             path.parent.mkdir(parents=True, exist_ok=True)
         except OSError as exc:
             raise StateError(f"cannot create the state directory {path.parent}: {exc}") from exc
+        held = _take_lock(path) if lock else None
         try:
-            return cls(_connect(path), path), None
+            return cls._open_or_replace(path, held)
+        except BaseException:
+            if held is not None:
+                held.close()
+            raise
+
+    @classmethod
+    def open_readonly(cls, path: Path) -> Database:
+        """Open an existing store read-only (``syncd plan``): never creates, moves or repairs.
+
+        Raises StateError, naming why, when the file is missing or unusable.
+        """
+        try:
+            return cls(_connect(Path(path), readonly=True), Path(path))
+        except Unusable as exc:
+            raise StateError(f"state file {path} is unusable ({exc})") from None
+
+    @classmethod
+    def _open_or_replace(cls, path: Path, held: IO[str] | None) -> tuple[Database, str | None]:
+        try:
+            return cls(_connect(path), path, held), None
         except Unusable as exc:
             reason = str(exc)
         moved = _move_aside(path)
         try:
-            db = cls(_connect(path), path)
+            db = cls(_connect(path), path, held)
         except Unusable as exc:
             raise StateError(f"cannot create a fresh state store at {path}: {exc}") from exc
         warning = (
@@ -141,6 +178,9 @@ class Database:
             self._conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
         self._conn.close()
         self._conn = None
+        if self._lock is not None:
+            self._lock.close()  # releases the flock
+            self._lock = None
 
     @property
     def conn(self) -> sqlite3.Connection:
@@ -179,7 +219,7 @@ class Database:
         """A connection of its own, read-only, for one long read in a worker thread."""
         self.conn  # noqa: B018 - closed stores refuse scans too
         try:
-            conn = sqlite3.connect(f"{self.path.resolve().as_uri()}?mode=ro", uri=True)
+            conn = sqlite3.connect(_readonly_uri(self.path), uri=True)
         except sqlite3.Error as exc:
             raise StateError(f"state read failed: {exc}") from exc
         try:
@@ -214,7 +254,28 @@ def scalar(db: sqlite3.Connection, sql: str, *args: Any) -> int:
     return int(db.execute(sql, args).fetchone()[0])
 
 
-def _connect(path: Path) -> sqlite3.Connection:
+def _take_lock(path: Path) -> IO[str]:
+    """An exclusive flock on '<path>.lock', with our pid in it for the next one to name."""
+    lock_path = path.with_name(path.name + ".lock")
+    try:
+        fh = open(lock_path, "a+", encoding="ascii")  # noqa: SIM115 - held until close()
+    except OSError as exc:
+        raise StateError(f"cannot open the state lock {lock_path}: {exc}") from exc
+    try:
+        fcntl.flock(fh, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        fh.seek(0)
+        holder = fh.read(20).strip()
+        fh.close()
+        raise StateLocked(path, holder) from None
+    fh.seek(0)
+    fh.truncate()
+    fh.write(f"{os.getpid()}\n")
+    fh.flush()
+    return fh
+
+
+def _connect(path: Path, *, readonly: bool = False) -> sqlite3.Connection:
     """Connect, check the file is ours (or new) and bring the schema up to date."""
     if path.exists() and not path.is_file():
         raise Unusable("not a regular file")
@@ -229,15 +290,18 @@ def _connect(path: Path) -> sqlite3.Connection:
         raise Unusable(f"cannot read: {exc.strerror or exc}") from exc
     if head and head != b"SQLite format 3\x00":
         raise Unusable("not an SQLite database")
+    if readonly and not head:
+        raise Unusable("missing or empty")
+    target: str | Path = _readonly_uri(path) if readonly else path
     try:
-        conn = sqlite3.connect(path, isolation_level=None, timeout=0)
+        conn = sqlite3.connect(target, isolation_level=None, timeout=0, uri=readonly)
     except sqlite3.Error as exc:
         if _is_transient(exc):
             raise StateError(f"cannot open the state store {path}: {exc}") from exc
         raise Unusable(str(exc)) from exc
     try:
         conn.execute(f"PRAGMA busy_timeout = {_BUSY_TIMEOUT_MS}")
-        _check_and_init(conn)
+        _check_and_init(conn, readonly=readonly)
         conn.execute("PRAGMA synchronous = NORMAL")
         conn.execute("PRAGMA temp_store = MEMORY")
         conn.execute("PRAGMA cache_size = -65536")  # 64 MiB: a 1M-pair resync stays in RAM
@@ -257,12 +321,20 @@ def _connect(path: Path) -> sqlite3.Connection:
     return conn
 
 
-def _check_and_init(conn: sqlite3.Connection) -> None:
+def _readonly_uri(path: Path) -> str:
+    """Read-only, creating nothing: with no '-wal' beside it no writer has the file open,
+    so it is opened immutable (SQLite would otherwise create '-wal' and '-shm')."""
+    wal = path.with_name(path.name + "-wal")
+    mode = "mode=ro" if wal.exists() else "mode=ro&immutable=1"
+    return f"{path.resolve().as_uri()}?{mode}"
+
+
+def _check_and_init(conn: sqlite3.Connection, *, readonly: bool = False) -> None:
     """The schema check at open: create a new file's schema, or prove an old one is ours."""
     app_id = conn.execute("PRAGMA application_id").fetchone()[0]
     version = conn.execute("PRAGMA user_version").fetchone()[0]
     tables = {r[0] for r in conn.execute("SELECT name FROM sqlite_master WHERE type='table'")}
-    if app_id == 0 and not tables:
+    if app_id == 0 and not tables and not readonly:
         _create(conn)
         return
     if app_id != APPLICATION_ID:
@@ -277,7 +349,8 @@ def _check_and_init(conn: sqlite3.Connection) -> None:
     check = conn.execute("PRAGMA quick_check(1)").fetchone()[0]
     if check != "ok":
         raise Unusable(f"integrity check failed: {check}")
-    _wal(conn)
+    if not readonly:
+        _wal(conn)
 
 
 def _create(conn: sqlite3.Connection) -> None:

@@ -73,10 +73,15 @@ class StateStore(Resync):
         self._staging: set[str] = set()
 
     @classmethod
-    def open(cls, path: Path) -> tuple[StateStore, str | None]:
+    def open(cls, path: Path, *, lock: bool = False) -> tuple[StateStore, str | None]:
         """Open (see :meth:`Database.open`); the second item is a warning if a file was moved."""
-        database, warning = Database.open(path)
+        database, warning = Database.open(path, lock=lock)
         return cls(database), warning
+
+    @classmethod
+    def open_readonly(cls, path: Path) -> StateStore:
+        """Open an existing store for reading only (see :meth:`Database.open_readonly`)."""
+        return cls(Database.open_readonly(path))
 
     def close(self) -> None:
         self._db.close()

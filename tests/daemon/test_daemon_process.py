@@ -205,3 +205,19 @@ def test_secrets_never_reach_the_output(tmp_path: Path, procs: list[Proc]) -> No
         cfg.write_text(
             cfg.read_text().replace(f'app_secret = "{secret}"', 'app_secret = "s3cret-app"')
         )
+
+
+def test_second_daemon_on_the_same_state_exits_75(tmp_path: Path, procs: list[Proc]) -> None:
+    url = start_simulator(procs, write_fixture(tmp_path, switches=2, hosts=5))
+    cfg = write_config(tmp_path, url, write_csv(tmp_path / "t.csv", [(1, 1001)]), interval=30)
+    first = Proc(["-m", "syncd", "run", "--config", str(cfg)])
+    procs.append(first)
+    first.wait_for(lambda l: l.get("event") == "cycle")
+    second = Proc(["-m", "syncd", "run", "--config", str(cfg)])
+    procs.append(second)
+    assert second.wait(30) == 75
+    locked = [l for l in second.lines if l.get("event") == "state_locked"]
+    assert len(locked) == 1 and f"pid {first.proc.pid}" in locked[0]["error"]
+    assert not [l for l in second.lines if l.get("event") == "cycle"]
+    first.signal(signal.SIGTERM)
+    assert first.wait() == 0

@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 
 from syncd.pairs import pack
-from syncd.state import StateError, StateStore
+from syncd.state import StateError, StateLocked, StateStore
 from tests.state.inspect_db import FailureRow, failures, last_resync, meta, relations
 
 R = "switch-host"
@@ -413,3 +413,33 @@ def test_directory_at_state_path_is_moved_aside(db_path: Path) -> None:
     assert warning is not None and "not a regular file" in warning
     assert db_path.is_file() and _aside(db_path)[0].is_dir()
     st.close()
+
+
+def test_one_writer_per_state_file(db_path: Path) -> None:
+    st, _ = StateStore.open(db_path, lock=True)
+    with pytest.raises(StateLocked, match=f"pid {os.getpid()}") as info:
+        StateStore.open(db_path, lock=True)
+    assert info.value.holder == str(os.getpid())
+    st.close()
+    again, _ = StateStore.open(db_path, lock=True)  # released on close
+    again.close()
+
+
+def test_readonly_open_never_creates_moves_or_repairs(db_path: Path) -> None:
+    with pytest.raises(StateError, match="missing"):
+        StateStore.open_readonly(db_path)
+    assert not db_path.parent.exists()
+    st, _ = StateStore.open(db_path)
+    st.record_answer(R, created=[(1, 2, 3)], now=1.0)
+    st.close()
+    before = sorted(p.name for p in db_path.parent.iterdir())
+    ro = StateStore.open_readonly(db_path)
+    assert ro.known_keys(R) == ro.owned_keys(R) == {pack(1, 2)}
+    with pytest.raises(StateError):
+        ro.record_answer(R, created=[(4, 5, 6)], now=2.0)
+    ro.close()
+    assert sorted(p.name for p in db_path.parent.iterdir()) == before
+    db_path.write_bytes(b"garbage" * 100)
+    with pytest.raises(StateError, match="unusable"):
+        StateStore.open_readonly(db_path)
+    assert db_path.read_bytes() == b"garbage" * 100 and _aside(db_path) == []
