@@ -50,6 +50,9 @@ def refusal(rel: RelationSettings, answer: Answer) -> RelationRefused:
     )
 
 
+CANCELLED = "request abandoned: the shutdown deadline passed or the relation failed"
+
+
 class PairObserver(Protocol):
     def record_pair(self, relation: str, outcome: str, n: int = 1) -> None: ...
 
@@ -108,7 +111,7 @@ class Applier:
             try:
                 outcome = await self.send(self.client, rel, details)
             except asyncio.CancelledError:
-                lost = whole_failure(details, "shutdown deadline passed")
+                lost = whole_failure(details, CANCELLED)
                 log_pairs(lost.lines, batch=batch_id, request_id=None)
                 report.failed += len(details)
                 raise

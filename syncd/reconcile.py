@@ -118,7 +118,7 @@ class Reconciler:
             except Exception as group:
                 report.error = _report_failure(rel, first_error(group))
             report.duration = time.monotonic() - started
-            report.known = self.known.count(rel.name) or self.store.count(rel.name)
+            report.known = self._known_count(rel.name)
             log.info("relation", **report.log_fields())
             if self.observer is not None:
                 failing = report.failed + report.held
@@ -126,6 +126,13 @@ class Reconciler:
                 if report.error is None:
                     self.observer.mark_success(rel.name)
             return report
+
+    def _known_count(self, name: str) -> int:
+        """The mirror's count, or the state's when the mirror was never loaded."""
+        try:
+            return self.known.count(name) or self.store.count(name)
+        except StateError:
+            return 0
 
     async def run(self, rel: RelationSettings, report: RelationReport, resync: bool) -> None:
         """observe -> pull -> diff -> batch -> send/record -> fill ids -> prune."""
