@@ -28,7 +28,7 @@ from syncd.metrics import Metrics
 from syncd.notify import SystemdNotifier
 from syncd.ops import OpsServer
 from syncd.progress import ProgressBar
-from syncd.reconcile import Reconciler as Engine
+from syncd.reconcile import Reconciler
 from syncd.report import CycleReport
 from syncd.sections import FileSourceSettings
 from syncd.sources.watch import watch_file
@@ -59,7 +59,7 @@ class Daemon:
         self._wake = asyncio.Event()
         self._resync = False
         self._signals = 0
-        self.engine: Engine | None = None
+        self.engine: Reconciler | None = None
         self.last_report: CycleReport | None = None
         self.reports: deque[CycleReport] = deque(maxlen=REPORTS_KEPT)
         """The last few cycles' reports (a daemon runs for months: not all of them)."""
@@ -123,7 +123,7 @@ class Daemon:
             return EX_TEMPFAIL
         raise AssertionError("unreachable")  # pragma: no cover (mypy: the stack may swallow)
 
-    async def _startup(self, stack: contextlib.AsyncExitStack) -> Engine:
+    async def _startup(self, stack: contextlib.AsyncExitStack) -> Reconciler:
         """Signals, state, helper tasks, ops server, pidfile, client: each undone by the stack."""
         loop = asyncio.get_running_loop()
         self._install_signals(loop)
@@ -148,7 +148,7 @@ class Daemon:
             CmdbClient(self.settings.cmdb, observer=self.metrics)
         )
         stack.callback(self._stopping)
-        self.engine = Engine(self.settings, client, store, observer=self.metrics)
+        self.engine = Reconciler(self.settings, client, store, observer=self.metrics)
         self.engine.apply.on_progress = self.progress
         if self._stop.is_set():
             self.engine.stop()
@@ -210,7 +210,7 @@ class Daemon:
         self.notifier.close()
         log.info("stopped")
 
-    async def _loop(self, engine: Engine) -> int:
+    async def _loop(self, engine: Reconciler) -> int:
         cycles = 0
         while not self._stop.is_set():
             resync, self._resync = self._resync, False
@@ -241,7 +241,7 @@ class Daemon:
             return 0 if self.last_report is not None and self.last_report.converged else 1
         return 0
 
-    async def _run_cycle(self, engine: Engine, resync: bool) -> CycleReport | None:
+    async def _run_cycle(self, engine: Reconciler, resync: bool) -> CycleReport | None:
         task = asyncio.create_task(engine.cycle(resync=resync))
         stop_wait = asyncio.create_task(self._stop.wait())
         try:

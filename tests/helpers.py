@@ -19,7 +19,7 @@ from structlog.contextvars import merge_contextvars
 
 from syncd.cmdb.client import CmdbClient
 from syncd.config import Settings, load_settings
-from syncd.reconcile import Reconciler as Engine
+from syncd.reconcile import Reconciler
 from syncd.report import CycleReport
 from syncd.state import StateStore
 
@@ -57,12 +57,12 @@ def capture_logs() -> Any:
 @asynccontextmanager
 async def engine_for(
     settings: Settings, *, seed: int | None = None, **engine_kw: Any
-) -> AsyncIterator[Engine]:
-    """An Engine over the config's state file and a fresh client, both closed afterwards."""
+) -> AsyncIterator[Reconciler]:
+    """A Reconciler over the config's state file and a fresh client, both closed afterwards."""
     store, _ = StateStore.open(settings.state.path)
     try:
         async with CmdbClient(settings.cmdb, seed=seed) as client:
-            yield Engine(settings, client, store, **engine_kw)
+            yield Reconciler(settings, client, store, **engine_kw)
     finally:
         store.close()
 

@@ -181,6 +181,8 @@ async def test_bad_rows_are_skipped_good_rows_sync(
         origins = sorted(line["origin"] for line in bad)
         assert origins == sorted(f"{topo}:{n}" for n in (3, 5, 6, 7, 9))
         assert any("abc" in line["reason"] for line in bad)
+        # Bound once per relation task, so even the file source's own lines carry it.
+        assert all(line["relation"] == "switch-host" and line["cycle"] for line in bad)
 
 
 async def test_missing_source_fails_the_relation_only(
