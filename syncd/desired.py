@@ -32,6 +32,8 @@ class Desired:
     bad_records: int = 0
     unresolved: list[tuple[str, str, str]] = field(default_factory=list)
     """(side, key, origin) of keys that resolved to no instance (or to two)."""
+    source_counts: dict[str, int] = field(default_factory=dict)
+    """What the source counted besides bad records (filtered, ignored cables, pages)."""
 
 
 class BadValue(ValueError):
@@ -149,7 +151,7 @@ async def read_ids(source: Source) -> Desired:
             except BadValue as exc:
                 bad.add(source.origin(record), str(exc))
     bad.finish()
-    return Desired(desired, bad.count + source.stats.bad)
+    return Desired(desired, bad.count + source.stats.bad, [], dict(source.stats.extra))
 
 
 Fact = tuple[str | int, str | int, int]
@@ -176,7 +178,7 @@ async def read_with_keys(rel: RelationSettings, source: Source, resolver: KeyRes
             facts.append((pair[0], pair[1], record))
     bad.finish()
     maps = [await _resolve_side(spec, side, facts, resolver) for side, spec in enumerate(specs)]
-    desired = Desired(set(), bad.count + source.stats.bad)
+    desired = Desired(set(), bad.count + source.stats.bad, [], dict(source.stats.extra))
     reported: set[tuple[int, str]] = set()
     lines: list[LogLine] = []
     for fact in facts:

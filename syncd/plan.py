@@ -46,6 +46,7 @@ class RelationPlan:
     prune: PruneDecision
     bad_records: int = 0
     unresolved: list[tuple[str, str, str]] = field(default_factory=list)
+    source_counts: dict[str, int] = field(default_factory=dict)
     owned_absent: frozenset[PairKey] = frozenset()
     """Owned pairs the source no longer has (their absence is counted on commit)."""
 

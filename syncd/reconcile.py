@@ -188,6 +188,7 @@ class Reconciler:
         )
         decided.bad_records = desired.bad_records
         decided.unresolved = list(desired.unresolved)
+        decided.source_counts = dict(desired.source_counts)
         return decided
 
     def commit_observations(
@@ -225,6 +226,7 @@ def _fill_report(report: RelationReport, desired: Desired, decided: RelationPlan
     report.bad_records = desired.bad_records
     report.unresolved = len(desired.unresolved)
     report.unresolved_keys = list(desired.unresolved)
+    report.source_counts = dict(desired.source_counts)
     report.held = len(decided.held)
     report.absent = len(decided.absent)
     report.deferred = len(decided.deferred)

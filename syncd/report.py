@@ -29,6 +29,8 @@ class RelationReport:
     unresolved: int = 0
     unresolved_keys: list[tuple[str, str, str]] = field(default_factory=list, repr=False)
     """(side, key, origin) of keys that resolved to no instance (or to two)."""
+    source_counts: dict[str, int] = field(default_factory=dict)
+    """What the source counted besides bad records (e.g. NetBox's ignored cables)."""
     absent: int = 0
     deleted: int = 0
     delete_failed: int = 0

@@ -156,3 +156,17 @@ async def test_failed_source_line_reports_known_and_why_no_prune(
     assert line["prune_blocked"] == "the source failed this cycle"
     (blocked,) = [l for l in logs if l["event"] == "prune_blocked"]
     assert blocked["relation"] == "switch-host" and blocked["bk_obj_asst_id"] == ASST
+
+
+async def test_source_counts_reach_the_relation_line(
+    tmp_path: Path, sim_factory: Callable[..., Simulator]
+) -> None:
+    sim = sim_factory(switches=2, hosts=5)
+    async with sim.running(host="127.0.0.1", port=0) as url:
+        topology = write_csv(tmp_path / "t.csv", [(1, 1001), (2, 1002), (2, 1003)])
+        extra = '[relations.filters]\nexclude_source = ["2"]'
+        settings = load(write_config(tmp_path, url, topology, extra=extra))
+        report, logs = await run_cycle(settings)
+    (line,) = [l for l in logs if l["event"] == "relation"]
+    assert line["source_counts"] == {"filtered": 2} == report.relations[0].source_counts
+    assert sim.pairs(ASST) == {(1, 1001)}
