@@ -126,6 +126,24 @@ class Isolation:
     def extra_requests(self) -> int:
         return sum(1 for ex in self.exchanges if ex.extra)
 
+    @property
+    def deferred(self) -> list[DetailOutcome]:
+        """Not decided this cycle (budget spent, or told to stop): send them next cycle."""
+        return [o for o in self.outcomes if o.settled is Settled.DEFERRED]
+
+    def decided_by(self) -> list[tuple[Exchange, list[DetailOutcome]]]:
+        """Each request with the details it decided, by position: one group of log lines
+        (``batch`` = ``exchange.batch``, ``index`` = ``outcome.position``) per request."""
+        groups: dict[int, list[DetailOutcome]] = {ex.batch: [] for ex in self.exchanges}
+        for outcome in self.outcomes:
+            if outcome.exchange is not None:
+                groups[outcome.exchange.batch].append(outcome)
+        return [
+            (ex, sorted(groups[ex.batch], key=lambda o: o.position or 0))
+            for ex in self.exchanges
+            if groups[ex.batch]
+        ]
+
 
 async def settle_batch(
     details: Sequence[Detail],
@@ -134,12 +152,15 @@ async def settle_batch(
     looked_up: tuple[bool, bool] = (True, True),
     budget: IsolationBudget | None = None,
     batch_ids: Iterator[int] | None = None,
+    stop: Callable[[], bool] | None = None,
     uniform_limit: int = UNIFORM_LIMIT,
 ) -> Isolation:
     """Send ``details`` as one request and settle each of them, isolating what is refused.
 
     ``looked_up`` comes from ``syncd.refusal.looked_up_sides`` for the relation;
-    ``batch_ids`` numbers every request (the engine's batch counter).
+    ``batch_ids`` numbers every request (the engine's batch counter); ``stop`` is asked
+    before each isolation request (shutdown, or the relation refused by another
+    batch): when it says so, what is undecided is deferred.
     """
     if not details:
         raise ValueError("settle_batch needs at least one detail")
@@ -149,11 +170,16 @@ async def settle_batch(
         looked_up,
         budget if budget is not None else IsolationBudget(),
         batch_ids if batch_ids is not None else itertools.count(1),
+        stop if stop is not None else _never,
         uniform_limit,
     )
     await run.settle(list(range(len(details))), extra=False)
     outcomes = [run.decided[i] for i in range(len(details))]
     return Isolation(outcomes, run.exchanges, run.refusal, run.refused_by)
+
+
+def _never() -> bool:
+    return False
 
 
 class _Run:
@@ -164,6 +190,7 @@ class _Run:
         looked_up: tuple[bool, bool],
         budget: IsolationBudget,
         batch_ids: Iterator[int],
+        stop: Callable[[], bool],
         uniform_limit: int,
     ) -> None:
         self.details = details
@@ -171,6 +198,7 @@ class _Run:
         self.looked_up = looked_up
         self.budget = budget
         self.batch_ids = batch_ids
+        self.stop = stop
         self.uniform_limit = uniform_limit
         self.decided: dict[int, DetailOutcome] = {}
         self.exchanges: list[Exchange] = []
@@ -195,11 +223,10 @@ class _Run:
             # The relation was refused: nothing more is sent; they fail with its words.
             self.fail_whole(indexes, self.refused_by, self.refused_by.answer.error)
             return False
-        if extra and not self.budget.take():
+        if extra and (self.stop() or not self.budget.take()):
+            why = "isolation stopped" if self.stop() else "isolation budget spent"
             for index in indexes:
-                self.decide(
-                    DetailOutcome(index, Settled.DEFERRED, message="isolation budget spent")
-                )
+                self.decide(DetailOutcome(index, Settled.DEFERRED, message=why))
             return False
         ex = Exchange(next(self.batch_ids), tuple(indexes), await self._send(indexes), extra)
         self.exchanges.append(ex)

@@ -310,3 +310,30 @@ def test_isolation_requests_metric() -> None:
     metrics.record_isolation("switch-host", 2)
     text = metrics.render()[0].decode()
     assert 'syncd_isolation_requests_total{relation="switch-host"} 5.0' in text
+
+
+async def test_stop_defers_what_is_undecided() -> None:
+    cmdb = AuthOnCmdb(switches=set(range(1, 300)), hosts={10}, poison={5})
+    stopping = False
+
+    async def send(details: Sequence[Detail]) -> Answer:
+        nonlocal stopping
+        stopping = True  # e.g. SIGTERM arrives while the first request is in flight
+        return await cmdb.send(details)
+
+    iso = await settle_batch([(s, 10) for s in range(1, 11)], send, stop=lambda: stopping)
+    assert len(cmdb.requests) == 1 and iso.extra_requests == 0
+    assert len(iso.deferred) == 10
+    assert {o.message for o in iso.deferred} == {"isolation stopped"}
+
+
+async def test_decided_by_groups_each_request_with_what_it_decided() -> None:
+    cmdb = AuthOnCmdb(switches=set(range(1, 10)), hosts={10, 11})
+    details = [(1, 10), (2, 999), (3, 11), (4, 998)]
+    iso = await settle_batch(details, cmdb.send, looked_up=SWITCH_HOST)
+    groups = iso.decided_by()
+    assert [ex.batch for ex, _ in groups] == [1, 2, 3]
+    assert [[o.index for o in outcomes] for _, outcomes in groups] == [[1], [3], [0, 2]]
+    assert [o.position for o in groups[2][1]] == [0, 1]
+    # Every detail appears in exactly one group.
+    assert sorted(o.index for _, outcomes in groups for o in outcomes) == [0, 1, 2, 3]
