@@ -41,6 +41,12 @@ class IndexKind(StrEnum):
         return self in (IndexKind.CONFLICT_1_1, IndexKind.CONFLICT_1_N)
 
     @property
+    def held_until_resync(self) -> bool:
+        """The source data is wrong (a conflict, an impossible id): resending won't help
+        until the source changes, so don't spend rate budget on it every cycle."""
+        return self.is_conflict or self is IndexKind.INVALID_ID
+
+    @property
     def is_missing(self) -> bool:
         """An instance is not (yet) in the CMDB; it may appear later."""
         return self in (IndexKind.MISSING_SOURCE, IndexKind.MISSING_TARGET)
@@ -339,8 +345,8 @@ _PARSE_HINTS: tuple[tuple[str, str], ...] = (
     ("model [", "the CMDB has no such model: check the relation's bk_obj_id/bk_asst_obj_id"),
     (
         "has no relations",
-        "an instance in the request does not exist (or is in no module): "
-        "syncd isolates the detail naming it",
+        "a host (or set/module) named in the request does not exist in the CMDB: "
+        "check the source for decommissioned hosts",
     ),
     ("invalid bk_inst_id value", "a detail has an instance id <= 0"),
     ("invalid bk_asst_inst_id value", "a detail has an instance id <= 0"),

@@ -6,6 +6,7 @@ import json
 
 import pytest
 
+from syncd.backoff import pair_next_attempt
 from syncd.outcome import Answer, IndexKind, Verdict, classify_response
 from syncd.refusal import Scope, looked_up_sides, read_refusal
 
@@ -152,3 +153,10 @@ def test_other_refusals_fail_the_request_only(answer: Answer) -> None:
 def test_ok_is_not_a_refusal() -> None:
     with pytest.raises(ValueError, match="refused"):
         read_refusal(Answer(Verdict.OK, 200), DETAILS)
+
+
+def test_invalid_ids_are_held_until_a_resync() -> None:
+    assert IndexKind.INVALID_ID.held_until_resync and IndexKind.CONFLICT_1_1.held_until_resync
+    assert not IndexKind.MISSING_TARGET.held_until_resync
+    assert pair_next_attempt(IndexKind.INVALID_ID, 1, 100.0, 60.0, 3600.0) is None
+    assert pair_next_attempt(IndexKind.MISSING_TARGET, 1, 100.0, 60.0, 3600.0) == 160.0
