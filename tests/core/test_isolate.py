@@ -19,6 +19,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from syncd.isolate import (
+    UNIFORM_LIMIT,
     Detail,
     IsolationBudget,
     Settled,
@@ -31,6 +32,7 @@ from syncd.refusal import Scope, looked_up_sides
 
 SWITCH_HOST = looked_up_sides("bk_switch", "host")
 TOPO_PANIC = "'topo' Internal Server Error"
+TOPO_PANIC_ZH = "'topo' 服务器内部错误"
 
 
 @dataclass
@@ -42,6 +44,7 @@ class AuthOnCmdb:
     relation: str | None = None
     """'permission' or 'model': every request is refused for the relation."""
     gateway: str = "apigw"
+    lang: str = "en"
     pairs: dict[Detail, int] = field(default_factory=dict)
     requests: list[list[Detail]] = field(default_factory=list)
     ids: itertools.count[int] = field(default_factory=lambda: itertools.count(1))
@@ -68,14 +71,20 @@ class AuthOnCmdb:
             if dst not in self.hosts:
                 return self._refuse(1199045, f"host {dst} has no relations")
         if any(src in self.poison for src, _ in details):
-            return self._refuse(1199999, TOPO_PANIC)
+            return self._refuse(1199999, TOPO_PANIC if self.lang == "en" else TOPO_PANIC_ZH)
         created: dict[str, int] = {}
         errors: dict[str, str] = {}
         for index, detail in enumerate(details):
             if detail in self.pairs:
-                errors[str(index)] = "the associations bk_switch->host already exist"
+                errors[str(index)] = (
+                    "the associations bk_switch->host already exist"
+                    if self.lang == "en"
+                    else "关联关系 bk_switch->host 重复"
+                )
             elif detail[0] not in self.switches:
-                errors[str(index)] = "the association inst is not exist"
+                errors[str(index)] = (
+                    "the association inst is not exist" if self.lang == "en" else "关联实例不存在"
+                )
             else:
                 self.pairs[detail] = next(self.ids)
                 created[str(index)] = self.pairs[detail]
@@ -242,8 +251,9 @@ def worlds(draw: st.DrawFn) -> tuple[AuthOnCmdb, list[Detail]]:
     hosts = draw(st.sets(st.integers(1, 40), min_size=1))
     poison = draw(st.sets(st.integers(1, 40), max_size=3))
     gateway = draw(st.sampled_from(["apigw", "esb"]))
+    lang = draw(st.sampled_from(["en", "zh"]))
     details = draw(st.lists(st.tuples(ids, ids), min_size=1, max_size=200, unique=True))
-    return AuthOnCmdb(switches, hosts, poison, gateway=gateway), details
+    return AuthOnCmdb(switches, hosts, poison, gateway=gateway, lang=lang), details
 
 
 @settings(max_examples=300, deadline=None)
@@ -281,6 +291,8 @@ async def test_budget_bounds_the_cost_and_still_decides_each_detail_once(
     budget = IsolationBudget(limit)
     iso = await settle_batch(details, cmdb.send, looked_up=SWITCH_HOST, budget=budget)
     assert iso.extra_requests <= limit and budget.spent == iso.extra_requests
+    if iso.refusal is not None:  # only the same-words guard can refuse here
+        assert whole_request_poison(cmdb, details) >= UNIFORM_LIMIT
     assert len(cmdb.requests) == 1 + iso.extra_requests
     assert [o.index for o in iso.outcomes] == list(range(len(details)))
     for outcome in iso.outcomes:
