@@ -223,8 +223,8 @@ class _Run:
             # The relation was refused: nothing more is sent; they fail with its words.
             self.fail_whole(indexes, self.refused_by, self.refused_by.answer.error)
             return False
-        if extra and (self.stop() or not self.budget.take()):
-            why = "isolation stopped" if self.stop() else "isolation budget spent"
+        if extra and ((stopped := self.stop()) or not self.budget.take()):
+            why = "isolation stopped" if stopped else "isolation budget spent"
             for index in indexes:
                 self.decide(DetailOutcome(index, Settled.DEFERRED, message=why))
             return False
