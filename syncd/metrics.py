@@ -106,6 +106,12 @@ class Metrics:
             ["relation"],
             registry=reg,
         )
+        self.isolation_requests = Counter(
+            "syncd_isolation_requests_total",
+            "Extra batch-create requests sent to find details the CMDB refused as a whole.",
+            ["relation"],
+            registry=reg,
+        )
         self.desired = Gauge(
             "syncd_desired_pairs", "Pairs the source wants.", ["relation"], registry=reg
         )
@@ -118,6 +124,11 @@ class Metrics:
             ["relation"],
             registry=reg,
         )
+
+    def record_isolation(self, relation: str, requests: int) -> None:
+        """Isolation requests one batch cost (``syncd.isolate``), beyond its first request."""
+        if requests > 0:
+            self.isolation_requests.labels(relation=_label(relation)).inc(requests)
 
     def record_pair(self, relation: str, outcome: str, n: int = 1) -> None:
         """Count ``n`` pairs of one relation with one outcome (one call per batch is enough)."""
