@@ -119,14 +119,14 @@ class Metrics:
             ["relation"],
             registry=reg,
         )
-        # Alerts count staleness in intervals, so the interval itself is a series.
-        self.sync_interval = Gauge(
-            "syncd_sync_interval_seconds",
-            "sync.interval: seconds between cycles (alerts measure staleness in intervals).",
-            registry=reg,
-        )
         if sync_interval is not None:
-            self.sync_interval.set(sync_interval)
+            # Alerts count staleness in intervals, so the interval itself is a series
+            # (absent rather than 0 when unknown: 3 x 0 seconds would page at once).
+            Gauge(
+                "syncd_sync_interval_seconds",
+                "sync.interval: seconds between cycles (alerts measure staleness in intervals).",
+                registry=reg,
+            ).set(sync_interval)
         self.ready = Gauge(
             "syncd_ready",
             "1 while /readyz answers ready, else 0; read at scrape time.",
