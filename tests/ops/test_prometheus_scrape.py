@@ -173,16 +173,18 @@ def prom(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Prometheus]:
         query = api.query
 
         def enough_samples() -> bool:
-            # Two finished cycles and 8 scrapes: every rate() window has samples, every
+            # Two finished cycles and 5 scrapes: every rate() window has samples, every
             # counter the run can move has moved, and the rules have been evaluated.
             return bool(
-                query("count_over_time(syncd_build_info[1m]) >= 8")
+                query("count_over_time(syncd_build_info[1m]) >= 5")
                 and query("syncd_cycles_total >= 2")
                 and query("syncd_retries_total")
                 and query("syncd:last_success_age_seconds")
             )
 
-        _wait("8 scrapes of two cycles", enough_samples, deadline, started, log)
+        _wait(
+            "5 scrapes, two cycles and a rate-limit retry", enough_samples, deadline, started, log
+        )
         yield api
     finally:
         for server in servers:
