@@ -56,10 +56,11 @@ class Daemon:
         self.last_report: CycleReport | None = None
         self.reports: list[CycleReport] = []
         self.notifier = SystemdNotifier.from_env()
-        self.metrics = Metrics()
+        self.metrics = Metrics(sync_interval=settings.sync.interval)
         # Ready means: the last cycle ended without a relation-level failure, and
         # recently: one slow cycle is tolerated, two missed ones are not.
         self.health = Health(max_age=2 * settings.sync.interval + 60)
+        self.metrics.report_readiness(lambda: self.health.ready()[0])
         self.ops_url: str | None = None
         self.progress = progress
 
