@@ -68,6 +68,10 @@ def _go_value(value: Any) -> str:
     return value if isinstance(value, str) else _go_string(value)
 
 
+def _never(inst_id: int) -> bool:
+    return False
+
+
 def _array(value: Any) -> list[Any]:
     """gjson ``Result.Array()``: a list as is, a missing value empty, anything else one item."""
     if value is _ABSENT or value is None:
@@ -97,18 +101,28 @@ class AuthParser:
         if model is None:
             return f"model association [map[bk_obj_asst_id:{asst_id}]] not found"
         items = _array(_get(body, "details")) if many else [body]
+        hosts = self.store.tables.get(HOST)
+        exists = hosts.exists if hosts is not None else _never
+        src_host, dst_host = model.bk_obj_id == HOST, model.bk_asst_obj_id == HOST
         for item in items:
-            src = _go_int(_get(item, "bk_inst_id"))
+            if type(item) is dict:  # the common case, without gjson's conversions
+                src, dst = item.get("bk_inst_id", _ABSENT), item.get("bk_asst_inst_id", _ABSENT)
+            else:
+                src, dst = _get(item, "bk_inst_id"), _get(item, "bk_asst_inst_id")
+            if type(src) is not int:
+                src = _go_int(src)
             if src <= 0:
                 return "invalid bk_inst_id value"
-            dst = _go_int(_get(item, "bk_asst_inst_id"))
+            if type(dst) is not int:
+                dst = _go_int(dst)
             if dst <= 0:
                 return "invalid bk_asst_inst_id value"
             # generateUpdateInstanceResource (util.go:420-448): only hosts are looked up,
             # in model order (host, a built-in model, comes first).
-            for obj, inst in ((model.bk_obj_id, src), (model.bk_asst_obj_id, dst)):
-                if obj == HOST and not self.store.instance_exists(HOST, inst):
-                    return f"host {inst} has no relations"
+            if src_host and not exists(src):
+                return f"host {src} has no relations"
+            if dst_host and not exists(dst):
+                return f"host {dst} has no relations"
         return None
 
     def _delete_batch(self, body: Any) -> str | None:
