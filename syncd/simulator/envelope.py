@@ -31,7 +31,7 @@ def cmdb_body(data: Any, lang: Lang) -> dict[str, Any]:
             "bk_error_msg": data.message(lang),
             "permission": data.permission,
         }
-        if not data.filter:
+        if not data.bare:
             doc["data"] = None
         return doc
     return {

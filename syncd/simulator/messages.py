@@ -143,7 +143,9 @@ class CmdbError(Exception):
     bare ``metadata.BaseResp``: ``bk_error_code``/``bk_error_msg``/``permission`` and no
     ``data``, never renamed behind the API gateway. Every other error is proxied from the
     topo/host/core servers and renamed to ``code``/``message`` by the API gateway path
-    from bk-cmdb 3.12.4 (src/apiserver/service/http.go:145-183). ESB rewrites both.
+    from bk-cmdb 3.12.4 (src/apiserver/service/http.go:145-183). ``bare`` proxied errors
+    are a BaseResp too (the scene servers' ``RespNoAuth``, rest/contexts.go:455-469):
+    renamed, still without ``data``. ESB rewrites all of them.
     """
 
     def __init__(
@@ -152,6 +154,7 @@ class CmdbError(Exception):
         *args: object,
         raw: str | None = None,
         filter: bool = False,
+        bare: bool = False,
         permission: dict[str, Any] | None = None,
     ) -> None:
         super().__init__(code, *args)
@@ -159,6 +162,7 @@ class CmdbError(Exception):
         self.args_ = args
         self.raw = raw
         self.filter = filter
+        self.bare = bare or filter
         self.permission = permission
 
     def message(self, lang: Lang) -> str:

@@ -337,7 +337,7 @@ class Simulator:
             if auth and api.name in TOPO_AUTHORISED and not isinstance(data, CmdbError):
                 denial = self.iam.check(app_code, api, params, body)
                 if denial is not None:
-                    denial.filter = False  # the topo server's RespNoAuth, proxied
+                    denial.filter = False  # the topo server's RespNoAuth: proxied, no data
                     data = denial
         needs = {"core-busy": CORE_SERVICE_CONCURRENT, "audit-fail": AUDIT_SAVE_FAILED}
         if fault in needs and not (isinstance(data, CmdbError) and data.code == needs[fault]):
