@@ -85,13 +85,30 @@ class AuthParser:
     def __init__(self, store: Store) -> None:
         self.store = store
 
-    def parse(self, api: ApiSpec, body: Any) -> str | None:
+    def parse(self, api: ApiSpec, params: Mapping[str, Any], body: Any) -> str | None:
         if api.name == "batch_create_instance_association":
             return self._create(body, many=True)
         if api.name == "add_instance_association":
             return self._create(body, many=False)
         if api.name == "delete_related_inst_asso":
             return self._delete_batch(body)
+        if api.name == "delete_instance_association":
+            return self._delete_one(params)
+        return None
+
+    def _delete_one(self, params: Mapping[str, Any]) -> str | None:
+        # topolatest.go:734-800: only a numeric id matches the route's regexp (:482);
+        # getInstAssociation (util.go:178-194), then the host side is looked up.
+        obj, raw_id = params.get("bk_obj_id"), params.get("id")
+        if not isinstance(obj, str) or not obj or not str(raw_id).isdigit():
+            return None
+        asso_id = int(str(raw_id))
+        row = self.store.by_object.get(obj, {}).get(asso_id)
+        if row is None:
+            return f"model association [map[id:{asso_id}]] not found"
+        for side, inst in (("bk_obj_id", "bk_inst_id"), ("bk_asst_obj_id", "bk_asst_inst_id")):
+            if row[side] == HOST and not self.store.instance_exists(HOST, row[inst]):
+                return f"host {row[inst]} has no relations"
         return None
 
     def _create(self, body: Any, *, many: bool) -> str | None:

@@ -319,7 +319,7 @@ class Simulator:
             return fault, None
         if fault == "cmdb-busy":
             data = CmdbError(TOO_MANY_REQUESTS, raw=TOO_MANY_REQUESTS_TEXT, filter=True)
-        elif auth and (failure := self.auth_parser.parse(api, body)) is not None:
+        elif auth and (failure := self.auth_parser.parse(api, params, body)) is not None:
             data = CmdbError(PARSE_AUTH_ATTRIBUTE_FAILED, raw=failure, filter=True)
         elif (
             auth

@@ -138,6 +138,16 @@ async def test_delete_without_object_fails_the_parse(cmdb: Cmdb, gateway: str) -
     assert cmdb.sim.pairs(CONNECT) == {(1, 101)}
 
 
+@pytest.mark.parametrize("gateway", GATEWAYS)
+async def test_single_delete_looks_the_association_up(cmdb: Cmdb, gateway: str) -> None:
+    # topolatest.go:734-800 + util.go:178-194: an unknown id fails the parse.
+    api = "delete_instance_association"
+    unknown = await cmdb.call(gateway, api, params={"bk_obj_id": "bk_switch", "id": 77})
+    parse_failure(unknown, gateway, "model association [map[id:77]] not found")
+    known = await cmdb.call(gateway, api, params={"bk_obj_id": "bk_switch", "id": 1})
+    assert known.doc["code"] == 0 and cmdb.sim.pairs(CONNECT) == set()
+
+
 @pytest.mark.parametrize("options", [SimulatorOptions(auth=False)])
 @pytest.mark.parametrize("gateway", GATEWAYS)
 async def test_auth_off_gives_the_topo_answers(cmdb: Cmdb, gateway: str) -> None:
