@@ -177,10 +177,13 @@ RATE_LIMIT_CODES = frozenset({1306429, 1642902, 1642903, 1642904, 1199997})
 # Codes that say "busy, try again": the above, core-service concurrency, and a
 # gateway that could not reach the backend.
 RETRY_CODES = RATE_LIMIT_CODES | {1113053, 1650200, 1650201}
-AMBIGUOUS_CODES = frozenset({1306201, 1650401, 1109005})
-"""504-like: the CMDB may have acted. 1109005 (audit log failed) comes after the inserts."""
+AMBIGUOUS_CODES = frozenset({1306201, 1650401, 1109005, 1109001})
+"""504-like: the CMDB may have acted. 1109005/1109001 (audit log failed) come after the inserts."""
 CCERR_PARSE_AUTH_ATTRIBUTE = 1199045
 """bk-cmdb's auth-parse failure (auth on): the message is the parser's raw error text."""
+ESB_NOT_JSON = "Request interface error, the response content is not a json string"
+"""ESB's 1306000 for a backend answer that is not JSON (e.g. a proxy's 502 page): the
+CMDB may have acted, unlike ESB's other 1306000 answers (refused credentials)."""
 RELATION_CODES: Mapping[int, str] = {
     1306000: "the ESB refused the app credentials or user: check cmdb.app_code/app_secret/username",
     1640001: "the API gateway refused the credentials: check cmdb.app_code/app_secret/username",
@@ -318,7 +321,7 @@ def classify_response(status: int, headers: Mapping[str, str], body: bytes) -> A
         message = f"result false with code {code} and no message: {_snippet(doc)}"
     if code in RETRY_CODES or status in (429, 502, 503):
         verdict = Verdict.RETRY
-    elif code in AMBIGUOUS_CODES or status in (504, 500):
+    elif code in AMBIGUOUS_CODES or status in (504, 500) or message.startswith(ESB_NOT_JSON):
         verdict = Verdict.AMBIGUOUS
     elif code in RELATION_CODES or status in (400, 401, 403, 404, 413):
         verdict = Verdict.RELATION

@@ -11,7 +11,7 @@ from syncd.config import CmdbSettings
 from syncd.isolate import Detail, IsolationBudget, Settled, settle_batch
 from syncd.outcome import Answer, IndexKind
 from syncd.refusal import looked_up_sides
-from syncd.simulator import Simulator
+from syncd.simulator import Simulator, SimulatorOptions
 from tests.helpers import ASST
 
 
@@ -39,11 +39,11 @@ async def test_existing_hosts_in_bulk(sim_factory: Callable[..., Simulator], gat
         assert simulator.stats()["requests_by_api"]["list_hosts_without_biz"] == 2
 
 
-async def test_existing_hosts_falls_back_to_500_a_page(
+async def test_existing_hosts_asks_1000_a_page(
     sim_factory: Callable[..., Simulator],
 ) -> None:
-    """The simulator caps page.limit at 500 (bk-cmdb allows 1000, audit D22): a refused
-    page.limit is asked again at 500 instead of failing the check."""
+    """bk-cmdb's list_hosts_without_biz takes page.limit up to 1000 (BasePage.Validate,
+    metadata/hostserver.go): 1200 ids cost two requests and no refusal."""
     simulator = sim_factory(hosts=1200)
     async with (
         simulator.running(host="127.0.0.1", port=0) as url,
@@ -51,16 +51,15 @@ async def test_existing_hosts_falls_back_to_500_a_page(
     ):
         found = await client.existing_hosts(range(1001, 2201))
         assert found == set(range(1001, 2201))
-        # One refused page of 1000, then 1200 ids at 500 a request.
-        assert simulator.stats()["requests_by_api"]["list_hosts_without_biz"] == 4
-        assert simulator.stats()["requests_by_code"].get("1199006") == 1
+        assert simulator.stats()["requests_by_api"]["list_hosts_without_biz"] == 2
+        assert "1199006" not in simulator.stats()["requests_by_code"]
 
 
 async def test_isolation_over_http_with_auth_off_costs_no_extra_request(
     sim_factory: Callable[..., Simulator],
 ) -> None:
-    """Auth off (or the simulator today): missing instances are answered per index."""
-    simulator = sim_factory(switches=20, hosts=200)
+    """Auth off: missing instances are answered per index, no extra request."""
+    simulator = sim_factory(SimulatorOptions(auth=False), switches=20, hosts=200)
     async with (
         simulator.running(host="127.0.0.1", port=0) as url,
         CmdbClient(settings(url)) as client,
@@ -85,3 +84,34 @@ async def test_isolation_over_http_with_auth_off_costs_no_extra_request(
         assert {o.settled for o in iso.outcomes} == {Settled.ANSWERED}
         assert all(o.exchange is iso.exchanges[0] for o in iso.outcomes)
         assert iso.exchanges[0].answer.request_id
+
+
+@pytest.mark.parametrize("gateway", ["esb", "apigw"])
+async def test_isolation_over_http_with_auth_on_names_the_stale_host(
+    sim_factory: Callable[..., Simulator], gateway: str
+) -> None:
+    """Auth on (bk-cmdb's default): a missing host refuses the whole request with 1199045
+    `host N has no relations`; the details naming it fail and the rest is resent once."""
+    simulator = sim_factory(SimulatorOptions(auth=True), switches=20, hosts=200)
+    async with (
+        simulator.running(host="127.0.0.1", port=0) as url,
+        CmdbClient(settings(url, gateway)) as client,
+    ):
+        sent: list[int] = []
+
+        async def send(details: Sequence[Detail]) -> Answer:
+            sent.append(len(details))
+            return await client.batch_create("bk_switch", "host", ASST, list(details))
+
+        details = [(s, 1000 + s) for s in range(1, 21)] + [(3, 9999), (99, 1001)]
+        iso = await settle_batch(
+            details,
+            send,
+            looked_up=looked_up_sides("bk_switch", "host"),
+            budget=IsolationBudget(10),
+        )
+        assert sent == [22, 21] and iso.extra_requests == 1
+        kinds = [o.kind for o in iso.outcomes]
+        assert kinds[:20] == [IndexKind.CREATED] * 20
+        assert kinds[20:] == [IndexKind.MISSING_TARGET, IndexKind.MISSING_SOURCE]
+        assert simulator.stats()["requests_by_code"].get("1199045") == 1
