@@ -153,8 +153,12 @@ class NetBoxHookSettings(_Section):
         None, description="the NetBox it belongs to (base URL); default: every netbox relation"
     )
     max_body: int = Field(1024 * 1024, ge=1024, description="bytes of a payload at most")
-    debounce: float = Field(0.25, gt=0, le=1, description="quiet seconds that end a burst")
-    max_delay: float = Field(1.0, gt=0, le=10, description="seconds from a change to its cycle")
+    debounce: float = Field(
+        0.5, gt=0, le=1, description="quiet seconds that end a burst of changes: one cycle"
+    )
+    max_delay: float = Field(
+        30, gt=0, le=600, description="a burst longer than this still gets a cycle"
+    )
 
     @model_validator(mode="after")
     def _load_secret(self) -> NetBoxHookSettings:

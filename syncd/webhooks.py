@@ -127,13 +127,15 @@ class PeerLogLimiter:
 class Debouncer:
     """Coalesce a burst of pokes into one call of ``fire(count)``.
 
-    It fires ``quiet`` seconds after the last poke, but never later than ``max_delay``
-    after the first of the burst, so a steady stream still fires within ``max_delay``.
+    It fires ``quiet`` seconds after the last poke, so a single change is acted on within
+    ``quiet`` and the 500 POSTs of a bulk edit (NetBox's worker sends them one after the
+    other, well under ``quiet`` apart) are one call; but never later than ``max_delay``
+    after the first poke of a burst, so a never-ending stream still gets cycles.
     Must be poked from the event loop's thread.
     """
 
     def __init__(
-        self, fire: Callable[[int], None], *, quiet: float = 0.25, max_delay: float = 1.0
+        self, fire: Callable[[int], None], *, quiet: float = 0.5, max_delay: float = 30.0
     ) -> None:
         self.fire = fire
         self.quiet = quiet
@@ -142,6 +144,11 @@ class Debouncer:
         self._count = 0
         self._first = 0.0
         self._handle: asyncio.TimerHandle | None = None
+
+    @property
+    def pending(self) -> bool:
+        """A call is scheduled (a burst is under way)."""
+        return self._handle is not None
 
     def poke(self) -> None:
         loop = asyncio.get_running_loop()
@@ -186,8 +193,8 @@ class NetBoxWebhook:
         *,
         relations: list[str],
         max_body: int = 1024 * 1024,
-        quiet: float = 0.25,
-        max_delay: float = 1.0,
+        quiet: float = 0.5,
+        max_delay: float = 30.0,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self._secret = secret
