@@ -18,6 +18,7 @@ from syncd.config import ConfigError, NetBoxHookSettings, load_settings
 from syncd.health import Health
 from syncd.metrics import Metrics
 from syncd.ops import OpsServer
+from syncd.push import PushSources
 from syncd.webhooks import (
     Debouncer,
     NetBoxWebhook,
@@ -361,3 +362,34 @@ def test_bad_hook_settings_are_config_errors(
 
 def test_owns_every_netbox_without_url() -> None:
     assert NetBoxHookSettings(secret=SECRET).owns("https://anything.example")  # type: ignore[arg-type]
+
+
+# -- wiring into the daemon (syncd.push) --------------------------------------------------
+
+
+def test_push_sources_route_only_for_a_matching_netbox_relation(tmp_path: Path) -> None:
+    cycles: list[str] = []
+    none = PushSources(load_settings(_config(tmp_path, "")), cycles.append)
+    assert none.routes() == [] and none.streams == []
+    mine = f'[hooks.netbox]\nsecret = "{SECRET}"\nurl = "https://netbox.example/"'
+    push = PushSources(load_settings(_config(tmp_path, mine)), cycles.append)
+    assert [(m, p) for m, p, _ in push.routes()] == [("POST", "/hooks/netbox")]
+    assert push.webhook is not None and push.webhook.relations == ["dc1"]
+    other = f'[hooks.netbox]\nsecret = "{SECRET}"\nurl = "https://other.example"'
+    with capture_logs() as logs:
+        unused = PushSources(load_settings(_config(tmp_path, other)), cycles.append)
+    assert unused.routes() == []
+    assert [line["event"] for line in logs] == ["webhook_unused"]
+
+
+async def test_no_hook_section_means_no_endpoint() -> None:
+    server = OpsServer(Health(max_age=60), Metrics(), lambda: None, port=0)
+    url = await server.start()
+    try:
+        async with (
+            aiohttp.ClientSession() as session,
+            session.post(url + "/hooks/netbox", data=b"{}") as resp,
+        ):
+            assert resp.status == 404
+    finally:
+        await server.stop()
