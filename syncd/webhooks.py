@@ -195,12 +195,14 @@ class NetBoxWebhook:
         max_body: int = 1024 * 1024,
         quiet: float = 0.5,
         max_delay: float = 30.0,
+        read_timeout: float = 10.0,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self._secret = secret
         self.on_change = on_change
         self.relations = relations
         self.max_body = max_body
+        self.read_timeout = read_timeout
         self.clock = clock
         self.counts = WebhookCounts()
         self.refusals = PeerLogLimiter()
@@ -238,7 +240,11 @@ class NetBoxWebhook:
         return bytes(body)
 
     async def handle(self, request: web.Request) -> web.Response:
-        body = await self._body(request)
+        try:
+            async with asyncio.timeout(self.read_timeout):
+                body = await self._body(request)
+        except TimeoutError:  # a client that stalls mid-body holds nothing for long
+            return self._refuse(request, 408, f"body not received within {self.read_timeout:g}s")
         if body is None:
             return self._refuse(request, 413, f"body larger than {self.max_body} bytes")
         given = request.headers.get(SIGNATURE_HEADER)

@@ -280,6 +280,22 @@ async def test_oversized_body_gets_413_before_anything_else(hook: Hook) -> None:
     assert not hook.hook.debouncer.pending and hook.cycles == []
 
 
+async def test_a_stalled_body_gets_408(hook: Hook) -> None:
+    hook.hook.read_timeout = 0.2
+    host, port = hook.url.removeprefix("http://").split("/")[0].split(":")
+    reader, writer = await asyncio.open_connection(host, int(port))
+    writer.write(
+        b"POST /hooks/netbox HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+        b"Content-Length: 1000\r\n\r\n" + b'{"event": '
+    )
+    await writer.drain()
+    async with asyncio.timeout(20):
+        status_line = await reader.readline()
+    writer.close()
+    assert status_line.split()[1] == b"408"
+    assert not hook.hook.debouncer.pending and hook.cycles == []
+
+
 async def test_signed_bad_json_gets_400_and_irrelevant_models_are_ignored(hook: Hook) -> None:
     bad = b'{"event": "created", "object_type": '
     site = payload("site_updated")
