@@ -144,6 +144,69 @@ class OpsSettings(_Section):
     pidfile: Path | None = None
 
 
+class NetBoxHookSettings(_Section):
+    """``POST /hooks/netbox``: a signed NetBox webhook starts a cycle (syncd.webhooks)."""
+
+    secret: SecretStr | None = None
+    secret_file: Path | None = None
+    url: str | None = Field(
+        None, description="the NetBox it belongs to (base URL); default: every netbox relation"
+    )
+    max_body: int = Field(1024 * 1024, ge=1024, description="bytes of a payload at most")
+    debounce: float = Field(
+        0.5, gt=0, le=1, description="quiet seconds that end a burst of changes: one cycle"
+    )
+    max_delay: float = Field(
+        30, gt=0, le=600, description="a burst longer than this still gets a cycle"
+    )
+
+    @model_validator(mode="after")
+    def _load_secret(self) -> NetBoxHookSettings:
+        if self.secret is None:
+            self.secret = SecretStr(
+                _read_secret(self.secret_file, "netbox_webhook_secret", "hooks.netbox.secret")
+            )
+        if not self.secret.get_secret_value():
+            raise ValueError("hooks.netbox.secret is empty")
+        return self
+
+    def owns(self, netbox_url: str) -> bool:
+        """Whether a relation reading ``netbox_url`` is started by this webhook."""
+        if self.url is None:
+            return True
+        mine = self.url.rstrip("/").removesuffix("/api")
+        return netbox_url.rstrip("/").removesuffix("/api") == mine
+
+
+class HooksSettings(_Section):
+    """Sources that push changes to the ops server."""
+
+    netbox: NetBoxHookSettings | None = None
+
+
+def _read_secret(path: Path | None, credential: str, what: str) -> str:
+    """A secret from ``path``, or from the systemd credential ``credential``."""
+    if path is None:
+        creds = os.environ.get("CREDENTIALS_DIRECTORY")
+        candidate = Path(creds) / credential if creds else None
+        if candidate is None or not candidate.is_file():
+            raise ValueError(
+                f"no secret: set {what}, {what}_file, or provide the systemd credential "
+                f"{credential!r}"
+            )
+        path = candidate
+    base = _TOML_PATH.get("path")
+    if not path.is_absolute() and base is not None:
+        path = base.parent / path
+    try:
+        text = path.read_text(encoding="utf-8").strip()
+    except OSError as exc:
+        raise ValueError(f"{what}_file {str(path)!r} is unreadable: {exc.strerror}") from None
+    if not text:
+        raise ValueError(f"{what}_file {str(path)!r} is empty")
+    return text
+
+
 class PruneSettings(_Section):
     """Deleting pairs that left the source: off by default, guarded at every step."""
 
@@ -216,6 +279,7 @@ class Settings(BaseSettings):
     sync: SyncSettings = SyncSettings()
     log: LogSettings = LogSettings()
     ops: OpsSettings = OpsSettings()
+    hooks: HooksSettings = HooksSettings()
     relations: list[RelationSettings] = Field(min_length=1)
 
     @model_validator(mode="after")

@@ -27,6 +27,7 @@ from syncd.metrics import Metrics
 from syncd.notify import SystemdNotifier
 from syncd.ops import OpsServer
 from syncd.progress import ProgressBar
+from syncd.push import PushSources
 from syncd.sections import FileSourceSettings
 from syncd.sources.watch import watch_file
 from syncd.state import StateStore
@@ -129,6 +130,10 @@ class Daemon:
                             )
                         )
                     )
+        # Push sources (NetBox webhooks, watched commands): see syncd/push.py.
+        push = PushSources(self.settings, self.request_cycle)
+        if not self.once:
+            aux.extend(push.start(aux_stop))
         ops: OpsServer | None = None
         pidfile = self.settings.ops.pidfile
         try:
@@ -139,6 +144,7 @@ class Daemon:
                     self.request_resync,
                     host=self.settings.ops.host,
                     port=self.settings.ops.port,
+                    routes=push.routes(),
                 )
                 self.ops_url = await ops.start()
             if pidfile is not None:
@@ -171,6 +177,7 @@ class Daemon:
             for task in aux:
                 task.cancel()
             await asyncio.gather(*aux, return_exceptions=True)
+            push.close()
             if ops is not None:
                 await ops.stop()
             if pidfile is not None:

@@ -11,6 +11,10 @@ from syncd.simulator import Fixture, Simulator, SimulatorOptions
 from tests.helpers import Proc, fixture_dict
 
 
+def pytest_configure(config: pytest.Config) -> None:
+    config.addinivalue_line("markers", "slow: starts real processes (deselect: -m 'not slow')")
+
+
 @pytest.fixture
 def sim_factory() -> Callable[..., Simulator]:
     def make(options: SimulatorOptions | None = None, **fixture_kw: Any) -> Simulator:

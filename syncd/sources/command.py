@@ -25,18 +25,25 @@ from typing import Any, Literal
 import structlog
 from pydantic import Field, SecretStr, field_validator, model_validator
 
-from syncd.sections import _Section
 from syncd.sources.base import RawFact, ReadStats, SourceError
 from syncd.sources.http import PathMissing, chunked, compile_path, get_path, redact, scalar
-from syncd.sources.lldpd import LldpdFormatError, NeighborKey, neighbor_key, parse_neighbors
+from syncd.sources.lldpd import (
+    LldpdFormatError,
+    LocalSide,
+    NeighborKey,
+    neighbor_key,
+    orient,
+    parse_neighbors,
+)
+from syncd.sources.stream import WatchSettings
 
 log = structlog.get_logger("syncd.sources")
 
 STDERR_TAIL = 2000
 
 
-class CommandSourceSettings(_Section):
-    """Run ``argv`` and read facts from its stdout."""
+class CommandSourceSettings(WatchSettings):
+    """Run ``argv`` and read facts from its stdout (and with ``watch``, stream changes)."""
 
     type: Literal["command"]
     argv: list[str] = Field(min_length=1, description="program and arguments; no shell")
@@ -55,6 +62,9 @@ class CommandSourceSettings(_Section):
         None, description="lldpd: this host's key (default: the machine's host name)"
     )
     neighbor_key: NeighborKey = Field("name", description="lldpd: name, mgmt_ip or chassis_id")
+    local_side: LocalSide = Field(
+        "target", description='lldpd: this machine is the target (a host) or "source" (a switch)'
+    )
 
     @field_validator("argv")
     @classmethod
@@ -280,7 +290,7 @@ class CommandSource:
             if key in seen:  # two ports to the same switch: one relation
                 continue
             seen.add(key)
-            facts.append((key, local, index))
+            facts.append((*orient(local, key, s.local_side), index))
         return facts
 
 
