@@ -17,8 +17,10 @@ NetBox serialising them (measured ~5 ms a cable on NetBox 4.7.3), with at most
 
 from __future__ import annotations
 
+import argparse
 import asyncio
 import json
+import signal
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
@@ -32,6 +34,8 @@ MAX_PAGE_SIZE = 1000
 PAGINATE_COUNT = 50
 LISTS = ("/api/dcim/cables/", "/api/dcim/interfaces/")
 DEVICES = "/api/dcim/devices/"
+STATS = "/_standin/stats"
+"""The stand-in's counters (not NetBox's API)."""
 
 
 @dataclass
@@ -43,7 +47,11 @@ class StandIn:
     cost_ms: float = 5.0
     device_cost_ms: float = 0.0
     workers: int = 8
-    fail_offsets: set[int] = field(default_factory=set)
+    max_page_size: int = MAX_PAGE_SIZE
+    omit_count: bool = False
+    """Answer ``count: null``, as NetBox's cursor (``start``) mode does."""
+    fail_requests: set[int] = field(default_factory=set)
+    """List requests (by number, 1, 2, ...) answered with HTTP 500."""
     on_request: Callable[[StandIn, int], None] | None = None
     """Called with the list request's number (1, 2, ...) before it is answered."""
     url: str = ""
@@ -54,14 +62,14 @@ class StandIn:
     exchanges: list[dict[str, Any]] = field(default_factory=list)
 
 
-def _limit(query: Any) -> int:
+def _limit(query: Any, max_page_size: int) -> int:
     try:
         limit = int(query["limit"])
         if limit < 0:
             raise ValueError
     except (KeyError, ValueError):
-        return min(PAGINATE_COUNT, MAX_PAGE_SIZE)
-    return MAX_PAGE_SIZE if limit == 0 else min(MAX_PAGE_SIZE, limit)
+        return min(PAGINATE_COUNT, max_page_size)
+    return max_page_size if limit == 0 else min(max_page_size, limit)
 
 
 def _offset(query: Any) -> int:
@@ -91,10 +99,14 @@ def _select(row: dict[str, Any], fields: str | None) -> dict[str, Any]:
 
 
 def page_body(
-    rows: list[dict[str, Any]], query: Any, pairs: list[tuple[str, str]], base: str
+    rows: list[dict[str, Any]],
+    query: Any,
+    pairs: list[tuple[str, str]],
+    base: str,
+    max_page_size: int = MAX_PAGE_SIZE,
 ) -> dict[str, Any]:
     """One list answer as NetBoxPagination builds it (offset mode)."""
-    limit, offset = _limit(query), _offset(query)
+    limit, offset = _limit(query, max_page_size), _offset(query)
     count = len(rows)
     results = [] if offset > count else rows[offset : offset + limit]
     nxt = None if offset + limit >= count else _link(base, pairs, offset + limit, limit)
@@ -115,21 +127,28 @@ async def serve_standin(state: StandIn) -> AsyncIterator[StandIn]:
     workers = asyncio.Semaphore(state.workers)
 
     async def handler(request: web.Request) -> web.Response:
-        state.requests += 1
+        if request.path != STATS:
+            state.requests += 1
         pairs = list(request.query.items())
         base = f"{state.url}{request.path}"
         if request.path in state.lists:
             state.list_requests += 1
             if state.on_request is not None:
                 state.on_request(state, state.list_requests)
-            if _offset(request.query) in state.fail_offsets:
+            if state.list_requests in state.fail_requests:
                 return web.json_response({"detail": "Server Error"}, status=500)
-            body = page_body(state.lists[request.path], request.query, pairs, base)
+            rows = state.lists[request.path]
+            body = page_body(rows, request.query, pairs, base, state.max_page_size)
+            if state.omit_count:
+                body["count"] = None
             cost = state.cost_ms
+        elif request.path == STATS:
+            counters = ("requests", "list_requests", "peak_in_flight")
+            return web.json_response({k: getattr(state, k) for k in counters})
         elif request.path == DEVICES:
             wanted = [int(v) for k, v in pairs if k == "id" and v.isdigit()]
             found = [state.devices[i] for i in sorted(set(wanted)) if i in state.devices]
-            body = page_body(found, request.query, pairs, base)
+            body = page_body(found, request.query, pairs, base, state.max_page_size)
             cost = state.device_cost_ms
         else:
             return web.json_response({"detail": "Not found."}, status=404)
@@ -211,3 +230,33 @@ def synthetic_cables(cables: int, hosts_per_switch: int = 50) -> StandIn:
         devices[sw] = {**switch_dev, "id": sw, "name": f"sw-{sw}"}
         devices[host] = {**host_dev, "id": host, "name": f"srv-{i}"}
     return StandIn(lists={"/api/dcim/cables/": rows}, devices=devices)
+
+
+# -- as a process (the benchmark keeps NetBox's work off syncd's core) -----------------------
+
+
+async def _serve_forever(cables: int, cost_ms: float, device_cost_ms: float, workers: int) -> None:
+    state = synthetic_cables(cables)
+    state.cost_ms, state.device_cost_ms, state.workers = cost_ms, device_cost_ms, workers
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, stop.set)
+    async with serve_standin(state):
+        print(json.dumps({"url": state.url}), flush=True)
+        await stop.wait()
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description="a loopback NetBox stand-in (synthetic cables)")
+    parser.add_argument("--cables", type=int, default=1500)
+    parser.add_argument("--cost-ms", type=float, default=5.0)
+    parser.add_argument("--device-cost-ms", type=float, default=0.0)
+    parser.add_argument("--workers", type=int, default=8)
+    args = parser.parse_args(argv)
+    asyncio.run(_serve_forever(args.cables, args.cost_ms, args.device_cost_ms, args.workers))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -243,10 +243,7 @@ class NetBoxSource:
             return await page(self._list_url(limit, offset))
 
         async def by_url(url: str) -> Page:
-            nxt = urljoin(base, url)
-            if urlsplit(nxt)[:2] != urlsplit(base)[:2]:
-                nxt = _rebase(nxt, base)  # the token stays on the configured origin
-            return await page(nxt)
+            return await page(self._next(base, url))
 
         try:
             read = await read_pages(
@@ -268,6 +265,14 @@ class NetBoxSource:
             log.info("netbox_reread", relation=self.name, source=self.label, rereads=read.rereads)
         return read.rows
 
+    @staticmethod
+    def _next(current: str, link: str) -> str:
+        """A next link resolved against ``current``, kept on its origin (the token goes there)."""
+        nxt = urljoin(current, link)
+        if urlsplit(nxt)[:2] != urlsplit(current)[:2]:
+            nxt = _rebase(nxt, current)
+        return nxt
+
     async def _devices(
         self, page: Callable[[str], Awaitable[Page]], links: list[_Link]
     ) -> dict[int, dict[str, Any]]:
@@ -279,11 +284,18 @@ class NetBoxSource:
         async def lookup(ids: list[int]) -> None:
             params = [("id", str(d)) for d in ids]
             params += [("fields", self._device_fields()), ("limit", str(len(ids)))]
-            async with gate:
-                found = await page(self._url("dcim/devices/", params))
-            for dev in found.rows:
-                if isinstance(dev, dict) and isinstance(dev.get("id"), int):
-                    devices[dev["id"]] = dev
+            url: str | None = self._url("dcim/devices/", params)
+            for _ in range(len(ids)):  # a capped page size: next links, each with >= 1 device
+                if url is None:
+                    return
+                async with gate:
+                    found = await page(url)
+                for dev in found.rows:
+                    if isinstance(dev, dict) and isinstance(dev.get("id"), int):
+                        devices[dev["id"]] = dev
+                url = self._next(url, found.next_url) if found.next_url and found.rows else None
+            if url is not None:
+                raise SourceError(f"{self._what}: device lookup pages do not end")
 
         step = DEVICE_LOOKUP_CHUNK
         chunks = [wanted[i : i + step] for i in range(0, len(wanted), step)]
