@@ -40,7 +40,7 @@ from syncd.sources.http import (
     open_session,
     safe_url,
 )
-from syncd.sources.paging import Page, PageLimit, PagingDrift, first_failure, read_pages
+from syncd.sources.paging import Page, PagingDrift, PagingError, first_failure, read_pages
 
 log = structlog.get_logger("syncd.sources")
 
@@ -253,7 +253,7 @@ class NetBoxSource:
                 concurrency=s.concurrency,
                 max_pages=s.max_pages,
             )
-        except PageLimit as exc:
+        except PagingError as exc:
             raise SourceError(f"{self._what}: {exc}") from None
         except PagingDrift as exc:
             raise SourceError(

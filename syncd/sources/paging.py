@@ -120,7 +120,11 @@ class PageCapped(Exception):
         self.cap = cap
 
 
-class PageLimit(Exception):
+class PagingError(Exception):
+    """The API's paging cannot be followed (too many pages, a next link looping back)."""
+
+
+class PageLimit(PagingError):
     """More pages than ``max_pages``."""
 
     def __init__(self, max_pages: int) -> None:
@@ -137,10 +141,14 @@ class PagedRead:
 
 async def _sequential(first: Page, fetch_url: FetchUrl, max_pages: int) -> list[Any]:
     rows, page, pages = list(first.rows), first, 1
+    seen: set[str] = set()
     while page.next_url is not None:
         pages += 1
         if pages > max_pages:
             raise PageLimit(max_pages)
+        if page.next_url in seen:
+            raise PagingError("a next link loops back to an earlier page")
+        seen.add(page.next_url)
         page = await fetch_url(page.next_url)
         if first.count is not None and page.count != first.count:
             raise PagingDrift(f"count went from {first.count} to {page.count} during the read")
@@ -194,8 +202,8 @@ async def read_pages(
 ) -> PagedRead:
     """Read every row: concurrently by offset when the count is known, else following ``next``.
 
-    Raises PagingDrift when the list changed during each of ``ATTEMPTS`` reads, PageLimit
-    past ``max_pages``; a failing page's own exception goes through unchanged.
+    Raises PagingDrift when the list changed during each of ``ATTEMPTS`` reads, PagingError
+    when the paging cannot be followed; a failing page's own exception goes through unchanged.
     """
     concurrent = concurrency > 1 and page_size > 1
     first_limit = min(page_size, FIRST_PAGE) if concurrent else page_size

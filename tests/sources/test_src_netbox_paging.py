@@ -8,7 +8,8 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from src_helpers import load_recording, read_all
+from aiohttp import web
+from src_helpers import load_recording, read_all, serve
 
 from bench import netbox_read
 from bench.netbox_standin import StandIn, recorded_rows, serve_standin, synthetic_cables
@@ -238,3 +239,14 @@ def test_benchmark_runs_and_reads_the_same_pairs(tmp_path: Path) -> None:
     r = netbox_read.run(tmp_path, 60, cost_ms=0.5, page_size=20)
     assert r["cables"] == 60 and r["concurrent_list_requests"] > 1
     assert r["sequential_s"] > 0 and r["concurrent_s"] > 0 and r["peak_in_flight"] <= 4
+
+
+async def test_a_next_link_looping_back_fails_the_read() -> None:
+    page = {"count": None, "next": "/api/dcim/cables/?limit=1&offset=1", "results": [{"id": 1}]}
+
+    async def handler(request: web.Request) -> web.Response:
+        return web.json_response(page)
+
+    async with serve(handler) as url:
+        with pytest.raises(SourceError, match="loops back"):
+            await read_all(source(url, page_size=1))
