@@ -235,6 +235,7 @@ def test_settings_concurrency() -> None:
         NetBoxSourceSettings.model_validate({**base, "concurrency": 0})
 
 
+@pytest.mark.slow  # the stand-in runs in its own process
 def test_benchmark_runs_and_reads_the_same_pairs(tmp_path: Path) -> None:
     r = netbox_read.run(tmp_path, 60, cost_ms=0.5, page_size=20)
     assert r["cables"] == 60 and r["concurrent_list_requests"] > 1
