@@ -204,7 +204,7 @@ def safe_url(url: str) -> str:
     return urlunsplit((parts.scheme, netloc, parts.path, "", ""))
 
 
-def open_session(common: _HttpCommon) -> aiohttp.ClientSession:
+def open_session(common: _HttpCommon, *, max_connections: int = 2) -> aiohttp.ClientSession:
     """One session per read: nothing lingers between cycles."""
     ssl_opt: ssl.SSLContext | bool = True
     if not common.verify_tls:
@@ -212,7 +212,7 @@ def open_session(common: _HttpCommon) -> aiohttp.ClientSession:
     elif common.ca_bundle is not None:
         ssl_opt = ssl.create_default_context(cafile=str(common.ca_bundle))
     return aiohttp.ClientSession(
-        connector=aiohttp.TCPConnector(ssl=ssl_opt, limit=2),
+        connector=aiohttp.TCPConnector(ssl=ssl_opt, limit=max_connections),
         timeout=aiohttp.ClientTimeout(total=common.timeout),
         raise_for_status=False,
     )
