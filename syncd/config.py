@@ -110,6 +110,21 @@ class CmdbSettings(_Section):
         return self.app_secret.get_secret_value()
 
 
+def security_warnings(cmdb: CmdbSettings) -> list[str]:
+    """What in a valid CMDB configuration still exposes the secret; logged once at start."""
+    warnings: list[str] = []
+    if cmdb.url.lower().startswith("http://"):
+        warnings.append(
+            "cmdb.url is plain http://: the app secret crosses the network in clear; use https://"
+        )
+    elif not cmdb.verify_tls:
+        warnings.append(
+            "cmdb.verify_tls = false: anyone on the path can pose as the CMDB and read the "
+            "app secret; use cmdb.ca_bundle instead"
+        )
+    return warnings
+
+
 class StateSettings(_Section):
     path: Path = Path("./syncd-state.db")
 

@@ -23,6 +23,7 @@ import aiohttp
 import structlog
 from pydantic import Field, SecretStr, field_validator, model_validator
 
+from syncd.httpbody import BodyTooLarge, origin_of, read_capped, safe_url
 from syncd.sections import _Section
 from syncd.sources.base import CHUNK_SIZE, RawFact, RawValue, ReadStats, SourceError
 
@@ -136,6 +137,9 @@ class _HttpCommon(TokenSettings):
     verify_tls: bool = True
     ca_bundle: Path | None = None
     max_pages: int = Field(10_000, ge=1, description="a read that needs more pages fails")
+    max_body: int = Field(
+        64 * 1024 * 1024, ge=1, description="bytes of one page's body at most; more fails the read"
+    )
 
     @field_validator("url")
     @classmethod
@@ -184,24 +188,18 @@ def redact(text: str, secrets: list[str]) -> str:
     return text
 
 
-def _origin_of(url: str) -> tuple[str, str]:
-    parts = urlsplit(url)
-    return parts.scheme, parts.netloc
-
-
 def _rebase(url: str, base: str) -> str:
     """Keep the token on the configured origin: servers behind a TLS proxy often
     advertise ``http://internal-name/...`` in their next links."""
-    parts = urlsplit(url)
-    scheme, netloc = _origin_of(base)
-    return urlunsplit((scheme, netloc, parts.path, parts.query, parts.fragment))
+    parts, configured = urlsplit(url), urlsplit(base)
+    return urlunsplit(
+        (configured.scheme, configured.netloc, parts.path, parts.query, parts.fragment)
+    )
 
 
-def safe_url(url: str) -> str:
-    """A URL for messages: without user info and query values."""
-    parts = urlsplit(url)
-    netloc = parts.netloc.rsplit("@", 1)[-1]
-    return urlunsplit((parts.scheme, netloc, parts.path, "", ""))
+def without_secrets(headers: Mapping[str, str], secrets: list[str]) -> dict[str, str]:
+    """The headers minus every one that carries a secret (auth_header, or a custom one)."""
+    return {k: v for k, v in headers.items() if not any(s and s in v for s in secrets)}
 
 
 def open_session(common: _HttpCommon) -> aiohttp.ClientSession:
@@ -228,10 +226,13 @@ async def iter_json_pages(
     pagination: Literal["auto", "next", "link", "none"] = "auto",
     next_path: tuple[PathStep, ...] = ("next",),
     max_pages: int = 10_000,
+    max_body: int = 64 * 1024 * 1024,
 ) -> AsyncIterator[tuple[str, Any]]:
     """Yield ``(page url, parsed body)`` for each page; SourceError for anything short of JSON.
 
     ``what`` names the source in messages (e.g. ``http source 'switch-host'``).
+    Redirects are followed here, not by aiohttp: a redirect to another origin
+    drops every header that carries a secret, whatever its name.
     """
     seen: set[str] = set()
     current: str | None = url
@@ -244,22 +245,18 @@ async def iter_json_pages(
         if pages > max_pages:
             raise SourceError(f"{what}: more than max_pages={max_pages} pages; raise max_pages")
         where = f"GET {safe_url(current)}"
-        try:
-            async with session.get(current, headers=dict(headers)) as resp:
-                body = await resp.read()
-                status, reason = resp.status, resp.reason or ""
-                content_type = resp.headers.get("Content-Type", "")
-                link_next = resp.links.get("next")
-        except TimeoutError:
-            raise SourceError(f"{what}: {where}: timed out") from None
-        except aiohttp.ClientError as exc:
-            text = redact(f"{type(exc).__name__}: {exc}", secrets)
-            raise SourceError(f"{what}: {where}: {text}") from None
+        status, reason, content_type, link_next, body, final = await _get(
+            session, current, headers, secrets, what, max_body
+        )
+        if final != current:
+            where = f"GET {safe_url(current)} (redirected to {safe_url(final)})"
         if status != 200:
             snippet = redact(body[:200].decode("utf-8", "replace").strip(), secrets)
             raise SourceError(f"{what}: {where}: HTTP {status} {reason}: {snippet!r}")
         try:
             doc = json.loads(body)
+        except RecursionError:
+            raise SourceError(f"{what}: {where}: answer is JSON nested too deep") from None
         except ValueError:
             snippet = redact(body[:120].decode("utf-8", "replace").strip(), secrets)
             raise SourceError(
@@ -279,9 +276,56 @@ async def iter_json_pages(
             nxt = str(link_next.get("url") or "") or None
         if nxt is not None:
             nxt = urljoin(current, nxt)
-            if _origin_of(nxt) != _origin_of(url):
+            if origin_of(nxt) != origin_of(url):
                 nxt = _rebase(nxt, url)
         current = nxt
+
+
+MAX_REDIRECTS = 5
+_REDIRECTS = frozenset({301, 302, 303, 307, 308})
+
+
+async def _get(
+    session: aiohttp.ClientSession,
+    url: str,
+    headers: Mapping[str, str],
+    secrets: list[str],
+    what: str,
+    max_body: int,
+) -> tuple[int, str, str, Any, bytes, str]:
+    """GET one page, following at most MAX_REDIRECTS redirects by hand.
+
+    Returns (status, reason, content type, Link next, body, final URL). The
+    secret-carrying headers go only to the origin the request started at.
+    """
+    home = origin_of(url)
+    current = url
+    for _ in range(MAX_REDIRECTS + 1):
+        sent = dict(headers) if origin_of(current) == home else without_secrets(headers, secrets)
+        where = f"GET {safe_url(current)}"
+        try:
+            async with session.get(current, headers=sent, allow_redirects=False) as resp:
+                location = resp.headers.get("Location")
+                if resp.status in _REDIRECTS and location:
+                    current = urljoin(current, location)
+                    continue
+                body = await read_capped(resp, max_body)
+                return (
+                    resp.status,
+                    resp.reason or "",
+                    resp.headers.get("Content-Type", ""),
+                    resp.links.get("next"),
+                    body,
+                    current,
+                )
+        except BodyTooLarge as exc:
+            raise SourceError(f"{what}: {where}: {exc} (max_body); raise max_body") from None
+        except TimeoutError:
+            raise SourceError(f"{what}: {where}: timed out") from None
+        except aiohttp.ClientError as exc:
+            text = redact(f"{type(exc).__name__}: {exc}", secrets)
+            raise SourceError(f"{what}: {where}: {text}") from None
+    raise SourceError(f"{what}: GET {safe_url(url)}: more than {MAX_REDIRECTS} redirects")
 
 
 def scalar(value: Any) -> RawValue:
@@ -370,6 +414,7 @@ class HttpSource:
                 pagination=s.pagination,
                 next_path=self._next,
                 max_pages=s.max_pages,
+                max_body=s.max_body,
             ):
                 self._page_starts.append(record + 1)
                 self._stats.extra["pages"] = self._stats.extra.get("pages", 0) + 1

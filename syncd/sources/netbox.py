@@ -30,8 +30,9 @@ from urllib.parse import urlencode
 import structlog
 from pydantic import Field, field_validator, model_validator
 
+from syncd.httpbody import safe_url
 from syncd.sources.base import RawFact, RawValue, ReadStats, SourceError
-from syncd.sources.http import _HttpCommon, chunked, iter_json_pages, open_session, safe_url
+from syncd.sources.http import _HttpCommon, chunked, iter_json_pages, open_session
 
 log = structlog.get_logger("syncd.sources")
 
@@ -188,6 +189,7 @@ class NetBoxSource:
                     headers=headers,
                     secrets=secrets,
                     max_pages=s.max_pages,
+                    max_body=s.max_body,
                 ):
                     results = doc.get("results") if isinstance(doc, dict) else None
                     if not isinstance(results, list):
