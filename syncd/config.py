@@ -28,6 +28,7 @@ from pydantic_settings import (
 )
 
 from syncd.prune import PruneGuards
+from syncd.secretfile import read_secret_file
 from syncd.sections import FileSourceSettings, _Section
 from syncd.sources.filters import FilterSettings
 from syncd.sources.registry import SourceSettings
@@ -84,7 +85,7 @@ class CmdbSettings(_Section):
             if path is None:
                 creds = os.environ.get("CREDENTIALS_DIRECTORY")
                 candidate = Path(creds) / "app_secret" if creds else None
-                if candidate is None or not candidate.is_file():
+                if candidate is None or not candidate.exists():
                     raise ValueError(
                         "no app secret: set cmdb.app_secret, cmdb.app_secret_file, "
                         "or provide the systemd credential 'app_secret'"
@@ -93,15 +94,7 @@ class CmdbSettings(_Section):
             base = _TOML_PATH.get("path")
             if not path.is_absolute() and base is not None:
                 path = base.parent / path
-            try:
-                text = path.read_text(encoding="utf-8").strip()
-            except OSError as exc:
-                raise ValueError(
-                    f"app_secret_file {str(path)!r} is unreadable: {exc.strerror}"
-                ) from None
-            if not text:
-                raise ValueError(f"app_secret_file {str(path)!r} is empty")
-            self.app_secret = SecretStr(text)
+            self.app_secret = SecretStr(read_secret_file(path, "app_secret_file"))
         return self
 
     def secret(self) -> str:

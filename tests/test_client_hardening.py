@@ -140,3 +140,13 @@ async def test_a_retry_after_hint_is_capped_by_retry_cap_and_a_long_wait_is_logg
     retries = [line for line in logs if line["event"] == "retry"]
     assert len(retries) == 1 and retries[0]["log_level"] == "info"
     assert retries[0]["delay"] <= 0.1 + 0.25
+
+
+async def test_a_cmdb_answer_nested_thousands_deep_is_a_bad_answer() -> None:
+    async def handler(request: web.Request) -> web.Response:
+        body = '{"result": true, "code": 0, "data": ' + "[" * 100_000 + "]" * 100_000 + "}"
+        return web.Response(text=body, content_type="application/json")
+
+    async with serve(handler) as url, CmdbClient(cmdb(url, max_retries=0)) as client:
+        answer = await client.call(client_mod.apis.FIND_OBJECT_ASSOCIATION, {})
+    assert answer.verdict is Verdict.AMBIGUOUS and "nested too deep" in answer.error

@@ -63,6 +63,14 @@ class CmdbError(Exception):
         self.answer = answer
 
 
+def _classify(status: int, headers: Any, payload: bytes) -> Answer:
+    """classify_response, with JSON nested too deep to build taken as a garbled answer."""
+    try:
+        return classify_response(status, headers, payload)
+    except RecursionError:
+        return Answer(Verdict.AMBIGUOUS, status, None, "answer is JSON nested too deep")
+
+
 def _redirected(status: int, url: str, headers: Any) -> Answer:
     """A 30x from the CMDB: an error for the relation, naming where it pointed."""
     location = headers.get("Location")
@@ -206,7 +214,7 @@ class CmdbClient:
                         except BodyTooLarge as exc:
                             answer = Answer(Verdict.AMBIGUOUS, resp.status, None, str(exc))
                         else:
-                            answer = classify_response(resp.status, resp.headers, payload)
+                            answer = _classify(resp.status, resp.headers, payload)
             except aiohttp.ClientConnectorError as exc:
                 answer = classify_transport_error(exc, sent=False)
             except (aiohttp.ClientError, TimeoutError) as exc:

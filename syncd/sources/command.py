@@ -196,8 +196,8 @@ class CommandSource:
     def _json(self, out: bytes) -> list[RawFact]:
         try:
             doc = json.loads(out)
-        except (ValueError, UnicodeDecodeError) as exc:
-            raise self._fail(f"printed no valid JSON: {exc}") from None
+        except (ValueError, UnicodeDecodeError, RecursionError) as exc:
+            raise self._fail(f"printed no valid JSON: {_why(exc)}") from None
         if self.settings.records is not None:
             try:
                 doc = get_path(doc, compile_path(self.settings.records))
@@ -220,9 +220,9 @@ class CommandSource:
                 continue
             try:
                 item = json.loads(line)
-            except (ValueError, UnicodeDecodeError) as exc:
+            except (ValueError, UnicodeDecodeError, RecursionError) as exc:
                 self._stats.records += 1
-                self._bad(number, f"not JSON: {exc}")
+                self._bad(number, f"not JSON: {_why(exc)}")
                 continue
             self._pick(item, number, facts)
         if self._stats.records and self._stats.bad == self._stats.records:
@@ -262,9 +262,9 @@ class CommandSource:
         try:
             doc = json.loads(out)
             neighbors = list(parse_neighbors(doc))
-        except (ValueError, UnicodeDecodeError) as exc:
+        except (ValueError, UnicodeDecodeError, RecursionError) as exc:
             kind = "lldpd" if isinstance(exc, LldpdFormatError) else "valid JSON"
-            raise self._fail(f"printed no {kind} output: {exc}") from None
+            raise self._fail(f"printed no {kind} output: {_why(exc)}") from None
         local = s.local_name or socket.gethostname()
         facts: list[RawFact] = []
         seen: set[str] = set()
@@ -282,6 +282,11 @@ class CommandSource:
             seen.add(key)
             facts.append((key, local, index))
         return facts
+
+
+def _why(exc: BaseException) -> str:
+    """A decoding failure in one line (a RecursionError's own text says nothing useful)."""
+    return "JSON nested too deep" if isinstance(exc, RecursionError) else str(exc)[:300]
 
 
 async def _read_limited(stream: asyncio.StreamReader, limit: int) -> bytes | None:

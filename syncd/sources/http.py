@@ -24,6 +24,7 @@ import structlog
 from pydantic import Field, SecretStr, field_validator, model_validator
 
 from syncd.httpbody import BodyTooLarge, origin_of, read_capped, safe_url
+from syncd.secretfile import SecretFileError, read_secret_file
 from syncd.sections import _Section
 from syncd.sources.base import CHUNK_SIZE, RawFact, RawValue, ReadStats, SourceError
 
@@ -109,15 +110,9 @@ class TokenSettings(_Section):
             return self.token.get_secret_value()
         if self.token_file is not None:
             try:
-                text = self.token_file.read_text(encoding="utf-8").strip()
-            except (OSError, UnicodeDecodeError) as exc:
-                why = getattr(exc, "strerror", None) or type(exc).__name__
-                raise SourceError(
-                    f"token_file {str(self.token_file)!r} is unreadable: {why}"
-                ) from None
-            if not text:
-                raise SourceError(f"token_file {str(self.token_file)!r} is empty")
-            return text
+                return read_secret_file(self.token_file, "token_file")
+            except SecretFileError as exc:
+                raise SourceError(str(exc)) from None
         if self.token_env is not None:
             value = os.environ.get(self.token_env, "").strip()
             if not value:
