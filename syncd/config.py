@@ -8,8 +8,10 @@ e.g. ``SYNCD_CMDB__RATE_LIMIT=50``), then the TOML file. Secrets are
 
 from __future__ import annotations
 
+import json
 import os
-import re
+import socket
+import ssl
 from pathlib import Path
 from typing import Any, Literal
 
@@ -24,9 +26,11 @@ from pydantic_settings import (
     BaseSettings,
     PydanticBaseSettingsSource,
     SettingsConfigDict,
+    SettingsError,
     TomlConfigSettingsSource,
 )
 
+from syncd.httpbody import check_url
 from syncd.prune import PruneGuards
 from syncd.secretfile import read_secret_file
 from syncd.sections import FileSourceSettings, _Section
@@ -74,9 +78,15 @@ class CmdbSettings(_Section):
     @field_validator("url")
     @classmethod
     def _url(cls, value: str) -> str:
-        if not re.match(r"^https?://[^/\s]+", value):
-            raise ValueError("must be an http:// or https:// URL")
-        return value.rstrip("/")
+        return check_url(value).rstrip("/")
+
+    @model_validator(mode="after")
+    def _retry_order(self) -> CmdbSettings:
+        if self.retry_base > self.retry_cap:
+            raise ValueError(
+                f"retry_base ({self.retry_base:g}) is larger than retry_cap ({self.retry_cap:g})"
+            )
+        return self
 
     @model_validator(mode="after")
     def _secret(self) -> CmdbSettings:
@@ -302,20 +312,90 @@ def load_settings(path: Path | None = None, **overrides: Any) -> Settings:
             raise ConfigError(f"config file {str(path)!r} is not valid TOML: {exc}") from None
         except (OSError, UnicodeDecodeError) as exc:
             raise ConfigError(f"config file {str(path)!r} is unreadable: {exc}") from None
+    effective, from_env = _env_overlay(raw)
     _TOML_PATH["path"] = path
     try:
         settings = Settings(**overrides)
     except ValidationError as exc:
         err = exc.errors()[0]
-        where = _field_path(tuple(err["loc"]), raw)
+        where = _field_path(tuple(err["loc"]), effective)
+        top = str(err["loc"][0]) if err["loc"] else ""
+        if top in from_env:
+            where += f" (from {from_env[top]})"
         msg = err["msg"].removeprefix("Value error, ")
         more = f" (and {exc.error_count() - 1} more)" if exc.error_count() > 1 else ""
         raise ConfigError(f"config: {where}: {msg}{more}") from None
+    except SettingsError as exc:  # pydantic-settings could not parse an environment value
+        raise ConfigError(f"config: {exc}") from None
     finally:
         _TOML_PATH["path"] = None
     if path is not None:
         _resolve_relative(settings, path.parent)
+    _check_usable(settings)
     return settings
+
+
+_COMPLEX_FIELDS = ("cmdb", "state", "sync", "log", "ops", "relations")
+
+
+def _env_overlay(raw: dict[str, Any]) -> tuple[dict[str, Any], dict[str, str]]:
+    """The TOML data with whole sections replaced as the environment replaces them, and
+    which variable set each; a variable that is not JSON is a ConfigError naming it.
+
+    Error lines are rendered against this, so a bad relation from SYNCD_RELATIONS is
+    named by its own ``name``, not by the TOML relation at the same index.
+    """
+    env = {k.upper(): v for k, v in os.environ.items()}
+    effective = dict(raw)
+    from_env: dict[str, str] = {}
+    for name in _COMPLEX_FIELDS:
+        var = f"SYNCD_{name.upper()}"
+        if var not in env:
+            continue
+        try:
+            effective[name] = json.loads(env[var])
+        except (ValueError, RecursionError) as exc:
+            why = (
+                f"{exc.msg} at column {exc.colno}" if isinstance(exc, json.JSONDecodeError) else ""
+            )
+            raise ConfigError(
+                f"config: environment variable {var} is not valid JSON"
+                + (f": {why}" if why else "")
+            ) from None
+        from_env[name] = var
+    return effective, from_env
+
+
+def _check_usable(settings: Settings) -> None:
+    """What a model validator cannot see: files at their resolved paths, the ops address."""
+    bundles: list[tuple[str, Path | None]] = [("cmdb.ca_bundle", settings.cmdb.ca_bundle)]
+    for i, rel in enumerate(settings.relations):
+        bundle = getattr(rel.source, "ca_bundle", None)
+        bundles.append((f"relations[{i}]({rel.name}).source.ca_bundle", bundle))
+    for where, bundle in bundles:
+        if bundle is None:
+            continue
+        try:
+            ssl.create_default_context(cafile=str(bundle))
+        except FileNotFoundError:
+            raise ConfigError(f"config: {where}: {str(bundle)!r} does not exist") from None
+        except (OSError, ssl.SSLError, ValueError) as exc:
+            why = getattr(exc, "strerror", None) or getattr(exc, "reason", None) or exc
+            raise ConfigError(
+                f"config: {where}: {str(bundle)!r} is not a usable CA bundle: {why}"
+            ) from None
+    ops = settings.ops
+    if ops.enabled:
+        try:
+            infos = socket.getaddrinfo(
+                ops.host, 0, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE
+            )
+            family, kind, proto, _, addr = infos[0]
+            with socket.socket(family, kind, proto) as probe:
+                probe.bind(addr)  # port 0: is the address ours, without taking the real port
+        except (OSError, UnicodeError) as exc:
+            why = getattr(exc, "strerror", None) or exc
+            raise ConfigError(f"config: ops.host: cannot listen on {ops.host!r}: {why}") from None
 
 
 def _resolve_relative(settings: Settings, base: Path) -> None:

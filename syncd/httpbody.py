@@ -1,4 +1,6 @@
-"""Bounded HTTP bodies and URLs fit for messages: shared by the CMDB client and the sources.
+"""HTTP at the edges: bounded bodies, checked URLs, URLs fit for messages.
+
+Shared by the CMDB client, the configuration and the http/netbox sources.
 
 A peer that streams gigabytes (or never stops) must not exhaust memory: every body
 syncd reads is capped, like the command source's ``max_output``. And a URL that goes
@@ -7,6 +9,7 @@ into a log line or an error loses its user info and query, where tokens hide.
 
 from __future__ import annotations
 
+import re
 from urllib.parse import urlsplit, urlunsplit
 
 import aiohttp
@@ -47,3 +50,16 @@ def origin_of(url: str) -> tuple[str, str]:
     """(scheme, host:port): credentials never leave the origin they were configured for."""
     parts = urlsplit(url)
     return parts.scheme.lower(), parts.netloc.rsplit("@", 1)[-1].lower()
+
+
+def check_url(value: str) -> str:
+    """An http(s) URL with a host and, if given, a port in 1..65535; ValueError if not."""
+    if not re.match(r"^https?://[^/\s]+", value):
+        raise ValueError("must be an http:// or https:// URL")
+    try:
+        port = urlsplit(value).port
+    except ValueError:
+        port = 0
+    if port == 0:
+        raise ValueError("the port in the URL must be 1..65535")
+    return value

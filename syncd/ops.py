@@ -23,6 +23,10 @@ from syncd.metrics import Metrics
 log = structlog.get_logger("syncd.ops")
 
 
+class OpsUnavailable(OSError):
+    """The ops address is taken (or refused): exit 75, systemd tries again later."""
+
+
 class OpsServer:
     """aiohttp app + runner; ``start`` returns the base URL (port 0 picks a free port)."""
 
@@ -58,6 +62,12 @@ class OpsServer:
         try:
             site = web.TCPSite(runner, self.host, self.port)
             await site.start()
+        except OSError as exc:
+            await runner.cleanup()
+            raise OpsUnavailable(
+                f"ops server cannot listen on {self.host}:{self.port}: "
+                f"{exc.strerror or exc} (another syncd, or set ops.port)"
+            ) from None
         except BaseException:
             await runner.cleanup()
             raise

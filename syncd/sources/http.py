@@ -23,7 +23,7 @@ import aiohttp
 import structlog
 from pydantic import Field, SecretStr, field_validator, model_validator
 
-from syncd.httpbody import BodyTooLarge, origin_of, read_capped, safe_url
+from syncd.httpbody import BodyTooLarge, check_url, origin_of, read_capped, safe_url
 from syncd.secretfile import SecretFileError, read_secret_file
 from syncd.sections import _Section
 from syncd.sources.base import CHUNK_SIZE, RawFact, RawValue, ReadStats, SourceError
@@ -139,9 +139,7 @@ class _HttpCommon(TokenSettings):
     @field_validator("url")
     @classmethod
     def _url(cls, value: str) -> str:
-        if not re.match(r"^https?://[^/\s]+", value):
-            raise ValueError("must be an http:// or https:// URL")
-        return value
+        return check_url(value)
 
     def resolve_relative(self, base: Path) -> None:
         super().resolve_relative(base)
