@@ -27,7 +27,6 @@ from pydantic_settings import (
     PydanticBaseSettingsSource,
     SettingsConfigDict,
     SettingsError,
-    TomlConfigSettingsSource,
 )
 
 from syncd.httpbody import check_url
@@ -101,9 +100,6 @@ class CmdbSettings(_Section):
                         "or provide the systemd credential 'app_secret'"
                     )
                 path = candidate
-            base = _TOML_PATH.get("path")
-            if not path.is_absolute() and base is not None:
-                path = base.parent / path
             self.app_secret = SecretStr(read_secret_file(path, "app_secret_file"))
         return self
 
@@ -226,7 +222,6 @@ class Settings(BaseSettings):
         env_prefix="SYNCD_",
         env_nested_delimiter="__",
         extra="forbid",
-        toml_file=None,
     )
 
     cmdb: CmdbSettings
@@ -262,14 +257,10 @@ class Settings(BaseSettings):
         dotenv_settings: PydanticBaseSettingsSource,
         file_secret_settings: PydanticBaseSettingsSource,
     ) -> tuple[PydanticBaseSettingsSource, ...]:
-        toml_path = _TOML_PATH.get("path")
-        sources: list[PydanticBaseSettingsSource] = [init_settings, env_settings]
-        if toml_path is not None:
-            sources.append(TomlConfigSettingsSource(settings_cls, toml_file=toml_path))
-        return tuple(sources)
-
-
-_TOML_PATH: dict[str, Path | None] = {"path": None}
+        # The environment first, then the init arguments: load_settings passes the parsed
+        # TOML as init arguments, so one parse serves validation and error messages, and
+        # no module state carries the file's path.
+        return (env_settings, init_settings)
 
 
 def _field_path(loc: tuple[int | str, ...], data: Any) -> str:
@@ -296,6 +287,7 @@ def load_settings(path: Path | None = None, **overrides: Any) -> Settings:
 
     Relative paths in the file (state, sources) are taken relative to the config
     file's directory, so a config works wherever the daemon is started from.
+    ``overrides`` replace top-level sections of the file; the environment still wins.
     """
     if path is None:
         env = os.environ.get(CONFIG_ENV)
@@ -312,10 +304,11 @@ def load_settings(path: Path | None = None, **overrides: Any) -> Settings:
             raise ConfigError(f"config file {str(path)!r} is not valid TOML: {exc}") from None
         except (OSError, UnicodeDecodeError) as exc:
             raise ConfigError(f"config file {str(path)!r} is unreadable: {exc}") from None
+    if path is not None:
+        _resolve_secret_file(raw, path.parent)
     effective, from_env = _env_overlay(raw)
-    _TOML_PATH["path"] = path
     try:
-        settings = Settings(**overrides)
+        settings = Settings(**{**raw, **overrides})
     except ValidationError as exc:
         err = exc.errors()[0]
         where = _field_path(tuple(err["loc"]), effective)
@@ -327,12 +320,20 @@ def load_settings(path: Path | None = None, **overrides: Any) -> Settings:
         raise ConfigError(f"config: {where}: {msg}{more}") from None
     except SettingsError as exc:  # pydantic-settings could not parse an environment value
         raise ConfigError(f"config: {exc}") from None
-    finally:
-        _TOML_PATH["path"] = None
     if path is not None:
         _resolve_relative(settings, path.parent)
     _check_usable(settings)
     return settings
+
+
+def _resolve_secret_file(raw: dict[str, Any], base: Path) -> None:
+    """The file's relative app_secret_file, made relative to the file's directory before
+    validation reads it (every other path is resolved after validation)."""
+    cmdb = raw.get("cmdb")
+    if isinstance(cmdb, dict) and isinstance(cmdb.get("app_secret_file"), str):
+        secret = Path(cmdb["app_secret_file"])
+        if not secret.is_absolute():
+            cmdb["app_secret_file"] = str(base / secret)
 
 
 _COMPLEX_FIELDS = ("cmdb", "state", "sync", "log", "ops", "relations")

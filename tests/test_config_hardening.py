@@ -6,15 +6,28 @@ from __future__ import annotations
 import json
 import os
 import socket
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+import structlog
 
+from syncd import log as syncd_log
 from syncd.cli import main
 from syncd.config import ConfigError, load_settings
 from tests.helpers import ASST, write_config
 
 URL = "http://127.0.0.1:9"
+
+
+@pytest.fixture(autouse=True)
+def _restore_logging() -> Iterator[None]:
+    """main() configures structlog onto this test's captured stdout; undo that after."""
+    saved = structlog.get_config()
+    fast = syncd_log._fast
+    yield
+    structlog.configure(**saved)
+    syncd_log._fast = fast
 
 
 def config(tmp_path: Path, *, replace: dict[str, str] | None = None, **kw: object) -> Path:
