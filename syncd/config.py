@@ -34,7 +34,7 @@ from syncd.prune import PruneGuards
 from syncd.secretfile import read_secret_file
 from syncd.sections import FileSourceSettings, _Section
 from syncd.sources.filters import FilterSettings
-from syncd.sources.registry import SourceSettings
+from syncd.sources.settings import SourceSettings
 
 MAX_BATCH = 200
 """bk-cmdb refuses a batch_create_instance_association with more details (1199035)."""

@@ -10,9 +10,11 @@ into a log line or an error loses its user info and query, where tokens hide.
 from __future__ import annotations
 
 import re
+from typing import TYPE_CHECKING
 from urllib.parse import urlsplit, urlunsplit
 
-import aiohttp
+if TYPE_CHECKING:  # the configuration imports check_url: keep aiohttp out of it
+    import aiohttp
 
 READ_BLOCK = 1 << 16
 

@@ -11,174 +11,22 @@ look like deleted cabling.
 from __future__ import annotations
 
 import json
-import os
-import re
 import ssl
-from collections.abc import AsyncIterator, Iterator, Mapping
-from pathlib import Path
+from collections.abc import AsyncIterator, Mapping
 from typing import Any, Literal
 from urllib.parse import urljoin, urlsplit, urlunsplit
 
 import aiohttp
 import structlog
-from pydantic import Field, SecretStr, field_validator, model_validator
 
-from syncd.httpbody import BodyTooLarge, check_url, origin_of, read_capped, safe_url
-from syncd.secretfile import SecretFileError, read_secret_file
-from syncd.sections import _Section
-from syncd.sources.base import CHUNK_SIZE, RawFact, RawValue, ReadStats, SourceError
+from syncd.httpbody import BodyTooLarge, origin_of, read_capped, safe_url
+from syncd.sources.base import RawFact, ReadStats, SourceError, chunked, redact
+from syncd.sources.paths import PathMissing, PathStep, compile_path, get_path, scalar
+from syncd.sources.settings import HttpCommonSettings, HttpSourceSettings
 
 log = structlog.get_logger("syncd.sources")
 
-# --- path expressions ----------------------------------------------------------------------
-
-PathStep = str | int
-_KEY = re.compile(r"[^.\[\]]+")
-_INDEX = re.compile(r"\[(-?\d+)\]")
-
-
-def compile_path(expr: str) -> tuple[PathStep, ...]:
-    """Parse ``a_terminations[0].object.device.name`` into keys and list indexes.
-
-    The empty string is the document itself. Raises ValueError naming the bad spot.
-    """
-    steps: list[PathStep] = []
-    pos = 0
-    while pos < len(expr):
-        index = _INDEX.match(expr, pos)
-        if index is not None:
-            steps.append(int(index.group(1)))
-            pos = index.end()
-            continue
-        if pos > 0:
-            if expr[pos] != ".":
-                raise ValueError(f"bad path {expr!r} at position {pos}: expected '.' or '['")
-            pos += 1
-        key = _KEY.match(expr, pos)
-        if key is None:
-            raise ValueError(f"bad path {expr!r} at position {pos}: expected a key")
-        steps.append(key.group(0))
-        pos = key.end()
-    return tuple(steps)
-
-
-class PathMissing(LookupError):
-    """The record has nothing at the path."""
-
-
-def get_path(doc: Any, steps: tuple[PathStep, ...]) -> Any:
-    """The value at a compiled path; PathMissing names the first step that is not there."""
-    node = doc
-    for step in steps:
-        if isinstance(step, int):
-            if not isinstance(node, list) or not -len(node) <= step < len(node):
-                raise PathMissing(f"[{step}]")
-            node = node[step]
-        else:
-            if not isinstance(node, dict) or step not in node:
-                raise PathMissing(step)
-            node = node[step]
-    return node
-
-
-def _path_validator(value: str | None) -> str | None:
-    if value is not None:
-        compile_path(value)
-    return value
-
-
-# --- settings ------------------------------------------------------------------------------
-
-
-class TokenSettings(_Section):
-    """A secret API token from exactly one place: inline, a file, or an environment variable."""
-
-    token: SecretStr | None = None
-    token_file: Path | None = Field(None, description="read at every source read (rotation)")
-    token_env: str | None = Field(None, description="name of an environment variable")
-
-    @model_validator(mode="after")
-    def _one_token(self) -> TokenSettings:
-        given = [n for n in ("token", "token_file", "token_env") if getattr(self, n) is not None]
-        if len(given) > 1:
-            raise ValueError(f"give one of token, token_file, token_env, not {' and '.join(given)}")
-        return self
-
-    def read_token(self) -> str | None:
-        """The token in clear, for the wire only; SourceError says where it failed, not what."""
-        if self.token is not None:
-            return self.token.get_secret_value()
-        if self.token_file is not None:
-            try:
-                return read_secret_file(self.token_file, "token_file")
-            except SecretFileError as exc:
-                raise SourceError(str(exc)) from None
-        if self.token_env is not None:
-            value = os.environ.get(self.token_env, "").strip()
-            if not value:
-                raise SourceError(f"environment variable {self.token_env} (token_env) is not set")
-            return value
-        return None
-
-    def resolve_relative(self, base: Path) -> None:
-        """Make relative file paths relative to the config file's directory."""
-        if self.token_file is not None and not self.token_file.is_absolute():
-            self.token_file = base / self.token_file
-
-
-class _HttpCommon(TokenSettings):
-    url: str
-    timeout: float = Field(30.0, gt=0, description="seconds for one page, end to end")
-    verify_tls: bool = True
-    ca_bundle: Path | None = None
-    max_pages: int = Field(10_000, ge=1, description="a read that needs more pages fails")
-    max_body: int = Field(
-        64 * 1024 * 1024, ge=1, description="bytes of one page's body at most; more fails the read"
-    )
-
-    @field_validator("url")
-    @classmethod
-    def _url(cls, value: str) -> str:
-        return check_url(value)
-
-    def resolve_relative(self, base: Path) -> None:
-        super().resolve_relative(base)
-        if self.ca_bundle is not None and not self.ca_bundle.is_absolute():
-            self.ca_bundle = base / self.ca_bundle
-
-
-class HttpSourceSettings(_HttpCommon):
-    """GET JSON records from a URL; ``source_path``/``target_path`` pick the two keys."""
-
-    type: Literal["http"]
-    headers: dict[str, str] = Field(default_factory=dict, description="extra request headers")
-    auth_header: str = "Authorization"
-    auth_scheme: str = Field(
-        "Bearer", description='e.g. "Bearer", "Token"; "" sends the bare token'
-    )
-    pagination: Literal["auto", "next", "link", "none"] = "auto"
-    next_path: str = Field("next", description="where the next page's URL is in the body")
-    records: str | None = Field(
-        None, description="path to the record list; default: the body if a list, else results"
-    )
-    source_path: str = "bk_inst_id"
-    target_path: str = "bk_asst_inst_id"
-
-    @field_validator("next_path", "records", "source_path", "target_path")
-    @classmethod
-    def _paths(cls, value: str | None) -> str | None:
-        return _path_validator(value)
-
-
 # --- the pager -----------------------------------------------------------------------------
-
-
-def redact(text: str, secrets: list[str]) -> str:
-    """Replace every secret in a text meant for a log or an error."""
-    for secret in secrets:
-        if secret:
-            text = text.replace(secret, "***")
-    return text
 
 
 def _rebase(url: str, base: str) -> str:
@@ -195,7 +43,7 @@ def without_secrets(headers: Mapping[str, str], secrets: list[str]) -> dict[str,
     return {k: v for k, v in headers.items() if not any(s and s in v for s in secrets)}
 
 
-def open_session(common: _HttpCommon) -> aiohttp.ClientSession:
+def open_session(common: HttpCommonSettings) -> aiohttp.ClientSession:
     """One session per read: nothing lingers between cycles."""
     ssl_opt: ssl.SSLContext | bool = True
     if not common.verify_tls:
@@ -319,18 +167,6 @@ async def _get(
             text = redact(f"{type(exc).__name__}: {exc}", secrets)
             raise SourceError(f"{what}: {where}: {text}") from None
     raise SourceError(f"{what}: GET {safe_url(url)}: more than {MAX_REDIRECTS} redirects")
-
-
-def scalar(value: Any) -> RawValue:
-    """A key value as the engine takes it; lists and objects are not keys."""
-    if value is None or isinstance(value, str | int | float | bool):
-        return value
-    raise TypeError(f"value is a {type(value).__name__}, not a scalar")
-
-
-def chunked(facts: list[RawFact]) -> Iterator[list[RawFact]]:
-    for i in range(0, len(facts), CHUNK_SIZE):
-        yield facts[i : i + CHUNK_SIZE]
 
 
 # --- the source ----------------------------------------------------------------------------

@@ -17,9 +17,9 @@ from structlog.testing import capture_logs
 
 from syncd.engine import BadValue, to_id
 from syncd.sources.base import RawFact, SourceError
-from syncd.sources.command import CommandSource, CommandSourceSettings
+from syncd.sources.command import CommandSource
 from syncd.sources.file import FileSource
-from syncd.sources.http import HttpSourceSettings
+from syncd.sources.settings import CommandSourceSettings, HttpSourceSettings
 
 DEEP = "[" * 50_000 + "]" * 50_000
 HUGE = "9" * 5000

@@ -9,7 +9,8 @@ from aiohttp import web
 from src_helpers import read_all, serve
 
 from syncd.sources.base import SourceError
-from syncd.sources.http import HttpSource, HttpSourceSettings
+from syncd.sources.http import HttpSource
+from syncd.sources.settings import HttpSourceSettings
 
 TOKEN = "tok-SECRET-4242"
 ROWS = [{"bk_inst_id": 1, "bk_asst_inst_id": 1001}]
