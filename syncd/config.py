@@ -8,12 +8,14 @@ e.g. ``SYNCD_CMDB__RATE_LIMIT=50``), then the TOML file. Secrets are
 
 from __future__ import annotations
 
+import ipaddress
 import json
 import os
 import socket
 import ssl
 from pathlib import Path
 from typing import Any, Literal
+from urllib.parse import urlsplit
 
 from pydantic import (
     Field,
@@ -109,10 +111,21 @@ class CmdbSettings(_Section):
         return self.app_secret.get_secret_value()
 
 
+def _loopback(url: str) -> bool:
+    """Does the URL name this machine (the secret never crosses a network)?"""
+    host = (urlsplit(url).hostname or "").lower()
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
 def security_warnings(cmdb: CmdbSettings) -> list[str]:
     """What in a valid CMDB configuration still exposes the secret; logged once at start."""
     warnings: list[str] = []
-    if cmdb.url.lower().startswith("http://"):
+    if cmdb.url.lower().startswith("http://") and not _loopback(cmdb.url):
         warnings.append(
             "cmdb.url is plain http://: the app secret crosses the network in clear; use https://"
         )

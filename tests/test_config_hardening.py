@@ -161,10 +161,11 @@ def test_a_good_secret_file_still_loads(tmp_path: Path) -> None:
         load_settings(config(tmp_path, replace={"rate_limit = 200": "rate_limit = inf"}))
 
 
-def test_check_config_warns_about_plain_http(
+def test_check_config_warns_about_plain_http_off_this_machine(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    assert main(["check-config", "--config", str(config(tmp_path))]) == 0
+    cfg = config(tmp_path, replace={f'url = "{URL}"': 'url = "http://cmdb.example"'})
+    assert main(["check-config", "--config", str(cfg)]) == 0
     err = capsys.readouterr().err
     assert "warning: cmdb.url is plain http://" in err and "s3cret" not in err
 
@@ -184,3 +185,10 @@ def test_an_ops_port_in_use_is_one_line_and_exit_75(
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and "in use" in err[0]
     assert err[0].startswith(f"syncd: ops server cannot listen on 127.0.0.1:{port}: ")
+
+
+def test_check_config_does_not_warn_about_loopback(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert main(["check-config", "--config", str(config(tmp_path))]) == 0
+    assert "warning" not in capsys.readouterr().err
