@@ -24,7 +24,8 @@ from typing import Any
 
 from bench.common import REPO
 from bench.netbox_standin import STATS
-from syncd.sources.netbox import NetBoxSource, NetBoxSourceSettings
+from syncd.sources.netbox import NetBoxSource
+from syncd.sources.settings import NetBoxSourceSettings
 
 COST_MS = 5.0
 DEVICE_COST_MS = 0.1

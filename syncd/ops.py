@@ -26,6 +26,10 @@ Route = tuple[str, str, Callable[[web.Request], Awaitable[web.StreamResponse]]]
 """(method, path, handler) of an extra endpoint, e.g. ``POST /hooks/netbox``."""
 
 
+class OpsUnavailable(OSError):
+    """The ops address is taken (or refused): exit 75, systemd tries again later."""
+
+
 class OpsServer:
     """aiohttp app + runner; ``start`` returns the base URL (port 0 picks a free port)."""
 
@@ -65,6 +69,12 @@ class OpsServer:
         try:
             site = web.TCPSite(runner, self.host, self.port)
             await site.start()
+        except OSError as exc:
+            await runner.cleanup()
+            raise OpsUnavailable(
+                f"ops server cannot listen on {self.host}:{self.port}: "
+                f"{exc.strerror or exc} (another syncd, or set ops.port)"
+            ) from None
         except BaseException:
             await runner.cleanup()
             raise

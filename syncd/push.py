@@ -17,9 +17,8 @@ import structlog
 
 from syncd.config import Settings
 from syncd.ops import Route
-from syncd.sources.command import CommandSourceSettings
 from syncd.sources.lldpd import LldpdFormatError, watch_event
-from syncd.sources.netbox import NetBoxSourceSettings
+from syncd.sources.settings import CommandSourceSettings, NetBoxSourceSettings
 from syncd.sources.stream import StreamSpec, StreamSupervisor
 from syncd.webhooks import Debouncer, NetBoxWebhook
 

@@ -17,6 +17,7 @@ import time
 from collections.abc import AsyncIterator, Iterable, Sequence
 from dataclasses import replace
 from typing import Any, Protocol
+from urllib.parse import urljoin
 
 import aiohttp
 import structlog
@@ -26,7 +27,8 @@ from syncd.cmdb import apis
 from syncd.cmdb.apis import Api
 from syncd.cmdb.gateway import frame
 from syncd.cmdb.ratelimit import AdaptiveRateLimiter
-from syncd.config import MAX_BATCH, CmdbSettings
+from syncd.config import MAX_BATCH, CmdbSettings, security_warnings
+from syncd.httpbody import BodyTooLarge, read_capped, safe_url
 from syncd.outcome import Answer, Verdict, classify_response, classify_transport_error
 
 log = structlog.get_logger("syncd.cmdb")
@@ -37,6 +39,15 @@ PAGE_LIMIT = 500
 HOST_PAGE_LIMIT = 1000
 """list_hosts_without_biz's page.limit maximum (bk-cmdb ``BasePage.Validate``); its
 ``host_property_filter`` has no ``in`` cap."""
+
+MAX_ANSWER_BYTES = 32 << 20
+"""A CMDB answer larger than this is not read (a page of 500 associations is ~100 KB)."""
+
+LONG_WAIT = 5.0
+"""A retry pause longer than this (seconds) is logged at info: the operator sees why it is slow."""
+
+_warned: set[str] = set()
+"""Start-up warnings already logged by this process (each is logged once)."""
 
 
 class ClientObserver(Protocol):
@@ -54,6 +65,28 @@ class CmdbError(Exception):
         hint = f" ({answer.hint})" if answer.hint else ""
         super().__init__(f"{what} failed: {answer.error}{hint}")
         self.answer = answer
+
+
+def _classify(status: int, headers: Any, payload: bytes) -> Answer:
+    """classify_response, with JSON nested too deep to build taken as a garbled answer."""
+    try:
+        return classify_response(status, headers, payload)
+    except RecursionError:
+        return Answer(Verdict.AMBIGUOUS, status, None, "answer is JSON nested too deep")
+
+
+def _redirected(status: int, url: str, headers: Any) -> Answer:
+    """A 30x from the CMDB: an error for the relation, naming where it pointed."""
+    location = headers.get("Location")
+    target = safe_url(urljoin(url, location)) if location else "nowhere (no Location)"
+    return Answer(
+        Verdict.RELATION,
+        status,
+        None,
+        f"redirect to {target}",
+        hint="syncd does not follow CMDB redirects (the secret would go along): "
+        "fix cmdb.url to the address the CMDB really answers on",
+    )
 
 
 class CmdbClient:
@@ -85,6 +118,10 @@ class CmdbClient:
     async def open(self) -> None:
         if self._session is not None:
             return
+        for warning in security_warnings(self.settings):
+            if warning not in _warned:
+                _warned.add(warning)
+                log.warning("insecure_cmdb_settings", problem=warning)
         ssl_opt: ssl.SSLContext | bool = True
         if not self.settings.url.startswith("https://"):
             ssl_opt = False  # plain HTTP: building a verifying context is wasted start-up
@@ -123,8 +160,13 @@ class CmdbClient:
                     self.limiter.succeeded()
                 return answer
             rate_refusal = answer.rate_limited
+            # A server hint never holds a request longer than retry_cap: a gateway that
+            # says "Retry-After: 86400" must not park the daemon for a day.
+            hint = answer.retry_after
+            if hint is not None:
+                hint = min(hint, self.settings.retry_cap)
             if rate_refusal:
-                self.limiter.throttled(answer.retry_after)
+                self.limiter.throttled(hint)
             if attempt > self.settings.max_retries or self.stopping:
                 return answer
             reason = "rate_limited" if rate_refusal else answer.verdict.value
@@ -134,16 +176,18 @@ class CmdbClient:
                 attempt,
                 self.settings.retry_base,
                 self.settings.retry_cap,
-                None if rate_refusal else answer.retry_after,
+                None if rate_refusal else hint,
                 self._rng,
             )
-            log.debug(
+            # A rate refusal also pauses every worker in the limiter for the hint.
+            wait = max(delay, hint or 0.0) if rate_refusal else delay
+            (log.info if wait > LONG_WAIT else log.debug)(
                 "retry",
                 api=api.name,
                 attempt=attempt,
                 reason=reason,
                 error=answer.error,
-                delay=round(delay, 3),
+                delay=round(wait, 3),
             )
             await asyncio.sleep(delay)
 
@@ -157,11 +201,24 @@ class CmdbClient:
                 self._observer.record_rate_limit_wait(waited)
             started = time.monotonic()
             try:
+                # Never follow a redirect: the secret rides in every request (ESB body,
+                # X-Bkapi-Authorization) and must not reach wherever a 30x points.
                 async with self._session.request(
-                    framed.method, framed.url, data=framed.body, headers=framed.headers
+                    framed.method,
+                    framed.url,
+                    data=framed.body,
+                    headers=framed.headers,
+                    allow_redirects=False,
                 ) as resp:
-                    payload = await resp.read()
-                    answer = classify_response(resp.status, resp.headers, payload)
+                    if 300 <= resp.status < 400:
+                        answer = _redirected(resp.status, framed.url, resp.headers)
+                    else:
+                        try:
+                            payload = await read_capped(resp, MAX_ANSWER_BYTES)
+                        except BodyTooLarge as exc:
+                            answer = Answer(Verdict.AMBIGUOUS, resp.status, None, str(exc))
+                        else:
+                            answer = _classify(resp.status, resp.headers, payload)
             except aiohttp.ClientConnectorError as exc:
                 answer = classify_transport_error(exc, sent=False)
             except (aiohttp.ClientError, TimeoutError) as exc:

@@ -22,31 +22,21 @@ filtersets define (checked against a real server when recording the test fixture
 from __future__ import annotations
 
 import asyncio
-import re
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterable
 from dataclasses import dataclass
-from typing import Any, Literal
+from typing import Any
 from urllib.parse import urlencode, urljoin, urlsplit
 
 import structlog
-from pydantic import Field, field_validator, model_validator
 
-from syncd.sources.base import RawFact, RawValue, ReadStats, SourceError
-from syncd.sources.http import (
-    _HttpCommon,
-    _rebase,
-    chunked,
-    iter_json_pages,
-    open_session,
-    safe_url,
-)
+from syncd.httpbody import safe_url
+from syncd.sources.base import RawFact, RawValue, ReadStats, SourceError, chunked
+from syncd.sources.http import _rebase, iter_json_pages, open_session
 from syncd.sources.paging import Page, PagingDrift, PagingError, first_failure, read_pages
+from syncd.sources.settings import NetBoxSourceSettings
 
 log = structlog.get_logger("syncd.sources")
 
-_KEY = re.compile(
-    r"^(name|primary_ip|primary_ip4|primary_ip6|oob_ip|serial|asset_tag|custom_fields\.\w+)$"
-)
 _IP_KEYS = ("primary_ip", "primary_ip4", "primary_ip6", "oob_ip")
 DEVICE_LOOKUP_CHUNK = 100
 """Device ids per lookup request: keeps the URL well under common proxy limits."""
@@ -56,59 +46,6 @@ LIST_FIELDS = {
 }
 """NetBox >= 4.0 ``fields=``: only these top-level fields are serialised (nested objects keep
 their brief form); older versions ignore the parameter and send every field."""
-
-
-class NetBoxSourceSettings(_HttpCommon):
-    """Where NetBox is, which cabling to read, and which device attribute names each end."""
-
-    type: Literal["netbox"]
-    token_version: Literal["auto", "v1", "v2"] = Field(
-        "auto",
-        description='v1: "Token <t>"; v2: "Bearer nbt_<key>.<t>"; auto: by the nbt_ prefix',
-    )
-    mode: Literal["cables", "interfaces"] = "cables"
-    site: list[str] = Field(default_factory=list, description="site slugs (any of)")
-    tag: list[str] = Field(
-        default_factory=list,
-        description="tag slugs on the cable (cables) or switch interface (interfaces); all of",
-    )
-    status: list[str] = Field(
-        default_factory=lambda: ["connected"], description="cable status (cables mode only)"
-    )
-    switch_role: list[str] = Field(default_factory=lambda: ["switch"], min_length=1)
-    host_role: list[str] = Field(
-        default_factory=list, description="device role slugs of the host end; empty: any"
-    )
-    switch_key: str = Field("name", description="device attribute emitted for the switch")
-    host_key: str = Field("name", description="device attribute emitted for the host")
-    page_size: int = Field(250, ge=1, le=1000)
-    concurrency: int = Field(
-        4, ge=1, le=16, description="pages fetched at once once the count is known; 1: one by one"
-    )
-
-    @field_validator("url")
-    @classmethod
-    def _base(cls, value: str) -> str:
-        value = value.rstrip("/")
-        return value.removesuffix("/api")
-
-    @model_validator(mode="after")
-    def _status(self) -> NetBoxSourceSettings:
-        if self.mode == "interfaces" and self.status not in (["connected"], []):
-            raise ValueError(
-                'interfaces mode filters on status = ["connected"] (the default) or [] only'
-            )
-        return self
-
-    @field_validator("switch_key", "host_key")
-    @classmethod
-    def _key(cls, value: str) -> str:
-        if not _KEY.match(value):
-            raise ValueError(
-                "must be name, primary_ip, primary_ip4, primary_ip6, oob_ip, serial, asset_tag "
-                "or custom_fields.<name>"
-            )
-        return value
 
 
 @dataclass(slots=True)
@@ -208,6 +145,7 @@ class NetBoxSource:
                     headers=headers,
                     secrets=secrets,
                     pagination="none",
+                    max_body=s.max_body,
                 ):
                     results = doc.get("results") if isinstance(doc, dict) else None
                     if not isinstance(results, list):

@@ -23,58 +23,15 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Literal
 
 import structlog
-from pydantic import Field, field_validator, model_validator
 
-from syncd.sections import _Section
-from syncd.sources.http import redact
+from syncd.sources.base import redact
+from syncd.sources.settings import Framing
 
 log = structlog.get_logger("syncd.sources")
 
-Framing = Literal["lines", "paragraphs"]
 STDERR_TAIL = 2000
-
-
-class WatchSettings(_Section):
-    """The fields of a command source that also streams changes (``watch = true``)."""
-
-    watch: bool = False
-    watch_argv: list[str] | None = Field(
-        None,
-        description="the streaming command; lldpd default: [argv[0], '-f', 'json', 'watch']",
-    )
-    watch_backoff: float = Field(1.0, gt=0, description="first pause before a restart; doubles")
-    watch_backoff_cap: float = Field(60.0, gt=0, description="longest pause before a restart")
-
-    @field_validator("watch_argv")
-    @classmethod
-    def _watch_argv(cls, value: list[str] | None) -> list[str] | None:
-        if value is not None and (not value or not value[0]):
-            raise ValueError("watch_argv[0] must name the program")
-        return value
-
-    @model_validator(mode="after")
-    def _watch(self) -> WatchSettings:
-        if self.watch and self.watch_command() is None:
-            raise ValueError(
-                'watch = true needs watch_argv (the streaming command) unless format = "lldpd"'
-            )
-        return self
-
-    def watch_command(self) -> list[str] | None:
-        """The argv to stream, or None when there is none."""
-        if self.watch_argv:
-            return self.watch_argv
-        argv, fmt = getattr(self, "argv", None), getattr(self, "format", None)
-        if fmt == "lldpd" and argv:
-            return [argv[0], "-f", "json", "watch"]
-        return None
-
-    def watch_framing(self) -> Framing:
-        """lldpcli's json writer prints an indented document and a blank line per event."""
-        return "paragraphs" if getattr(self, "format", None) == "lldpd" else "lines"
 
 
 class NotificationSplitter:

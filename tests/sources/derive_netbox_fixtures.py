@@ -27,7 +27,8 @@ HERE = Path(__file__).resolve().parent
 sys.path[:0] = [str(HERE.parent.parent)]
 
 from bench.netbox_standin import PLACEHOLDER, recorded_rows, serve_standin  # noqa: E402
-from syncd.sources.netbox import NetBoxSource, NetBoxSourceSettings  # noqa: E402
+from syncd.sources.netbox import NetBoxSource  # noqa: E402
+from syncd.sources.settings import NetBoxSourceSettings  # noqa: E402
 
 FIXTURES = HERE / "fixtures" / "netbox"
 TOKEN = "0123456789abcdef0123456789abcdef01234567"

@@ -15,8 +15,9 @@ from pydantic import ValidationError
 from src_helpers import HERE, read_all
 from structlog.testing import capture_logs
 
-from syncd.sources.command import CommandSource, CommandSourceSettings
+from syncd.sources.command import CommandSource
 from syncd.sources.lldpd import LldpdFormatError, orient, watch_event
+from syncd.sources.settings import CommandSourceSettings
 from syncd.sources.stream import NotificationSplitter, StreamSpec, StreamSupervisor
 
 LLDPD = HERE / "fixtures" / "lldpd"

@@ -14,7 +14,8 @@ from pydantic import ValidationError
 from src_helpers import load_recording, read_all, replay_netbox
 
 from syncd.sources.base import SourceError
-from syncd.sources.netbox import NetBoxSource, NetBoxSourceSettings
+from syncd.sources.netbox import NetBoxSource
+from syncd.sources.settings import NetBoxSourceSettings
 
 V1 = "0123456789abcdef0123456789abcdef01234567"
 V2 = "nbt_AbCdEfGhIjKl.0123456789abcdef0123456789abcdef01234567"

@@ -14,8 +14,9 @@ from src_helpers import load_recording, read_all, serve
 from bench import netbox_read
 from bench.netbox_standin import StandIn, recorded_rows, serve_standin, synthetic_cables
 from syncd.sources.base import RawFact, SourceError
-from syncd.sources.netbox import NetBoxSource, NetBoxSourceSettings
+from syncd.sources.netbox import NetBoxSource
 from syncd.sources.paging import Page, PagingDrift, assemble, plan
+from syncd.sources.settings import NetBoxSourceSettings
 
 TOKEN = "0123456789abcdef0123456789abcdef01234567"
 CABLES = "/api/dcim/cables/"
