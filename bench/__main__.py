@@ -15,7 +15,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from bench import baseline, diff_scale, overhead, throughput
+from bench import baseline, diff_scale, netbox_read, overhead, throughput
 from bench.common import machine
 
 RESULTS = Path(__file__).resolve().parent / "results"
@@ -26,6 +26,7 @@ SIZES = {
     "baseline": (100_000, 1_000),
     "diff_scale": (1_000_000, 10_000),
     "overhead": (100_000, 20_000),
+    "netbox_read": (1_500, 300),
 }
 
 TARGETS = {
@@ -34,6 +35,7 @@ TARGETS = {
     "baseline: syncd >= 10x faster": lambda r: r["ratios"]["baseline_over_syncd_cycle"] >= 10,
     "diff_scale.noop_cycle_s < 2": lambda r: r["diff_scale"]["noop_cycle_s"] < 2.0,
     "diff_scale.noop_max_rss_mb < 300": lambda r: r["diff_scale"]["noop_max_rss_mb"] < 300,
+    "netbox_read.speedup >= 3": lambda r: r["netbox_read"]["speedup"] >= 3,
 }
 
 
@@ -45,6 +47,7 @@ def run_all(quick: bool, only: list[str], workdir: Path) -> dict[str, Any]:
         "baseline": baseline.run,
         "diff_scale": diff_scale.run,
         "overhead": overhead.run,
+        "netbox_read": netbox_read.run,
     }
     results: dict[str, Any] = {"machine": machine(), "quick": quick}
     for name, scenario in scenarios.items():

@@ -233,8 +233,8 @@ class Simulator:
     def __enter__(self) -> Simulator:
         args = [sys.executable, "-m", "syncd.simulator", "--listen", "127.0.0.1:0"]
         args += ["--fixture", str(self.fixture)]
-        if self.rate_limit is not None:
-            args += ["--rate-limit", str(self.rate_limit)]
+        # Unlimited unless asked: `syncd simulate` now defaults to bk-cmdb's 100/s (issue 11).
+        args += ["--rate-limit", "off" if self.rate_limit is None else str(self.rate_limit)]
         args += ["--latency-ms", str(self.latency_ms), "--per-detail-ms", str(self.per_detail_ms)]
         self._proc = subprocess.Popen(
             args, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, cwd=REPO

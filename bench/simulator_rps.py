@@ -117,7 +117,16 @@ def main() -> int:
         fixture = Path(tmp) / "fixture.json"
         fixture.write_text(json.dumps(FIXTURE), encoding="utf-8")
         proc = subprocess.Popen(
-            [sys.executable, "-m", "syncd.simulator", "--fixture", str(fixture)],
+            # Unlimited: `syncd simulate` defaults to bk-cmdb's 100/s per resource (issue 11).
+            [
+                sys.executable,
+                "-m",
+                "syncd.simulator",
+                "--fixture",
+                str(fixture),
+                "--rate-limit",
+                "off",
+            ],
             stdout=subprocess.PIPE,
             text=True,
             env={**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parent.parent)},

@@ -39,7 +39,7 @@ def pair_next_attempt(
 
     ``attempts`` counts this failure too (1 on the first).
     """
-    if kind.is_conflict:
+    if kind.held_until_resync:
         return None
     if kind.is_missing:
         return now + min(cap, base * 2.0 ** max(0, attempts - 1))

@@ -1,7 +1,8 @@
 """Command line: ``syncd run | once | check-config | demo | simulate``.
 
 Exit statuses: 0 success; 1 ``once`` finished with pairs not in the CMDB;
-78 (EX_CONFIG) invalid configuration, which systemd does not restart on.
+75 (EX_TEMPFAIL) the ops port is in use; 78 (EX_CONFIG) invalid configuration,
+which systemd does not restart on.
 """
 
 from __future__ import annotations
@@ -13,7 +14,10 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from syncd import __version__
-from syncd.config import EX_CONFIG, ConfigError, Settings, load_settings
+from syncd.config import EX_CONFIG, ConfigError, Settings, load_settings, security_warnings
+
+EX_TEMPFAIL = 75
+"""sysexits.h: temporary failure (the ops port is taken); worth a retry later."""
 
 if TYPE_CHECKING:
     from syncd.state import StateStore
@@ -98,6 +102,8 @@ def main(argv: list[str] | None = None) -> int:
             return 1
         return 0
     if command == "check-config":
+        for warning in security_warnings(settings.cmdb):
+            print(f"syncd: warning: {warning}", file=sys.stderr)
         names = ", ".join(r.name for r in settings.relations)
         print(f"syncd: config OK: {len(settings.relations)} relation(s): {names}")
         return 0
@@ -109,8 +115,14 @@ def main(argv: list[str] | None = None) -> int:
         from syncd.progress import ProgressBar
 
         progress = ProgressBar(sys.stderr)
+    from syncd.ops import OpsUnavailable
+
     daemon = Daemon(settings, once=once, progress=progress)
-    return asyncio.run(daemon.run())
+    try:
+        return asyncio.run(daemon.run())
+    except OpsUnavailable as exc:
+        print(f"syncd: {exc}", file=sys.stderr)
+        return EX_TEMPFAIL
 
 
 async def _plan(settings: Settings, *, as_json: bool) -> int:

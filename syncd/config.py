@@ -8,10 +8,14 @@ e.g. ``SYNCD_CMDB__RATE_LIMIT=50``), then the TOML file. Secrets are
 
 from __future__ import annotations
 
+import ipaddress
+import json
 import os
-import re
+import socket
+import ssl
 from pathlib import Path
 from typing import Any, Literal
+from urllib.parse import urlsplit
 
 from pydantic import (
     Field,
@@ -24,14 +28,16 @@ from pydantic_settings import (
     BaseSettings,
     PydanticBaseSettingsSource,
     SettingsConfigDict,
-    TomlConfigSettingsSource,
+    SettingsError,
 )
 
 from syncd.batching import MAX_BATCH
+from syncd.httpbody import check_url
 from syncd.prune import PruneGuards
+from syncd.secretfile import SecretFileError, read_secret_file
 from syncd.sections import FileSourceSettings, _Section
 from syncd.sources.filters import FilterSettings
-from syncd.sources.registry import SourceSettings
+from syncd.sources.settings import SourceSettings
 
 EX_CONFIG = 78
 """sysexits.h: configuration error. systemd's unit does not restart on it."""
@@ -71,9 +77,15 @@ class CmdbSettings(_Section):
     @field_validator("url")
     @classmethod
     def _url(cls, value: str) -> str:
-        if not re.match(r"^https?://[^/\s]+", value):
-            raise ValueError("must be an http:// or https:// URL")
-        return value.rstrip("/")
+        return check_url(value).rstrip("/")
+
+    @model_validator(mode="after")
+    def _retry_order(self) -> CmdbSettings:
+        if self.retry_base > self.retry_cap:
+            raise ValueError(
+                f"retry_base ({self.retry_base:g}) is larger than retry_cap ({self.retry_cap:g})"
+            )
+        return self
 
     @model_validator(mode="after")
     def _secret(self) -> CmdbSettings:
@@ -82,30 +94,45 @@ class CmdbSettings(_Section):
             if path is None:
                 creds = os.environ.get("CREDENTIALS_DIRECTORY")
                 candidate = Path(creds) / "app_secret" if creds else None
-                if candidate is None or not candidate.is_file():
+                if candidate is None or not candidate.exists():
                     raise ValueError(
                         "no app secret: set cmdb.app_secret, cmdb.app_secret_file, "
                         "or provide the systemd credential 'app_secret'"
                     )
                 path = candidate
-            base = _TOML_PATH.get("path")
-            if not path.is_absolute() and base is not None:
-                path = base.parent / path
-            try:
-                text = path.read_text(encoding="utf-8").strip()
-            except OSError as exc:
-                raise ValueError(
-                    f"app_secret_file {str(path)!r} is unreadable: {exc.strerror}"
-                ) from None
-            if not text:
-                raise ValueError(f"app_secret_file {str(path)!r} is empty")
-            self.app_secret = SecretStr(text)
+            self.app_secret = SecretStr(read_secret_file(path, "app_secret_file"))
         return self
 
     def secret(self) -> str:
         """The app secret in clear, for the wire only."""
         assert self.app_secret is not None  # guaranteed by the validator
         return self.app_secret.get_secret_value()
+
+
+def _loopback(url: str) -> bool:
+    """Does the URL name this machine (the secret never crosses a network)?"""
+    host = (urlsplit(url).hostname or "").lower()
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+def security_warnings(cmdb: CmdbSettings) -> list[str]:
+    """What in a valid CMDB configuration still exposes the secret; logged once at start."""
+    warnings: list[str] = []
+    if cmdb.url.lower().startswith("http://") and not _loopback(cmdb.url):
+        warnings.append(
+            "cmdb.url is plain http://: the app secret crosses the network in clear; use https://"
+        )
+    elif not cmdb.verify_tls:
+        warnings.append(
+            "cmdb.verify_tls = false: anyone on the path can pose as the CMDB and read the "
+            "app secret; use cmdb.ca_bundle instead"
+        )
+    return warnings
 
 
 class StateSettings(_Section):
@@ -140,6 +167,63 @@ class OpsSettings(_Section):
     host: str = "127.0.0.1"
     port: int = Field(9108, ge=0, le=65535)
     pidfile: Path | None = None
+
+
+class NetBoxHookSettings(_Section):
+    """``POST /hooks/netbox``: a signed NetBox webhook starts a cycle (syncd.webhooks)."""
+
+    secret: SecretStr | None = None
+    secret_file: Path | None = None
+    url: str | None = Field(
+        None, description="the NetBox it belongs to (base URL); default: every netbox relation"
+    )
+    max_body: int = Field(1024 * 1024, ge=1024, description="bytes of a payload at most")
+    debounce: float = Field(
+        0.5, gt=0, le=1, description="quiet seconds that end a burst of changes: one cycle"
+    )
+    max_delay: float = Field(
+        30, gt=0, le=600, description="a burst longer than this still gets a cycle"
+    )
+
+    @model_validator(mode="after")
+    def _load_secret(self) -> NetBoxHookSettings:
+        if self.secret is None:
+            self.secret = SecretStr(
+                _read_secret(self.secret_file, "netbox_webhook_secret", "hooks.netbox.secret")
+            )
+        if not self.secret.get_secret_value():
+            raise ValueError("hooks.netbox.secret is empty")
+        return self
+
+    def owns(self, netbox_url: str) -> bool:
+        """Whether a relation reading ``netbox_url`` is started by this webhook."""
+        if self.url is None:
+            return True
+        mine = self.url.rstrip("/").removesuffix("/api")
+        return netbox_url.rstrip("/").removesuffix("/api") == mine
+
+
+class HooksSettings(_Section):
+    """Sources that push changes to the ops server."""
+
+    netbox: NetBoxHookSettings | None = None
+
+
+def _read_secret(path: Path | None, credential: str, what: str) -> str:
+    """A secret from ``path``, or from the systemd credential ``credential``."""
+    if path is None:
+        creds = os.environ.get("CREDENTIALS_DIRECTORY")
+        candidate = Path(creds) / credential if creds else None
+        if candidate is None or not candidate.is_file():
+            raise ValueError(
+                f"no secret: set {what}, {what}_file, or provide the systemd credential "
+                f"{credential!r}"
+            )
+        path = candidate
+    try:
+        return read_secret_file(path, f"{what}_file")
+    except SecretFileError as exc:
+        raise ValueError(str(exc)) from None
 
 
 class PruneSettings(_Section):
@@ -206,7 +290,6 @@ class Settings(BaseSettings):
         env_prefix="SYNCD_",
         env_nested_delimiter="__",
         extra="forbid",
-        toml_file=None,
     )
 
     cmdb: CmdbSettings
@@ -214,6 +297,7 @@ class Settings(BaseSettings):
     sync: SyncSettings = SyncSettings()
     log: LogSettings = LogSettings()
     ops: OpsSettings = OpsSettings()
+    hooks: HooksSettings = HooksSettings()
     relations: list[RelationSettings] = Field(min_length=1)
 
     @model_validator(mode="after")
@@ -242,14 +326,10 @@ class Settings(BaseSettings):
         dotenv_settings: PydanticBaseSettingsSource,
         file_secret_settings: PydanticBaseSettingsSource,
     ) -> tuple[PydanticBaseSettingsSource, ...]:
-        toml_path = _TOML_PATH.get("path")
-        sources: list[PydanticBaseSettingsSource] = [init_settings, env_settings]
-        if toml_path is not None:
-            sources.append(TomlConfigSettingsSource(settings_cls, toml_file=toml_path))
-        return tuple(sources)
-
-
-_TOML_PATH: dict[str, Path | None] = {"path": None}
+        # The environment first, then the init arguments: load_settings passes the parsed
+        # TOML as init arguments, so one parse serves validation and error messages, and
+        # no module state carries the file's path.
+        return (env_settings, init_settings)
 
 
 def _field_path(loc: tuple[int | str, ...], data: Any) -> str:
@@ -276,6 +356,7 @@ def load_settings(path: Path | None = None, **overrides: Any) -> Settings:
 
     Relative paths in the file (state, sources) are taken relative to the config
     file's directory, so a config works wherever the daemon is started from.
+    ``overrides`` replace top-level sections of the file; the environment still wins.
     """
     if path is None:
         env = os.environ.get(CONFIG_ENV)
@@ -292,20 +373,102 @@ def load_settings(path: Path | None = None, **overrides: Any) -> Settings:
             raise ConfigError(f"config file {str(path)!r} is not valid TOML: {exc}") from None
         except (OSError, UnicodeDecodeError) as exc:
             raise ConfigError(f"config file {str(path)!r} is unreadable: {exc}") from None
-    _TOML_PATH["path"] = path
+    if path is not None:
+        _resolve_secret_file(raw, path.parent)
+    effective, from_env = _env_overlay(raw)
     try:
-        settings = Settings(**overrides)
+        settings = Settings(**{**raw, **overrides})
     except ValidationError as exc:
         err = exc.errors()[0]
-        where = _field_path(tuple(err["loc"]), raw)
+        where = _field_path(tuple(err["loc"]), effective)
+        top = str(err["loc"][0]) if err["loc"] else ""
+        if top in from_env:
+            where += f" (from {from_env[top]})"
         msg = err["msg"].removeprefix("Value error, ")
         more = f" (and {exc.error_count() - 1} more)" if exc.error_count() > 1 else ""
         raise ConfigError(f"config: {where}: {msg}{more}") from None
-    finally:
-        _TOML_PATH["path"] = None
+    except SettingsError as exc:  # pydantic-settings could not parse an environment value
+        raise ConfigError(f"config: {exc}") from None
     if path is not None:
         _resolve_relative(settings, path.parent)
+    _check_usable(settings)
     return settings
+
+
+def _resolve_secret_file(raw: dict[str, Any], base: Path) -> None:
+    """The file's relative secret files (app_secret_file, hooks.netbox.secret_file), made
+    relative to the file's directory before validation reads them (every other path is
+    resolved after validation)."""
+    hooks = raw.get("hooks")
+    netbox = hooks.get("netbox") if isinstance(hooks, dict) else None
+    for section, key in ((raw.get("cmdb"), "app_secret_file"), (netbox, "secret_file")):
+        if isinstance(section, dict) and isinstance(section.get(key), str):
+            secret = Path(section[key])
+            if not secret.is_absolute():
+                section[key] = str(base / secret)
+
+
+_COMPLEX_FIELDS = ("cmdb", "state", "sync", "log", "ops", "relations")
+
+
+def _env_overlay(raw: dict[str, Any]) -> tuple[dict[str, Any], dict[str, str]]:
+    """The TOML data with whole sections replaced as the environment replaces them, and
+    which variable set each; a variable that is not JSON is a ConfigError naming it.
+
+    Error lines are rendered against this, so a bad relation from SYNCD_RELATIONS is
+    named by its own ``name``, not by the TOML relation at the same index.
+    """
+    env = {k.upper(): v for k, v in os.environ.items()}
+    effective = dict(raw)
+    from_env: dict[str, str] = {}
+    for name in _COMPLEX_FIELDS:
+        var = f"SYNCD_{name.upper()}"
+        if var not in env:
+            continue
+        try:
+            effective[name] = json.loads(env[var])
+        except (ValueError, RecursionError) as exc:
+            why = (
+                f"{exc.msg} at column {exc.colno}" if isinstance(exc, json.JSONDecodeError) else ""
+            )
+            raise ConfigError(
+                f"config: environment variable {var} is not valid JSON"
+                + (f": {why}" if why else "")
+            ) from None
+        from_env[name] = var
+    return effective, from_env
+
+
+def _check_usable(settings: Settings) -> None:
+    """What a model validator cannot see: files at their resolved paths, the ops address."""
+    bundles: list[tuple[str, Path | None]] = [("cmdb.ca_bundle", settings.cmdb.ca_bundle)]
+    for i, rel in enumerate(settings.relations):
+        bundle = getattr(rel.source, "ca_bundle", None)
+        bundles.append((f"relations[{i}]({rel.name}).source.ca_bundle", bundle))
+    for where, bundle in bundles:
+        if bundle is None:
+            continue
+        try:
+            ssl.create_default_context(cafile=str(bundle))
+        except FileNotFoundError:
+            raise ConfigError(f"config: {where}: {str(bundle)!r} does not exist") from None
+        except (OSError, ssl.SSLError, ValueError) as exc:
+            why = getattr(exc, "strerror", None) or getattr(exc, "reason", None) or exc
+            raise ConfigError(
+                f"config: {where}: {str(bundle)!r} is not a usable CA bundle: {why}"
+            ) from None
+    ops = settings.ops
+    if ops.enabled:
+        try:
+            infos = socket.getaddrinfo(
+                ops.host, 0, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE
+            )
+            family, kind, proto, _, addr = infos[0]
+            with socket.socket(family, kind, proto) as probe:
+                probe.bind(addr)  # port 0: is the address ours, without taking the real port
+        except (OSError, UnicodeError) as exc:
+            why = getattr(exc, "strerror", None) or exc
+            raise ConfigError(f"config: ops.host: cannot listen on {ops.host!r}: {why}") from None
 
 
 def _resolve_relative(settings: Settings, base: Path) -> None:

@@ -3,16 +3,23 @@
 Two ways in, tried in this order: the ops endpoint (``POST /resync``), which
 works across users and inside a pod, then SIGHUP to the pid in the pidfile,
 which works with the ops server disabled. A SIGHUP to the wrong process could
-kill it, so the pid is checked first: it must exist and, where /proc tells,
-run syncd. Every failure raises ControlError with a message an operator can act on.
+kill it, so the pid is identified strictly before it is signalled: the pidfile is
+locked by the daemon that wrote it (flock, held for its lifetime, so a file left by
+a crashed daemon is unlocked), and the pid's /proc executable and argv are syncd's
+own. The signal goes through a pidfd opened before the checks, so a pid reused in
+between cannot receive it. Every failure raises ControlError with a message an
+operator can act on.
 """
 
 from __future__ import annotations
 
 import contextlib
 import errno
+import fcntl
 import os
+import re
 import signal
+import stat
 import urllib.error
 import urllib.request
 from pathlib import Path
@@ -24,16 +31,44 @@ class ControlError(Exception):
 
 # -- pidfile -------------------------------------------------------------------
 
+_held: dict[str, int] = {}
+"""Pidfiles this process wrote, with the descriptor that holds their lock."""
+
 
 def write_pidfile(path: Path) -> None:
-    """Write our pid atomically; refuse if the file names another live syncd."""
-    other = _read_pid(path)
-    if other is not None and other != os.getpid() and _alive(other) and _is_syncd(other):
-        raise ControlError(f"pidfile {str(path)!r}: syncd is already running as pid {other}")
+    """Write our pid and hold an exclusive lock on the file until remove_pidfile.
+
+    Refuses (ControlError) when another process holds the lock: a syncd is running.
+    """
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    tmp.write_text(f"{os.getpid()}\n", encoding="ascii")
-    os.replace(tmp, path)
+    for _ in range(3):
+        fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW | os.O_CLOEXEC, 0o644)
+        try:
+            if not stat.S_ISREG(os.fstat(fd).st_mode):
+                raise ControlError(f"pidfile {str(path)!r} is not a regular file")
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                other = _read_pid(path)
+                who = f" as pid {other}" if other is not None else ""
+                raise ControlError(
+                    f"pidfile {str(path)!r}: syncd is already running{who}"
+                ) from None
+            try:
+                same = os.stat(path, follow_symlinks=False).st_ino == os.fstat(fd).st_ino
+            except FileNotFoundError:
+                same = False
+            if not same:  # the previous holder removed it between our open and lock
+                os.close(fd)
+                continue
+            os.ftruncate(fd, 0)
+            os.pwrite(fd, f"{os.getpid()}\n".encode("ascii"), 0)
+        except BaseException:
+            os.close(fd)
+            raise
+        _held[str(path)] = fd
+        return
+    raise ControlError(f"pidfile {str(path)!r} keeps being replaced; is another syncd starting?")
 
 
 def remove_pidfile(path: Path) -> None:
@@ -41,6 +76,9 @@ def remove_pidfile(path: Path) -> None:
     if _read_pid(path) == os.getpid():
         with contextlib.suppress(FileNotFoundError):
             path.unlink()
+    fd = _held.pop(str(path), None)
+    if fd is not None:
+        os.close(fd)
 
 
 def read_pidfile(path: Path) -> int:
@@ -54,16 +92,23 @@ def read_pidfile(path: Path) -> int:
         ) from None
     except (OSError, UnicodeDecodeError) as exc:
         raise ControlError(f"pidfile {str(path)!r} is unreadable: {exc}") from None
-    if not text.isdigit() or int(text) <= 0:
+    if not (text.isascii() and text.isdigit()) or int(text) <= 0:
         raise ControlError(f"pidfile {str(path)!r} does not hold a pid: {text[:40]!r}")
     pid = int(text)
     if not _alive(pid):
         raise ControlError(
             f"stale pidfile {str(path)!r}: no process {pid} (syncd is not running; remove the file)"
         )
-    if not _is_syncd(pid):
+    why_not = _not_syncd(pid)
+    if why_not is not None:
         raise ControlError(
-            f"stale pidfile {str(path)!r}: process {pid} is not syncd; refusing to signal it"
+            f"stale pidfile {str(path)!r}: process {pid} is not syncd ({why_not}); "
+            "refusing to signal it"
+        )
+    if not _locked(path):
+        raise ControlError(
+            f"stale pidfile {str(path)!r}: no syncd holds its lock, so process {pid} is not "
+            "the syncd that wrote it; refusing to signal it"
         )
     return pid
 
@@ -99,22 +144,42 @@ def request_resync(*, pidfile: Path | None, ops_url: str | None, timeout: float 
             problems.append(str(exc))
     if pidfile is not None:
         try:
-            pid = read_pidfile(pidfile)
+            pid = _signal_verified(pidfile, signal.SIGHUP)
         except ControlError as exc:
             problems.append(str(exc))
         else:
-            try:
-                os.kill(pid, signal.SIGHUP)
-            except PermissionError:
-                problems.append(
-                    f"not allowed to signal pid {pid} (run as the daemon's user or root, "
-                    "or use the ops endpoint)"
-                )
-            except ProcessLookupError:
-                problems.append(f"syncd pid {pid} exited just now")
-            else:
-                return f"resync requested: sent SIGHUP to syncd pid {pid}"
+            return f"resync requested: sent SIGHUP to syncd pid {pid}"
     raise ControlError("; ".join(problems))
+
+
+def _signal_verified(pidfile: Path, signum: int) -> int:
+    """Send ``signum`` to the syncd named by the pidfile, through a pidfd opened before
+    the checks so a pid reused meanwhile never gets it; the pid, or ControlError."""
+    first = _read_pid(pidfile)
+    pidfd: int | None = None
+    if first is not None:
+        with contextlib.suppress(OSError, AttributeError):
+            pidfd = os.pidfd_open(first)
+    try:
+        pid = read_pidfile(pidfile)
+        if pidfd is not None and pid != first:
+            raise ControlError(f"pidfile {str(pidfile)!r} changed while being checked; try again")
+        try:
+            if pidfd is not None:
+                signal.pidfd_send_signal(pidfd, signum)
+            else:
+                os.kill(pid, signum)
+        except PermissionError:
+            raise ControlError(
+                f"not allowed to signal pid {pid} (run as the daemon's user or root, "
+                "or use the ops endpoint)"
+            ) from None
+        except ProcessLookupError:
+            raise ControlError(f"syncd pid {pid} exited just now") from None
+        return pid
+    finally:
+        if pidfd is not None:
+            os.close(pidfd)
 
 
 # The ops server is local (loopback or the pod itself): never go through HTTP(S)_PROXY.
@@ -147,7 +212,7 @@ def _read_pid(path: Path) -> int | None:
         text = path.read_text(encoding="ascii").strip()
     except (OSError, UnicodeDecodeError):
         return None
-    return int(text) if text.isdigit() and int(text) > 0 else None
+    return int(text) if text.isascii() and text.isdigit() and int(text) > 0 else None
 
 
 def _alive(pid: int) -> bool:
@@ -162,12 +227,61 @@ def _alive(pid: int) -> bool:
     return True
 
 
-def _is_syncd(pid: int) -> bool:
-    """Best effort: True unless /proc clearly shows another program."""
+def _locked(path: Path) -> bool:
+    """Does some process hold a lock on the pidfile (a live syncd does, all its life)?"""
     try:
-        raw = Path(f"/proc/{pid}/cmdline").read_bytes()
+        fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC)
     except OSError:
-        return True  # no /proc (or hidden by ProtectProc=): can't tell, trust the pidfile
-    if not raw:
-        return False  # zombie, kernel thread, or mid-exec: not a syncd we can talk to
-    return b"syncd" in raw
+        return False
+    try:
+        fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
+    except BlockingIOError:
+        return True
+    except OSError:
+        return False
+    finally:
+        os.close(fd)  # also drops the shared lock if we got it
+    return False
+
+
+_PYTHON = re.compile(r"^python(\d+(\.\d+)?)?$")
+_COMMANDS = frozenset({"run", "once"})
+
+
+def is_syncd_argv(exe: str, argv: list[str]) -> bool:
+    """Is this the command line of a syncd daemon? ``python -m syncd run ...``,
+    ``[python] .../syncd run ...`` (the console script); interpreter options allowed."""
+    base = os.path.basename(exe)
+    if base == "syncd":
+        rest = argv[1:]
+    elif _PYTHON.match(base):
+        rest = argv[1:]
+        while rest and rest[0].startswith("-") and rest[0] != "-m":
+            rest = rest[2:] if rest[0] in ("-X", "-W") else rest[1:]
+        if rest[:2] == ["-m", "syncd"]:
+            rest = rest[2:]
+        elif rest and os.path.basename(rest[0]) == "syncd":
+            rest = rest[1:]
+        else:
+            return False
+    else:
+        return False
+    return bool(rest) and rest[0] in _COMMANDS
+
+
+def _not_syncd(pid: int) -> str | None:
+    """None if /proc shows syncd's executable and argv for ``pid``, else why not."""
+    try:
+        exe = os.readlink(f"/proc/{pid}/exe")
+        raw = Path(f"/proc/{pid}/cmdline").read_bytes()
+    except OSError as exc:
+        return (
+            f"cannot read /proc/{pid} to check: {exc.strerror or exc}; "
+            "run as the daemon's user or root, or use the ops endpoint"
+        )
+    argv = [a.decode("utf-8", "replace") for a in raw.split(b"\0")[:-1]]
+    if not argv:
+        return "it has no command line (exiting, or a kernel thread)"
+    if not is_syncd_argv(exe.removesuffix(" (deleted)"), argv):
+        return f"it runs {os.path.basename(exe)} {os.path.basename(argv[0])}"
+    return None

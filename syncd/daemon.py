@@ -28,6 +28,7 @@ from syncd.metrics import Metrics
 from syncd.notify import SystemdNotifier
 from syncd.ops import OpsServer
 from syncd.progress import ProgressBar
+from syncd.push import PushSources
 from syncd.reconcile import Reconciler
 from syncd.report import CycleReport
 from syncd.sections import FileSourceSettings
@@ -64,10 +65,11 @@ class Daemon:
         self.reports: deque[CycleReport] = deque(maxlen=REPORTS_KEPT)
         """The last few cycles' reports (a daemon runs for months: not all of them)."""
         self.notifier = SystemdNotifier.from_env()
-        self.metrics = Metrics()
+        self.metrics = Metrics(sync_interval=settings.sync.interval)
         # Ready means: the last cycle ended without a relation-level failure, and
         # recently: one slow cycle is tolerated, two missed ones are not.
         self.health = Health(max_age=2 * settings.sync.interval + 60)
+        self.metrics.report_readiness(lambda: self.health.ready()[0])
         self.ops_url: str | None = None
         self.progress = progress
 
@@ -132,7 +134,8 @@ class Daemon:
         stack.callback(store.close)
         if warning:
             log.warning("state_rebuilt", path=str(self.settings.state.path), reason=warning)
-        await stack.enter_async_context(self._helpers())
+        push = PushSources(self.settings, self.request_cycle)
+        await stack.enter_async_context(self._helpers(push))
         if self.settings.ops.enabled and not self.once:
             ops = OpsServer(
                 self.health,
@@ -140,6 +143,7 @@ class Daemon:
                 self.request_resync,
                 host=self.settings.ops.host,
                 port=self.settings.ops.port,
+                routes=push.routes(),
             )
             self.ops_url = await ops.start()
             stack.push_async_callback(ops.stop)
@@ -165,8 +169,9 @@ class Daemon:
         return self.engine
 
     @contextlib.asynccontextmanager
-    async def _helpers(self) -> AsyncIterator[None]:
-        """Heartbeat, watchdog and file watchers: running inside, cancelled and reaped after."""
+    async def _helpers(self, push: PushSources) -> AsyncIterator[None]:
+        """Heartbeat, watchdog, file watchers and push sources (NetBox webhooks, watched
+        commands: see syncd/push.py): running inside, cancelled and reaped after."""
         helpers_stop = asyncio.Event()
         tasks = [asyncio.create_task(self.health.heartbeat_loop(helpers_stop))]
         if self.notifier.watchdog_interval() is not None:
@@ -178,6 +183,7 @@ class Daemon:
                     wake = functools.partial(self.request_cycle, f"{rel.name}: {src.path} changed")
                     watcher = watch_file(src.path, wake, src.watch_interval, helpers_stop)
                     tasks.append(asyncio.create_task(watcher))
+            tasks.extend(push.start(helpers_stop))
         try:
             yield
         finally:
@@ -185,6 +191,7 @@ class Daemon:
             for task in tasks:
                 task.cancel()
             await asyncio.gather(*tasks, return_exceptions=True)
+            push.close()
 
     def _write_pidfile(self, stack: contextlib.AsyncExitStack) -> None:
         pidfile = self.settings.ops.pidfile

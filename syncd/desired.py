@@ -47,10 +47,10 @@ def to_id(value: RawValue) -> int:
     if isinstance(value, int):
         number = value
     elif isinstance(value, str):
-        try:
-            number = int(value)
-        except ValueError:
-            raise BadValue(f"{value!r} is not an integer id") from None
+        # ASCII digits only: int() also takes "1_000", "+5", " 7 " and full-width digits.
+        if not (value.isascii() and value.isdigit()):
+            raise BadValue(f"{value[:40]!r} is not an integer id")
+        number = int(value) if len(value) <= 20 else MAX_ID + 1  # no 4300-digit int()
     else:
         raise BadValue(f"{value!r} is not an integer id")
     if not 0 <= number <= MAX_ID:

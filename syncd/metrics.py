@@ -10,6 +10,7 @@ without authentication.
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 
 from prometheus_client import (
     CONTENT_TYPE_LATEST,
@@ -48,7 +49,7 @@ def _label(value: object) -> str:
 class Metrics:
     """Everything /metrics exposes; the engine and client call the record_* methods."""
 
-    def __init__(self, *, process_metrics: bool = True) -> None:
+    def __init__(self, *, process_metrics: bool = True, sync_interval: float | None = None) -> None:
         self.registry = CollectorRegistry(auto_describe=True)
         reg = self.registry
         if process_metrics:
@@ -106,6 +107,12 @@ class Metrics:
             ["relation"],
             registry=reg,
         )
+        self.isolation_requests = Counter(
+            "syncd_isolation_requests_total",
+            "Extra batch-create requests sent to find details the CMDB refused as a whole.",
+            ["relation"],
+            registry=reg,
+        )
         self.desired = Gauge(
             "syncd_desired_pairs", "Pairs the source wants.", ["relation"], registry=reg
         )
@@ -118,6 +125,28 @@ class Metrics:
             ["relation"],
             registry=reg,
         )
+        if sync_interval is not None:
+            # Alerts count staleness in intervals, so the interval itself is a series
+            # (absent rather than 0 when unknown: 3 x 0 seconds would page at once).
+            Gauge(
+                "syncd_sync_interval_seconds",
+                "sync.interval: seconds between cycles (alerts measure staleness in intervals).",
+                registry=reg,
+            ).set(sync_interval)
+        self.ready = Gauge(
+            "syncd_ready",
+            "1 while /readyz answers ready, else 0; read at scrape time.",
+            registry=reg,
+        )
+
+    def report_readiness(self, is_ready: Callable[[], bool]) -> None:
+        """``syncd_ready`` asks ``is_ready`` at each scrape, so it never disagrees with /readyz."""
+        self.ready.set_function(lambda: 1.0 if is_ready() else 0.0)
+
+    def record_isolation(self, relation: str, requests: int) -> None:
+        """Isolation requests one batch cost (``syncd.isolate``), beyond its first request."""
+        if requests > 0:
+            self.isolation_requests.labels(relation=_label(relation)).inc(requests)
 
     def record_pair(self, relation: str, outcome: str, n: int = 1) -> None:
         """Count ``n`` pairs of one relation with one outcome (one call per batch is enough)."""

@@ -11,7 +11,7 @@ one extra full cycle, and requests coalesce); it refuses browser requests
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable, Sequence
 from typing import Any
 
 import structlog
@@ -21,6 +21,13 @@ from syncd.health import Health
 from syncd.metrics import Metrics
 
 log = structlog.get_logger("syncd.ops")
+
+Route = tuple[str, str, Callable[[web.Request], Awaitable[web.StreamResponse]]]
+"""(method, path, handler) of an extra endpoint, e.g. ``POST /hooks/netbox``."""
+
+
+class OpsUnavailable(OSError):
+    """The ops address is taken (or refused): exit 75, systemd tries again later."""
 
 
 class OpsServer:
@@ -33,12 +40,14 @@ class OpsServer:
         on_resync: Callable[[], None],
         host: str = "127.0.0.1",
         port: int = 9108,
+        routes: Sequence[Route] = (),
     ) -> None:
         self.health = health
         self.metrics = metrics
         self.on_resync = on_resync
         self.host = host
         self.port = port
+        self.routes = list(routes)
         self.url: str | None = None
         self._runner: web.AppRunner | None = None
 
@@ -49,6 +58,8 @@ class OpsServer:
         app.router.add_get("/readyz", self._readyz)
         app.router.add_get("/metrics", self._metrics)
         app.router.add_post("/resync", self._resync)
+        for method, path, handler in self.routes:
+            app.router.add_route(method, path, handler)
         return app
 
     async def start(self) -> str:
@@ -58,6 +69,12 @@ class OpsServer:
         try:
             site = web.TCPSite(runner, self.host, self.port)
             await site.start()
+        except OSError as exc:
+            await runner.cleanup()
+            raise OpsUnavailable(
+                f"ops server cannot listen on {self.host}:{self.port}: "
+                f"{exc.strerror or exc} (another syncd, or set ops.port)"
+            ) from None
         except BaseException:
             await runner.cleanup()
             raise
@@ -77,7 +94,10 @@ class OpsServer:
     # -- handlers -------------------------------------------------------------
 
     async def _index(self, _: web.Request) -> web.Response:
-        return web.json_response({"endpoints": ["/healthz", "/readyz", "/metrics", "/resync"]})
+        extra = [path for _, path, _ in self.routes]
+        return web.json_response(
+            {"endpoints": ["/healthz", "/readyz", "/metrics", "/resync", *extra]}
+        )
 
     async def _healthz(self, _: web.Request) -> web.Response:
         ok, reason = self.health.alive()

@@ -26,6 +26,8 @@ class IndexKind(StrEnum):
     MISSING_TARGET = "missing_target"
     CONFLICT_1_1 = "conflict_1_1"
     CONFLICT_1_N = "conflict_1_n"
+    INVALID_ID = "invalid_id"
+    """An instance id the CMDB can never accept (<= 0); named by a whole-request refusal."""
     OTHER = "other"
 
     @property
@@ -37,6 +39,12 @@ class IndexKind(StrEnum):
     def is_conflict(self) -> bool:
         """A mapping conflict: the source data contradicts the model, resending won't help."""
         return self in (IndexKind.CONFLICT_1_1, IndexKind.CONFLICT_1_N)
+
+    @property
+    def held_until_resync(self) -> bool:
+        """The source data is wrong (a conflict, an impossible id): resending won't help
+        until the source changes, so don't spend rate budget on it every cycle."""
+        return self.is_conflict or self is IndexKind.INVALID_ID
 
     @property
     def is_missing(self) -> bool:
@@ -100,6 +108,7 @@ def split_batch_data(data: Any, size: int) -> list[IndexResult]:
             pass
         else:
             if all(type(value) is int for value in ids):
+                _check_ids(ids)
                 created_kind = IndexKind.CREATED
                 return [IndexResult(i, created_kind, v) for i, v in enumerate(ids)]
     results: list[IndexResult] = []
@@ -125,7 +134,23 @@ def split_batch_data(data: Any, size: int) -> list[IndexResult]:
             results.append(_unaccounted(index, "index is both in success_created and error_msg"))
         else:
             results.append(_unaccounted(index, "index missing from the CMDB's answer"))
+    _check_ids([r.association_id for r in results if r.association_id is not None])
     return results
+
+
+def _check_ids(ids: list[int]) -> None:
+    """bk-cmdb draws association ids from a sequence starting at 1, one per insert: an
+    answer with an id <= 0, or one id for two details, cannot be trusted for any of them."""
+    if not ids:
+        return
+    if min(ids) <= 0:
+        raise BadAnswer(f"association id {min(ids)} is not positive")
+    if len(set(ids)) != len(ids):
+        seen: set[int] = set()
+        for assoc_id in ids:
+            if assoc_id in seen:
+                raise BadAnswer(f"association id {assoc_id} is given for two details")
+            seen.add(assoc_id)
 
 
 def _unaccounted(index: int, why: str) -> IndexResult:
@@ -152,8 +177,13 @@ RATE_LIMIT_CODES = frozenset({1306429, 1642902, 1642903, 1642904, 1199997})
 # Codes that say "busy, try again": the above, core-service concurrency, and a
 # gateway that could not reach the backend.
 RETRY_CODES = RATE_LIMIT_CODES | {1113053, 1650200, 1650201}
-AMBIGUOUS_CODES = frozenset({1306201, 1650401, 1109005})
-"""504-like: the CMDB may have acted. 1109005 (audit log failed) comes after the inserts."""
+AMBIGUOUS_CODES = frozenset({1306201, 1650401, 1109005, 1109001})
+"""504-like: the CMDB may have acted. 1109005/1109001 (audit log failed) come after the inserts."""
+CCERR_PARSE_AUTH_ATTRIBUTE = 1199045
+"""bk-cmdb's auth-parse failure (auth on): the message is the parser's raw error text."""
+ESB_NOT_JSON = "Request interface error, the response content is not a json string"
+"""ESB's 1306000 for a backend answer that is not JSON (e.g. a proxy's 502 page): the
+CMDB may have acted, unlike ESB's other 1306000 answers (refused credentials)."""
 RELATION_CODES: Mapping[int, str] = {
     1306000: "the ESB refused the app credentials or user: check cmdb.app_code/app_secret/username",
     1640001: "the API gateway refused the credentials: check cmdb.app_code/app_secret/username",
@@ -161,7 +191,10 @@ RELATION_CODES: Mapping[int, str] = {
     1640401: "the API gateway does not know this API: check cmdb.url, cmdb.gateway and cmdb.stage",
     1641301: "the request body is too large for the gateway: lower cmdb.batch_size",
     9900403: "no IAM permission: apply for the permission named in this line",
-    1199045: "the CMDB refused the user's auth attributes: check cmdb.username",
+    1199045: "the CMDB could not read the request's auth attributes: check cmdb.username",
+    1199046: "the CMDB could not ask IAM whether the user may do this: check the CMDB's IAM",
+    1199047: "no IAM permission: apply for the permission named in this line",
+    1199048: "no IAM permission: apply for the permission named in this line",
     1101046: "the model association does not exist in the CMDB: check bk_obj_asst_id",
     1199011: "a required parameter is missing: check the relation's bk_obj_id/bk_asst_obj_id",
     1199006: "the CMDB rejected a parameter: check the relation's model ids",
@@ -235,9 +268,33 @@ def _as_int(value: Any) -> int | None:
     return None
 
 
+def _first(doc: Mapping[str, Any], *keys: str) -> Any:
+    """The first of ``keys`` with a meaningful value: ESB and the gateway say ``code``,
+    the CMDB's own filters ``bk_error_code``; a relay may carry both, one of them empty."""
+    for key in keys:
+        value = doc.get(key)
+        if value not in (None, "", 0):
+            return value
+    for key in keys:
+        if key in doc:
+            return doc[key]
+    return None
+
+
+_REQUEST_ID_HEADERS = ("X-Bkapi-Request-ID", "X-Request-ID", "Cc_Request_Id")
+"""Gateway's id first (what its operators search by), then the CMDB's own rid headers."""
+
+
 def classify_response(status: int, headers: Mapping[str, str], body: bytes) -> Answer:
-    """Classify one complete HTTP answer from either gateway or the CMDB itself."""
-    request_id = _header(headers, "X-Bkapi-Request-ID") or _header(headers, "X-Request-ID")
+    """Classify one complete HTTP answer from either gateway or the CMDB itself.
+
+    Reads every envelope the real paths send: ESB's ``{result, code, message, data,
+    permission, request_id}``, the API gateway's ``{code_name, code, message, data,
+    result}``, and the CMDB filters' ``{result, bk_error_code, bk_error_msg,
+    permission}`` with no ``data`` key. The request id comes from the ESB body, else
+    the gateway's or the CMDB's headers.
+    """
+    header_id = next((v for n in _REQUEST_ID_HEADERS if (v := _header(headers, n))), None)
     retry_after = _retry_after(headers)
     try:
         doc = json.loads(body) if body else None
@@ -246,30 +303,65 @@ def classify_response(status: int, headers: Mapping[str, str], body: bytes) -> A
     if not isinstance(doc, dict):
         snippet = body[:120].decode("utf-8", "replace").strip()
         message = f"answer is not a JSON object: {snippet!r}" if body else "empty answer"
-        return Answer(_status_verdict(status), status, None, message, None, request_id, retry_after)
+        return Answer(_status_verdict(status), status, None, message, None, header_id, retry_after)
 
-    request_id = str(doc.get("request_id") or request_id or "") or None
-    code = _as_int(doc.get("code", doc.get("bk_error_code")))
-    message = str(doc.get("message", doc.get("bk_error_msg")) or "")
+    body_id = doc.get("request_id")
+    request_id = str(body_id) if isinstance(body_id, str | int) and body_id != "" else header_id
+    code = _as_int(_first(doc, "code", "bk_error_code"))
+    raw_message = _first(doc, "message", "bk_error_msg")
+    message = raw_message if isinstance(raw_message, str) else str(raw_message or "")
     result = doc.get("result")
     permission = doc.get("permission")
+    data = doc.get("data")
     if status == 200 and result is True and (code in (0, None)):
-        return Answer(Verdict.OK, status, code, message, doc.get("data"), request_id, retry_after)
+        return Answer(Verdict.OK, status, code, message, data, request_id, retry_after)
 
+    if result is False and code in (0, None) and not message:
+        # Said nothing usable: log what it did say rather than "no answer".
+        message = f"result false with code {code} and no message: {_snippet(doc)}"
     if code in RETRY_CODES or status in (429, 502, 503):
         verdict = Verdict.RETRY
-    elif code in AMBIGUOUS_CODES or status in (504, 500):
+    elif code in AMBIGUOUS_CODES or status in (504, 500) or message.startswith(ESB_NOT_JSON):
         verdict = Verdict.AMBIGUOUS
     elif code in RELATION_CODES or status in (400, 401, 403, 404, 413):
         verdict = Verdict.RELATION
     else:
         verdict = Verdict.FAILED
-    hint = RELATION_CODES.get(code or 0, "") if verdict is Verdict.RELATION else ""
+    hint = _relation_hint(code, message) if verdict is Verdict.RELATION else ""
     if verdict is Verdict.RELATION and not hint:
         hint = "the gateway refused the request: check cmdb.url, credentials and permissions"
-    return Answer(
-        verdict, status, code, message, doc.get("data"), request_id, retry_after, permission, hint
-    )
+    return Answer(verdict, status, code, message, data, request_id, retry_after, permission, hint)
+
+
+def _snippet(doc: Mapping[str, Any]) -> str:
+    text = json.dumps(doc, ensure_ascii=False, sort_keys=True, default=str)
+    return text if len(text) <= 200 else text[:200] + "..."
+
+
+# 1199045 carries the raw Go error of bk-cmdb's auth-parse stage (src/ac/parser), the same
+# text in every language; what to fix depends on which lookup failed.
+_PARSE_HINTS: tuple[tuple[str, str], ...] = (
+    (
+        "model association [",
+        "the model association does not exist in the CMDB: check bk_obj_asst_id",
+    ),
+    ("model [", "the CMDB has no such model: check the relation's bk_obj_id/bk_asst_obj_id"),
+    (
+        "has no relations",
+        "a host (or set/module) named in the request does not exist in the CMDB: "
+        "check the source for decommissioned hosts",
+    ),
+    ("invalid bk_inst_id value", "a detail has an instance id <= 0"),
+    ("invalid bk_asst_inst_id value", "a detail has an instance id <= 0"),
+)
+
+
+def _relation_hint(code: int | None, message: str) -> str:
+    if code == CCERR_PARSE_AUTH_ATTRIBUTE:
+        for needle, hint in _PARSE_HINTS:
+            if needle in message:
+                return hint
+    return RELATION_CODES.get(code or 0, "")
 
 
 def _status_verdict(status: int) -> Verdict:

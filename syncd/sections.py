@@ -14,7 +14,8 @@ from pydantic import BaseModel, ConfigDict, Field
 
 
 class _Section(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+    # inf and nan are valid TOML floats but never a sane rate, timeout or interval.
+    model_config = ConfigDict(extra="forbid", allow_inf_nan=False)
 
 
 class FileSourceSettings(_Section):

@@ -346,7 +346,7 @@ async def test_missing_file_and_header(tmp_path: Path) -> None:
     missing = tmp_path / "nope.csv"
     with pytest.raises(SourceError, match=f"{missing}: file not found"):
         await read(FileSource(missing))
-    with pytest.raises(SourceError, match="cannot open"):
+    with pytest.raises(SourceError, match="is a directory, not a regular file"):
         await read(FileSource(tmp_path))  # a directory
     p = write(tmp_path, "t.csv", "bk_inst_id,target\n1,2\n")
     with pytest.raises(SourceError, match=r"no column 'bk_asst_inst_id' \(columns: bk_inst_id"):

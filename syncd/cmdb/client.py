@@ -17,6 +17,7 @@ import time
 from collections.abc import AsyncIterator, Iterable, Sequence
 from dataclasses import replace
 from typing import Any, Protocol
+from urllib.parse import urljoin
 
 import aiohttp
 import structlog
@@ -27,13 +28,27 @@ from syncd.cmdb import apis
 from syncd.cmdb.apis import Api
 from syncd.cmdb.gateway import frame
 from syncd.cmdb.ratelimit import AdaptiveRateLimiter
-from syncd.config import CmdbSettings
+from syncd.config import CmdbSettings, security_warnings
+from syncd.httpbody import BodyTooLarge, read_capped, safe_url
 from syncd.outcome import Answer, Verdict, classify_response, classify_transport_error
 
 log = structlog.get_logger("syncd.cmdb")
 
 PAGE_LIMIT = 500
 """bk-cmdb's page.limit and ``in``-array maximum for searches."""
+
+HOST_PAGE_LIMIT = 1000
+"""list_hosts_without_biz's page.limit maximum (bk-cmdb ``BasePage.Validate``); its
+``host_property_filter`` has no ``in`` cap."""
+
+MAX_ANSWER_BYTES = 32 << 20
+"""A CMDB answer larger than this is not read (a page of 500 associations is ~100 KB)."""
+
+LONG_WAIT = 5.0
+"""A retry pause longer than this (seconds) is logged at info: the operator sees why it is slow."""
+
+_warned: set[str] = set()
+"""Start-up warnings already logged by this process (each is logged once)."""
 
 
 class ClientObserver(Protocol):
@@ -51,6 +66,28 @@ class CmdbError(Exception):
         hint = f" ({answer.hint})" if answer.hint else ""
         super().__init__(f"{what} failed: {answer.error}{hint}")
         self.answer = answer
+
+
+def _classify(status: int, headers: Any, payload: bytes) -> Answer:
+    """classify_response, with JSON nested too deep to build taken as a garbled answer."""
+    try:
+        return classify_response(status, headers, payload)
+    except RecursionError:
+        return Answer(Verdict.AMBIGUOUS, status, None, "answer is JSON nested too deep")
+
+
+def _redirected(status: int, url: str, headers: Any) -> Answer:
+    """A 30x from the CMDB: an error for the relation, naming where it pointed."""
+    location = headers.get("Location")
+    target = safe_url(urljoin(url, location)) if location else "nowhere (no Location)"
+    return Answer(
+        Verdict.RELATION,
+        status,
+        None,
+        f"redirect to {target}",
+        hint="syncd does not follow CMDB redirects (the secret would go along): "
+        "fix cmdb.url to the address the CMDB really answers on",
+    )
 
 
 class CmdbClient:
@@ -82,6 +119,10 @@ class CmdbClient:
     async def open(self) -> None:
         if self._session is not None:
             return
+        for warning in security_warnings(self.settings):
+            if warning not in _warned:
+                _warned.add(warning)
+                log.warning("insecure_cmdb_settings", problem=warning)
         ssl_opt: ssl.SSLContext | bool = True
         if not self.settings.url.startswith("https://"):
             ssl_opt = False  # plain HTTP: building a verifying context is wasted start-up
@@ -120,8 +161,13 @@ class CmdbClient:
                     self.limiter.succeeded()
                 return answer
             rate_refusal = answer.rate_limited
+            # A server hint never holds a request longer than retry_cap: a gateway that
+            # says "Retry-After: 86400" must not park the daemon for a day.
+            hint = answer.retry_after
+            if hint is not None:
+                hint = min(hint, self.settings.retry_cap)
             if rate_refusal:
-                self.limiter.throttled(answer.retry_after)
+                self.limiter.throttled(hint)
             if attempt > self.settings.max_retries or self.stopping:
                 return answer
             reason = "rate_limited" if rate_refusal else answer.verdict.value
@@ -131,16 +177,18 @@ class CmdbClient:
                 attempt,
                 self.settings.retry_base,
                 self.settings.retry_cap,
-                None if rate_refusal else answer.retry_after,
+                None if rate_refusal else hint,
                 self._rng,
             )
-            log.debug(
+            # A rate refusal also pauses every worker in the limiter for the hint.
+            wait = max(delay, hint or 0.0) if rate_refusal else delay
+            (log.info if wait > LONG_WAIT else log.debug)(
                 "retry",
                 api=api.name,
                 attempt=attempt,
                 reason=reason,
                 error=answer.error,
-                delay=round(delay, 3),
+                delay=round(wait, 3),
             )
             await asyncio.sleep(delay)
 
@@ -154,11 +202,24 @@ class CmdbClient:
                 self._observer.record_rate_limit_wait(waited)
             started = time.monotonic()
             try:
+                # Never follow a redirect: the secret rides in every request (ESB body,
+                # X-Bkapi-Authorization) and must not reach wherever a 30x points.
                 async with self._session.request(
-                    framed.method, framed.url, data=framed.body, headers=framed.headers
+                    framed.method,
+                    framed.url,
+                    data=framed.body,
+                    headers=framed.headers,
+                    allow_redirects=False,
                 ) as resp:
-                    payload = await resp.read()
-                    answer = classify_response(resp.status, resp.headers, payload)
+                    if 300 <= resp.status < 400:
+                        answer = _redirected(resp.status, framed.url, resp.headers)
+                    else:
+                        try:
+                            payload = await read_capped(resp, MAX_ANSWER_BYTES)
+                        except BodyTooLarge as exc:
+                            answer = Answer(Verdict.AMBIGUOUS, resp.status, None, str(exc))
+                        else:
+                            answer = _classify(resp.status, resp.headers, payload)
             except aiohttp.ClientConnectorError as exc:
                 answer = classify_transport_error(exc, sent=False)
             except (aiohttp.ClientError, TimeoutError) as exc:
@@ -287,3 +348,47 @@ class CmdbClient:
         if not 1 <= len(ids) <= PAGE_LIMIT:
             raise ValueError(f"delete takes 1..{PAGE_LIMIT} ids, got {len(ids)}")
         return await self.call(apis.DELETE_ASSOCIATIONS, {"id": list(ids), "bk_obj_id": bk_obj_id})
+
+    async def existing_hosts(
+        self, host_ids: Iterable[int], *, page_size: int = HOST_PAGE_LIMIT
+    ) -> set[int]:
+        """Which of ``host_ids`` exist, asked in bulk.
+
+        ``list_hosts_without_biz`` with a ``bk_host_id in [...]`` filter, ``page_size``
+        ids a request: the ids are distinct, so one chunk's hosts fit one page. A CMDB
+        that caps a page at 500 (older releases, the simulator before audit D22) refuses
+        ``page.limit``; it is asked again at 500 for the rest of the call.
+        """
+        wanted = sorted(set(host_ids))
+        found: set[int] = set()
+        size = max(1, min(page_size, HOST_PAGE_LIMIT))
+        start = 0
+        while start < len(wanted):
+            chunk = wanted[start : start + size]
+            body = {
+                "host_property_filter": {
+                    "condition": "AND",
+                    "rules": [{"field": "bk_host_id", "operator": "in", "value": chunk}],
+                },
+                "fields": ["bk_host_id"],
+                "page": {"start": 0, "limit": len(chunk), "sort": "bk_host_id"},
+            }
+            answer = await self.call(apis.LIST_HOSTS, body)
+            if answer.verdict is not Verdict.OK:
+                if size > PAGE_LIMIT and "page.limit" in answer.message:
+                    size = PAGE_LIMIT
+                    continue
+                raise CmdbError(f"list_hosts_without_biz({len(chunk)} host ids)", answer)
+            info = answer.data.get("info") if isinstance(answer.data, dict) else None
+            if not isinstance(info, list):
+                raise CmdbError(
+                    "list_hosts_without_biz",
+                    Answer(Verdict.FAILED, answer.status, None, "data.info is not a list"),
+                )
+            in_chunk = set(chunk)
+            for row in info:
+                host_id = row.get("bk_host_id") if isinstance(row, dict) else None
+                if type(host_id) is int and host_id in in_chunk:
+                    found.add(host_id)
+            start += len(chunk)
+        return found

@@ -1,16 +1,18 @@
 """The CMDB behind the gateways: the API table, body decoding and request-level rules.
 
 Each handler decodes its body the way bk-cmdb's Go structs would (a wrong type
-is 1199000; a missing field is its zero value), applies the request-level
-checks in bk-cmdb's order, then asks the :class:`Store`. Handlers are async
-only so that a per-detail cost can be paid between a detail's checks and its
-insert, which is where concurrent requests can race, as on a real CMDB.
+is 1199000, or 1199006 with that text where the handler wraps it; a missing
+field is its zero value), applies the request-level checks in bk-cmdb's order,
+then asks the :class:`Store`. Handlers are async only so that a per-detail cost
+can be paid between a detail's checks and its insert, which is where concurrent
+requests can race, as on a real CMDB.
 """
 
 from __future__ import annotations
 
 import re
 from collections.abc import Awaitable, Callable, Mapping
+from contextvars import ContextVar
 from dataclasses import dataclass
 from typing import Any
 
@@ -18,12 +20,14 @@ from syncd.simulator import query
 from syncd.simulator.messages import (
     ASSOCIATION_ALREADY_EXIST,
     ASST_INST_NOT_EXIST,
+    AUDIT_SAVE_FAILED,
     CORE_SERVICE_CONCURRENT,
     DUPLICATE_ITEM,
     HTTP_INPUT_INVALID,
     INNER_MODEL_FORBIDDEN,
     INST_DATA_NIL,
     INST_TO_ASST_NOT_EXIST,
+    INTERNAL_SERVER_ERROR,
     JSON_UNMARSHAL,
     OBJECT_ASSOCIATION_NOT_EXIST,
     ONE_TO_MANY_VIOLATED,
@@ -33,6 +37,7 @@ from syncd.simulator.messages import (
     PARAMS_IS_INVALID,
     PARAMS_NEED_INT,
     PARAMS_NEED_SET,
+    UNKNOWN_ERROR,
     XX_EXCEED_LIMIT,
     CmdbError,
     Lang,
@@ -40,10 +45,13 @@ from syncd.simulator.messages import (
     duplicate_key_text,
 )
 from syncd.simulator.stats import Stats
-from syncd.simulator.store import DuplicateKeyError, Store, mongo_valid
+from syncd.simulator.store import DuplicateKeyError, MongoError, Store
+from syncd.simulator.version import CmdbVersion
 
 MAX_DETAILS = 200
 MAX_PAGE = 500
+MAX_HOST_PAGE = 1000
+"""common.BKMaxPageSize, what ``BasePage.Validate`` allows (src/common/metadata/page.go:52-75)."""
 MAX_DELETE_IDS = 500
 INNER_MODELS = frozenset(
     {"bk_biz_set_obj", "biz", "bk_project", "set", "module", "process", "host", "plat"}
@@ -199,21 +207,66 @@ def _page(body: Mapping[str, Any]) -> Page:
 
 
 def _check_limit(page: Page) -> None:
+    """``BasePage.ValidateLimit(500)`` (page.go:91-105): the limit only, no start check."""
     if page.limit <= 0 or page.limit > MAX_PAGE:
         raise CmdbError(PARAMS_INVALID, "page.limit")
+
+
+def _check_start(page: Page) -> None:
+    """A negative start reaches MongoDB as a negative skip, which the server refuses."""
     if page.start < 0:
-        raise CmdbError(PARAMS_INVALID, "page.start")
+        raise CmdbError(
+            UNKNOWN_ERROR,
+            raw=f"(BadValue) BSON field 'skip' value must be >= 0, actual value '{page.start}'",
+        )
 
 
-def _filter(body: Mapping[str, Any], key: str, **limits: int | None) -> Any:
+def _decoded_filter(body: Mapping[str, Any], key: str) -> Any:
+    """Decode stage: a malformed filter fails the whole body (1199000, parser.go:37-117)."""
     rule = body.get(key)
     if rule is None:
         return None
     try:
-        query.validate(rule, **limits)
-    except query.QueryError as exc:
-        raise CmdbError(PARAMS_INVALID, f"{key}.{exc.key}".rstrip(".")) from None
+        query.check_shape(rule)
+    except query.QueryShapeError:
+        raise CmdbError(JSON_UNMARSHAL) from None
     return rule
+
+
+def _check_filter(
+    rule: Any,
+    key: str,
+    *,
+    max_in: int | None = query.MAX_IN_VALUES,
+    max_or: int | None = query.MAX_OR_RULES,
+) -> None:
+    """Validate stage: 1199006 ``'<key>.<path>'`` (metadata/common.go:496-498)."""
+    if rule is None:
+        return
+    try:
+        query.validate(rule, max_in=max_in, max_or=max_or)
+    except query.QueryError as exc:
+        raise CmdbError(PARAMS_INVALID, f"{key}.{exc.key}") from None
+
+
+def _params_invalid_on_decode(lang: Lang) -> CmdbError:
+    """``CCError.New(1199006, err.Error())`` around DecodeInto's 1199000 error
+    (svc/association.go:841,1143,1218): code 1199006, the 1199000 text."""
+    return CmdbError(PARAMS_INVALID, raw=cmdb_text(JSON_UNMARSHAL, lang))
+
+
+def _go_len(text: str) -> int:
+    return len(text.encode())
+
+
+def _sorted_keys(doc: dict[str, Any]) -> dict[str, Any]:
+    """jsoniter's SortMapKeys (src/common/json/json.go:25-30): keys as text, "10" < "2"."""
+    return dict(sorted(doc.items()))
+
+
+_FAULT: ContextVar[str | None] = ContextVar("sim_fault", default=None)
+_VERSION: ContextVar[CmdbVersion | None] = ContextVar("sim_version", default=None)
+"""Per request (each request is its own asyncio task, so its own context)."""
 
 
 class Backend:
@@ -223,6 +276,16 @@ class Backend:
         self.store = store
         self.stats = stats
 
+    @property
+    def fault(self) -> str | None:
+        """The fault drawn for the request being served."""
+        return _FAULT.get()
+
+    @property
+    def version(self) -> CmdbVersion:
+        """The bk-cmdb release the request is answered as."""
+        return _VERSION.get() or CmdbVersion.parse("3.14")
+
     async def call(
         self,
         api: ApiSpec,
@@ -231,25 +294,22 @@ class Backend:
         lang: Lang,
         pace: Pace,
         *,
-        core_busy: bool = False,
+        fault: str | None = None,
+        version: CmdbVersion | None = None,
     ) -> Any:
-        """Serve one request; ``core_busy`` makes a create fail with 1113053 where the
-        core service would take its lock: after the request-level checks, before any write."""
-        if core_busy and api.name in _CREATES:
-            return await _CREATES[api.name](self, params, body, lang, pace, core_busy=True)
+        """Serve one request. ``fault`` ``core-busy`` fails the single create where the core
+        service takes its lock; ``audit-fail`` fails the audit-log save after the writes
+        (1109001): the batch create keeps them, the transactional single create and deletes
+        roll back. ``version`` selects what changed between bk-cmdb releases."""
+        _FAULT.set(fault)
+        _VERSION.set(version)
         handler: Callable[[Mapping[str, Any], Any, Lang, Pace], Awaitable[Any]] = getattr(
             self, api.name
         )
         return await handler(params, body, lang, pace)
 
     async def batch_create_instance_association(
-        self,
-        params: Mapping[str, Any],
-        raw: Any,
-        lang: Lang,
-        pace: Pace,
-        *,
-        core_busy: bool = False,
+        self, params: Mapping[str, Any], raw: Any, lang: Lang, pace: Pace
     ) -> Any:
         body = _object(raw)
         asst_id = _str(body, "bk_obj_asst_id")
@@ -268,15 +328,21 @@ class Backend:
             raise CmdbError(INST_DATA_NIL, "details")
         if len(pairs) > MAX_DETAILS:
             raise CmdbError(XX_EXCEED_LIMIT, "details", MAX_DETAILS)
-        if not asst_id.startswith(obj):
+        # Go slices ObjectAsstID[:len(ObjectID)] and [len-len(AsstObjectID):]
+        # (metadata/association.go:298,305) panic when the id is the shorter one;
+        # AllGlobalFilter recovers with 1199999 (src/common/rdapi/rdfunc.go:53-61).
+        if _go_len(obj) > _go_len(asst_id):
+            raise CmdbError(INTERNAL_SERVER_ERROR, "topo")
+        if not asst_id.encode().startswith(obj.encode()):
             raise CmdbError(PARAMS_INVALID, "bk_obj_id")
-        if not asst_id.endswith(asst_obj):
+        if _go_len(asst_obj) > _go_len(asst_id):
+            raise CmdbError(INTERNAL_SERVER_ERROR, "topo")
+        if not asst_id.encode().endswith(asst_obj.encode()):
             raise CmdbError(PARAMS_INVALID, "bk_asst_obj_id")
         model = self.store.models.get(asst_id)
         if model is None:
             raise CmdbError(OBJECT_ASSOCIATION_NOT_EXIST)
-        if core_busy:
-            raise CmdbError(CORE_SERVICE_CONCURRENT, internal=True)
+        unique = self.version.unique_pair_index
         created: dict[str, int] = {}
         errors: dict[str, str] = {}
         writer = self.store.writer(model, obj, asst_obj)
@@ -290,29 +356,30 @@ class Backend:
                 errors[str(idx)] = texts[code]
                 continue
             try:
-                created[str(idx)] = writer.insert(src, dst)
+                created[str(idx)] = writer.insert(src, dst, unique=unique)
             except DuplicateKeyError as exc:
                 errors[str(idx)] = duplicate_key_text(str(exc), asst_id, src, dst)
         self.stats.pairs_created += len(created)
-        return {"success_created": created, "error_msg": errors}
+        if self.fault == "audit-fail":
+            # No transaction on the batch path (svc/association.go:1166-1182): the
+            # pairs stay, the answer is the audit save failure (logic/association.go:396-411).
+            raise CmdbError(AUDIT_SAVE_FAILED)
+        return {"success_created": _sorted_keys(created), "error_msg": _sorted_keys(errors)}
 
     async def add_instance_association(
-        self,
-        params: Mapping[str, Any],
-        raw: Any,
-        lang: Lang,
-        pace: Pace,
-        *,
-        core_busy: bool = False,
+        self, params: Mapping[str, Any], raw: Any, lang: Lang, pace: Pace
     ) -> Any:
-        body = _object(raw)
-        asst_id = _str(body, "bk_obj_asst_id")
-        src, dst = _int(body.get("bk_inst_id")), _int(body.get("bk_asst_inst_id"))
+        try:
+            body = _object(raw)
+            asst_id = _str(body, "bk_obj_asst_id")
+            src, dst = _int(body.get("bk_inst_id")), _int(body.get("bk_asst_inst_id"))
+        except CmdbError:
+            raise _params_invalid_on_decode(lang) from None
         model = self.store.models.get(asst_id)
         if model is None:
             raise CmdbError(OBJECT_ASSOCIATION_NOT_EXIST)
-        if core_busy:
-            raise CmdbError(CORE_SERVICE_CONCURRENT, internal=True)
+        if self.fault == "core-busy":
+            raise CmdbError(CORE_SERVICE_CONCURRENT)
         store = self.store
         obj, asst_obj = model.bk_obj_id, model.bk_asst_obj_id
         writer = store.writer(model, obj, asst_obj)
@@ -327,8 +394,12 @@ class Backend:
         if code is not None:
             raise CmdbError(code)
         await pace()
+        if self.fault == "audit-fail":
+            # AutoRunTxn (svc/association.go:1148) aborts: nothing stays, the id is spent.
+            store.next_id()
+            raise CmdbError(AUDIT_SAVE_FAILED)
         try:
-            new_id = writer.insert(src, dst)
+            new_id = writer.insert(src, dst, unique=self.version.unique_pair_index)
         except DuplicateKeyError as exc:
             raise CmdbError(
                 DUPLICATE_ITEM, raw=duplicate_key_text(str(exc), asst_id, src, dst)
@@ -339,13 +410,16 @@ class Backend:
     async def search_instance_associations(
         self, params: Mapping[str, Any], raw: Any, lang: Lang, pace: Pace
     ) -> Any:
+        # CommonSearchFilter: decode, then Validate (metadata/common.go:473-505).
         body = _object(raw)
         obj = str(params.get("bk_obj_id") or "")
         fields, page = _fields(body), _page(body)
+        rule = _decoded_filter(body, "conditions")
         if not obj:
             raise CmdbError(PARAMS_INVALID, "bk_obj_id")
         _check_limit(page)
-        rule = _filter(body, "conditions")
+        _check_filter(rule, "conditions")
+        _check_start(page)
         info = self.store.search_associations(obj, rule, fields, page.start, page.limit, page.sort)
         return {"info": info}
 
@@ -354,41 +428,56 @@ class Backend:
     ) -> Any:
         body = _object(raw)
         obj = str(params.get("bk_obj_id") or "")
+        rule = _decoded_filter(body, "conditions")
         if not obj:
             raise CmdbError(PARAMS_INVALID, "bk_obj_id")
-        rule = _filter(body, "conditions")
+        _check_filter(rule, "conditions")
         return {"count": self.store.count_associations(obj, rule)}
 
     async def find_instance_association(
         self, params: Mapping[str, Any], raw: Any, lang: Lang, pace: Pace
     ) -> Any:
-        body = _object(raw)
-        obj = _str(body, "bk_obj_id")
-        cond = _object(body.get("condition"))
+        try:
+            body = _object(raw)
+            obj = _str(body, "bk_obj_id")
+            cond = _object(body.get("condition"))
+        except CmdbError:
+            raise _params_invalid_on_decode(lang) from None
         if not obj:
             raise CmdbError(PARAMS_NEED_SET, "bk_obj_id")
-        bad = mongo_valid(cond)
-        if bad is not None:
-            raise CmdbError(PARAMS_INVALID, f"condition.{bad}")
-        return self.store.find_associations(obj, cond)
+        return self._mongo(lambda: self.store.find_associations(obj, cond))
+
+    def _mongo(self, read: Callable[[], Any]) -> Any:
+        """A read the DB evaluates: its own errors pass on as 1199998 with the raw text."""
+        try:
+            return read()
+        except MongoError as exc:
+            raise CmdbError(UNKNOWN_ERROR, raw=str(exc)) from None
 
     async def find_object_association(
         self, params: Mapping[str, Any], raw: Any, lang: Lang, pace: Pace
     ) -> Any:
+        # svc/object_association.go:57-137.
         body = _object(raw)
         if "condition" in body:
             cond = body.get("condition")
-            if not isinstance(cond, Mapping) or not cond:
+            if cond is not None and not isinstance(cond, Mapping):
+                # mapstr.MapStr's own text (src/common/mapstr/mapstr.go:268-277).
+                raise CmdbError(
+                    PARAMS_IS_INVALID,
+                    raw="the value of the key(condition) is not a map[string]interface{} type",
+                )
+            if not cond:
                 raise CmdbError(PARAMS_IS_INVALID)
         else:
             obj = body.get("bk_obj_id")
-            if not isinstance(obj, str):
+            if isinstance(obj, int | float) and not isinstance(obj, bool):
+                obj = str(int(obj)) if float(obj).is_integer() else str(obj)  # mapstr.String
+            if not isinstance(obj, str) or not obj:
                 raise CmdbError(PARAMS_IS_INVALID)
             cond = {"bk_obj_id": obj}
-        bad = mongo_valid(cond)
-        if bad is not None:
-            raise CmdbError(PARAMS_INVALID, f"condition.{bad}")
-        return self.store.find_models(cond)
+        check_ops = self.version.dangerous_ops_check
+        return self._mongo(lambda: self.store.find_models(cond, check_dangerous=check_ops))
 
     async def delete_instance_association(
         self, params: Mapping[str, Any], raw: Any, lang: Lang, pace: Pace
@@ -403,24 +492,34 @@ class Backend:
             asso_id = int(raw_id)
         except ValueError:
             raise CmdbError(PARAMS_NEED_INT, "association_id") from None
-        self.stats.pairs_deleted += self.store.delete_ids(obj, [asso_id])
+        self._delete(obj, [asso_id])
         return None
+
+    def _delete(self, obj: str, ids: list[int]) -> int:
+        """Deletes run in AutoRunTxn (svc/association.go:1198,1235): an audit save failure
+        (logic/association.go:461-465) aborts it and nothing is deleted."""
+        if self.fault == "audit-fail":
+            raise CmdbError(AUDIT_SAVE_FAILED)
+        deleted = self.store.delete_ids(obj, ids)
+        self.stats.pairs_deleted += deleted
+        return deleted
 
     async def delete_related_inst_asso(
         self, params: Mapping[str, Any], raw: Any, lang: Lang, pace: Pace
     ) -> Any:
-        body = _object(raw)
-        ids = [_int(i) for i in _list(body, "id")]
-        obj = _str(body, "bk_obj_id")
+        try:
+            body = _object(raw)
+            ids = [_int(i) for i in _list(body, "id")]
+            obj = _str(body, "bk_obj_id")
+        except CmdbError:
+            raise _params_invalid_on_decode(lang) from None
         if not ids:
             raise CmdbError(HTTP_INPUT_INVALID)
         if len(ids) > MAX_DELETE_IDS:
             raise CmdbError(PAGE_LIMIT_EXCEEDED)
         if not obj:
             raise CmdbError(PARAMS_NEED_SET, "bk_obj_id")
-        deleted = self.store.delete_ids(obj, ids)
-        self.stats.pairs_deleted += deleted
-        return deleted
+        return self._delete(obj, ids)
 
     async def search_object_instances(
         self, params: Mapping[str, Any], raw: Any, lang: Lang, pace: Pace
@@ -430,15 +529,18 @@ class Backend:
             raise CmdbError(INNER_MODEL_FORBIDDEN)
         body = _object(raw)
         fields, page = _fields(body), _page(body)
+        rule = _decoded_filter(body, "conditions")
         if not obj:
             raise CmdbError(PARAMS_INVALID, "bk_obj_id")
         _check_limit(page)
-        rule = body.get("conditions")
         if rule is not None:
+            # pkg/filter, not querybuilder (metadata/inst.go:362-400): 50 rules per
+            # combined rule, in <= 500, depth 3; the key carries the expression's JSON.
             try:
-                query.validate(rule)
+                query.validate(rule, max_or=None, max_rules=50, combined_top=False)
             except query.QueryError:
-                raise CmdbError(PARAMS_INVALID, "conditions") from None
+                raise CmdbError(PARAMS_INVALID, f"conditions: {query.to_json(rule)}") from None
+        _check_start(page)
         _, info = self.store.search_instances(obj, rule, fields, page.start, page.limit, page.sort)
         return {"info": info}
 
@@ -447,15 +549,16 @@ class Backend:
     ) -> Any:
         body = _object(raw)
         fields, page = _fields(body), _page(body)
-        _check_limit(page)
-        rule = _filter(body, "host_property_filter", max_in=None, max_or=None)
+        rule = _decoded_filter(body, "host_property_filter")
+        # BasePage.Validate(false) (metadata/hostserver.go:457-476): start, then limit;
+        # 0 is allowed (MongoDB: no limit), at most 1000.
+        if page.start < 0:
+            raise CmdbError(PARAMS_INVALID, "page.start")
+        if page.limit < 0 or page.limit > MAX_HOST_PAGE:
+            raise CmdbError(PARAMS_INVALID, "page.limit")
+        _check_filter(rule, "host_property_filter", max_in=None, max_or=None)
+        limit = page.limit or 1 << 62
         count, info = self.store.search_instances(
-            "host", rule, fields, page.start, page.limit, page.sort or "bk_host_id"
+            "host", rule, fields, page.start, limit, page.sort or "bk_host_id"
         )
         return {"count": count, "info": info}
-
-
-_CREATES = {
-    "batch_create_instance_association": Backend.batch_create_instance_association,
-    "add_instance_association": Backend.add_instance_association,
-}

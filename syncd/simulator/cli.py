@@ -15,6 +15,12 @@ import sys
 from syncd.simulator.faults import ALL_FAULT_KINDS, FAULT_KINDS, check_kinds
 from syncd.simulator.fixture import Fixture, FixtureError
 from syncd.simulator.server import Simulator, SimulatorOptions
+from syncd.simulator.version import DEFAULT as DEFAULT_VERSION
+from syncd.simulator.version import LINES, CmdbVersion
+
+DEFAULT_RATE = 100.0
+"""bk-cmdb's published API-gateway limit: 100 requests/s per app and resource
+(docs/apidoc/apigw/open/bk_apigw_resources_bk-cmdb.yaml:3206-3212)."""
 
 EX_CONFIG = 78
 """sysexits' EX_CONFIG: the fixture or an option is unusable."""
@@ -36,6 +42,31 @@ def _kinds(value: str) -> tuple[str, ...]:
         raise argparse.ArgumentTypeError(str(exc)) from None
 
 
+def _rate(value: str) -> float | None:
+    if value.strip().lower() in ("off", "none", "0"):
+        return None
+    try:
+        rate = float(value)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected requests/s or 'off', got {value!r}") from None
+    if rate <= 0:
+        raise argparse.ArgumentTypeError("must be positive (or 'off')")
+    return rate
+
+
+def _on_off(value: str) -> bool:
+    if value not in ("on", "off"):
+        raise argparse.ArgumentTypeError(f"expected on or off, got {value!r}")
+    return value == "on"
+
+
+def _version(value: str) -> str:
+    try:
+        return CmdbVersion.parse(value).text
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+
+
 def _fraction(value: str) -> float:
     rate = float(value)
     if not 0.0 <= rate <= 1.0:
@@ -53,12 +84,22 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "--fixture", required=True, metavar="FILE", help="fixture (YAML or JSON) to start from"
     )
     parser.add_argument(
-        "--rate-limit", type=float, default=None, metavar="RPS",
-        help="token-bucket request rate; beyond it 429 RATE_LIMIT_RESTRICTION (ESB: 1306429)",
+        "--rate-limit", type=_rate, default=DEFAULT_RATE, metavar="RPS|off",
+        help="requests/s per app and resource (token bucket); beyond it 429"
+        " RATE_LIMIT_RESTRICTION (ESB: 1306429); default 100, as bk-cmdb publishes it",
     )  # fmt: skip
     parser.add_argument(
         "--max-in-flight", type=int, default=None, metavar="N",
-        help="requests served at once; beyond it 429 CONCURRENCY_LIMIT_RESTRICTION",
+        help="API gateway: requests served at once; beyond it 429 CONCURRENCY_LIMIT_RESTRICTION",
+    )  # fmt: skip
+    parser.add_argument(
+        "--auth", type=_on_off, default=None, metavar="on|off",
+        help="bk-cmdb authorization (attribute parse 1199045, IAM 9900403);"
+        " default: the fixture's `auth`, on unless it says false",
+    )  # fmt: skip
+    parser.add_argument(
+        "--cmdb-version", type=_version, default=DEFAULT_VERSION, metavar="VERSION",
+        help=f"bk-cmdb release to answer as: {'|'.join(LINES)}[.PATCH] (default {DEFAULT_VERSION})",
     )  # fmt: skip
     parser.add_argument(
         "--latency-ms", type=float, default=0.0, metavar="MS", help="base delay of every request"
@@ -91,6 +132,8 @@ def run(args: argparse.Namespace) -> int:
             fault_rate=args.fault_rate,
             fault_kinds=tuple(args.fault_kinds),
             seed=args.seed,
+            auth=args.auth,
+            cmdb_version=args.cmdb_version,
         )
         simulator = Simulator(fixture, options)
     except (FixtureError, ValueError) as exc:

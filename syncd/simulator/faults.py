@@ -5,11 +5,11 @@ retry); ``504-after`` and ``drop`` are answered after it acted, the ambiguous
 cases a client must resolve by retrying (pairs then come back "already exist")
 or re-reading.
 
-CMDB kinds answer HTTP 200 with the CMDB's internal envelope
-(``bk_error_code``/``bk_error_msg``): ``cmdb-busy`` is the API server's own
-limiter (1199997, nothing done), ``core-busy`` the core service's concurrency
-error (1113053, nothing done, creates only) and ``audit-fail`` the audit-log
-failure after the writes (1109005, **the writes happened**; creates and deletes only).
+CMDB kinds answer HTTP 200: ``cmdb-busy`` is the API server's own limiter (1199997,
+nothing done), ``core-busy`` the core service's lock failure (1113053, nothing done;
+the single create only, the batch path takes no lock) and ``audit-fail`` the audit-log
+save failure (1109001): the batch create keeps its writes, the single create and the
+deletes run in a transaction that is rolled back.
 
 Only the issue's original four are drawn unless a caller asks for more, so
 callers that never name fault kinds see the behaviour they always did.
@@ -27,7 +27,10 @@ ALL_FAULT_KINDS: tuple[str, ...] = FAULT_KINDS + CMDB_FAULT_KINDS
 
 CREATE_APIS = frozenset({"batch_create_instance_association", "add_instance_association"})
 WRITE_APIS = CREATE_APIS | {"delete_related_inst_asso", "delete_instance_association"}
-_ONLY_FOR: dict[str, frozenset[str]] = {"core-busy": CREATE_APIS, "audit-fail": WRITE_APIS}
+_ONLY_FOR: dict[str, frozenset[str]] = {
+    "core-busy": frozenset({"add_instance_association"}),
+    "audit-fail": WRITE_APIS,
+}
 """Kinds that make sense for some APIs only; the rest apply to every API."""
 
 

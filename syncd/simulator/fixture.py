@@ -23,6 +23,7 @@ MAX_RANGE = 10_000_000
 
 _TOP_KEYS = (
     "apps",
+    "auth",
     "bk_tokens",
     "objects",
     "instance_ranges",
@@ -103,6 +104,8 @@ class Fixture:
     bk_tokens: list[str] | None = None
     """Accepted ``bk_token`` values; ``None`` accepts any non-empty token."""
     source: str = "<dict>"
+    auth: bool = True
+    """bk-cmdb's ``enableAuth`` (on by default, src/common/auth/auth.go:29)."""
 
     @classmethod
     def load(cls, path: str | Path) -> Fixture:
@@ -174,7 +177,10 @@ class _Parser:
                 self.text({"bk_token": t}, "bk_token", f"bk_tokens[{i}]")
                 for i, t in enumerate(self.seq(tokens_raw, "bk_tokens"))
             ]
-        return Fixture(apps, objects, ranges, models, pairs, tokens, self.source)
+        auth = top.get("auth", True)
+        if not isinstance(auth, bool):
+            raise self.fail("auth", f"must be true or false, got {_kind(auth)}")
+        return Fixture(apps, objects, ranges, models, pairs, tokens, self.source, auth)
 
     def apps(self, raw: Any) -> list[App]:
         items = self.seq(raw, "apps")
@@ -223,6 +229,10 @@ class _Parser:
                 known = ", ".join(sorted(BY_NAME))
                 raise self.fail(k if isinstance(item, str) else f"{k}.api",
                                 f"must be an API name (one of {known}), got {api!r}")  # fmt: skip
+            if api == "count_instance_associations":
+                raise self.fail(k if isinstance(item, str) else f"{k}.api",
+                                "bk-cmdb never authorises count_instance_associations"
+                                " (SkipAction in the API server, no check in topo)")  # fmt: skip
             asst = entry.get("bk_obj_asst_id")
             obj = entry.get("bk_obj_id")
             for name, value in (("bk_obj_asst_id", asst), ("bk_obj_id", obj)):

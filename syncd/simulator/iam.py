@@ -2,8 +2,7 @@
 
 A fixture app's ``deny`` rules name the APIs (optionally one model association or
 one object) IAM refuses it. The refusal is all-or-nothing for the request and
-comes in the CMDB's internal envelope (``bk_error_code``/``bk_error_msg``) with the
-``permission`` object bk-cmdb's auth server builds (``GetPermissionToApply``):
+comes with the ``permission`` object bk-cmdb's auth server builds (``GetPermissionToApply``):
 system ``bk_cmdb``, one action per object touched, each with its related
 resource type and, for creates, the instances the request names. Custom objects
 use IAM's dynamic actions (``edit_comobj_<model id>``); hosts use the resource
@@ -33,6 +32,20 @@ _HOST_ACTIONS = {
 }
 _VERB_NAMES = {"view": "查询", "edit": "编辑", "delete": "删除"}
 _DELETE_APIS = frozenset({"delete_related_inst_asso", "delete_instance_association"})
+TOPO_AUTHORISED = frozenset(
+    {
+        "search_instance_associations",
+        "search_object_instances",
+        "find_object_association",
+        "find_instance_association",
+        "list_hosts_without_biz",
+    }
+)
+"""Reads the API server lets through (``SkipAction``, src/ac/parser/topolatest.go:525-546)
+and the scene server authorises after its own checks (svc/association.go:781-789);
+their refusal is proxied. Writes are refused by the API server's authFilter."""
+NEVER_AUTHORISED = frozenset({"count_instance_associations"})
+"""SkipAction in the API server and no check in topo (svc/association.go:804-836)."""
 
 
 def _text(body: Mapping[str, Any], key: str) -> str | None:
@@ -96,7 +109,7 @@ class Iam:
             if rule.bk_obj_id is not None and rule.bk_obj_id not in objects:
                 continue
             return CmdbError(
-                NO_PERMISSION, internal=True, permission=self.permission(api, objects, fields)
+                NO_PERMISSION, filter=True, permission=self.permission(api, objects, fields)
             )
         return None
 

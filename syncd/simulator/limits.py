@@ -46,19 +46,24 @@ class TokenBucket:
 
 
 class RateLimiter:
-    """One bucket for all callers; re-created when the configured rate changes at runtime."""
+    """One bucket per (app, resource), as the API gateway's ``bk-resource-rate-limit``
+    keeps them (bk-cmdb publishes ``__default: 100 tokens / 1 s`` per resource,
+    docs/apidoc/apigw/open/bk_apigw_resources_bk-cmdb.yaml:3206-3212) and as legacy
+    ESB limits an app per component. Buckets restart when the rate changes at runtime."""
 
     def __init__(self) -> None:
-        self._bucket: TokenBucket | None = None
+        self._buckets: dict[tuple[str, str], TokenBucket] = {}
 
-    def check(self, rate: float | None) -> RateDecision | None:
+    def check(self, rate: float | None, app: str, resource: str) -> RateDecision | None:
         """None when no limit is configured."""
         if rate is None or rate <= 0:
-            self._bucket = None
+            self._buckets.clear()
             return None
-        if self._bucket is None or self._bucket.rate != rate:
-            self._bucket = TokenBucket(rate)
-        return self._bucket.take()
+        key = (app, resource)
+        bucket = self._buckets.get(key)
+        if bucket is None or bucket.rate != rate:
+            bucket = self._buckets[key] = TokenBucket(rate)
+        return bucket.take()
 
 
 class ConcurrencyGate:

@@ -20,15 +20,17 @@ class Lang(Enum):
 
 
 def esb_language(header: str | None) -> Lang:
-    """ESB passes ``Blueking-Language`` on and defaults it to English when absent."""
-    if not header:
+    """ESB forwards ``Blueking-Language``, ``en`` when absent (esb/component/base.py:294);
+    the CMDB then looks the key up exactly: ``en`` is English, anything else (``en-US``,
+    ``EN``) falls back to the default Chinese pack (src/common/errors/error.go:140-150)."""
+    if header is None:
         return Lang.EN
-    return Lang.EN if header.strip().lower().startswith("en") else Lang.ZH
+    return Lang.EN if header == "en" else Lang.ZH
 
 
 def apigw_language(header: str | None) -> Lang:
-    """Behind the API gateway the CMDB reads ``X-Bkcmdb-Language``: ``en``, else Chinese."""
-    return Lang.EN if (header or "").strip().lower() == "en" else Lang.ZH
+    """``X-Bkcmdb-Language``: exactly ``en`` is English, anything else (or none) Chinese."""
+    return Lang.EN if header == "en" else Lang.ZH
 
 
 # --- CMDB codes -------------------------------------------------------------------------------
@@ -44,12 +46,18 @@ XX_EXCEED_LIMIT = 1199035
 INST_DATA_NIL = 1199038
 PAGE_LIMIT_EXCEEDED = 1199059
 INNER_MODEL_FORBIDDEN = 1199084
+PARSE_AUTH_ATTRIBUTE_FAILED = 1199045
+"""The API server could not parse the auth attribute; its text is the raw Go error."""
+INTERNAL_SERVER_ERROR = 1199999
+UNKNOWN_ERROR = 1199998
+"""CCErrorUnknownOrUnrecognizedError: a plain Go error (e.g. the DB's) passed on as is."""
 ASSOCIATION_ALREADY_EXIST = 1101038
 OBJECT_ASSOCIATION_NOT_EXIST = 1101046
 ONE_TO_ONE_VIOLATED = 1101052
 ONE_TO_MANY_VIOLATED = 1101061
 ASST_INST_NOT_EXIST = 1101073
 INST_TO_ASST_NOT_EXIST = 1101074
+AUDIT_SAVE_FAILED = 1109001
 AUDIT_LOG_FAILED = 1109005
 CORE_SERVICE_CONCURRENT = 1113053
 AUTH_NOT_HAVE_PERMISSION = 1199047
@@ -95,6 +103,8 @@ CMDB_TEXTS: dict[int, tuple[str, str]] = {
     ASST_INST_NOT_EXIST: ("关联实例不存在", "the association inst is not exist"),
     INST_TO_ASST_NOT_EXIST: ("被关联实例不存在", "the  inst to asst  is not exist"),
     AUDIT_LOG_FAILED: ("生成操作审计日志失败", "generate audit log failed"),
+    AUDIT_SAVE_FAILED: ("保存操作审计日志失败", "save audit log failed"),
+    INTERNAL_SERVER_ERROR: ("'%s' 服务器内部错误", "'%s' Internal Server Error"),
     # bk-cmdb names 1113053 CCERrrCoreServiceConcurrent (a lock it could not take), but
     # its language packs word it like this.
     CORE_SERVICE_CONCURRENT: ("关联关系约束不匹配", "association constraint mismatch"),
@@ -111,20 +121,31 @@ def cmdb_text(code: int, lang: Lang, *args: object) -> str:
     return template % args if args else template
 
 
+UNIQUE_PAIR_INDEX = "bkcc_unique_bkInstID_bkAsstInstID_bkObjAsstID"
+"""src/common/index/association.go:59-67 (added in v3.10.17); keys in this order."""
+
+
 def duplicate_key_text(collection: str, obj_asst_id: str, src: int, dst: int) -> str:
-    """MongoDB's raw unique-index text, what a lost insert race reports per index."""
-    return (
-        f"E11000 duplicate key error collection: cmdb.{collection} index: "
-        f"idx_unique_bkObjAsstID_bkInstID_bkAsstInstID dup key: "
-        f'{{ bk_obj_asst_id: "{obj_asst_id}", bk_inst_id: {src}, bk_asst_inst_id: {dst} }}'
+    """What a lost insert race reports per index: ``err.Error()`` of the Go driver's
+    ``InsertMany`` (a BulkWriteException wrapping MongoDB's E11000 text,
+    src/storage/dal/mongo/local/mongo.go:656-661, src/common/metadata/result.go:287-301)."""
+    server = (
+        f"E11000 duplicate key error collection: cmdb.{collection} index: {UNIQUE_PAIR_INDEX} "
+        f'dup key: {{ bk_inst_id: {src}, bk_asst_inst_id: {dst}, bk_obj_asst_id: "{obj_asst_id}" }}'
     )
+    return f"bulk write exception: write errors: [{server}]"
 
 
 class CmdbError(Exception):
-    """A request-level CMDB failure: ``result: false`` with this code, ``data`` null.
+    """A request-level CMDB failure: ``result: false`` with this code.
 
-    ``internal`` errors keep the CMDB's own key names behind both gateways
-    (``bk_error_code``/``bk_error_msg``, plus ``permission``) instead of ``code``/``message``.
+    ``filter`` errors are written by the API server's own filters (limiter, auth) as a
+    bare ``metadata.BaseResp``: ``bk_error_code``/``bk_error_msg``/``permission`` and no
+    ``data``, never renamed behind the API gateway. Every other error is proxied from the
+    topo/host/core servers and renamed to ``code``/``message`` by the API gateway path
+    from bk-cmdb 3.12.4 (src/apiserver/service/http.go:145-183). ``bare`` proxied errors
+    are a BaseResp too (the scene servers' ``RespNoAuth``, rest/contexts.go:455-469):
+    renamed, still without ``data``. ESB rewrites all of them.
     """
 
     def __init__(
@@ -132,14 +153,16 @@ class CmdbError(Exception):
         code: int,
         *args: object,
         raw: str | None = None,
-        internal: bool = False,
+        filter: bool = False,
+        bare: bool = False,
         permission: dict[str, Any] | None = None,
     ) -> None:
         super().__init__(code, *args)
         self.code = code
         self.args_ = args
         self.raw = raw
-        self.internal = internal
+        self.filter = filter
+        self.bare = bare or filter
         self.permission = permission
 
     def message(self, lang: Lang) -> str:
@@ -196,6 +219,26 @@ APIGW_NO_USER = (
 ESB_COMMON_ERROR = 1306000
 ESB_THIRD_PARTY_ERROR = 1306201
 ESB_COMPONENT_NOT_FOUND = 1306404
+ESB_ARGUMENT_ERROR = 1306406
+ESB_BAD_AUTH_HEADER = (
+    "Parameters error, request header X-Bkapi-Authorization is not a valid JSON format string"
+)
+"""esb/channel/base.py:337-349: ARGUMENT_ERROR.format_prompt(...)."""
+ESB_TIMEOUT_REASON = "Third-party system interface response time exceeds 30 seconds"
+"""esb/outgoing.py:202-205 with REQUEST_TIMEOUT_SECS = 30 (conf/default.py:211)."""
+NGINX_502_PAGE = (
+    "<html>\r\n<head><title>502 Bad Gateway</title></head>\r\n<body>\r\n"
+    "<center><h1>502 Bad Gateway</h1></center>\r\n<hr><center>nginx</center>\r\n"
+    "</body>\r\n</html>\r\n"
+)
+"""What the CMDB's front proxy answers when the API server is down: not JSON."""
+
+
+def esb_not_json(body: str) -> str:
+    """cc/toolkit/tools.py:93-100: a non-JSON backend answer (``allow_non_200=True``)."""
+    return f"Request interface error, the response content is not a json string: {body}"
+
+
 ESB_RATE_LIMITED = 1306429
 
 ESB_NO_APP_CODE = "APP Code [bk_app_code] cannot be empty"
@@ -227,13 +270,6 @@ def esb_rate_limited(app_code: str, api: str, limit: str) -> str:
     return (
         f"Access frequency limit, Access frequency of APP [{app_code}] to component "
         f"[/cc/{api}/] exceeds the limit; the frequency limit is [{limit}], please try again later"
-    )
-
-
-def esb_concurrency_limited(app_code: str, api: str, limit: int) -> str:
-    return (
-        f"Access frequency limit, Concurrent requests of APP [{app_code}] to component "
-        f"[/cc/{api}/] exceed the limit [{limit}], please try again later"
     )
 
 

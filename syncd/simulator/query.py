@@ -1,13 +1,19 @@
 """bk-cmdb's query-builder filters: validated as the CMDB does, compiled to predicates.
 
-The CMDB refuses a filter with an invalid-key path (e.g. ``rules[0].value``)
-that ends up in a 1199006 message, so validation mirrors its rules: AND/OR,
-at most 20 OR rules, nesting depth 3, ``in`` lists of at most 500 values of one
-basic type. Matching follows MongoDB's semantics for the operators syncd uses.
+Two stages, as in bk-cmdb: decoding (``QueryFilter.UnmarshalJSON`` ->
+``ParseRule``, src/common/querybuilder/parser.go:37-117) fails the whole body with
+1199000 for a malformed shape; validation then refuses with an invalid-key path
+(e.g. ``rules[0].value``) that ends up in a 1199006 message: the top level must be
+a combined rule, AND/OR, at most 20 OR rules, nesting depth 3, ``in`` lists of at
+most 500 values of one basic type (ints and floats are one "numeric" type,
+validate.go:41-135). Matching follows the Mongo filter each operator becomes
+(types.go:351-375): ``contains`` is an unescaped, case-insensitive regex,
+``not_contains`` a case-sensitive one, ``begins_with``/``ends_with`` anchor it.
 """
 
 from __future__ import annotations
 
+import json
 import re
 from collections.abc import Callable, Iterable, Mapping
 from typing import Any
@@ -28,8 +34,20 @@ _STRING_OPS = {
     "ends_with",
     "not_ends_with",
 }
+_DATETIME_OPS = {
+    "datetime_less",
+    "datetime_less_or_equal",
+    "datetime_greater",
+    "datetime_greater_or_equal",
+}
 _NO_VALUE_OPS = {"exist", "not_exist", "is_empty", "is_not_empty", "is_null", "is_not_null"}
-OPERATORS = {"equal", "not_equal", "in", "not_in"} | _NUMERIC_OPS | _STRING_OPS | _NO_VALUE_OPS
+OPERATORS = (
+    {"equal", "not_equal", "in", "not_in"}
+    | _NUMERIC_OPS
+    | _STRING_OPS
+    | _DATETIME_OPS
+    | _NO_VALUE_OPS
+)
 
 
 class QueryError(ValueError):
@@ -40,6 +58,39 @@ class QueryError(ValueError):
         self.key = key
 
 
+class QueryShapeError(ValueError):
+    """A filter that does not even decode (bk-cmdb answers 1199000 for the whole body)."""
+
+
+def check_shape(rule: Any) -> None:
+    """``ParseRule``: an object with ``condition`` (then ``rules`` a list of objects) or
+    ``operator``; anything else does not decode. Null children are skipped, as in Go."""
+    if not isinstance(rule, Mapping):
+        raise QueryShapeError("a query filter must be a JSON object")
+    if "condition" in rule:
+        cond, rules = rule.get("condition"), rule.get("rules")
+        if cond is not None and not isinstance(cond, str):
+            raise QueryShapeError("decode as combined rule struct failed")
+        if rules is None:
+            return
+        if not isinstance(rules, list):
+            raise QueryShapeError("decode as combined rule struct failed")
+        for child in rules:
+            if child is not None:
+                check_shape(child)
+        return
+    if "operator" in rule:
+        for key in ("field", "operator"):
+            if rule.get(key) is not None and not isinstance(rule.get(key), str):
+                raise QueryShapeError("decode to rule struct failed")
+        return
+    raise QueryShapeError("no query filter found")
+
+
+def _children(rule: Mapping[str, Any]) -> list[Any]:
+    return [c for c in rule.get("rules") or [] if c is not None]
+
+
 def _basic(value: Any) -> bool:
     return isinstance(value, str | int | float | bool)
 
@@ -48,38 +99,53 @@ def _is_num(value: Any) -> bool:
     return isinstance(value, int | float) and not isinstance(value, bool)
 
 
+def _go_type(value: Any) -> str:
+    """validate.go getType: every int and float is one "numeric" type."""
+    if isinstance(value, bool):
+        return "bool"
+    return "numeric" if _is_num(value) else type(value).__name__
+
+
 def depth(rule: Any) -> int:
     """bk-cmdb's GetDeep: an atom is 1, a combined rule one more than its deepest child (min 1)."""
     if isinstance(rule, Mapping) and "condition" in rule:
-        children = rule.get("rules") or []
-        return max([1, *(depth(c) for c in children)]) + 1
+        return max([1, *(depth(c) for c in _children(rule))]) + 1
     return 1
 
 
 def validate(
-    rule: Any, *, max_in: int | None = MAX_IN_VALUES, max_or: int | None = MAX_OR_RULES
+    rule: Any,
+    *,
+    max_in: int | None = MAX_IN_VALUES,
+    max_or: int | None = MAX_OR_RULES,
+    max_rules: int | None = None,
+    combined_top: bool = True,
 ) -> None:
-    """Raise :class:`QueryError` for a filter the CMDB would refuse (key relative to it)."""
-    _validate(rule, max_in, max_or)
+    """Raise :class:`QueryError` for a decoded filter the CMDB would refuse (key relative
+    to it). ``combined_top``: querybuilder's "query filter must be combined rules"
+    (parser.go:89-100, key ""); ``max_rules``: pkg/filter's per-combined-rule cap."""
+    if combined_top and "condition" not in rule:
+        raise QueryError("", "query filter must be combined rules")
+    _validate(rule, max_in, max_or, max_rules)
     if depth(rule) > MAX_DEPTH:
         raise QueryError("rules", f"exceed max query condition deepth: {MAX_DEPTH}")
 
 
-def _validate(rule: Any, max_in: int | None, max_or: int | None) -> None:
-    if not isinstance(rule, Mapping):
-        raise QueryError("", "a rule must be an object")
+def _validate(rule: Any, max_in: int | None, max_or: int | None, max_rules: int | None) -> None:
     if "condition" in rule:
         cond = rule.get("condition")
         if cond not in ("AND", "OR"):
             raise QueryError("condition", f"unexpected condition: {cond}")
-        rules = rule.get("rules")
-        if not isinstance(rules, list) or not rules:
+        rules = _children(rule)
+        if not rules:
             raise QueryError("rules", "combined rules shouldn't be empty")
         if cond == "OR" and max_or is not None and len(rules) > max_or:
             raise QueryError("rules", f"too many rules of OR condition: {len(rules)} max({max_or})")
+        if max_rules is not None and len(rules) > max_rules:
+            raise QueryError("rules", f"rules elements number is overhead, max {max_rules}")
         for i, child in enumerate(rules):
             try:
-                _validate(child, max_in, max_or)
+                _validate(child, max_in, max_or, max_rules)
             except QueryError as exc:
                 raise QueryError(f"rules[{i}].{exc.key}".rstrip("."), str(exc)) from None
         return
@@ -100,13 +166,15 @@ def _validate(rule: Any, max_in: int | None, max_or: int | None) -> None:
             raise QueryError("value", f"elements length {len(value)} exceeds maximum {max_in}")
         if not all(_basic(v) for v in value):
             raise QueryError("value", "array elements should be basic types")
-        if len({type(v) for v in value}) > 1:
+        if len({_go_type(v) for v in value}) > 1:
             raise QueryError("value", "array elements type should be the same")
     elif op in _NUMERIC_OPS:
         if not _is_num(value):
             raise QueryError("value", "value should be numeric")
     elif op in _STRING_OPS and (not isinstance(value, str) or not value):
         raise QueryError("value", "value should be a non-empty string")
+    elif op in _DATETIME_OPS and (not isinstance(value, str) or not value):
+        raise QueryError("value", "value should be a datetime string")
 
 
 def _values(stored: Any) -> Iterable[Any]:
@@ -132,7 +200,7 @@ def _same(a: Any, b: Any) -> bool:
 def compile_rule(rule: Any) -> Predicate:
     """Turn a validated filter into a predicate over one row (a missing field is null)."""
     if "condition" in rule:
-        preds = [compile_rule(child) for child in rule["rules"]]
+        preds = [compile_rule(child) for child in _children(rule)]
         if rule["condition"] == "AND":
             return lambda row: all(p(row) for p in preds)
         return lambda row: any(p(row) for p in preds)
@@ -161,16 +229,21 @@ def compile_rule(rule: Any) -> Predicate:
         }
         check = compare[op]
         return lambda row: any(_is_num(v) and check(v) for v in _values(row.get(fld)))
-    if op in _STRING_OPS:
-        positive = op.removeprefix("not_")
-        negate = op.startswith("not_")
-        text = str(value)
-        tests: dict[str, Callable[[str], bool]] = {
-            "begins_with": lambda s: s.startswith(text),
-            "ends_with": lambda s: s.endswith(text),
-            "contains": lambda s: text.lower() in s.lower(),
+    if op in _DATETIME_OPS:
+        dt_compare: dict[str, Callable[[str], bool]] = {
+            "datetime_less": lambda v: v < value,
+            "datetime_less_or_equal": lambda v: v <= value,
+            "datetime_greater": lambda v: v > value,
+            "datetime_greater_or_equal": lambda v: v >= value,
         }
-        test = tests[positive]
+        dt_check = dt_compare[op]
+        return lambda row: any(isinstance(v, str) and dt_check(v) for v in _values(row.get(fld)))
+    if op in _STRING_OPS:
+        negate = op.startswith("not_")
+        pattern = _regex(op.removeprefix("not_"), str(value), case_blind=op == "contains")
+
+        def test(s: str) -> bool:
+            return pattern is not None and pattern.search(s) is not None
 
         def string_match(row: Row) -> bool:
             hit = any(isinstance(v, str) and test(v) for v in _values(row.get(fld)))
@@ -187,6 +260,28 @@ def compile_rule(rule: Any) -> Predicate:
     return lambda row: (row.get(fld) == []) == want_empty
 
 
+def _regex(positive: str, text: str, *, case_blind: bool) -> re.Pattern[str] | None:
+    """The unescaped ``$regex`` bk-cmdb builds (only ``contains`` gets ``$options: "i"``)."""
+    source = {"begins_with": f"^{text}", "ends_with": f"{text}$"}.get(positive, text)
+    try:
+        return re.compile(source, re.IGNORECASE if case_blind else 0)
+    except re.error:
+        return None
+
+
+def to_json(rule: Any) -> str:
+    """pkg/filter ``Expression.String()``: the rule as Go marshals it (struct field order)."""
+
+    def ordered(r: Any) -> Any:
+        if isinstance(r, Mapping) and "condition" in r:
+            return {"condition": r.get("condition"), "rules": [ordered(c) for c in _children(r)]}
+        if isinstance(r, Mapping):
+            return {"field": r.get("field"), "operator": r.get("operator"), "value": r.get("value")}
+        return r
+
+    return json.dumps(ordered(rule), separators=(",", ":"), ensure_ascii=False)
+
+
 def equality_hints(rule: Any) -> dict[str, list[Any]]:
     """Fields that every match must have equal to one of some values (top-level AND only).
 
@@ -196,7 +291,7 @@ def equality_hints(rule: Any) -> dict[str, list[Any]]:
     if "condition" in rule:
         if rule["condition"] != "AND":
             return {}
-        atoms = [r for r in rule["rules"] if "condition" not in r]
+        atoms = [r for r in _children(rule) if "condition" not in r]
     else:
         atoms = [rule]
     hints: dict[str, list[Any]] = {}

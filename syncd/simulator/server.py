@@ -1,10 +1,11 @@
 """The simulator's HTTP face: both BlueKing gateways in front of one simulated CMDB.
 
-Every CMDB request runs the same pipeline: route, authenticate, rate limit,
-concurrency cap, fault draw, latency, backend, envelope. Only the framing
-differs: the legacy ESB answers HTTP 200 with 1306xxx codes and a body
-``request_id``; the API gateway answers real statuses with 16xxxxx codes and
-request ids in headers.
+Every CMDB request runs the same pipeline: route, authenticate, rate limit
+(per app and resource), fault draw, latency, then the CMDB itself: the API
+server's limiter, its auth filter (attribute parse, IAM; when auth is on), the
+topo/host server, the envelope. Only the framing differs: the legacy ESB answers
+HTTP 200 with 1306xxx codes and a body ``request_id``; the API gateway answers
+real statuses with 16xxxxx codes, request ids in headers, and a concurrency cap.
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ from typing import Any
 
 from aiohttp import web
 
+from syncd.simulator.authparse import AuthParser
 from syncd.simulator.backend import (
     APIS,
     BY_NAME,
@@ -29,9 +31,10 @@ from syncd.simulator.backend import (
     match_path,
     no_pace,
 )
+from syncd.simulator.envelope import apigw_body, code_of, esb_body
 from syncd.simulator.faults import FAULT_KINDS, FaultPlan, check_kinds
 from syncd.simulator.fixture import Fixture, FixtureError, id_field
-from syncd.simulator.iam import Iam
+from syncd.simulator.iam import TOPO_AUTHORISED, Iam
 from syncd.simulator.limits import ConcurrencyGate, RateDecision, RateLimiter
 from syncd.simulator.messages import (
     APIGW_API_NOT_FOUND,
@@ -45,8 +48,10 @@ from syncd.simulator.messages import (
     APIGW_NO_APP_SECRET,
     APIGW_NO_USER,
     APIGW_RATE_LIMITED,
-    AUDIT_LOG_FAILED,
+    AUDIT_SAVE_FAILED,
     CORE_SERVICE_CONCURRENT,
+    ESB_ARGUMENT_ERROR,
+    ESB_BAD_AUTH_HEADER,
     ESB_BAD_TOKEN,
     ESB_COMMON_ERROR,
     ESB_COMPONENT_NOT_FOUND,
@@ -56,6 +61,9 @@ from syncd.simulator.messages import (
     ESB_NOT_FOUND_TEXT,
     ESB_RATE_LIMITED,
     ESB_THIRD_PARTY_ERROR,
+    ESB_TIMEOUT_REASON,
+    NGINX_502_PAGE,
+    PARSE_AUTH_ATTRIBUTE_FAILED,
     TOO_MANY_REQUESTS,
     TOO_MANY_REQUESTS_TEXT,
     CmdbError,
@@ -63,14 +71,16 @@ from syncd.simulator.messages import (
     Lang,
     apigw_language,
     esb_bad_secret,
-    esb_concurrency_limited,
     esb_language,
+    esb_not_json,
     esb_rate_limited,
     esb_third_party,
     esb_unknown_app,
 )
 from syncd.simulator.stats import Stats
 from syncd.simulator.store import Row, Store
+from syncd.simulator.version import DEFAULT as DEFAULT_VERSION
+from syncd.simulator.version import CmdbVersion
 
 MAX_BODY = 40 * 1024 * 1024
 """The API gateway's body limit (40 MB)."""
@@ -82,9 +92,10 @@ class SimulatorOptions:
     """Behaviour knobs; fields may be changed while the simulator runs."""
 
     rate_limit: float | None = None
-    """Requests per second across all callers (token bucket, burst = rate); None: unlimited."""
+    """Requests per second per app and resource (token bucket, burst = rate); None: unlimited."""
     max_in_flight: int | None = None
-    """Requests served at once before refusing with CONCURRENCY_LIMIT_RESTRICTION."""
+    """API gateway: requests served at once before CONCURRENCY_LIMIT_RESTRICTION (ESB has no
+    concurrency limiter)."""
     latency_ms: float = 0.0
     """Base delay of every CMDB request, before it acts."""
     per_detail_ms: float = 0.0
@@ -95,9 +106,15 @@ class SimulatorOptions:
     """Kinds drawn from; by default the original four (``502``, ``504``, ``504-after``,
     ``drop``). ``cmdb-busy``, ``core-busy`` and ``audit-fail`` are drawn only when named."""
     seed: int = 0
+    auth: bool | None = None
+    """bk-cmdb's ``enableAuth``: the attribute parse (1199045) and IAM (9900403) run. None:
+    the fixture's ``auth`` (on unless it says ``auth: false``)."""
+    cmdb_version: str = DEFAULT_VERSION
+    """The bk-cmdb release answered as: ``3.10``, ``3.12``, ``3.14`` (optionally ``.PATCH``)."""
 
     def __post_init__(self) -> None:
         self.fault_kinds = check_kinds(self.fault_kinds)
+        CmdbVersion.parse(self.cmdb_version)
         if not 0.0 <= self.fault_rate <= 1.0:
             raise ValueError("fault_rate must be between 0 and 1")
         if self.latency_ms < 0 or self.per_detail_ms < 0:
@@ -141,6 +158,7 @@ class Simulator:
         self._stats = Stats()
         self.backend = Backend(self.store, self._stats)
         self.iam = Iam(fixture, self.store)
+        self.auth_parser = AuthParser(self.store)
         self._apps = {a.bk_app_code: a.bk_app_secret for a in fixture.apps}
         self._tokens = None if fixture.bk_tokens is None else set(fixture.bk_tokens)
         self._rate = RateLimiter()
@@ -220,6 +238,15 @@ class Simulator:
     def reset_stats(self) -> None:
         self._stats.reset()
 
+    @property
+    def auth(self) -> bool:
+        """Whether authorization is on (the option, else the fixture)."""
+        return self.fixture.auth if self.options.auth is None else self.options.auth
+
+    @property
+    def version(self) -> CmdbVersion:
+        return CmdbVersion.parse(self.options.cmdb_version)
+
     # --- /_sim ----------------------------------------------------------------------------------
 
     async def _sim_stats(self, request: web.Request) -> web.Response:
@@ -272,68 +299,52 @@ class Simulator:
     async def _act(
         self, api: ApiSpec, params: Mapping[str, Any], body: Any, lang: Lang, app_code: str
     ) -> tuple[str | None, Any]:
-        """Fault draw, latency, IAM and the backend: (fault kind or None, data or CmdbError).
+        """Fault draw, latency, the API server's filters and the backend: (fault, data or error).
 
-        In the order a real request meets them: the gateway (``502``, ``504``), the
-        API server's limiter (``cmdb-busy``), IAM, the request-level checks, the core
-        service's lock (``core-busy``), the writes, then the audit log (``audit-fail``).
-        A fault that never came into play (``core-busy`` or ``audit-fail`` after a
-        refusal) is neither answered nor counted.
+        In the order a real request meets them: the gateway (``502``, ``504``), the API
+        server's limiter (``cmdb-busy``), its auth filter when auth is on (attribute parse,
+        then IAM for writes; src/apiserver/service/service.go:88-92,167-170), the topo
+        server's checks (reads are authorised there, after them; count never is), the core
+        service (``core-busy``), the writes, then the audit log (``audit-fail``). A fault
+        that never came into play is neither answered nor counted.
         """
         opts = self.options
         fault = self._faults.draw(opts.fault_rate, opts.fault_kinds, opts.seed, api.name)
         if opts.latency_ms > 0:
             await asyncio.sleep(opts.latency_ms / 1000.0)
         data: Any = None
+        auth = self.auth
         if fault in ("502", "504"):
-            pass
-        elif fault == "cmdb-busy":
-            data = CmdbError(TOO_MANY_REQUESTS, raw=TOO_MANY_REQUESTS_TEXT, internal=True)
-        elif (denial := self.iam.check(app_code, api, params, body)) is not None:
+            self._stats.fault(api.name, fault)
+            return fault, None
+        if fault == "cmdb-busy":
+            data = CmdbError(TOO_MANY_REQUESTS, raw=TOO_MANY_REQUESTS_TEXT, filter=True)
+        elif auth and (failure := self.auth_parser.parse(api, params, body)) is not None:
+            data = CmdbError(PARSE_AUTH_ATTRIBUTE_FAILED, raw=failure, filter=True)
+        elif (
+            auth
+            and api.name not in TOPO_AUTHORISED
+            and (denial := self.iam.check(app_code, api, params, body)) is not None
+        ):
             data = denial
-            if fault in ("core-busy", "audit-fail"):
-                fault = None
         else:
-            core_busy = fault == "core-busy"
             try:
                 data = await self.backend.call(
-                    api, params, body, lang, self._pacer(), core_busy=core_busy
+                    api, params, body, lang, self._pacer(), fault=fault, version=self.version
                 )
             except CmdbError as exc:
                 data = exc
-            if core_busy and not (
-                isinstance(data, CmdbError) and data.code == CORE_SERVICE_CONCURRENT
-            ):
-                fault = None  # refused by a request-level check before the core service
-            if fault == "audit-fail":
-                if isinstance(data, CmdbError):
-                    fault = None  # refused before writing anything: no audit log to fail
-                else:
-                    data = CmdbError(AUDIT_LOG_FAILED, internal=True)
+            if auth and api.name in TOPO_AUTHORISED and not isinstance(data, CmdbError):
+                denial = self.iam.check(app_code, api, params, body)
+                if denial is not None:
+                    denial.filter = False  # the topo server's RespNoAuth: proxied, no data
+                    data = denial
+        needs = {"core-busy": CORE_SERVICE_CONCURRENT, "audit-fail": AUDIT_SAVE_FAILED}
+        if fault in needs and not (isinstance(data, CmdbError) and data.code == needs[fault]):
+            fault = None
         if fault is not None:
             self._stats.fault(api.name, fault)
         return fault, data
-
-    def _cmdb_doc(self, data: Any, lang: Lang, outcome: _Outcome) -> dict[str, Any]:
-        if isinstance(data, CmdbError):
-            outcome.code = data.code
-            if data.internal:
-                return {
-                    "result": False,
-                    "bk_error_code": data.code,
-                    "bk_error_msg": data.message(lang),
-                    "permission": data.permission,
-                    "data": None,
-                }
-            return {
-                "result": False,
-                "code": data.code,
-                "message": data.message(lang),
-                "permission": None,
-                "data": None,
-            }
-        outcome.code = 0
-        return {"result": True, "code": 0, "message": "success", "permission": None, "data": data}
 
     async def _drop(
         self, request: web.Request, payload: bytes, headers: dict[str, str], outcome: _Outcome
@@ -361,16 +372,16 @@ class Simulator:
         return self._esb_response(doc, outcome)
 
     @staticmethod
-    def _esb_creds(body: Mapping[str, Any], header: str | None) -> Mapping[str, Any]:
-        """The body's credentials, or ``X-Bkapi-Authorization``'s when the body has no app code."""
-        creds: Mapping[str, Any] = body
-        if not (body.get("bk_app_code") or body.get("app_code")) and header:
-            try:
-                parsed = json.loads(header)
-                creds = parsed if isinstance(parsed, dict) else {}
-            except ValueError:
-                creds = {}
-        return creds
+    def _esb_creds(body: Mapping[str, Any], header: str | None) -> Mapping[str, Any] | None:
+        """``X-Bkapi-Authorization`` when present, else the body's credentials
+        (esb/channel/base.py:331-354); None for a header that is not JSON."""
+        if header is None:
+            return body
+        try:
+            parsed = json.loads(header)
+        except ValueError:
+            return None
+        return parsed if isinstance(parsed, dict) else {}
 
     def _esb_auth(self, creds: Mapping[str, Any]) -> str | None:
         code = creds.get("bk_app_code") or creds.get("app_code")
@@ -414,41 +425,39 @@ class Simulator:
             return self._esb_error(ESB_COMMON_ERROR, "Request body size too large.", rid, outcome)
         fields = body if isinstance(body, Mapping) else {}
         creds = self._esb_creds(fields, request.headers.get("X-Bkapi-Authorization"))
+        if creds is None:
+            return self._esb_error(ESB_ARGUMENT_ERROR, ESB_BAD_AUTH_HEADER, rid, outcome)
         refusal = self._esb_auth(creds)
         if refusal is not None:
             return self._esb_error(ESB_COMMON_ERROR, refusal, rid, outcome)
         app_code = str(creds.get("bk_app_code") or creds.get("app_code") or "")
-        opts = self.options
-        decision = self._rate.check(opts.rate_limit)
+        decision = self._rate.check(self.options.rate_limit, app_code, name)
         if decision is not None and not decision.allowed:
             limit = f"{decision.limit}/1second"
             return self._esb_error(
                 ESB_RATE_LIMITED, esb_rate_limited(app_code, name, limit), rid, outcome
             )
-        if not self._gate.try_enter(opts.max_in_flight):
-            text = esb_concurrency_limited(app_code, name, opts.max_in_flight or 0)
-            return self._esb_error(ESB_RATE_LIMITED, text, rid, outcome)
-        try:
-            lang = esb_language(request.headers.get("Blueking-Language"))
-            params = {k: fields.get(k) for k in api.path_params}
-            fault, data = await self._act(api, params, body, lang, app_code)
-            if fault == "502":
-                reason = "Third-party system Bad Gateway"
-                return self._esb_error(
-                    ESB_THIRD_PARTY_ERROR, esb_third_party(name, reason), rid, outcome
-                )
-            if fault in ("504", "504-after"):
-                reason = "Request third-party system interface timeout"
-                return self._esb_error(
-                    ESB_THIRD_PARTY_ERROR, esb_third_party(name, reason), rid, outcome
-                )
-            doc = self._cmdb_doc(data, lang, outcome)
-            doc["request_id"] = rid
-            if fault == "drop":
-                return await self._drop(request, _dumps(doc), {}, outcome)
+        lang = esb_language(request.headers.get("Blueking-Language"))
+        params = {k: fields.get(k) for k in api.path_params}
+        fault, data = await self._act(api, params, body, lang, app_code)
+        if fault == "502":
+            # The CC client allows non-200 answers; the proxy's HTML page is not JSON.
+            outcome.code = ESB_COMMON_ERROR
+            doc: dict[str, Any] = {
+                "result": False,
+                "code": ESB_COMMON_ERROR,
+                "message": esb_not_json(NGINX_502_PAGE),
+                "request_id": rid,
+            }
             return self._esb_response(doc, outcome)
-        finally:
-            self._gate.leave()
+        if fault in ("504", "504-after"):
+            text = esb_third_party(name, ESB_TIMEOUT_REASON)
+            return self._esb_error(ESB_THIRD_PARTY_ERROR, text, rid, outcome)
+        doc = esb_body(data, lang, rid)
+        outcome.code = code_of(doc)
+        if fault == "drop":
+            return await self._drop(request, _dumps(doc), {}, outcome)
+        return self._esb_response(doc, outcome)
 
     # --- API gateway ----------------------------------------------------------------------------
 
@@ -537,7 +546,8 @@ class Simulator:
         if refusal is not None:
             return self._gw_error(APIGW_INVALID_ARGS.with_reason(reason=refusal), headers, outcome)
         opts = self.options
-        decision = self._rate.check(opts.rate_limit)
+        app_code = str(creds["bk_app_code"])
+        decision = self._rate.check(opts.rate_limit, app_code, api.name)
         headers.update(self._rate_headers(decision))
         if decision is not None and not decision.allowed:
             return self._gw_error(APIGW_RATE_LIMITED, headers, outcome)
@@ -549,12 +559,16 @@ class Simulator:
             except web.HTTPRequestEntityTooLarge:
                 return self._gw_error(APIGW_BODY_TOO_LARGE, headers, outcome)
             lang = apigw_language(request.headers.get("X-Bkcmdb-Language"))
-            fault, data = await self._act(api, params, body, lang, str(creds["bk_app_code"]))
+            fault, data = await self._act(api, params, body, lang, app_code)
             if fault == "502":
                 return self._gw_error(APIGW_BAD_GATEWAY, headers, outcome)
             if fault in ("504", "504-after"):
-                return self._gw_error(APIGW_BACKEND_TIMEOUT, headers, outcome)
-            doc = self._cmdb_doc(data, lang, outcome)
+                timeout = APIGW_BACKEND_TIMEOUT.with_reason(
+                    upstream_error="cannot read header from upstream"
+                )
+                return self._gw_error(timeout, headers, outcome)
+            doc = apigw_body(data, lang, self.version)
+            outcome.code = code_of(doc)
             if fault == "drop":
                 return await self._drop(request, _dumps(doc), headers, outcome)
             return web.Response(body=_dumps(doc), content_type=_JSON, headers=headers)

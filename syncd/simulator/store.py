@@ -10,6 +10,7 @@ of both its source and its target model.
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import Iterable, Mapping
 from typing import Any
 
@@ -157,6 +158,8 @@ class Store:
         self.model_ids: dict[str, int] = {}
         self.rows: dict[int, Row] = {}
         self.by_pair: dict[tuple[str, int, int], int] = {}
+        self.doubled: dict[tuple[str, int, int], list[int]] = {}
+        """Second rows of a pair, stored by a lost race where no unique index exists."""
         self.by_asst: dict[str, dict[int, Row]] = {}
         self.by_object: dict[str, dict[int, Row]] = {}
         self.src_count: dict[tuple[str, int], int] = {}
@@ -230,9 +233,12 @@ class Store:
             "bk_supplier_account": SUPPLIER_ACCOUNT,
         }
 
-    def find_models(self, cond: Mapping[str, Any]) -> list[Row]:
-        rows = [self.model_row(m) for m in self.models.values()]
-        return [r for r in rows if mongo_match(r, cond)]
+    def find_models(self, cond: Mapping[str, Any], *, check_dangerous: bool = True) -> list[Row]:
+        """Model associations matching a Mongo condition; raises :class:`MongoError`."""
+        if check_dangerous:
+            check_dangerous_ops(cond)
+        match = mongo_matcher(cond)
+        return [r for r in (self.model_row(m) for m in self.models.values()) if match(r)]
 
     # --- instance associations ----------------------------------------------------------------
 
@@ -260,7 +266,17 @@ class Store:
         if row is None:
             return False
         asst_id, src, dst = row["bk_obj_asst_id"], row["bk_inst_id"], row["bk_asst_inst_id"]
-        del self.by_pair[(asst_id, src, dst)]
+        key = (asst_id, src, dst)
+        extra = self.doubled.get(key)
+        if extra is None:
+            del self.by_pair[key]
+        else:
+            if self.by_pair[key] == row_id:
+                self.by_pair[key] = extra.pop(0)
+            else:
+                extra.remove(row_id)
+            if not extra:
+                del self.doubled[key]
         self.by_asst[asst_id].pop(row_id, None)
         self.by_object[row["bk_obj_id"]].pop(row_id, None)
         self.by_object[row["bk_asst_obj_id"]].pop(row_id, None)
@@ -332,7 +348,10 @@ class Store:
         )
 
     def find_associations(self, obj_id: str, cond: Mapping[str, Any]) -> list[Row]:
-        return [dict(r) for r in self.by_object.get(obj_id, {}).values() if mongo_match(r, cond)]
+        """Rows in ``obj_id``'s table matching a Mongo condition; raises :class:`MongoError`."""
+        check_dangerous_ops(cond)
+        match = mongo_matcher(cond)
+        return [dict(r) for r in self.by_object.get(obj_id, {}).values() if match(r)]
 
     # --- fixture seeding ----------------------------------------------------------------------
 
@@ -426,14 +445,18 @@ class PairWriter:
             return ONE_TO_ONE_VIOLATED if mapping == "1:1" else ONE_TO_MANY_VIOLATED
         return None
 
-    def insert(self, src: int, dst: int) -> int:
-        """Store one pair; the id is drawn first, so a refused insert still uses one up."""
+    def insert(self, src: int, dst: int, *, unique: bool = True) -> int:
+        """Store one pair; the id is drawn first, so a refused insert still uses one up.
+
+        ``unique``: the pair index exists (bk-cmdb >= 3.10.17); without it a pair that
+        appeared meanwhile is stored a second time, silently."""
         store = self.store
         store._seq += 1
         new_id = store._seq
         asst_id = self.asst_id
         key = (asst_id, src, dst)
-        if key in self.by_pair:
+        doubled = key in self.by_pair
+        if doubled and unique:
             raise DuplicateKeyError(f"cc_InstAsst_{SUPPLIER_ACCOUNT}_pub_{self.obj_id}")
         row: Row = {
             "id": new_id,
@@ -446,7 +469,10 @@ class PairWriter:
             "bk_supplier_account": SUPPLIER_ACCOUNT,
         }
         store.rows[new_id] = row
-        self.by_pair[key] = new_id
+        if doubled:
+            store.doubled.setdefault(key, []).append(new_id)
+        else:
+            self.by_pair[key] = new_id
         self.asst_rows[new_id] = row
         self.obj_rows[new_id] = row
         self.asst_obj_rows[new_id] = row
@@ -458,38 +484,94 @@ class PairWriter:
         return new_id
 
 
-_MONGO_OPS = {"$eq", "$ne", "$in", "$nin"}
+class MongoError(Exception):
+    """A condition MongoDB (or bk-cmdb's DAL in front of it) refuses; the text is theirs."""
 
 
-def mongo_valid(cond: Mapping[str, Any]) -> str | None:
-    """The first unsupported part of a plain (mongo-style) condition, or None."""
-    for fld, want in cond.items():
-        if isinstance(want, Mapping):
-            for op, arg in want.items():
-                if op not in _MONGO_OPS:
-                    return f"{fld}.{op}"
-                if op in ("$in", "$nin") and not isinstance(arg, list):
-                    return f"{fld}.{op}"
-    return None
+_DANGEROUS_OPS = ("$where", "$expr", "$accumulator", "$function")
 
 
-def _mongo_op(op: str, have: Any, arg: Any) -> bool:
+def check_dangerous_ops(cond: Any) -> None:
+    """``checkDangerousOps`` (src/storage/dal/mongo/local/mongo.go:486-508, v3.14.8)."""
+    if isinstance(cond, Mapping):
+        for key, value in cond.items():
+            if key in _DANGEROUS_OPS:
+                raise MongoError(f"operator {json.dumps(key)} is forbidden")
+            check_dangerous_ops(value)
+
+
+Matcher = Any
+
+
+def _compare(op: str, have: Any, arg: Any) -> bool:
+    both_num = all(isinstance(v, int | float) and not isinstance(v, bool) for v in (have, arg))
+    if not (both_num or (isinstance(have, str) and isinstance(arg, str))):
+        return False
+    if op == "$gt":
+        return bool(have > arg)
+    if op == "$gte":
+        return bool(have >= arg)
+    if op == "$lt":
+        return bool(have < arg)
+    return bool(have <= arg)
+
+
+def _field_test(op: str, arg: Any, options: str) -> Any:
+    """One ``{field: {op: arg}}`` test over the field's value (missing is None)."""
     if op == "$eq":
-        return bool(have == arg)
+        return lambda have: have == arg
     if op == "$ne":
-        return bool(have != arg)
-    if op == "$in":
-        return have in arg
-    return have not in arg
+        return lambda have: have != arg
+    if op in ("$in", "$nin"):
+        if not isinstance(arg, list):
+            raise MongoError(f"{op} needs an array")
+        inside = op == "$in"
+        return lambda have: (have in arg) == inside
+    if op in ("$gt", "$gte", "$lt", "$lte"):
+        return lambda have: _compare(op, have, arg)
+    if op == "$exists":
+        return lambda have: (have is not None) == bool(arg)
+    if op == "$regex":
+        try:
+            pattern = re.compile(str(arg), re.IGNORECASE if "i" in options else 0)
+        except re.error as exc:
+            raise MongoError(f"Regular expression is invalid: {exc}") from None
+        return lambda have: isinstance(have, str) and pattern.search(have) is not None
+    if op == "$not":
+        if not isinstance(arg, Mapping):
+            raise MongoError("$not needs a regex or a document")
+        inner = _field_tests(arg)
+        return lambda have: not all(t(have) for t in inner)
+    raise MongoError(f"unknown operator: {op}")
 
 
-def mongo_match(row: Mapping[str, Any], cond: Mapping[str, Any]) -> bool:
-    """Equality / ``$eq`` / ``$ne`` / ``$in`` / ``$nin`` on top-level fields."""
+def _field_tests(spec: Mapping[str, Any]) -> list[Any]:
+    options = str(spec.get("$options", ""))
+    return [_field_test(op, arg, options) for op, arg in spec.items() if op != "$options"]
+
+
+def mongo_matcher(cond: Mapping[str, Any]) -> Matcher:
+    """A predicate for a plain Mongo condition on top-level fields: equality, comparison,
+    ``$in``/``$nin``, ``$exists``, ``$regex``, ``$not``, ``$and``/``$or``/``$nor``.
+    Anything else raises :class:`MongoError` with MongoDB's ``unknown operator`` text."""
+    tests: list[Any] = []
     for fld, want in cond.items():
-        have = row.get(fld)
-        if isinstance(want, Mapping):
-            if not all(_mongo_op(op, have, arg) for op, arg in want.items()):
-                return False
-        elif have != want:
-            return False
-    return True
+        if fld in ("$and", "$or", "$nor"):
+            if not isinstance(want, list) or not want:
+                raise MongoError(f"{fld} must be a nonempty array")
+            subs = [mongo_matcher(c if isinstance(c, Mapping) else {}) for c in want]
+            if fld == "$and":
+                tests.append(lambda row, subs=subs: all(m(row) for m in subs))
+            elif fld == "$or":
+                tests.append(lambda row, subs=subs: any(m(row) for m in subs))
+            else:
+                tests.append(lambda row, subs=subs: not any(m(row) for m in subs))
+            continue
+        if fld.startswith("$"):
+            raise MongoError(f"unknown top level operator: {fld}")
+        if isinstance(want, Mapping) and want and all(str(k).startswith("$") for k in want):
+            field_tests = _field_tests(want)
+            tests.append(lambda row, f=fld, ts=field_tests: all(t(row.get(f)) for t in ts))
+        else:
+            tests.append(lambda row, f=fld, w=want: row.get(f) == w)
+    return lambda row: all(t(row) for t in tests)

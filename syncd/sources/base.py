@@ -10,7 +10,7 @@ objects alive at once, and the event loop gets a turn between chunks.
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass, field
 from typing import Protocol
 
@@ -56,3 +56,16 @@ class Source(Protocol):
     def stats(self) -> ReadStats:
         """Counters of the last (or current) read."""
         ...
+
+
+def redact(text: str, secrets: list[str]) -> str:
+    """Replace every secret in a text meant for a log or an error."""
+    for secret in secrets:
+        if secret:
+            text = text.replace(secret, "***")
+    return text
+
+
+def chunked(facts: list[RawFact]) -> Iterator[list[RawFact]]:
+    for i in range(0, len(facts), CHUNK_SIZE):
+        yield facts[i : i + CHUNK_SIZE]

@@ -19,62 +19,18 @@ import os
 import signal
 import socket
 from collections.abc import AsyncIterator
-from pathlib import Path
-from typing import Any, Literal
+from typing import Any
 
 import structlog
-from pydantic import Field, SecretStr, field_validator, model_validator
 
-from syncd.sections import _Section
-from syncd.sources.base import RawFact, ReadStats, SourceError
-from syncd.sources.http import PathMissing, chunked, compile_path, get_path, redact, scalar
-from syncd.sources.lldpd import LldpdFormatError, NeighborKey, neighbor_key, parse_neighbors
+from syncd.sources.base import RawFact, ReadStats, SourceError, chunked, redact
+from syncd.sources.lldpd import LldpdFormatError, neighbor_key, orient, parse_neighbors
+from syncd.sources.paths import PathMissing, compile_path, get_path, scalar
+from syncd.sources.settings import CommandSourceSettings
 
 log = structlog.get_logger("syncd.sources")
 
 STDERR_TAIL = 2000
-
-
-class CommandSourceSettings(_Section):
-    """Run ``argv`` and read facts from its stdout."""
-
-    type: Literal["command"]
-    argv: list[str] = Field(min_length=1, description="program and arguments; no shell")
-    timeout: float = Field(60.0, gt=0, description="seconds for the whole run")
-    env: dict[str, SecretStr] = Field(
-        default_factory=dict, description="added to the environment; values are secrets"
-    )
-    inherit_env: bool = Field(True, description="start from syncd's environment")
-    cwd: Path | None = None
-    format: Literal["json", "jsonl", "csv", "lldpd"] = "json"
-    records: str | None = Field(None, description="json: path to the record list")
-    source_field: str = Field("bk_inst_id", description="csv column, or json/jsonl path")
-    target_field: str = Field("bk_asst_inst_id", description="csv column, or json/jsonl path")
-    max_output: int = Field(256 * 1024 * 1024, ge=1, description="bytes of stdout at most")
-    local_name: str | None = Field(
-        None, description="lldpd: this host's key (default: the machine's host name)"
-    )
-    neighbor_key: NeighborKey = Field("name", description="lldpd: name, mgmt_ip or chassis_id")
-
-    @field_validator("argv")
-    @classmethod
-    def _argv(cls, value: list[str]) -> list[str]:
-        if not value[0]:
-            raise ValueError("argv[0] must name the program")
-        return value
-
-    @model_validator(mode="after")
-    def _paths(self) -> CommandSourceSettings:
-        if self.format in ("json", "jsonl"):
-            compile_path(self.source_field)
-            compile_path(self.target_field)
-            if self.records is not None:
-                compile_path(self.records)
-        return self
-
-    def resolve_relative(self, base: Path) -> None:
-        if self.cwd is not None and not self.cwd.is_absolute():
-            self.cwd = base / self.cwd
 
 
 class CommandSource:
@@ -196,8 +152,8 @@ class CommandSource:
     def _json(self, out: bytes) -> list[RawFact]:
         try:
             doc = json.loads(out)
-        except (ValueError, UnicodeDecodeError) as exc:
-            raise self._fail(f"printed no valid JSON: {exc}") from None
+        except (ValueError, UnicodeDecodeError, RecursionError) as exc:
+            raise self._fail(f"printed no valid JSON: {_why(exc)}") from None
         if self.settings.records is not None:
             try:
                 doc = get_path(doc, compile_path(self.settings.records))
@@ -220,9 +176,9 @@ class CommandSource:
                 continue
             try:
                 item = json.loads(line)
-            except (ValueError, UnicodeDecodeError) as exc:
+            except (ValueError, UnicodeDecodeError, RecursionError) as exc:
                 self._stats.records += 1
-                self._bad(number, f"not JSON: {exc}")
+                self._bad(number, f"not JSON: {_why(exc)}")
                 continue
             self._pick(item, number, facts)
         if self._stats.records and self._stats.bad == self._stats.records:
@@ -262,9 +218,9 @@ class CommandSource:
         try:
             doc = json.loads(out)
             neighbors = list(parse_neighbors(doc))
-        except (ValueError, UnicodeDecodeError) as exc:
+        except (ValueError, UnicodeDecodeError, RecursionError) as exc:
             kind = "lldpd" if isinstance(exc, LldpdFormatError) else "valid JSON"
-            raise self._fail(f"printed no {kind} output: {exc}") from None
+            raise self._fail(f"printed no {kind} output: {_why(exc)}") from None
         local = s.local_name or socket.gethostname()
         facts: list[RawFact] = []
         seen: set[str] = set()
@@ -280,8 +236,13 @@ class CommandSource:
             if key in seen:  # two ports to the same switch: one relation
                 continue
             seen.add(key)
-            facts.append((key, local, index))
+            facts.append((*orient(local, key, s.local_side), index))
         return facts
+
+
+def _why(exc: BaseException) -> str:
+    """A decoding failure in one line (a RecursionError's own text says nothing useful)."""
+    return "JSON nested too deep" if isinstance(exc, RecursionError) else str(exc)[:300]
 
 
 async def _read_limited(stream: asyncio.StreamReader, limit: int) -> bytes | None:

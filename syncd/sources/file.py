@@ -30,6 +30,7 @@ from typing import Any, Literal
 
 import structlog
 
+from syncd.secretfile import open_regular
 from syncd.sources.base import CHUNK_SIZE, RawFact, ReadStats, SourceError
 
 FileFormat = Literal["auto", "csv", "jsonl", "json"]
@@ -50,6 +51,8 @@ _EXTENSIONS: dict[str, Literal["csv", "jsonl", "json"]] = {
     ".json": "json",
 }
 _SURROGATE = re.compile("[\udc80-\udcff]")
+_STRUCTURE = re.compile(r'[\[\]{}"]')
+_STRING_REST = re.compile(r'(?:[^"\\]|\\.)*"', re.DOTALL)
 _WS = " \t\r\n"
 _BAD_BYTES = "invalid bytes for encoding {enc}"
 _MISSING = object()
@@ -57,9 +60,54 @@ _DECODER = json.JSONDecoder()
 _SCALARS = frozenset({str, int, float, bool, type(None)})  # what json decodes to RawValue
 
 
+def _identity(st: os.stat_result) -> tuple[int, int, int]:
+    """(size, mtime_ns, inode): what changes when a file is written or replaced."""
+    return (st.st_size, st.st_mtime_ns, st.st_ino)
+
+
 def _dirty(text: str) -> bool:
     """Does decoded text hold bytes the encoding could not decode?"""
     return not text.isascii() and _SURROGATE.search(text) is not None
+
+
+def _unparsable(exc: BaseException) -> str:
+    """Why valid-looking JSON was not decoded, in one short line."""
+    if isinstance(exc, RecursionError):
+        return "JSON nested too deep"
+    text = str(exc)
+    if "integer string conversion" in text:
+        return "a number with too many digits"
+    return f"broken JSON: {text[:120]}"
+
+
+def _value_end(buf: str, pos: int) -> int | None:
+    """Where the JSON value at ``pos`` ends, scanning without recursion; None if the
+    buffer ends first (or the value is not a container or a number)."""
+    if pos >= len(buf):
+        return None
+    first = buf[pos]
+    if first not in "[{":
+        end = pos
+        while end < len(buf) and buf[end] in "0123456789+-.eE":
+            end += 1
+        return end if end > pos and end < len(buf) else None
+    depth = 0
+    i = pos
+    while (m := _STRUCTURE.search(buf, i)) is not None:
+        ch = m.group()
+        i = m.end()
+        if ch == '"':
+            closing = _STRING_REST.match(buf, i)
+            if closing is None:
+                return None
+            i = closing.end()
+        elif ch in "[{":
+            depth += 1
+        else:
+            depth -= 1
+            if depth == 0:
+                return i
+    return None
 
 
 class _Read:
@@ -98,11 +146,15 @@ class _Read:
     def texts(self) -> Generator[str, None, None]:
         """Decoded text blocks, BOM removed; undecodable bytes become lone surrogates."""
         try:
-            fh = open(self.path, "rb")  # noqa: SIM115  # closed in finally, across yields
+            fd = open_regular(self.path)
         except FileNotFoundError as exc:
             raise SourceError(f"{self.path}: file not found") from exc
         except OSError as exc:
             raise SourceError(f"{self.path}: cannot open: {exc.strerror or exc}") from exc
+        except ValueError as exc:  # a FIFO would block, /dev/zero never ends
+            raise SourceError(f"{self.path}: {exc}; refusing to read it") from None
+        fh = os.fdopen(fd, "rb")
+        opened = _identity(os.fstat(fd))
         decoder = codecs.getincrementaldecoder(self.src.encoding)(errors="surrogateescape")
         first = True
         try:
@@ -125,9 +177,24 @@ class _Read:
                         self.dirty = True
                     yield text
                 if not data:
+                    self.check_unchanged(opened, os.fstat(fd))
                     return
         finally:
             fh.close()
+
+    def check_unchanged(self, opened: tuple[int, int, int], now: os.stat_result) -> None:
+        """A file written to (or replaced) while we read it may have given us a mix of
+        old and new records, or half a line: fail the read, the next cycle reads it whole."""
+        try:
+            at_path = _identity(os.stat(self.path))
+        except OSError:
+            at_path = None
+        if _identity(now) != opened or at_path != opened:
+            raise SourceError(
+                f"{self.path}: the file changed while it was being read; nothing from this "
+                "read is used, the next cycle reads it again (write it elsewhere and rename it "
+                "into place to avoid this)"
+            )
 
     def line_blocks(self, texts: Iterator[str]) -> Iterator[list[str]]:
         """Lists of consecutive whole lines (without the newline), in file order."""
@@ -177,7 +244,10 @@ class _Read:
         # csv.reader reads one list item per physical line, so reader.line_num is the
         # line a record ends on; a record spanning lines (quoted newline) starts after
         # the previous one ended. Blank lines come back as [] and are counted.
-        reader = csv.reader(itertools.chain.from_iterable(self.line_blocks(texts)))
+        # Each line goes in with its newline back on, so a quoted field that spans lines
+        # keeps it ("sw\n1" stays one unresolvable key, not the valid key "sw1").
+        lines = (line + "\n" for block in self.line_blocks(texts) for line in block)
+        reader = csv.reader(lines)
         stats = self.stats
         sf, tf = self.src.source_field, self.src.target_field
         header: list[str] | None = None
@@ -253,6 +323,9 @@ class _Read:
                     obj, end = raw_decode(text)
                 except json.JSONDecodeError as exc:
                     self.bad(lineno, f"broken JSON: {exc.msg} at column {exc.colno}")
+                    continue
+                except (ValueError, RecursionError) as exc:
+                    self.bad(lineno, _unparsable(exc))
                     continue
                 if end != len(text):
                     self.bad(lineno, f"broken JSON: extra data at column {end + 1}")
@@ -332,6 +405,7 @@ class _Read:
         else:
             while True:
                 start = pos
+                unbuilt: str | None = None
                 try:
                     obj, end = raw_decode(buf, pos)
                     if end == len(buf) and not eof:
@@ -347,9 +421,25 @@ class _Read:
                         continue
                     pos = exc.pos
                     raise broken(exc.msg) from None
+                except (ValueError, RecursionError) as exc:
+                    # Valid JSON that Python will not build (nested too deep, an integer
+                    # of thousands of digits): skip the element by scanning for its end.
+                    # The buffer at least doubles between scans: linear, whatever read_size.
+                    while (skipped := _value_end(buf, pos)) is None and not eof:
+                        if len(buf) - pos > MAX_ELEMENT:
+                            raise broken(f"element larger than {MAX_ELEMENT} characters") from None
+                        wanted = 2 * (len(buf) - pos)
+                        while len(buf) - pos < wanted and more():
+                            pass
+                    if skipped is None:
+                        raise broken(_unparsable(exc)) from None
+                    start = pos  # more() may have moved the buffer
+                    obj, end, unbuilt = None, skipped, _unparsable(exc)
                 lineno = line_at(start)
                 self.stats.records += 1
-                if self.dirty and _SURROGATE.search(buf, start, end):
+                if unbuilt is not None:
+                    self.bad(lineno, unbuilt)
+                elif self.dirty and _SURROGATE.search(buf, start, end):
                     self.bad(lineno, _BAD_BYTES.format(enc=self.src.encoding))
                 elif type(obj) is dict and (
                     type(s := obj.get(sf, _MISSING)) in scalars

@@ -11,200 +11,39 @@ look like deleted cabling.
 from __future__ import annotations
 
 import json
-import os
-import re
 import ssl
-from collections.abc import AsyncIterator, Iterator, Mapping
-from pathlib import Path
+from collections.abc import AsyncIterator, Mapping
 from typing import Any, Literal
 from urllib.parse import urljoin, urlsplit, urlunsplit
 
 import aiohttp
 import structlog
-from pydantic import Field, SecretStr, field_validator, model_validator
 
-from syncd.sections import _Section
-from syncd.sources.base import CHUNK_SIZE, RawFact, RawValue, ReadStats, SourceError
+from syncd.httpbody import BodyTooLarge, origin_of, read_capped, safe_url
+from syncd.sources.base import RawFact, ReadStats, SourceError, chunked, redact
+from syncd.sources.paths import PathMissing, PathStep, compile_path, get_path, scalar
+from syncd.sources.settings import HttpCommonSettings, HttpSourceSettings
 
 log = structlog.get_logger("syncd.sources")
 
-# --- path expressions ----------------------------------------------------------------------
-
-PathStep = str | int
-_KEY = re.compile(r"[^.\[\]]+")
-_INDEX = re.compile(r"\[(-?\d+)\]")
-
-
-def compile_path(expr: str) -> tuple[PathStep, ...]:
-    """Parse ``a_terminations[0].object.device.name`` into keys and list indexes.
-
-    The empty string is the document itself. Raises ValueError naming the bad spot.
-    """
-    steps: list[PathStep] = []
-    pos = 0
-    while pos < len(expr):
-        index = _INDEX.match(expr, pos)
-        if index is not None:
-            steps.append(int(index.group(1)))
-            pos = index.end()
-            continue
-        if pos > 0:
-            if expr[pos] != ".":
-                raise ValueError(f"bad path {expr!r} at position {pos}: expected '.' or '['")
-            pos += 1
-        key = _KEY.match(expr, pos)
-        if key is None:
-            raise ValueError(f"bad path {expr!r} at position {pos}: expected a key")
-        steps.append(key.group(0))
-        pos = key.end()
-    return tuple(steps)
-
-
-class PathMissing(LookupError):
-    """The record has nothing at the path."""
-
-
-def get_path(doc: Any, steps: tuple[PathStep, ...]) -> Any:
-    """The value at a compiled path; PathMissing names the first step that is not there."""
-    node = doc
-    for step in steps:
-        if isinstance(step, int):
-            if not isinstance(node, list) or not -len(node) <= step < len(node):
-                raise PathMissing(f"[{step}]")
-            node = node[step]
-        else:
-            if not isinstance(node, dict) or step not in node:
-                raise PathMissing(step)
-            node = node[step]
-    return node
-
-
-def _path_validator(value: str | None) -> str | None:
-    if value is not None:
-        compile_path(value)
-    return value
-
-
-# --- settings ------------------------------------------------------------------------------
-
-
-class TokenSettings(_Section):
-    """A secret API token from exactly one place: inline, a file, or an environment variable."""
-
-    token: SecretStr | None = None
-    token_file: Path | None = Field(None, description="read at every source read (rotation)")
-    token_env: str | None = Field(None, description="name of an environment variable")
-
-    @model_validator(mode="after")
-    def _one_token(self) -> TokenSettings:
-        given = [n for n in ("token", "token_file", "token_env") if getattr(self, n) is not None]
-        if len(given) > 1:
-            raise ValueError(f"give one of token, token_file, token_env, not {' and '.join(given)}")
-        return self
-
-    def read_token(self) -> str | None:
-        """The token in clear, for the wire only; SourceError says where it failed, not what."""
-        if self.token is not None:
-            return self.token.get_secret_value()
-        if self.token_file is not None:
-            try:
-                text = self.token_file.read_text(encoding="utf-8").strip()
-            except (OSError, UnicodeDecodeError) as exc:
-                why = getattr(exc, "strerror", None) or type(exc).__name__
-                raise SourceError(
-                    f"token_file {str(self.token_file)!r} is unreadable: {why}"
-                ) from None
-            if not text:
-                raise SourceError(f"token_file {str(self.token_file)!r} is empty")
-            return text
-        if self.token_env is not None:
-            value = os.environ.get(self.token_env, "").strip()
-            if not value:
-                raise SourceError(f"environment variable {self.token_env} (token_env) is not set")
-            return value
-        return None
-
-    def resolve_relative(self, base: Path) -> None:
-        """Make relative file paths relative to the config file's directory."""
-        if self.token_file is not None and not self.token_file.is_absolute():
-            self.token_file = base / self.token_file
-
-
-class _HttpCommon(TokenSettings):
-    url: str
-    timeout: float = Field(30.0, gt=0, description="seconds for one page, end to end")
-    verify_tls: bool = True
-    ca_bundle: Path | None = None
-    max_pages: int = Field(10_000, ge=1, description="a read that needs more pages fails")
-
-    @field_validator("url")
-    @classmethod
-    def _url(cls, value: str) -> str:
-        if not re.match(r"^https?://[^/\s]+", value):
-            raise ValueError("must be an http:// or https:// URL")
-        return value
-
-    def resolve_relative(self, base: Path) -> None:
-        super().resolve_relative(base)
-        if self.ca_bundle is not None and not self.ca_bundle.is_absolute():
-            self.ca_bundle = base / self.ca_bundle
-
-
-class HttpSourceSettings(_HttpCommon):
-    """GET JSON records from a URL; ``source_path``/``target_path`` pick the two keys."""
-
-    type: Literal["http"]
-    headers: dict[str, str] = Field(default_factory=dict, description="extra request headers")
-    auth_header: str = "Authorization"
-    auth_scheme: str = Field(
-        "Bearer", description='e.g. "Bearer", "Token"; "" sends the bare token'
-    )
-    pagination: Literal["auto", "next", "link", "none"] = "auto"
-    next_path: str = Field("next", description="where the next page's URL is in the body")
-    records: str | None = Field(
-        None, description="path to the record list; default: the body if a list, else results"
-    )
-    source_path: str = "bk_inst_id"
-    target_path: str = "bk_asst_inst_id"
-
-    @field_validator("next_path", "records", "source_path", "target_path")
-    @classmethod
-    def _paths(cls, value: str | None) -> str | None:
-        return _path_validator(value)
-
-
 # --- the pager -----------------------------------------------------------------------------
-
-
-def redact(text: str, secrets: list[str]) -> str:
-    """Replace every secret in a text meant for a log or an error."""
-    for secret in secrets:
-        if secret:
-            text = text.replace(secret, "***")
-    return text
-
-
-def _origin_of(url: str) -> tuple[str, str]:
-    parts = urlsplit(url)
-    return parts.scheme, parts.netloc
 
 
 def _rebase(url: str, base: str) -> str:
     """Keep the token on the configured origin: servers behind a TLS proxy often
     advertise ``http://internal-name/...`` in their next links."""
-    parts = urlsplit(url)
-    scheme, netloc = _origin_of(base)
-    return urlunsplit((scheme, netloc, parts.path, parts.query, parts.fragment))
+    parts, configured = urlsplit(url), urlsplit(base)
+    return urlunsplit(
+        (configured.scheme, configured.netloc, parts.path, parts.query, parts.fragment)
+    )
 
 
-def safe_url(url: str) -> str:
-    """A URL for messages: without user info and query values."""
-    parts = urlsplit(url)
-    netloc = parts.netloc.rsplit("@", 1)[-1]
-    return urlunsplit((parts.scheme, netloc, parts.path, "", ""))
+def without_secrets(headers: Mapping[str, str], secrets: list[str]) -> dict[str, str]:
+    """The headers minus every one that carries a secret (auth_header, or a custom one)."""
+    return {k: v for k, v in headers.items() if not any(s and s in v for s in secrets)}
 
 
-def open_session(common: _HttpCommon) -> aiohttp.ClientSession:
+def open_session(common: HttpCommonSettings, *, max_connections: int = 2) -> aiohttp.ClientSession:
     """One session per read: nothing lingers between cycles."""
     ssl_opt: ssl.SSLContext | bool = True
     if not common.verify_tls:
@@ -212,7 +51,7 @@ def open_session(common: _HttpCommon) -> aiohttp.ClientSession:
     elif common.ca_bundle is not None:
         ssl_opt = ssl.create_default_context(cafile=str(common.ca_bundle))
     return aiohttp.ClientSession(
-        connector=aiohttp.TCPConnector(ssl=ssl_opt, limit=2),
+        connector=aiohttp.TCPConnector(ssl=ssl_opt, limit=max_connections),
         timeout=aiohttp.ClientTimeout(total=common.timeout),
         raise_for_status=False,
     )
@@ -228,10 +67,13 @@ async def iter_json_pages(
     pagination: Literal["auto", "next", "link", "none"] = "auto",
     next_path: tuple[PathStep, ...] = ("next",),
     max_pages: int = 10_000,
+    max_body: int = 64 * 1024 * 1024,
 ) -> AsyncIterator[tuple[str, Any]]:
     """Yield ``(page url, parsed body)`` for each page; SourceError for anything short of JSON.
 
     ``what`` names the source in messages (e.g. ``http source 'switch-host'``).
+    Redirects are followed here, not by aiohttp: a redirect to another origin
+    drops every header that carries a secret, whatever its name.
     """
     seen: set[str] = set()
     current: str | None = url
@@ -244,22 +86,18 @@ async def iter_json_pages(
         if pages > max_pages:
             raise SourceError(f"{what}: more than max_pages={max_pages} pages; raise max_pages")
         where = f"GET {safe_url(current)}"
-        try:
-            async with session.get(current, headers=dict(headers)) as resp:
-                body = await resp.read()
-                status, reason = resp.status, resp.reason or ""
-                content_type = resp.headers.get("Content-Type", "")
-                link_next = resp.links.get("next")
-        except TimeoutError:
-            raise SourceError(f"{what}: {where}: timed out") from None
-        except aiohttp.ClientError as exc:
-            text = redact(f"{type(exc).__name__}: {exc}", secrets)
-            raise SourceError(f"{what}: {where}: {text}") from None
+        status, reason, content_type, link_next, body, final = await _get(
+            session, current, headers, secrets, what, max_body
+        )
+        if final != current:
+            where = f"GET {safe_url(current)} (redirected to {safe_url(final)})"
         if status != 200:
             snippet = redact(body[:200].decode("utf-8", "replace").strip(), secrets)
             raise SourceError(f"{what}: {where}: HTTP {status} {reason}: {snippet!r}")
         try:
             doc = json.loads(body)
+        except RecursionError:
+            raise SourceError(f"{what}: {where}: answer is JSON nested too deep") from None
         except ValueError:
             snippet = redact(body[:120].decode("utf-8", "replace").strip(), secrets)
             raise SourceError(
@@ -279,21 +117,56 @@ async def iter_json_pages(
             nxt = str(link_next.get("url") or "") or None
         if nxt is not None:
             nxt = urljoin(current, nxt)
-            if _origin_of(nxt) != _origin_of(url):
+            if origin_of(nxt) != origin_of(url):
                 nxt = _rebase(nxt, url)
         current = nxt
 
 
-def scalar(value: Any) -> RawValue:
-    """A key value as the engine takes it; lists and objects are not keys."""
-    if value is None or isinstance(value, str | int | float | bool):
-        return value
-    raise TypeError(f"value is a {type(value).__name__}, not a scalar")
+MAX_REDIRECTS = 5
+_REDIRECTS = frozenset({301, 302, 303, 307, 308})
 
 
-def chunked(facts: list[RawFact]) -> Iterator[list[RawFact]]:
-    for i in range(0, len(facts), CHUNK_SIZE):
-        yield facts[i : i + CHUNK_SIZE]
+async def _get(
+    session: aiohttp.ClientSession,
+    url: str,
+    headers: Mapping[str, str],
+    secrets: list[str],
+    what: str,
+    max_body: int,
+) -> tuple[int, str, str, Any, bytes, str]:
+    """GET one page, following at most MAX_REDIRECTS redirects by hand.
+
+    Returns (status, reason, content type, Link next, body, final URL). The
+    secret-carrying headers go only to the origin the request started at.
+    """
+    home = origin_of(url)
+    current = url
+    for _ in range(MAX_REDIRECTS + 1):
+        sent = dict(headers) if origin_of(current) == home else without_secrets(headers, secrets)
+        where = f"GET {safe_url(current)}"
+        try:
+            async with session.get(current, headers=sent, allow_redirects=False) as resp:
+                location = resp.headers.get("Location")
+                if resp.status in _REDIRECTS and location:
+                    current = urljoin(current, location)
+                    continue
+                body = await read_capped(resp, max_body)
+                return (
+                    resp.status,
+                    resp.reason or "",
+                    resp.headers.get("Content-Type", ""),
+                    resp.links.get("next"),
+                    body,
+                    current,
+                )
+        except BodyTooLarge as exc:
+            raise SourceError(f"{what}: {where}: {exc} (max_body); raise max_body") from None
+        except TimeoutError:
+            raise SourceError(f"{what}: {where}: timed out") from None
+        except aiohttp.ClientError as exc:
+            text = redact(f"{type(exc).__name__}: {exc}", secrets)
+            raise SourceError(f"{what}: {where}: {text}") from None
+    raise SourceError(f"{what}: GET {safe_url(url)}: more than {MAX_REDIRECTS} redirects")
 
 
 # --- the source ----------------------------------------------------------------------------
@@ -370,6 +243,7 @@ class HttpSource:
                 pagination=s.pagination,
                 next_path=self._next,
                 max_pages=s.max_pages,
+                max_body=s.max_body,
             ):
                 self._page_starts.append(record + 1)
                 self._stats.extra["pages"] = self._stats.extra.get("pages", 0) + 1

@@ -11,8 +11,13 @@ shape depends on the data:
 - ``mgmt-ip`` is a string, or a list when the neighbour announced several addresses;
 - ``lldp`` itself is ``{}`` or has no ``interface`` when there are no neighbours.
 
-The local machine is the host and each neighbour a switch, so facts come out as
-(switch key, host key): the switch is the relation's source.
+Which end is the relation's source depends on where lldpd runs: on a host each
+neighbour is a switch, so facts come out as (neighbour, this host), ``local_side =
+"target"``; on a Linux switch one ``lldpcli`` call sees every host cabled to it, so
+facts come out as (this switch, neighbour), ``local_side = "source"``.
+
+``lldpcli -f json watch`` prints one such document per change, with ``lldp-added``,
+``lldp-updated`` or ``lldp-deleted`` in place of ``lldp``.
 """
 
 from __future__ import annotations
@@ -23,6 +28,8 @@ from dataclasses import dataclass
 from typing import Any, Literal
 
 NeighborKey = Literal["name", "mgmt_ip", "chassis_id"]
+LocalSide = Literal["source", "target"]
+WATCH_KINDS = ("lldp-added", "lldp-updated", "lldp-deleted")
 
 
 class LldpdFormatError(ValueError):
@@ -124,3 +131,19 @@ def neighbor_key(neighbor: Neighbor, key: NeighborKey) -> str | None:
     if key == "mgmt_ip":
         return pick_ip(neighbor.mgmt_ips)
     return neighbor.chassis_id
+
+
+def orient(local: str, neighbor: str, local_side: LocalSide) -> tuple[str, str]:
+    """(source key, target key) of one fact, by which end this machine is."""
+    return (local, neighbor) if local_side == "source" else (neighbor, local)
+
+
+def watch_event(doc: Any) -> tuple[str, list[str]]:
+    """(kind, local ports) of one ``lldpcli -f json watch`` document, for the log."""
+    if not isinstance(doc, dict) or len(doc) != 1:
+        raise LldpdFormatError("a watch event is an object with one key")
+    kind, body = next(iter(doc.items()))
+    if kind not in WATCH_KINDS:
+        raise LldpdFormatError(f"unknown watch event {kind!r}")
+    ports = [n.local_port for n in parse_neighbors({"lldp": body})]
+    return kind.removeprefix("lldp-"), ports

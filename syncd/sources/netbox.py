@@ -21,76 +21,31 @@ filtersets define (checked against a real server when recording the test fixture
 
 from __future__ import annotations
 
-import re
-from collections.abc import AsyncIterator, Iterable
+import asyncio
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterable
 from dataclasses import dataclass
-from typing import Any, Literal
-from urllib.parse import urlencode
+from typing import Any
+from urllib.parse import urlencode, urljoin, urlsplit
 
 import structlog
-from pydantic import Field, field_validator, model_validator
 
-from syncd.sources.base import RawFact, RawValue, ReadStats, SourceError
-from syncd.sources.http import _HttpCommon, chunked, iter_json_pages, open_session, safe_url
+from syncd.httpbody import safe_url
+from syncd.sources.base import RawFact, RawValue, ReadStats, SourceError, chunked
+from syncd.sources.http import _rebase, iter_json_pages, open_session
+from syncd.sources.paging import Page, PagingDrift, PagingError, first_failure, read_pages
+from syncd.sources.settings import NetBoxSourceSettings
 
 log = structlog.get_logger("syncd.sources")
 
-_KEY = re.compile(
-    r"^(name|primary_ip|primary_ip4|primary_ip6|oob_ip|serial|asset_tag|custom_fields\.\w+)$"
-)
 _IP_KEYS = ("primary_ip", "primary_ip4", "primary_ip6", "oob_ip")
 DEVICE_LOOKUP_CHUNK = 100
 """Device ids per lookup request: keeps the URL well under common proxy limits."""
-
-
-class NetBoxSourceSettings(_HttpCommon):
-    """Where NetBox is, which cabling to read, and which device attribute names each end."""
-
-    type: Literal["netbox"]
-    token_version: Literal["auto", "v1", "v2"] = Field(
-        "auto",
-        description='v1: "Token <t>"; v2: "Bearer nbt_<key>.<t>"; auto: by the nbt_ prefix',
-    )
-    mode: Literal["cables", "interfaces"] = "cables"
-    site: list[str] = Field(default_factory=list, description="site slugs (any of)")
-    tag: list[str] = Field(
-        default_factory=list,
-        description="tag slugs on the cable (cables) or switch interface (interfaces); all of",
-    )
-    status: list[str] = Field(
-        default_factory=lambda: ["connected"], description="cable status (cables mode only)"
-    )
-    switch_role: list[str] = Field(default_factory=lambda: ["switch"], min_length=1)
-    host_role: list[str] = Field(
-        default_factory=list, description="device role slugs of the host end; empty: any"
-    )
-    switch_key: str = Field("name", description="device attribute emitted for the switch")
-    host_key: str = Field("name", description="device attribute emitted for the host")
-    page_size: int = Field(250, ge=1, le=1000)
-
-    @field_validator("url")
-    @classmethod
-    def _base(cls, value: str) -> str:
-        value = value.rstrip("/")
-        return value.removesuffix("/api")
-
-    @model_validator(mode="after")
-    def _status(self) -> NetBoxSourceSettings:
-        if self.mode == "interfaces" and self.status not in (["connected"], []):
-            raise ValueError(
-                'interfaces mode filters on status = ["connected"] (the default) or [] only'
-            )
-        return self
-
-    @field_validator("switch_key", "host_key")
-    @classmethod
-    def _key(cls, value: str) -> str:
-        if not _KEY.match(value):
-            raise ValueError(
-                "must be name, primary_ip, primary_ip4, primary_ip6, oob_ip, serial, asset_tag "
-                "or custom_fields.<name>"
-            )
-        return value
+LIST_FIELDS = {
+    "cables": "id,a_terminations,b_terminations",
+    "interfaces": "id,device,link_peers_type,link_peers",
+}
+"""NetBox >= 4.0 ``fields=``: only these top-level fields are serialised (nested objects keep
+their brief form); older versions ignore the parameter and send every field."""
 
 
 @dataclass(slots=True)
@@ -152,9 +107,12 @@ class NetBoxSource:
     def _url(self, path: str, params: list[tuple[str, str]]) -> str:
         return f"{self.settings.url}/api/{path}?{urlencode(params)}"
 
-    def _list_url(self) -> str:
+    def _list_url(self, limit: int, offset: int = 0) -> str:
         s = self.settings
-        params: list[tuple[str, str]] = [("limit", str(s.page_size))]
+        params: list[tuple[str, str]] = [("limit", str(limit))]
+        if offset:
+            params += [("offset", str(offset))]
+        params += [("fields", LIST_FIELDS[s.mode])]
         if s.mode == "cables":
             params += [("status", v) for v in s.status]
         else:
@@ -177,44 +135,115 @@ class NetBoxSource:
         self._stats = stats = ReadStats()
         headers, secrets = self._headers()
         s = self.settings
-        links: list[_Link] = []
-        async with open_session(s) as session:
+        async with open_session(s, max_connections=s.concurrency) as session:
 
-            async def pages(url: str) -> AsyncIterator[Any]:
+            async def page(url: str) -> Page:
                 async for page_url, doc in iter_json_pages(
                     session,
                     url,
                     what=self._what,
                     headers=headers,
                     secrets=secrets,
-                    max_pages=s.max_pages,
+                    pagination="none",
+                    max_body=s.max_body,
                 ):
                     results = doc.get("results") if isinstance(doc, dict) else None
                     if not isinstance(results, list):
                         raise SourceError(
                             f"{self._what}: {safe_url(page_url)}: no results list in the answer"
                         )
-                    stats.extra["pages"] = stats.extra.get("pages", 0) + 1
-                    yield results
+                    self._count("pages")
+                    count, nxt = doc.get("count"), doc.get("next")
+                    return Page(
+                        count if isinstance(count, int) and not isinstance(count, bool) else None,
+                        results,
+                        nxt if isinstance(nxt, str) and nxt else None,
+                    )
+                raise AssertionError("iter_json_pages yields one page or raises")
 
-            async for results in pages(self._list_url()):
-                for row in results:
-                    link = self._cable(row) if s.mode == "cables" else self._interface(row)
-                    if link is not None:
-                        stats.records += 1
-                        links.append(link)
-            wanted = sorted({d for link in links for d in (*link.a, *link.b)})
-            devices: dict[int, dict[str, Any]] = {}
-            for i in range(0, len(wanted), DEVICE_LOOKUP_CHUNK):
-                ids = wanted[i : i + DEVICE_LOOKUP_CHUNK]
-                params = [("id", str(d)) for d in ids]
-                params += [("fields", self._device_fields()), ("limit", str(len(ids)))]
-                async for results in pages(self._url("dcim/devices/", params)):
-                    for dev in results:
-                        if isinstance(dev, dict) and isinstance(dev.get("id"), int):
-                            devices[dev["id"]] = dev
+            rows = await self._rows(page)
+            links: list[_Link] = []
+            for row in rows:
+                link = self._cable(row) if s.mode == "cables" else self._interface(row)
+                if link is not None:
+                    stats.records += 1
+                    links.append(link)
+            devices = await self._devices(page, links)
         for part in chunked(self._pairs(links, devices)):
             yield part
+
+    async def _rows(self, page: Callable[[str], Awaitable[Page]]) -> list[Any]:
+        """Every cable (or interface) row; pages concurrently once NetBox has told the count."""
+        s = self.settings
+        base = self._list_url(s.page_size)
+
+        async def by_range(offset: int, limit: int) -> Page:
+            return await page(self._list_url(limit, offset))
+
+        async def by_url(url: str) -> Page:
+            return await page(self._next(base, url))
+
+        try:
+            read = await read_pages(
+                by_range,
+                by_url,
+                page_size=s.page_size,
+                concurrency=s.concurrency,
+                max_pages=s.max_pages,
+            )
+        except PagingError as exc:
+            raise SourceError(f"{self._what}: {exc}") from None
+        except PagingDrift as exc:
+            raise SourceError(
+                f"{self._what}: NetBox changed during each of the read's attempts ({exc}); "
+                "nothing of it is used, the next cycle reads again"
+            ) from None
+        if read.rereads:
+            self._count("rereads", read.rereads)
+            log.info("netbox_reread", relation=self.name, source=self.label, rereads=read.rereads)
+        return read.rows
+
+    @staticmethod
+    def _next(current: str, link: str) -> str:
+        """A next link resolved against ``current``, kept on its origin (the token goes there)."""
+        nxt = urljoin(current, link)
+        if urlsplit(nxt)[:2] != urlsplit(current)[:2]:
+            nxt = _rebase(nxt, current)
+        return nxt
+
+    async def _devices(
+        self, page: Callable[[str], Awaitable[Page]], links: list[_Link]
+    ) -> dict[int, dict[str, Any]]:
+        """The devices at the links' ends, ``DEVICE_LOOKUP_CHUNK`` ids a request, concurrently."""
+        wanted = sorted({d for link in links for d in (*link.a, *link.b)})
+        gate = asyncio.Semaphore(self.settings.concurrency)
+        devices: dict[int, dict[str, Any]] = {}
+
+        async def lookup(ids: list[int]) -> None:
+            params = [("id", str(d)) for d in ids]
+            params += [("fields", self._device_fields()), ("limit", str(len(ids)))]
+            url: str | None = self._url("dcim/devices/", params)
+            for _ in range(len(ids)):  # a capped page size: next links, each with >= 1 device
+                if url is None:
+                    return
+                async with gate:
+                    found = await page(url)
+                for dev in found.rows:
+                    if isinstance(dev, dict) and isinstance(dev.get("id"), int):
+                        devices[dev["id"]] = dev
+                url = self._next(url, found.next_url) if found.next_url and found.rows else None
+            if url is not None:
+                raise SourceError(f"{self._what}: device lookup pages do not end")
+
+        step = DEVICE_LOOKUP_CHUNK
+        chunks = [wanted[i : i + step] for i in range(0, len(wanted), step)]
+        try:
+            async with asyncio.TaskGroup() as group:
+                for ids in chunks:
+                    group.create_task(lookup(ids))
+        except BaseExceptionGroup as failed:
+            raise first_failure(failed) from None
+        return devices
 
     # -- reading rows --------------------------------------------------------------------
 

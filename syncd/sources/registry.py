@@ -1,27 +1,21 @@
-"""Which source a relation's ``source = {...}`` table describes, and building it.
-
-``SourceSettings`` is a pydantic discriminated union on ``type``, so a config error
-names the one source model that was meant ("relations[0].source.netbox.url: ...").
-"""
+"""Building a relation's source from its settings (``syncd.sources.settings``)."""
 
 from __future__ import annotations
 
-from typing import Annotated
-
-from pydantic import Field
-
-from syncd.sections import FileSourceSettings
 from syncd.sources.base import Source
-from syncd.sources.command import CommandSource, CommandSourceSettings
+from syncd.sources.command import CommandSource
 from syncd.sources.file import FileSource
 from syncd.sources.filters import FilteredSource, FilterSettings
-from syncd.sources.http import HttpSource, HttpSourceSettings
-from syncd.sources.netbox import NetBoxSource, NetBoxSourceSettings
+from syncd.sources.http import HttpSource
+from syncd.sources.netbox import NetBoxSource
+from syncd.sources.settings import (
+    CommandSourceSettings,
+    HttpSourceSettings,
+    NetBoxSourceSettings,
+    SourceSettings,
+)
 
-SourceSettings = Annotated[
-    FileSourceSettings | HttpSourceSettings | NetBoxSourceSettings | CommandSourceSettings,
-    Field(discriminator="type"),
-]
+__all__ = ["SourceSettings", "make_source"]
 
 
 def make_source(

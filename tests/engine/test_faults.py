@@ -71,7 +71,8 @@ async def converge(
     return reports, logs
 
 
-FAULTS = ["502", "504", "504-after", "drop", "cmdb-busy", "core-busy", "audit-fail"]
+# No core-busy: the batch path takes no lock, so it is never drawn there (issue 11).
+FAULTS = ["502", "504", "504-after", "drop", "cmdb-busy", "audit-fail"]
 
 
 @pytest.mark.slow

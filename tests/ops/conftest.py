@@ -14,3 +14,6 @@ def pytest_configure(config: pytest.Config) -> None:
     config.addinivalue_line(
         "markers", "needs_tool(name): needs an external tool; fails, not skips, without it"
     )
+    config.addinivalue_line(
+        "markers", "slow: starts real processes (a daemon, a simulator, a Prometheus)"
+    )

@@ -4,10 +4,8 @@ from __future__ import annotations
 
 import asyncio
 import os
-import signal
 import subprocess
 import sys
-import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -117,56 +115,8 @@ def test_refuses_to_signal_a_process_that_is_not_syncd(
     assert sleeper.poll() is None
 
 
-def _wait_for_exec(pid: int, marker: bytes) -> None:
-    """/proc/PID/cmdline is briefly empty while a fresh child execs."""
-    deadline = time.monotonic() + 10
-    while marker not in Path(f"/proc/{pid}/cmdline").read_bytes():
-        assert time.monotonic() < deadline, "child never exec'd"
-        time.sleep(0.01)
-
-
-def test_write_pidfile_refuses_a_running_syncd(tmp_path: Path) -> None:
-    fake = subprocess.Popen(
-        [sys.executable, "-c", "import time; time.sleep(30)", "syncd-look-alike"]
-    )
-    try:
-        _wait_for_exec(fake.pid, b"syncd-look-alike")
-        path = tmp_path / "syncd.pid"
-        path.write_text(f"{fake.pid}\n")
-        assert read_pidfile(path) == fake.pid
-        with pytest.raises(ControlError, match="already running"):
-            write_pidfile(path)
-    finally:
-        fake.kill()
-        fake.wait()
-
-
-def test_sighup_reaches_the_pid_in_the_pidfile(tmp_path: Path) -> None:
-    ready = tmp_path / "ready"
-    code = (
-        "import signal, sys, time, pathlib\n"
-        "got = []\n"
-        "signal.signal(signal.SIGHUP, lambda *a: got.append(1))\n"
-        f"pathlib.Path({str(ready)!r}).touch()\n"
-        "deadline = time.time() + 10\n"
-        "while not got and time.time() < deadline: time.sleep(0.01)\n"
-        "sys.exit(0 if got else 1)\n"
-    )
-    proc = subprocess.Popen([sys.executable, "-c", code, "syncd"])
-    try:
-        deadline = time.monotonic() + 10
-        while not ready.exists():
-            assert time.monotonic() < deadline, "child never started"
-            time.sleep(0.01)
-        path = tmp_path / "syncd.pid"
-        path.write_text(f"{proc.pid}\n")
-        msg = request_resync(pidfile=path, ops_url=None)
-        assert msg == f"resync requested: sent SIGHUP to syncd pid {proc.pid}"
-        assert proc.wait(10) == 0
-    finally:
-        if proc.poll() is None:
-            proc.send_signal(signal.SIGKILL)
-            proc.wait()
+# The positive paths (a locked syncd gets the SIGHUP, a second writer is refused) are in
+# tests/test_pidfile.py, with a stand-in that takes the pidfile's lock as syncd does.
 
 
 # -- resync over HTTP ----------------------------------------------------------

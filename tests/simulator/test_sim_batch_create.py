@@ -1,4 +1,8 @@
-"""batch_create_instance_association: the sheet's tables, both gateways and languages."""
+"""batch_create_instance_association: the topo server's checks, both gateways and languages.
+
+These run with authorization off: with it on, the API server's attribute parse answers
+some of these requests first (tests/simulator/test_sim_auth.py pins that stage).
+"""
 
 from __future__ import annotations
 
@@ -22,6 +26,11 @@ def body(**over: Any) -> dict[str, Any]:
     }
     doc.update(over)
     return {k: v for k, v in doc.items() if v is not ...}
+
+
+@pytest.fixture
+def options() -> SimulatorOptions:
+    return SimulatorOptions(auth=False)
 
 
 MANY = [{"bk_inst_id": 2, "bk_asst_inst_id": 103 + i} for i in range(201)]
@@ -259,7 +268,7 @@ async def test_exactly_200_details_pass(cmdb: Cmdb) -> None:
     assert cmdb.sim.stats()["max_batch"] == 200
 
 
-@pytest.mark.parametrize("options", [SimulatorOptions(per_detail_ms=30)])
+@pytest.mark.parametrize("options", [SimulatorOptions(per_detail_ms=30, auth=False)])
 async def test_concurrent_same_pair_loses_with_raw_duplicate_key(cmdb: Cmdb) -> None:
     # No lock in the batch path: both pass the existence check, the loser hits the unique index.
     first, second = await asyncio.gather(
@@ -268,11 +277,34 @@ async def test_concurrent_same_pair_loses_with_raw_duplicate_key(cmdb: Cmdb) -> 
     outcomes = [first.doc["data"], second.doc["data"]]
     assert sorted(len(d["success_created"]) for d in outcomes) == [0, 1]
     loser = next(d for d in outcomes if not d["success_created"])
-    assert loser["error_msg"]["0"].startswith("E11000 duplicate key error")
+    # The driver's InsertMany error (src/storage/dal/mongo/local/mongo.go:656-661) around
+    # the unique index of src/common/index/association.go:59-67, in its key order.
+    assert loser["error_msg"]["0"] == (
+        "bulk write exception: write errors: [E11000 duplicate key error collection: "
+        "cmdb.cc_InstAsst_0_pub_bk_switch index: bkcc_unique_bkInstID_bkAsstInstID_bkObjAsstID "
+        "dup key: { bk_inst_id: 9, bk_asst_inst_id: 150, "
+        'bk_obj_asst_id: "bk_switch_connect_host" }]'
+    )
     assert cmdb.sim.pairs(CONNECT) == {(1, 101), (9, 150)}
 
 
-@pytest.mark.parametrize("options", [SimulatorOptions(per_detail_ms=30)])
+@pytest.mark.parametrize(
+    "options", [SimulatorOptions(per_detail_ms=30, auth=False, cmdb_version="3.10.16")]
+)
+async def test_before_the_unique_index_a_lost_race_doubles_the_pair(cmdb: Cmdb) -> None:
+    # Before v3.10.17 (commit 09558b061c) there is no pair index: both inserts succeed.
+    first, second = await asyncio.gather(
+        cmdb.batch("esb", [(9, 150)]), cmdb.batch("apigw", [(9, 150)])
+    )
+    assert [len(a.doc["data"]["success_created"]) for a in (first, second)] == [1, 1]
+    rows = [r for r in cmdb.sim.associations(CONNECT) if r["bk_inst_id"] == 9]
+    assert len(rows) == 2
+    assert cmdb.sim.delete_pairs(CONNECT, [(9, 150)]) == 1
+    assert cmdb.sim.delete_pairs(CONNECT, [(9, 150)]) == 1
+    assert (9, 150) not in cmdb.sim.pairs(CONNECT)
+
+
+@pytest.mark.parametrize("options", [SimulatorOptions(per_detail_ms=30, auth=False)])
 async def test_concurrent_requests_can_break_one_to_many(cmdb: Cmdb) -> None:
     # The mapping check takes no lock either: two sources for one target can both land.
     await asyncio.gather(

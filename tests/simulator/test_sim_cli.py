@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import argparse
 import json
 import signal
 import subprocess
@@ -10,6 +11,8 @@ import urllib.request
 from pathlib import Path
 
 import pytest
+
+from syncd.simulator import cli as sim_cli
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -72,3 +75,27 @@ def test_bad_option_is_a_usage_error() -> None:
     _, err = proc.communicate(timeout=20)
     assert proc.returncode == 2
     assert "unknown fault kind '503'" in err
+
+
+def test_defaults_follow_a_stock_cmdb() -> None:
+    parser = argparse.ArgumentParser()
+    sim_cli.add_arguments(parser)
+    args = parser.parse_args(["--fixture", "f"])
+    # 100/s per app and resource (bk_apigw_resources_bk-cmdb.yaml:3206-3212), newest 3.14.
+    assert (args.rate_limit, args.cmdb_version, args.auth) == (100.0, "3.14", None)
+    picked = parser.parse_args(
+        ["--fixture", "f", "--rate-limit", "off", "--cmdb-version", "3.10.16", "--auth", "on"]
+    )
+    assert (picked.rate_limit, picked.cmdb_version, picked.auth) == (None, "3.10.16", True)
+
+
+@pytest.mark.parametrize(
+    ("option", "value", "why"),
+    [("--cmdb-version", "3.11", "unknown cmdb version"), ("--auth", "yes", "expected on or off"),
+     ("--rate-limit", "-3", "must be positive")],
+)  # fmt: skip
+def test_bad_new_options_are_usage_errors(option: str, value: str, why: str) -> None:
+    proc = start("--fixture", "config/demo/fixture.yaml", option, value)
+    _, err = proc.communicate(timeout=20)
+    assert proc.returncode == 2
+    assert why in err

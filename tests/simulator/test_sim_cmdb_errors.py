@@ -1,9 +1,13 @@
-"""The CMDB's internal envelope (``bk_error_code``/``bk_error_msg``) on both gateways.
+"""Refusals from inside the CMDB, in the envelope each path really sends.
 
-IAM denials (9900403 with a ``permission`` object), the API server's limiter
-(``cmdb-busy``, 1199997), the core service's concurrency error (``core-busy``,
-1113053), the audit-log failure after the writes (``audit-fail``, 1109005), and the
-server-side counters that let tests prove retries and ambiguity.
+IAM denials (9900403 with a ``permission`` object) and the API server's limiter
+(``cmdb-busy``, 1199997) are written by the API server's filters: a bare BaseResp
+(``bk_error_code``/``bk_error_msg``, no ``data``) behind the API gateway
+(src/apiserver/service/filter.go:249-251,317-328,381-389). The core service's lock
+failure (``core-busy``, 1113053, single create only) and the audit save failure
+(``audit-fail``, 1109001) are proxied, so renamed to ``code``/``message`` there
+(src/apiserver/service/http.go:145-183). ESB rewrites everything to
+``result/code/data/message/permission`` (cc/toolkit/tools.py:93-123).
 """
 
 from __future__ import annotations
@@ -28,6 +32,8 @@ from syncd.simulator import (
     SimulatorOptions,
 )
 from syncd.simulator import cli as sim_cli
+from syncd.simulator.envelope import code_of
+from syncd.simulator.fixture import DenyRule
 
 RO = {"bk_app_code": "ro", "bk_app_secret": "ro-secret"}
 """May read, may not create or delete associations."""
@@ -89,14 +95,19 @@ async def call_as(
     return await cmdb.gw(*path, body, auth=creds, lang=lang)
 
 
-def internal(code: int, msg: str, permission: Any = None) -> dict[str, Any]:
-    return {
-        "result": False,
-        "bk_error_code": code,
-        "bk_error_msg": msg,
-        "permission": permission,
-        "data": None,
-    }
+def filter_doc(gateway: str, code: int, msg: str, permission: Any = None) -> dict[str, Any]:
+    """An API-server filter's refusal as it arrives through ``gateway``."""
+    if gateway == "esb":
+        return {"result": False, "code": code, "data": None, "message": msg,
+                "permission": permission}  # fmt: skip
+    return {"result": False, "bk_error_code": code, "bk_error_msg": msg, "permission": permission}
+
+
+def proxied_doc(gateway: str, code: int, msg: str) -> dict[str, Any]:
+    """A scene/core server's refusal as it arrives through ``gateway``."""
+    if gateway == "esb":
+        return {"result": False, "code": code, "data": None, "message": msg, "permission": None}
+    return {"result": False, "code": code, "message": msg, "permission": None, "data": None}
 
 
 def body_of(answer: Answer, gateway: str) -> dict[str, Any]:
@@ -160,7 +171,7 @@ async def test_iam_denial_of_batch_create(cmdb: Cmdb, gateway: str, lang: str) -
             },
         ],
     }
-    assert body_of(answer, gateway) == internal(9900403, text, permission)
+    assert body_of(answer, gateway) == filter_doc(gateway, 9900403, text, permission)
     # All or nothing: no pair made, no id used up.
     assert cmdb.sim.pairs(CONNECT) == {(1, 101)}
     ok = await cmdb.batch(gateway, [(3, 104)])
@@ -174,7 +185,7 @@ async def test_iam_denial_of_batch_create(cmdb: Cmdb, gateway: str, lang: str) -
 async def test_iam_denial_per_relation_and_object(cmdb: Cmdb, gateway: str) -> None:
     api = "batch_create_instance_association"
     denied = await call_as(cmdb, gateway, NO_MANAGE, api, batch_body([(2, 110)], MANAGE))
-    assert body_of(denied, gateway)["bk_error_code"] == 9900403
+    assert code_of(body_of(denied, gateway)) == 9900403
     allowed = await call_as(cmdb, gateway, NO_MANAGE, api, batch_body([(2, 110)], CONNECT))
     assert allowed.doc["code"] == 0 and allowed.doc["data"]["success_created"] == {"0": 2}
     assert (2, 110) not in cmdb.sim.pairs(MANAGE) and (2, 110) in cmdb.sim.pairs(CONNECT)
@@ -183,7 +194,7 @@ async def test_iam_denial_per_relation_and_object(cmdb: Cmdb, gateway: str) -> N
     delete = "delete_related_inst_asso"
     refused = await call_as(cmdb, gateway, NO_MANAGE, delete, {"id": [2], "bk_obj_id": "host"})
     doc = body_of(refused, gateway)
-    assert doc["bk_error_code"] == 9900403
+    assert code_of(doc) == 9900403
     assert doc["permission"]["actions"] == [
         {
             "id": "delete_resource_pool_host",
@@ -204,7 +215,7 @@ async def test_iam_denial_of_delete_and_reads_still_allowed(cmdb: Cmdb, gateway:
         cmdb, gateway, RO, "delete_related_inst_asso", {"id": [1], "bk_obj_id": "bk_switch"}
     )
     doc = body_of(answer, gateway)
-    assert doc["bk_error_code"] == 9900403
+    assert code_of(doc) == 9900403
     [action] = doc["permission"]["actions"]
     assert action["id"] == "delete_comobj_11" and action["name"] == "bk_switch实例删除"
     assert "instances" not in action["related_resource_types"][0]
@@ -220,14 +231,55 @@ async def test_iam_denial_of_delete_and_reads_still_allowed(cmdb: Cmdb, gateway:
 
 
 async def test_esb_denial_reads_the_app_from_the_header(cmdb: Cmdb) -> None:
-    """ESB falls back to X-Bkapi-Authorization; the denial follows that app."""
+    """ESB reads X-Bkapi-Authorization before the body (esb/channel/base.py:331-354): the
+    denial follows the header's app even when the body names an allowed one."""
     answer = await cmdb.esb(
         "batch_create_instance_association",
         batch_body([(2, 110)]),
-        creds={},
         headers={"X-Bkapi-Authorization": json.dumps(RO | {"bk_username": "admin"})},
     )
-    assert answer.doc["bk_error_code"] == 9900403
+    assert answer.doc["code"] == 9900403 and "bk_error_code" not in answer.doc
+
+
+def test_count_cannot_be_denied() -> None:
+    # Count is SkipAction in the API server and unchecked in topo (svc/association.go:804-836).
+    doc = fixture_doc()
+    doc["apps"] = [RO | {"deny": ["count_instance_associations"]}]
+    with pytest.raises(FixtureError, match="never authorises count_instance_associations"):
+        Fixture.from_dict(doc)
+
+
+@pytest.mark.parametrize("gateway", GATEWAYS)
+async def test_search_is_denied_by_topo_after_its_checks(cmdb: Cmdb, gateway: str) -> None:
+    """search_instance_associations: SkipAction in the API server, authorised in topo after
+    the request checks (svc/association.go:770-789), so a proxied (renamed) refusal."""
+    cmdb.sim.iam._deny["ro"] += (DenyRule("search_instance_associations"),)
+    creds = RO | {"bk_username": "admin"}
+    path = "/api/v3/search/instance_associations/object/bk_switch"
+    good = {"page": {"start": 0, "limit": 10}}
+    bad = {"page": {"start": 0, "limit": 0}}
+    if gateway == "esb":
+        refused = await cmdb.esb("search_instance_associations", good | {"bk_obj_id": "bk_switch"},
+                                 creds=creds)  # fmt: skip
+        invalid = await cmdb.esb("search_instance_associations", bad | {"bk_obj_id": "bk_switch"},
+                                 creds=creds)  # fmt: skip
+    else:
+        refused = await cmdb.gw("POST", path, good, auth=creds)
+        invalid = await cmdb.gw("POST", path, bad, auth=creds)
+    assert code_of(invalid.doc) == 1199006  # the check comes first
+    doc = body_of(refused, gateway)
+    assert doc["code"] == 9900403 and "bk_error_code" not in doc
+    # RespNoAuth writes a BaseResp (rest/contexts.go:455-469): no data key unless ESB adds it.
+    assert ("data" in doc) is (gateway == "esb")
+    assert doc["permission"]["actions"][0]["id"] == "view_comobj_11"
+
+
+@pytest.mark.parametrize("options", [SimulatorOptions(auth=False)])
+async def test_auth_off_means_no_iam(cmdb: Cmdb) -> None:
+    # authFilter passes everything when auth is off (filter.go:243-247).
+    answer = await call_as(cmdb, "apigw", RO, "batch_create_instance_association",
+                           batch_body([(2, 110)]))  # fmt: skip
+    assert answer.doc["code"] == 0 and (2, 110) in cmdb.sim.pairs(CONNECT)
 
 
 def test_deny_rules_are_checked_when_loaded() -> None:
@@ -262,11 +314,11 @@ def faults(*kinds: str) -> SimulatorOptions:
 @pytest.mark.parametrize("lang", ["en", "zh"])
 async def test_cmdb_busy_does_nothing(cmdb: Cmdb, gateway: str, lang: str) -> None:
     answer = await cmdb.batch(gateway, [(2, 110)], lang=lang)
-    assert body_of(answer, gateway) == internal(1199997, "too many requests")
+    assert body_of(answer, gateway) == filter_doc(gateway, 1199997, "too many requests")
     read = await cmdb.call(
         gateway, "count_instance_associations", params={"bk_obj_id": "bk_switch"}
     )
-    assert read.status == 200 and read.doc["bk_error_code"] == 1199997  # reads too
+    assert read.status == 200 and code_of(read.doc) == 1199997  # reads too
     assert cmdb.sim.pairs(CONNECT) == {(1, 101)}
     stats = cmdb.sim.stats()
     assert stats["faults"] == {"cmdb-busy": 2}
@@ -281,30 +333,34 @@ async def test_cmdb_busy_does_nothing(cmdb: Cmdb, gateway: str, lang: str) -> No
 @pytest.mark.parametrize("gateway", GATEWAYS)
 @pytest.mark.parametrize("lang", ["en", "zh"])
 async def test_core_busy_does_nothing(cmdb: Cmdb, gateway: str, lang: str) -> None:
-    answer = await cmdb.batch(gateway, [(2, 110)], asst=MANAGE, lang=lang)
+    single = {"bk_obj_asst_id": MANAGE, "bk_inst_id": 2, "bk_asst_inst_id": 110}
+    answer = await cmdb.call(gateway, "add_instance_association", single, lang=lang)
     text = "association constraint mismatch" if lang == "en" else "关联关系约束不匹配"
-    assert body_of(answer, gateway) == internal(1113053, text)
+    assert body_of(answer, gateway) == proxied_doc(gateway, 1113053, text)
     assert cmdb.sim.pairs(MANAGE) == set()
-    # Reads never meet the core service's association lock: no fault drawn for them.
+    # The batch path takes no lock (core/instance.go:380-445), nor do reads: no fault.
     read = await cmdb.call(
         gateway, "count_instance_associations", params={"bk_obj_id": "bk_switch"}
     )
     assert read.doc["code"] == 0
+    batch = await cmdb.batch(gateway, [(2, 111)], asst=MANAGE)
+    assert batch.doc["data"]["success_created"] == {"0": 2}  # the refused try used no id
     cmdb.sim.options.fault_rate = 0
-    retry = await cmdb.batch(gateway, [(2, 110)], asst=MANAGE)
-    assert retry.doc["data"]["success_created"] == {"0": 2}  # the refused try used no id
+    retry = await cmdb.call(gateway, "add_instance_association", single)
+    assert retry.doc["data"] == {"id": 3}
     stats = cmdb.sim.stats()
-    assert stats["faults_by_api"] == {"batch_create_instance_association": {"core-busy": 1}}
-    assert stats["created_total"] == 1
+    assert stats["faults_by_api"] == {"add_instance_association": {"core-busy": 1}}
+    assert stats["created_total"] == 2
 
 
 @pytest.mark.parametrize("options", [faults("audit-fail")])
 @pytest.mark.parametrize("gateway", GATEWAYS)
 @pytest.mark.parametrize("lang", ["en", "zh"])
 async def test_audit_fail_after_creating(cmdb: Cmdb, gateway: str, lang: str) -> None:
+    # SaveAuditLog failure -> 1109001 (logic/association.go:396-411); no transaction.
     answer = await cmdb.batch(gateway, [(2, 110), (1, 101), (2, 111)], lang=lang)
-    text = "generate audit log failed" if lang == "en" else "生成操作审计日志失败"
-    assert body_of(answer, gateway) == internal(1109005, text)
+    text = "save audit log failed" if lang == "en" else "保存操作审计日志失败"
+    assert body_of(answer, gateway) == proxied_doc(gateway, 1109001, text)
     # The error is not the truth: both new pairs exist, with ids 2 and 3.
     assert cmdb.sim.pairs(CONNECT) == {(1, 101), (2, 110), (2, 111)}
     ids = {(r["bk_inst_id"], r["bk_asst_inst_id"]): r["id"] for r in cmdb.sim.associations(CONNECT)}
@@ -330,20 +386,41 @@ async def test_audit_fail_after_creating(cmdb: Cmdb, gateway: str, lang: str) ->
     stats = cmdb.sim.stats()
     assert stats["faults"] == {"audit-fail": 1}
     assert (stats["created_total"], stats["pairs_created"]) == (2, 2)
-    assert stats["requests_by_code"] == {"1109005": 1, "0": 2}
+    assert stats["requests_by_code"] == {"1109001": 1, "0": 2}
 
 
 @pytest.mark.parametrize("options", [faults("audit-fail")])
 @pytest.mark.parametrize("gateway", GATEWAYS)
-async def test_audit_fail_after_deleting(cmdb: Cmdb, gateway: str) -> None:
+async def test_audit_fail_rolls_deletes_back(cmdb: Cmdb, gateway: str) -> None:
+    # AutoRunTxn (svc/association.go:1198,1235) aborts on the audit error: nothing deleted.
     answer = await cmdb.call(
         gateway, "delete_related_inst_asso", {"id": [1], "bk_obj_id": "bk_switch"}
     )
-    assert body_of(answer, gateway)["bk_error_code"] == 1109005
-    assert cmdb.sim.pairs(CONNECT) == set()
+    assert body_of(answer, gateway) == proxied_doc(gateway, 1109001, "save audit log failed")
+    single = await cmdb.call(
+        gateway, "delete_instance_association", params={"bk_obj_id": "bk_switch", "id": 1}
+    )
+    assert code_of(single.doc) == 1109001
+    assert cmdb.sim.pairs(CONNECT) == {(1, 101)}
     stats = cmdb.sim.stats()
-    assert stats["deleted_total"] == 1 and stats["associations"] == 0
-    assert stats["faults_by_api"] == {"delete_related_inst_asso": {"audit-fail": 1}}
+    assert stats["deleted_total"] == 0 and stats["associations"] == 1
+    assert stats["faults_by_api"] == {
+        "delete_related_inst_asso": {"audit-fail": 1},
+        "delete_instance_association": {"audit-fail": 1},
+    }
+
+
+@pytest.mark.parametrize("options", [faults("audit-fail")])
+@pytest.mark.parametrize("gateway", GATEWAYS)
+async def test_audit_fail_rolls_a_single_create_back(cmdb: Cmdb, gateway: str) -> None:
+    # AutoRunTxn (svc/association.go:1148): nothing created; the id sequence moved on.
+    single = {"bk_obj_asst_id": CONNECT, "bk_inst_id": 2, "bk_asst_inst_id": 110}
+    answer = await cmdb.call(gateway, "add_instance_association", single, lang="zh")
+    assert body_of(answer, gateway) == proxied_doc(gateway, 1109001, "保存操作审计日志失败")
+    assert cmdb.sim.pairs(CONNECT) == {(1, 101)}
+    cmdb.sim.options.fault_rate = 0
+    again = await cmdb.call(gateway, "add_instance_association", single)
+    assert again.doc["data"] == {"id": 3}
 
 
 @pytest.mark.parametrize("options", [faults("audit-fail", "core-busy")])
@@ -351,10 +428,10 @@ async def test_audit_fail_after_deleting(cmdb: Cmdb, gateway: str) -> None:
 async def test_refusals_beat_core_and_audit_faults(cmdb: Cmdb, gateway: str) -> None:
     """A request refused before it reaches the core service meets neither fault."""
     missing = await cmdb.batch(gateway, [(2, 110)], asst="bk_switch_nope_host")
-    assert missing.doc["code"] == 1101046 and missing.doc["result"] is False
+    assert code_of(missing.doc) == 1199045 and missing.doc["result"] is False
     api = "batch_create_instance_association"
     denied = await call_as(cmdb, gateway, RO, api, batch_body([(2, 110)]))
-    assert body_of(denied, gateway)["bk_error_code"] == 9900403
+    assert code_of(body_of(denied, gateway)) == 9900403
     stats = cmdb.sim.stats()
     assert stats["faults"] == {} and stats["created_total"] == 0
 
@@ -422,7 +499,8 @@ async def test_mixed_kinds_counters_add_up(cmdb: Cmdb) -> None:
     assert by_api == stats["faults"] and sum(by_api.values()) >= 5
     # 30 pairs in batches of 3: ten requests, plus one per fault that did nothing. Faults
     # after acting (504-after, drop, audit-fail) cost no extra request: the pairs exist.
-    did_nothing = sum(by_api.get(k, 0) for k in ("502", "504", "cmdb-busy", "core-busy"))
+    assert "core-busy" not in by_api  # the batch path takes no lock
+    did_nothing = sum(by_api.get(k, 0) for k in ("502", "504", "cmdb-busy"))
     assert stats["requests"] == sent == 10 + did_nothing
 
 

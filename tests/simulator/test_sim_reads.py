@@ -235,6 +235,16 @@ async def test_add_instance_association(cmdb: Cmdb, gateway: str) -> None:
     )
     assert second_source.doc["code"] == 1101061
     assert second_source.doc["message"] == "关联关系为1:n的，不能同时关联多个源模型实例"
+    no_switch = await cmdb.call(
+        gateway, add, {"bk_obj_asst_id": CONNECT, "bk_inst_id": 999, "bk_asst_inst_id": 102}
+    )
+    assert (no_switch.doc["code"], no_switch.doc["message"]) == (
+        1101073,
+        "the association inst is not exist",
+    )
+    assert cmdb.sim.pairs(MANAGE) == {(2, 110)}
+    # With auth on, the API server answers these before topo (test_sim_auth.py); off:
+    cmdb.sim.options.auth = False
     no_model = await cmdb.call(
         gateway, add, {"bk_obj_asst_id": "nope", "bk_inst_id": 3, "bk_asst_inst_id": 1}
     )
@@ -246,7 +256,6 @@ async def test_add_instance_association(cmdb: Cmdb, gateway: str) -> None:
         1101074,
         "the  inst to asst  is not exist",
     )
-    assert cmdb.sim.pairs(MANAGE) == {(2, 110)}
 
 
 @pytest.mark.parametrize("gateway", GATEWAYS)
@@ -361,5 +370,16 @@ async def test_list_hosts_without_biz(cmdb: Cmdb, gateway: str) -> None:
     page = await cmdb.call(gateway, api, {"page": {"start": 190, "limit": 50}})
     assert page.doc["data"]["count"] == 200
     assert [h["bk_host_id"] for h in page.doc["data"]["info"]] == list(range(291, 301))
-    bad = await cmdb.call(gateway, api, {"page": {"start": 0, "limit": 501}})
-    assert bad.doc["code"] == 1199006
+    # BasePage.Validate(false) (metadata/hostserver.go:457-460, page.go:52-75): 0..1000.
+    wide = await cmdb.call(gateway, api, {"page": {"start": 0, "limit": 1000}})
+    assert len(wide.doc["data"]["info"]) == 200
+    unlimited = await cmdb.call(gateway, api, {"page": {"start": 150, "limit": 0}})
+    assert len(unlimited.doc["data"]["info"]) == 50
+    for page, key in (({"start": 0, "limit": 1001}, "page.limit"),
+                      ({"start": -1, "limit": -1}, "page.start"),
+                      ({"start": 0, "limit": -1}, "page.limit")):  # fmt: skip
+        bad = await cmdb.call(gateway, api, {"page": page})
+        assert (bad.doc["code"], bad.doc["message"]) == (
+            1199006,
+            f"'{key}' data parameter verification does not pass",
+        )

@@ -279,7 +279,8 @@ async def record_all(url: str, token: str, out: Path) -> None:
     from aiohttp import web
 
     from syncd.sources.base import SourceError
-    from syncd.sources.netbox import NetBoxSource, NetBoxSourceSettings
+    from syncd.sources.netbox import NetBoxSource
+    from syncd.sources.settings import NetBoxSourceSettings
 
     upstream = url.rstrip("/")
     exchanges: list[dict[str, Any]] = []

@@ -20,8 +20,9 @@ from pydantic import ValidationError
 from src_helpers import HERE, read_all
 
 from syncd.sources.base import SourceError
-from syncd.sources.command import CommandSource, CommandSourceSettings
+from syncd.sources.command import CommandSource
 from syncd.sources.lldpd import LldpdFormatError, parse_neighbors, pick_ip
+from syncd.sources.settings import CommandSourceSettings
 
 LLDPD = HERE / "fixtures" / "lldpd"
 

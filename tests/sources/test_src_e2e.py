@@ -9,7 +9,8 @@ from test_src_resolver import cmdb_fixture, cmdb_settings
 from syncd.cmdb.client import CmdbClient
 from syncd.resolver import KeyResolver, KeySpec
 from syncd.simulator import Fixture, Simulator, SimulatorOptions
-from syncd.sources.netbox import NetBoxSource, NetBoxSourceSettings
+from syncd.sources.netbox import NetBoxSource
+from syncd.sources.settings import NetBoxSourceSettings
 
 
 async def resolved_pairs(

@@ -13,7 +13,9 @@ from pydantic import ValidationError
 from src_helpers import read_all, serve
 
 from syncd.sources.base import SourceError
-from syncd.sources.http import HttpSource, HttpSourceSettings, compile_path, get_path
+from syncd.sources.http import HttpSource
+from syncd.sources.paths import compile_path, get_path
+from syncd.sources.settings import HttpSourceSettings
 
 TOKEN = "tok-SECRET-9f8e7d"
 

@@ -14,7 +14,8 @@ from pydantic import ValidationError
 from src_helpers import load_recording, read_all, replay_netbox
 
 from syncd.sources.base import SourceError
-from syncd.sources.netbox import NetBoxSource, NetBoxSourceSettings
+from syncd.sources.netbox import NetBoxSource
+from syncd.sources.settings import NetBoxSourceSettings
 
 V1 = "0123456789abcdef0123456789abcdef01234567"
 V2 = "nbt_AbCdEfGhIjKl.0123456789abcdef0123456789abcdef01234567"
@@ -52,7 +53,7 @@ async def test_cables_mode_site_filter_paged() -> None:
     assert [f[2] for f in facts] == [1, 2, 3, 4, 5, 6, 7, 8]  # cable ids
     assert src.origin(8) == f"{nb.url}/dcim/cables/8/"
     extra = src.stats.extra
-    assert extra["pages"] == 4  # three cable pages (limit 4) and one device lookup
+    assert extra["pages"] == 6  # 5 cable pages (limit 4, overlapping by one row), 1 device lookup
     assert extra["ignored_switch_to_switch"] == 1  # C-009 sw-a <-> sw-b
     assert extra["ignored_not_interface"] == 2  # C-010 patch panel, C-011 circuit
     assert src.stats.bad == 0

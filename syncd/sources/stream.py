@@ -1,0 +1,256 @@
+"""A supervised streaming command whose stdout is a stream of change notifications.
+
+Used by ``watch = true`` on the command source (``lldpcli -f json watch``). A
+notification carries nothing the daemon relies on: it only asks for a cycle, and the
+cycle reads the full table again, so a lost or partial notification costs a delay,
+never a wrong result. For the same reason a restart counts as a notification: changes
+may have happened while nothing was watching.
+
+The process runs in its own session (process group), like the command source's. When
+it exits it is restarted after a pause that doubles up to a cap and starts again from
+the base once a run lasted ``stable_after`` seconds. On shutdown the group gets
+SIGTERM, then SIGKILL after ``term_grace`` seconds, and is reaped: nothing outlives
+the daemon.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import os
+import signal
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import structlog
+
+from syncd.sources.base import redact
+from syncd.sources.settings import Framing
+
+log = structlog.get_logger("syncd.sources")
+
+STDERR_TAIL = 2000
+
+
+class NotificationSplitter:
+    """Cut stdout into notifications. Pure.
+
+    ``lines``: each non-blank line is one (JSON Lines, plain text).
+    ``paragraphs``: each run of non-blank lines ended by a blank line is one; lldpcli's
+    json writer prints every event as an indented document followed by a blank line.
+    """
+
+    def __init__(self, framing: Framing, max_size: int = 1024 * 1024) -> None:
+        self.framing = framing
+        self.max_size = max_size
+        self._buf: list[str] = []
+        self._size = 0
+
+    def feed(self, line: str) -> list[str]:
+        """Completed notifications after one more line (without its newline)."""
+        blank = not line.strip()
+        if self.framing == "lines":
+            return [] if blank else [line]
+        if blank:
+            return self.flush()
+        self._size += len(line)
+        if self._size > self.max_size:  # runaway: keep it a signal, drop the text
+            self._buf, self._size = ["(oversized)"], len("(oversized)")
+        else:
+            self._buf.append(line)
+        return []
+
+    def flush(self) -> list[str]:
+        """What is pending (at a blank line, or at end of stream)."""
+        if not self._buf:
+            return []
+        text, self._buf, self._size = "\n".join(self._buf), [], 0
+        return [text]
+
+
+@dataclass
+class StreamSpec:
+    """What to run and how to supervise it."""
+
+    argv: list[str]
+    env: dict[str, str]
+    cwd: Path | None = None
+    framing: Framing = "lines"
+    secrets: list[str] = field(default_factory=list)
+    """Redacted from anything logged (stderr tails)."""
+    backoff_base: float = 1.0
+    backoff_cap: float = 60.0
+    stable_after: float = 30.0
+    term_grace: float = 2.0
+    max_notification: int = 1024 * 1024
+
+
+class StreamSupervisor:
+    """Runs ``spec.argv`` until ``stop`` is set; calls ``on_notification(text)`` per change."""
+
+    def __init__(
+        self,
+        spec: StreamSpec,
+        *,
+        name: str,
+        on_notification: Callable[[str], None],
+    ) -> None:
+        self.spec = spec
+        self.name = name
+        self.program = os.path.basename(spec.argv[0])
+        self.on_notification = on_notification
+        self.starts = 0
+        self.notifications = 0
+        self.pid: int | None = None
+        self.exit_codes: list[int | None] = []
+
+    async def run(self, stop: asyncio.Event) -> None:
+        """Supervise until ``stop``; returns with no process left behind."""
+        delay = self.spec.backoff_base
+        while not stop.is_set():
+            started = time.monotonic()
+            if self.starts:
+                self._notify(f"{self.program} restarted: changes may have been missed")
+            code = await self._run_once(stop)
+            if stop.is_set():
+                return
+            self.exit_codes.append(code)
+            if time.monotonic() - started >= self.spec.stable_after:
+                delay = self.spec.backoff_base
+            log.warning(
+                "stream_exited",
+                relation=self.name,
+                program=self.program,
+                status=_describe(code),
+                restart_in=round(delay, 3),
+            )
+            with contextlib.suppress(TimeoutError):
+                async with asyncio.timeout(delay):
+                    await stop.wait()
+            delay = min(self.spec.backoff_cap, delay * 2)
+
+    def _notify(self, text: str) -> None:
+        self.notifications += 1
+        try:
+            self.on_notification(text)
+        except Exception as exc:  # a watcher must outlive its callback's bugs
+            log.error("stream_callback_failed", relation=self.name, error=repr(exc))
+
+    async def _run_once(self, stop: asyncio.Event) -> int | None:
+        """One run: its exit status, or None if it could not start or was stopped."""
+        s = self.spec
+        self.starts += 1
+        try:
+            proc = await asyncio.create_subprocess_exec(
+                *s.argv,
+                stdin=asyncio.subprocess.DEVNULL,
+                stdout=asyncio.subprocess.PIPE,
+                stderr=asyncio.subprocess.PIPE,
+                env=s.env,
+                cwd=s.cwd,
+                start_new_session=True,
+                limit=s.max_notification,
+            )
+        except OSError as exc:
+            log.error(
+                "stream_not_started",
+                relation=self.name,
+                program=self.program,
+                error=exc.strerror or type(exc).__name__,
+            )
+            return None
+        self.pid = proc.pid
+        log.info("stream_started", relation=self.name, program=self.program, pid=proc.pid)
+        assert proc.stdout is not None and proc.stderr is not None
+        stderr_task = asyncio.create_task(_read_tail(proc.stderr, STDERR_TAIL))
+        pump = asyncio.create_task(self._pump(proc.stdout))
+        stopped = asyncio.create_task(stop.wait())
+        try:
+            await asyncio.wait({pump, stopped}, return_when=asyncio.FIRST_COMPLETED)
+            if not stop.is_set():  # stdout closed: the exit should follow; then end it
+                waiter = asyncio.create_task(proc.wait())
+                await asyncio.wait(
+                    {waiter, stopped}, timeout=s.term_grace, return_when=asyncio.FIRST_COMPLETED
+                )
+                waiter.cancel()
+        finally:
+            pump.cancel()
+            stopped.cancel()
+            await self._terminate(proc)
+            tail = await _finish(stderr_task)
+        if tail and not stop.is_set():
+            text = tail.decode("utf-8", "replace").strip()
+            log.warning(
+                "stream_stderr",
+                relation=self.name,
+                program=self.program,
+                stderr=redact(text, s.secrets),
+            )
+        return None if stop.is_set() else proc.returncode
+
+    async def _pump(self, stdout: asyncio.StreamReader) -> None:
+        splitter = NotificationSplitter(self.spec.framing, self.spec.max_notification)
+        while True:
+            try:
+                raw = await stdout.readline()
+            except ValueError:  # one line longer than the limit: still a change
+                self._notify("(oversized line)")
+                continue
+            if not raw:
+                break
+            for text in splitter.feed(raw.decode("utf-8", "replace").rstrip("\r\n")):
+                self._notify(text)
+        for text in splitter.flush():
+            self._notify(text)
+
+    async def _terminate(self, proc: asyncio.subprocess.Process) -> None:
+        """SIGTERM the group, SIGKILL it after the grace, reap the leader."""
+        if proc.returncode is None:
+            _signal_group(proc, signal.SIGTERM)
+            try:
+                async with asyncio.timeout(self.spec.term_grace):
+                    await proc.wait()
+            except TimeoutError:
+                log.warning(
+                    "stream_killed",
+                    relation=self.name,
+                    program=self.program,
+                    grace=self.spec.term_grace,
+                )
+        _signal_group(proc, signal.SIGKILL)  # the leader's children too
+        with contextlib.suppress(ProcessLookupError):
+            await proc.wait()
+
+
+def _describe(code: int | None) -> str:
+    if code is None:
+        return "could not start"
+    return f"killed by signal {-code}" if code < 0 else f"exited with status {code}"
+
+
+def _signal_group(proc: asyncio.subprocess.Process, sig: signal.Signals) -> None:
+    try:
+        os.killpg(proc.pid, sig)
+    except (ProcessLookupError, PermissionError):
+        if proc.returncode is None:
+            with contextlib.suppress(ProcessLookupError):
+                proc.send_signal(sig)
+
+
+async def _read_tail(stream: asyncio.StreamReader, keep: int) -> bytes:
+    """Drain a stream (so the child never blocks on it), keeping its last bytes."""
+    tail = b""
+    while chunk := await stream.read(65536):
+        tail = (tail + chunk)[-keep:]
+    return tail
+
+
+async def _finish(task: asyncio.Task[bytes]) -> bytes:
+    try:
+        async with asyncio.timeout(1.0):
+            return await task
+    except (TimeoutError, asyncio.CancelledError):
+        task.cancel()
+        return b""
