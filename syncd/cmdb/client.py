@@ -25,7 +25,7 @@ from syncd.backoff import request_delay
 from syncd.cmdb import apis
 from syncd.cmdb.apis import Api
 from syncd.cmdb.gateway import frame
-from syncd.cmdb.ratelimit import AdaptiveRateLimiter
+from syncd.cmdb.ratelimit import RateBudgets
 from syncd.config import MAX_BATCH, CmdbSettings
 from syncd.outcome import Answer, Verdict, classify_response, classify_transport_error
 
@@ -67,7 +67,11 @@ class CmdbClient:
         seed: int | None = None,
     ) -> None:
         self.settings = settings
-        self.limiter = AdaptiveRateLimiter(settings.rate_limit)
+        self.budgets = RateBudgets.for_gateway(
+            settings.gateway, settings.rate_limit, settings.read_rate_limit
+        )
+        self.limiter = self.budgets.write
+        """The write budget (on the ESB, the one budget of all calls)."""
         self._semaphore = asyncio.Semaphore(settings.concurrency)
         self._observer = observer
         self._rng = random.Random(seed)
@@ -115,16 +119,17 @@ class CmdbClient:
         """Send one call, retrying what is safe to retry; returns the final answer."""
         params = params or {}
         attempt = 0
+        limiter = self.budgets.for_api(api.name)
         while True:
             attempt += 1
             answer = await self._attempt(api, body, params)
             if answer.verdict not in (Verdict.RETRY, Verdict.AMBIGUOUS):
                 if answer.verdict is Verdict.OK:
-                    self.limiter.succeeded()
+                    limiter.succeeded()
                 return answer
             rate_refusal = answer.rate_limited
             if rate_refusal:
-                self.limiter.throttled(answer.retry_after)
+                limiter.throttled(answer.retry_after)
             if attempt > self.settings.max_retries or self.stopping:
                 return answer
             reason = "rate_limited" if rate_refusal else answer.verdict.value
@@ -152,7 +157,7 @@ class CmdbClient:
             raise RuntimeError("CmdbClient used before open()")
         framed = frame(self.settings, api, body, params)
         async with self._semaphore:
-            waited = await self.limiter.acquire()
+            waited = await self.budgets.for_api(api.name).acquire()
             if self._observer is not None and waited > 0.0005:
                 self._observer.record_rate_limit_wait(waited)
             started = time.monotonic()

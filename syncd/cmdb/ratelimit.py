@@ -1,88 +1,178 @@
-"""One request-rate budget for the whole client, that backs off when the gateway says 429.
+"""Send budgets that pace requests evenly, and back off when the gateway says 429.
 
-asyncio-throttle keeps a sliding one-second log of sends, so no window of one
-second ever holds more than ``rate`` sends. On a 429 the rate is halved and all
-workers pause until the gateway's window resets; it then climbs back
-additively, a step per quiet second (AIMD, as TCP does), so syncd settles just
-under the real limit even when configured above it.
+Requests leave spaced by ``1/rate`` (GCRA, the generic cell rate algorithm:
+one "theoretical arrival time" per budget), with a burst tolerance of a few
+sends so that a late wake-up is made up rather than lost. A gateway that counts
+per second therefore sees at most ``rate`` plus that small burst in any second,
+not the bunches a sliding one-second log lets out (``rate`` sends at once, then
+nothing). On a 429 the rate is halved and all senders pause until the gateway's
+window resets; it then climbs back additively, a step per quiet second (AIMD,
+as TCP does), so syncd settles just under the real limit even when configured
+above it.
+
+The API gateway limits each resource separately, so there reads and writes get
+a budget each; the ESB counts one app's calls together: one shared budget.
 """
 
 from __future__ import annotations
 
 import asyncio
+import math
 import time
+from collections.abc import Awaitable, Callable
+from typing import Literal
 
-from asyncio_throttle.throttler import Throttler
+BURST_SECONDS = 0.02
+"""Burst tolerance: up to 20 ms worth of sends may leave back to back (at least one)."""
 
-# Margin on the window so that scheduling jitter (ours or the server's) can't
-# squeeze rate+1 sends into a second observed at the server: at least 20 ms, and
-# at low rates one whole send interval, where a single extra request is a breach.
-_MIN_MARGIN = 0.02
+MAX_PAUSE = 60.0
+"""Longest pause a single refusal can impose, whatever its reset header says."""
+
+WRITE_APIS = frozenset({"batch_create_instance_association", "delete_related_inst_asso"})
+"""APIs that change the CMDB; every other call is a read (searches, counts, lookups, watch)."""
+
+Clock = Callable[[], float]
+Sleep = Callable[[float], Awaitable[None]]
+
+
+def default_burst(rate: float) -> int:
+    """Sends allowed back to back: ``BURST_SECONDS`` worth of the rate, at least one."""
+    return max(1, math.floor(rate * BURST_SECONDS))
+
+
+class Gcra:
+    """Even spacing with a small burst; pure arithmetic on times the caller supplies.
+
+    ``tat`` is the theoretical arrival time of the next send: a send may leave
+    at ``tat - tolerance`` or later, and each send pushes ``tat`` one interval on.
+    """
+
+    def __init__(self, rate: float, burst: int = 1) -> None:
+        self.tat = -math.inf
+        self.burst = burst
+        self.interval = 1.0
+        self.tolerance = 0.0
+        self.set_rate(rate)
+
+    def set_rate(self, rate: float) -> None:
+        if rate <= 0:
+            raise ValueError("rate must be positive")
+        self.interval = 1.0 / rate
+        self.tolerance = (max(1, self.burst) - 1) * self.interval
+
+    def delay(self, now: float) -> float:
+        """Seconds until the next send may leave (0: now)."""
+        return max(0.0, self.tat - self.tolerance - now)
+
+    def take(self, now: float) -> None:
+        """Record one send at ``now``."""
+        self.tat = max(self.tat, now) + self.interval
 
 
 class AdaptiveRateLimiter:
-    """A shared send budget; ``acquire`` before every request attempt."""
+    """One send budget; ``acquire`` before every request attempt.
 
-    def __init__(self, rate: float, *, floor: float = 1.0) -> None:
+    Waiters queue in arrival order (an ``asyncio.Lock`` is FIFO); the head of the
+    queue sleeps until its slot and re-checks on waking, so a rate change or a
+    pause ordered meanwhile applies to it at once. ``clock`` and ``sleep`` are
+    injectable so tests can run on virtual time.
+    """
+
+    def __init__(
+        self,
+        rate: float,
+        *,
+        floor: float = 1.0,
+        burst: int | None = None,
+        clock: Clock = time.monotonic,
+        sleep: Sleep = asyncio.sleep,
+    ) -> None:
         self.configured = rate
         self.floor = min(floor, rate)
         self._rate = rate
-        self._throttler = Throttler(rate_limit=self._slots(rate), period=self._period(rate))
-        self._paused_until = 0.0
-        self._last_change = time.monotonic()
+        self._clock = clock
+        self._sleep = sleep
+        self._gcra = Gcra(rate, default_burst(rate) if burst is None else burst)
+        self._queue = asyncio.Lock()
+        self._paused_until = -math.inf
+        self._last_change = clock()
         self.waited = 0.0
         """Seconds spent waiting for the budget, summed over all callers."""
         self.decreases = 0
-
-    @staticmethod
-    def _slots(rate: float) -> int:
-        return max(1, int(rate))
-
-    @staticmethod
-    def _period(rate: float) -> float:
-        if rate < 1:
-            # Below one per second: one slot per 1/rate seconds.
-            return (1 + _MIN_MARGIN) / rate
-        return 1 + max(_MIN_MARGIN, 1 / rate)
+        self.sent = 0
+        """Sends let out so far."""
 
     @property
     def rate(self) -> float:
         return self._rate
 
+    @property
+    def burst(self) -> int:
+        return self._gcra.burst
+
     def _apply(self, rate: float) -> None:
         self._rate = rate
-        self._throttler.rate_limit = self._slots(rate)
-        self._throttler.period = self._period(rate)
+        self._gcra.set_rate(rate)
+
+    def delay(self) -> float:
+        """Seconds the next send would wait now (for tests and health)."""
+        now = self._clock()
+        return max(self._gcra.delay(now), self._paused_until - now)
 
     async def acquire(self) -> float:
         """Wait for a send slot; returns the seconds waited."""
-        start = time.monotonic()
-        while True:
-            pause = self._paused_until - time.monotonic()
-            if pause <= 0:
-                break
-            await asyncio.sleep(pause)
-        await self._throttler.acquire()  # type: ignore[no-untyped-call]
-        waited = time.monotonic() - start
+        start = self._clock()
+        async with self._queue:
+            while (wait := self.delay()) > 0:
+                await self._sleep(wait)
+            now = self._clock()
+            self._gcra.take(now)
+            self.sent += 1
+        waited = now - start
         self.waited += waited
         return waited
 
     def throttled(self, reset_after: float | None) -> None:
         """The gateway refused for rate: halve (once per second at most) and pause."""
-        now = time.monotonic()
+        now = self._clock()
         if now - self._last_change >= 1.0 or self._rate == self.configured:
             self._apply(max(self.floor, self._rate / 2))
             self._last_change = now
             self.decreases += 1
         pause = reset_after if reset_after is not None else 1.0
-        self._paused_until = max(self._paused_until, now + min(pause, 60.0))
+        self._paused_until = max(self._paused_until, now + min(pause, MAX_PAUSE))
 
     def succeeded(self) -> None:
         """A request went through: climb back a step per quiet second."""
         if self._rate >= self.configured:
             return
-        now = time.monotonic()
+        now = self._clock()
         if now - self._last_change >= 1.0:
             step = max(1.0, self.configured / 20)
             self._apply(min(self.configured, self._rate + step))
             self._last_change = now
+
+
+class RateBudgets:
+    """The client's budgets: reads and writes apart on the API gateway, shared on the ESB."""
+
+    def __init__(self, write: AdaptiveRateLimiter, read: AdaptiveRateLimiter | None = None) -> None:
+        self.write = write
+        self.read = read if read is not None else write
+
+    @classmethod
+    def for_gateway(
+        cls, gateway: Literal["esb", "apigw"], rate: float, read_rate: float | None = None
+    ) -> RateBudgets:
+        """``read_rate`` (default: ``rate``) only counts on the API gateway."""
+        write = AdaptiveRateLimiter(rate)
+        if gateway != "apigw":
+            return cls(write)
+        return cls(write, AdaptiveRateLimiter(read_rate if read_rate is not None else rate))
+
+    @property
+    def shared(self) -> bool:
+        return self.read is self.write
+
+    def for_api(self, api_name: str) -> AdaptiveRateLimiter:
+        return self.write if api_name in WRITE_APIS else self.read
