@@ -25,6 +25,7 @@ from syncd.backoff import request_delay
 from syncd.cmdb import apis
 from syncd.cmdb.apis import Api
 from syncd.cmdb.gateway import frame
+from syncd.cmdb.keyset import keyset_rules, next_key
 from syncd.cmdb.ratelimit import RateBudgets
 from syncd.config import MAX_BATCH, CmdbSettings
 from syncd.outcome import Answer, Verdict, classify_response, classify_transport_error
@@ -230,16 +231,18 @@ class CmdbClient:
     ) -> AsyncIterator[list[tuple[int, int, int]]]:
         """Every (bk_inst_id, bk_asst_inst_id, id) of one bk_obj_asst_id, a page at a time.
 
-        Sorted by id: new associations get larger ids, so a concurrent create
-        lands after the pages already read.
+        Keyset paging (``id > last``, sorted by id, ``start = 0``): the server
+        never skips rows to reach a page, and a concurrent delete cannot shift a
+        later row onto a page already read. New associations get larger ids, so
+        a concurrent create lands after the pages already read.
         """
-        conditions = self._asst_conditions(bk_obj_asst_id, extra_rules)
-        start = 0
+        extra = list(extra_rules)
+        last: int | None = None
         while True:
             body = {
-                "conditions": conditions,
+                "conditions": self._asst_conditions(bk_obj_asst_id, keyset_rules(extra, last)),
                 "fields": ["id", "bk_inst_id", "bk_asst_inst_id", "bk_obj_asst_id"],
-                "page": {"start": start, "limit": PAGE_LIMIT, "sort": "id"},
+                "page": {"start": 0, "limit": PAGE_LIMIT, "sort": "id"},
             }
             answer = await self.call(apis.SEARCH_ASSOCIATIONS, body, {"bk_obj_id": bk_obj_id})
             if answer.verdict is not Verdict.OK:
@@ -266,7 +269,12 @@ class CmdbClient:
                 yield page
             if len(info) < PAGE_LIMIT:
                 return
-            start += PAGE_LIMIT
+            last = next_key(info, last)
+            if last is None:
+                raise CmdbError(
+                    f"search_instance_associations({bk_obj_asst_id})",
+                    Answer(Verdict.FAILED, answer.status, None, "page ids do not ascend"),
+                )
 
     async def lookup_association_ids(
         self, bk_obj_id: str, bk_obj_asst_id: str, pairs: Sequence[tuple[int, int]]
