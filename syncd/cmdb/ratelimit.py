@@ -1,14 +1,16 @@
 """Send budgets that pace requests evenly, and back off when the gateway says 429.
 
-Requests leave spaced by ``1/rate`` (GCRA, the generic cell rate algorithm:
-one "theoretical arrival time" per budget), with a burst tolerance of a few
-sends so that a late wake-up is made up rather than lost. A gateway that counts
-per second therefore sees at most ``rate`` plus that small burst in any second,
-not the bunches a sliding one-second log lets out (``rate`` sends at once, then
-nothing). On a 429 the rate is halved and all senders pause until the gateway's
-window resets; it then climbs back additively, a step per quiet second (AIMD,
-as TCP does), so syncd settles just under the real limit even when configured
-above it.
+Requests leave spaced by ``1/rate`` (GCRA, the generic cell rate algorithm: one
+"theoretical arrival time" per budget). A send woken up late (a busy event loop,
+a descheduled process) may be made up within ``CATCH_UP`` seconds, so the
+throughput stays at the rate; a log of the last ``rate`` sends makes sure that
+catching up never puts more than ``rate`` sends in any one-second window. A
+gateway that counts per second thus sees the rate, evenly, not the bunches a
+bare one-second log lets out (``rate`` sends at once, then nothing).
+
+On a 429 the rate is halved and all senders pause until the gateway's window
+resets; it then climbs back additively, a step per quiet second (AIMD, as TCP
+does), so syncd settles just under the real limit even when configured above it.
 
 The API gateway limits each resource separately, so there reads and writes get
 a budget each; the ESB counts one app's calls together: one shared budget.
@@ -19,11 +21,18 @@ from __future__ import annotations
 import asyncio
 import math
 import time
+from collections import deque
 from collections.abc import Awaitable, Callable
 from typing import Literal
 
-BURST_SECONDS = 0.02
-"""Burst tolerance: up to 20 ms worth of sends may leave back to back (at least one)."""
+CATCH_UP = 0.02
+"""Seconds of lateness a send may make up (GCRA's burst tolerance; at least one send
+interval): after a stall, or after idling, that much of the rate may leave back to back.
+More keeps the throughput closer to the rate on a loaded machine, but lets sends
+bunch, which a gateway's own clock may see as a few too many in one second."""
+
+EDGE = 0.001
+"""Seconds past the one-second window the cap waits (costs 0.1% of the rate at most)."""
 
 MAX_PAUSE = 60.0
 """Longest pause a single refusal can impose, whatever its reset header says."""
@@ -35,21 +44,18 @@ Clock = Callable[[], float]
 Sleep = Callable[[float], Awaitable[None]]
 
 
-def default_burst(rate: float) -> int:
-    """Sends allowed back to back: ``BURST_SECONDS`` worth of the rate, at least one."""
-    return max(1, math.floor(rate * BURST_SECONDS))
-
-
 class Gcra:
-    """Even spacing with a small burst; pure arithmetic on times the caller supplies.
+    """Even spacing with a burst tolerance; pure arithmetic on times the caller supplies.
 
-    ``tat`` is the theoretical arrival time of the next send: a send may leave
-    at ``tat - tolerance`` or later, and each send pushes ``tat`` one interval on.
+    ``tat`` is the theoretical arrival time of the next send: a send may leave at
+    ``tat - tolerance`` or later, and each send pushes ``tat`` one interval on. The
+    tolerance is ``catch_up`` seconds but at least one interval (none if 0), so that
+    a late send is made up at low rates too.
     """
 
-    def __init__(self, rate: float, burst: int = 1) -> None:
+    def __init__(self, rate: float, catch_up: float = 0.0) -> None:
         self.tat = -math.inf
-        self.burst = burst
+        self.catch_up = catch_up
         self.interval = 1.0
         self.tolerance = 0.0
         self.set_rate(rate)
@@ -58,7 +64,12 @@ class Gcra:
         if rate <= 0:
             raise ValueError("rate must be positive")
         self.interval = 1.0 / rate
-        self.tolerance = (max(1, self.burst) - 1) * self.interval
+        self.tolerance = max(self.catch_up, self.interval) if self.catch_up > 0 else 0.0
+
+    @property
+    def burst(self) -> int:
+        """Sends that may leave back to back after idling."""
+        return 1 + math.floor(self.tolerance / self.interval + 1e-9)
 
     def delay(self, now: float) -> float:
         """Seconds until the next send may leave (0: now)."""
@@ -67,6 +78,34 @@ class Gcra:
     def take(self, now: float) -> None:
         """Record one send at ``now``."""
         self.tat = max(self.tat, now) + self.interval
+
+
+class OneSecondCap:
+    """At most ``limit`` sends in any one-second window: the times of the last ``limit``.
+
+    A send waits until the one ``limit`` sends back is a second and a millisecond
+    old: evenly spaced sends would otherwise sit on the window's very edge, where
+    microseconds decide whether a counter sees ``limit`` or ``limit + 1``.
+    """
+
+    def __init__(self, rate: float) -> None:
+        self._log: deque[float] = deque()
+        self.limit = 1
+        self.set_rate(rate)
+
+    def set_rate(self, rate: float) -> None:
+        # ceil: evenly spaced sends at a fractional rate put ceil(rate) in some windows.
+        self.limit = max(1, math.ceil(rate - 1e-9))
+
+    def delay(self, now: float) -> float:
+        if len(self._log) < self.limit:
+            return 0.0
+        return max(0.0, self._log[-self.limit] + 1.0 + EDGE - now)
+
+    def take(self, now: float) -> None:
+        self._log.append(now)
+        while len(self._log) > self.limit:
+            self._log.popleft()
 
 
 class AdaptiveRateLimiter:
@@ -83,7 +122,7 @@ class AdaptiveRateLimiter:
         rate: float,
         *,
         floor: float = 1.0,
-        burst: int | None = None,
+        catch_up: float = CATCH_UP,
         clock: Clock = time.monotonic,
         sleep: Sleep = asyncio.sleep,
     ) -> None:
@@ -92,7 +131,8 @@ class AdaptiveRateLimiter:
         self._rate = rate
         self._clock = clock
         self._sleep = sleep
-        self._gcra = Gcra(rate, default_burst(rate) if burst is None else burst)
+        self._gcra = Gcra(rate, catch_up)
+        self._cap = OneSecondCap(rate)
         self._queue = asyncio.Lock()
         self._paused_until = -math.inf
         self._last_change = clock()
@@ -113,11 +153,12 @@ class AdaptiveRateLimiter:
     def _apply(self, rate: float) -> None:
         self._rate = rate
         self._gcra.set_rate(rate)
+        self._cap.set_rate(rate)
 
     def delay(self) -> float:
         """Seconds the next send would wait now (for tests and health)."""
         now = self._clock()
-        return max(self._gcra.delay(now), self._paused_until - now)
+        return max(self._gcra.delay(now), self._cap.delay(now), self._paused_until - now)
 
     async def acquire(self) -> float:
         """Wait for a send slot; returns the seconds waited."""
@@ -127,6 +168,7 @@ class AdaptiveRateLimiter:
                 await self._sleep(wait)
             now = self._clock()
             self._gcra.take(now)
+            self._cap.take(now)
             self.sent += 1
         waited = now - start
         self.waited += waited

@@ -52,7 +52,7 @@ async def test_server_side_peak_stays_within_ten_percent_of_the_rate(
     assert stats["requests"] == workers * each
     assert stats["peak_in_flight"] >= 1
     # The old sliding window let ~rate requests out together and the server saw up to
-    # 1.17 x rate in one second; evenly paced, it sees the rate plus the small burst.
+    # 1.17 x rate in one second; evenly paced, it sees the rate plus transport jitter.
     assert stats["peak_rps"] <= 1.1 * rate, stats["peak_rps"]
 
 

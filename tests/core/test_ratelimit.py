@@ -1,4 +1,4 @@
-"""Send budgets on virtual time: even spacing, a small burst, AIMD on 429s, budgets per gateway.
+"""Send budgets on virtual time: even spacing, catch-up, AIMD on 429s, budgets per gateway.
 
 Every test drives the limiter with an injected clock whose ``sleep`` advances it,
 so the figures are exact and nothing waits in real time.
@@ -14,8 +14,8 @@ import pytest
 from syncd.cmdb.ratelimit import (
     AdaptiveRateLimiter,
     Gcra,
+    OneSecondCap,
     RateBudgets,
-    default_burst,
 )
 
 
@@ -36,8 +36,8 @@ class VirtualTime:
         await asyncio.sleep(0)
 
 
-def limiter(rate: float, vt: VirtualTime, **kw: float | int) -> AdaptiveRateLimiter:
-    return AdaptiveRateLimiter(rate, clock=vt.clock, sleep=vt.sleep, **kw)  # type: ignore[arg-type]
+def limiter(rate: float, vt: VirtualTime, catch_up: float = 0.02) -> AdaptiveRateLimiter:
+    return AdaptiveRateLimiter(rate, clock=vt.clock, sleep=vt.sleep, catch_up=catch_up)
 
 
 async def send_stamps(
@@ -70,51 +70,68 @@ def peak_in_one_second(stamps: list[float]) -> int:
 
 async def test_sends_leave_one_interval_apart_at_exactly_the_rate() -> None:
     vt = VirtualTime()
-    lim = limiter(100, vt, burst=1)
+    lim = limiter(100, vt, catch_up=0)
     stamps = await send_stamps(lim, vt, workers=32, each=10)  # 320 sends, 32 waiting at once
     gaps = [b - a for a, b in itertools.pairwise(stamps)]
-    assert min(gaps) == pytest.approx(0.01) and max(gaps) == pytest.approx(0.01)
+    # One interval apart; without catch-up the cap's 1 ms edge adds 1 ms once a second.
+    assert min(gaps) == pytest.approx(0.01)
+    assert sorted(gaps)[-4] == pytest.approx(0.01) and max(gaps) == pytest.approx(0.011)
     assert peak_in_one_second(stamps) == 100
-    # Throughput at the limit: 320 sends take 319 intervals, not a second more.
-    assert stamps[-1] - stamps[0] == pytest.approx(3.19)
+    # Throughput at the limit: 320 sends take 319 intervals (and three edges).
+    assert stamps[-1] - stamps[0] == pytest.approx(3.193)
     assert lim.sent == 320 and lim.waited > 0
 
 
-async def test_default_burst_is_small_and_the_peak_stays_within_ten_percent() -> None:
-    assert default_burst(100) == 2 and default_burst(40) == 1 and default_burst(1000) == 20
-    for rate in (10, 40, 100, 1000):
-        vt = VirtualTime()
-        lim = limiter(rate, vt)
-        stamps = await send_stamps(lim, vt, workers=32, each=int(rate * 3) // 32 + 1)
-        peak = peak_in_one_second(stamps)
-        assert peak == rate + lim.burst - 1  # the burst once, then one per interval
-        assert peak <= 1.1 * rate or rate < 10
+@pytest.mark.parametrize("rate", [1, 10, 40, 100, 1000])
+async def test_no_second_ever_holds_more_than_the_rate(rate: int) -> None:
+    vt = VirtualTime()
+    lim = limiter(rate, vt)
+    # 20 ms of the rate (one send at least) may leave back to back after the first
+    assert lim.burst == 1 + max(1, int(rate * 0.02))
+    stamps = await send_stamps(lim, vt, workers=32, each=rate * 3 // 32 + 2)
+    assert peak_in_one_second(stamps) == rate  # the burst included: the cap holds
+    # ... and the rate is kept: n sends in (n - 1) / rate seconds (+0.1% for the edge).
+    assert stamps[-1] - stamps[0] <= (len(stamps) - 1) / rate * 1.001 + 1e-6
 
 
-async def test_a_late_wakeup_is_made_up_within_the_burst_tolerance() -> None:
-    # Every wake-up 4 ms late at 100/s: a burst of 2 (10 ms of tolerance) keeps the pace,
-    # a burst of 1 loses the 4 ms on every send.
+async def test_late_wakeups_are_made_up_without_breaking_the_cap() -> None:
+    # Every wake-up 4 ms late at 100/s: 20 ms of catch-up keeps the pace; without any,
+    # the 4 ms are lost on every send.
     tolerant, strict = VirtualTime(late=0.004), VirtualTime(late=0.004)
-    fast = await send_stamps(limiter(100, tolerant, burst=2), tolerant, workers=8, each=50)
-    slow = await send_stamps(limiter(100, strict, burst=1), strict, workers=8, each=50)
-    assert fast[-1] - fast[0] < 4.0 + 0.01  # 400 sends in 399 intervals (plus one lateness)
-    assert slow[-1] - slow[0] == pytest.approx(399 * 0.014)
-    assert peak_in_one_second(fast) <= 101
+    kept = await send_stamps(limiter(100, tolerant), tolerant, workers=8, each=50)
+    lost = await send_stamps(limiter(100, strict, catch_up=0), strict, workers=8, each=50)
+    assert kept[-1] - kept[0] < 3.99 + 0.02  # 400 sends in 399 intervals (plus lateness)
+    assert lost[-1] - lost[0] == pytest.approx(399 * 0.014)
+    assert peak_in_one_second(kept) <= 100
 
 
 async def test_after_idle_only_the_burst_leaves_at_once() -> None:
-    """A one-second log of sends would let ``rate`` leave at once; the GCRA lets ``burst``."""
+    """A bare one-second log lets ``rate`` sends leave at once; the GCRA lets ``burst``."""
     vt = VirtualTime()
     lim = limiter(100, vt)
-    await lim.acquire()
-    assert lim.delay() == 0  # a burst of two ...
-    await lim.acquire()
-    assert lim.delay() == pytest.approx(0.01)  # ... then strictly one per interval
+    for _ in range(lim.burst):
+        assert lim.delay() == 0
+        await lim.acquire()
+    assert lim.delay() == pytest.approx(0.01)  # then strictly one per interval
+
+
+def test_one_second_cap() -> None:
+    cap = OneSecondCap(3)
+    for t in (0.0, 0.1, 0.2):
+        assert cap.delay(t) == 0
+        cap.take(t)
+    assert cap.delay(0.5) == pytest.approx(0.501)  # the 4th waits for the 1st to age out
+    cap.set_rate(1.5)  # halved: ceil(1.5) = 2 in a second
+    assert cap.delay(0.5) == pytest.approx(0.601)
+    cap.set_rate(0.2)
+    assert cap.limit == 1
 
 
 def test_gcra_arithmetic() -> None:
-    g = Gcra(10, burst=3)
-    assert g.interval == pytest.approx(0.1) and g.tolerance == pytest.approx(0.2)
+    assert Gcra(10, catch_up=0.02).burst == 2  # at least one interval of tolerance
+    assert Gcra(10).burst == 1
+    g = Gcra(10, catch_up=0.2)
+    assert g.interval == pytest.approx(0.1) and g.burst == 3
     for _ in range(3):
         assert g.delay(0.0) == 0
         g.take(0.0)
@@ -130,7 +147,7 @@ def test_gcra_arithmetic() -> None:
 
 async def test_a_refusal_halves_pauses_and_the_rate_climbs_back_a_step_a_second() -> None:
     vt = VirtualTime()
-    lim = limiter(40, vt, burst=1)
+    lim = limiter(40, vt, catch_up=0)
     await lim.acquire()
     lim.throttled(0.5)
     assert lim.rate == 20 and lim.decreases == 1
@@ -152,7 +169,7 @@ async def test_a_refusal_halves_pauses_and_the_rate_climbs_back_a_step_a_second(
 
 async def test_a_pause_ordered_while_senders_wait_applies_to_the_next_send() -> None:
     vt = VirtualTime()
-    lim = limiter(100, vt, burst=1)
+    lim = limiter(100, vt, catch_up=0)
     stamps: list[float] = []
 
     async def worker(n: int) -> None:
@@ -180,7 +197,7 @@ def test_floor_and_the_reset_cap() -> None:
 
 
 async def test_a_cancelled_waiter_takes_no_slot() -> None:
-    lim = AdaptiveRateLimiter(1, burst=1)
+    lim = AdaptiveRateLimiter(1, catch_up=0)
     await lim.acquire()
     waiter = asyncio.create_task(lim.acquire())
     await asyncio.sleep(0)
