@@ -6,7 +6,8 @@ process (no server limit, 50 ms + 0.1 ms per detail: the rate, not latency, bind
 Once with the limiter syncd had before issue 15 (asyncio-throttle's one-second log of
 sends, modelled here so the dependency can go), once with the GCRA pacer. Figures: the
 simulator's own ``peak_rps`` over the rate, and throughput as (requests / rate) over
-the time the sends took.
+the time the sends took. Then ``syncd once`` (own process, new pacing) over the same
+pairs: its cycle time against requests / rate, and the peak the simulator saw.
 """
 
 from __future__ import annotations
@@ -19,7 +20,21 @@ from typing import Any
 
 from pydantic import SecretStr
 
-from bench.common import APP_CODE, APP_SECRET, ASST, BATCH, Simulator, grid, shape, write_fixture
+from bench.common import (
+    APP_CODE,
+    APP_SECRET,
+    ASST,
+    BATCH,
+    Simulator,
+    grid,
+    pair_counts,
+    run_syncd_once,
+    shape,
+    write_config,
+    write_csv,
+    write_fixture,
+)
+from bench.throughput import _send_phase
 from syncd.cmdb.client import CmdbClient
 from syncd.cmdb.ratelimit import AdaptiveRateLimiter, RateBudgets
 from syncd.config import CmdbSettings
@@ -149,6 +164,32 @@ def _variant(
     }
 
 
+def _syncd(workdir: Path, pairs: int, rate: float, concurrency: int) -> dict[str, Any]:
+    """``syncd once`` (own process) over the same pairs: the whole cycle at the rate."""
+    switches, hosts = shape(pairs)
+    fixture = write_fixture(workdir / "fixture-syncd.json", switches, hosts)
+    topology = write_csv(workdir / "topology.csv", grid(switches, hosts))
+    with Simulator(fixture, None, LATENCY_MS, PER_DETAIL_MS) as sim:
+        cfg = write_config(workdir, sim.url, topology, rate_limit=rate, concurrency=concurrency)
+        child = run_syncd_once(cfg, workdir / "syncd.log")
+        stats = sim.stats()
+    counts, cycle = pair_counts(child)
+    cycle_s = float(cycle["duration"]) if cycle is not None else child.wall
+    requests = int(stats["requests"])
+    ideal = requests / rate
+    send_s = _send_phase(child, (LATENCY_MS + BATCH * PER_DETAIL_MS) / 1000)
+    return {
+        "syncd_created": counts.get("created", 0),
+        "syncd_requests": requests,
+        "syncd_peak_rps": stats["peak_rps"],
+        "syncd_peak_over_rate": round(stats["peak_rps"] / rate, 3),
+        "syncd_cycle_s": round(cycle_s, 3),
+        "syncd_cycle_over_requests_per_rate": round(cycle_s / ideal, 3),
+        "syncd_send_phase_s": round(send_s, 3) if send_s else None,
+        "syncd_send_phase_over_requests_per_rate": round(send_s / ideal, 3) if send_s else None,
+    }
+
+
 def run(
     workdir: Path,
     pairs: int = 100_000,
@@ -161,6 +202,7 @@ def run(
     out: dict[str, Any] = {"pairs": pairs, "rate": rate, "concurrency": concurrency}
     out.update(_variant(workdir, "old", pairs, rate, concurrency, old=True))
     out.update(_variant(workdir, "new", pairs, rate, concurrency, old=False))
+    out.update(_syncd(workdir, pairs, rate, concurrency))
     out["settings"] = {
         "latency_ms": LATENCY_MS,
         "per_detail_ms": PER_DETAIL_MS,
