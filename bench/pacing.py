@@ -206,6 +206,6 @@ def run(
     out["settings"] = {
         "latency_ms": LATENCY_MS,
         "per_detail_ms": PER_DETAIL_MS,
-        "burst": AdaptiveRateLimiter(rate).burst,
+        "catch_up_s": AdaptiveRateLimiter(rate).catch_up,
     }
     return out

@@ -3,10 +3,11 @@
 Requests leave spaced by ``1/rate`` (GCRA, the generic cell rate algorithm: one
 "theoretical arrival time" per budget). A send woken up late (a busy event loop,
 a descheduled process) may be made up within ``CATCH_UP`` seconds, so the
-throughput stays at the rate; a log of the last ``rate`` sends makes sure that
-catching up never puts more than ``rate`` sends in any one-second window. A
-gateway that counts per second thus sees the rate, evenly, not the bunches a
-bare one-second log lets out (``rate`` sends at once, then nothing).
+throughput stays at the rate; idling earns no credit, so no burst follows a
+pause; and a log of the last ``rate`` sends makes sure that catching up never
+puts more than ``rate`` sends in any one-second window. A gateway that counts
+per second thus sees the rate, evenly, not the bunches a bare one-second log
+lets out (up to ``rate`` sends at once, then nothing).
 
 On a 429 the rate is halved and all senders pause until the gateway's window
 resets; it then climbs back additively, a step per quiet second (AIMD, as TCP
@@ -26,10 +27,9 @@ from collections.abc import Awaitable, Callable
 from typing import Literal
 
 CATCH_UP = 0.02
-"""Seconds of lateness a send may make up (GCRA's burst tolerance; at least one send
-interval): after a stall, or after idling, that much of the rate may leave back to back.
-More keeps the throughput closer to the rate on a loaded machine, but lets sends
-bunch, which a gateway's own clock may see as a few too many in one second."""
+"""Seconds of lateness a send may make up (at least one send interval). More keeps the
+throughput closer to the rate on a loaded machine but lets sends bunch, which the
+gateway's own clock, jittered by loopback and scheduling, may count as too many."""
 
 EDGE = 0.001
 """Seconds past the one-second window the cap waits (costs 0.1% of the rate at most)."""
@@ -45,12 +45,14 @@ Sleep = Callable[[float], Awaitable[None]]
 
 
 class Gcra:
-    """Even spacing with a burst tolerance; pure arithmetic on times the caller supplies.
+    """Even spacing that makes up late sends; pure arithmetic on times the caller supplies.
 
     ``tat`` is the theoretical arrival time of the next send: a send may leave at
-    ``tat - tolerance`` or later, and each send pushes ``tat`` one interval on. The
-    tolerance is ``catch_up`` seconds but at least one interval (none if 0), so that
-    a late send is made up at low rates too.
+    ``tat - tolerance`` or later, and pushes ``tat`` one interval on, so a send
+    that left late lets the next leave early. The tolerance is ``catch_up``
+    seconds but at least one interval (none if 0). A send at or after ``tat``
+    (the budget idled, or fell behind by more than the tolerance) starts afresh
+    without credit: the next one waits a whole interval, so idling buys no burst.
     """
 
     def __init__(self, rate: float, catch_up: float = 0.0) -> None:
@@ -66,18 +68,16 @@ class Gcra:
         self.interval = 1.0 / rate
         self.tolerance = max(self.catch_up, self.interval) if self.catch_up > 0 else 0.0
 
-    @property
-    def burst(self) -> int:
-        """Sends that may leave back to back after idling."""
-        return 1 + math.floor(self.tolerance / self.interval + 1e-9)
-
     def delay(self, now: float) -> float:
         """Seconds until the next send may leave (0: now)."""
         return max(0.0, self.tat - self.tolerance - now)
 
     def take(self, now: float) -> None:
         """Record one send at ``now``."""
-        self.tat = max(self.tat, now) + self.interval
+        if now >= self.tat:
+            self.tat = now + self.tolerance + self.interval
+        else:
+            self.tat += self.interval
 
 
 class OneSecondCap:
@@ -147,8 +147,9 @@ class AdaptiveRateLimiter:
         return self._rate
 
     @property
-    def burst(self) -> int:
-        return self._gcra.burst
+    def catch_up(self) -> float:
+        """Seconds of lateness the budget makes up at its current rate."""
+        return self._gcra.tolerance
 
     def _apply(self, rate: float) -> None:
         self._rate = rate

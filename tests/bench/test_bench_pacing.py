@@ -22,7 +22,7 @@ def test_pacing(tmp_path: Path) -> None:
         assert r[f"{name}_peak_rps"] >= 1 and r[f"{name}_peak_rps_client"] >= 1
         assert r[f"{name}_peak_over_rate"] == pytest.approx(r[f"{name}_peak_rps"] / 20, abs=1e-3)
         assert r[f"{name}_send_s"] > 0 and r[f"{name}_throughput"] > 0
-    assert r["settings"]["burst"] == 2
+    assert r["settings"]["catch_up_s"] == pytest.approx(0.05)  # one interval at 20/s
     assert r["syncd_created"] == 4_000 and r["syncd_requests"] >= 20  # + its reads
     assert r["syncd_cycle_s"] > 0 and r["syncd_peak_rps"] >= 1
 

@@ -86,10 +86,9 @@ async def test_sends_leave_one_interval_apart_at_exactly_the_rate() -> None:
 async def test_no_second_ever_holds_more_than_the_rate(rate: int) -> None:
     vt = VirtualTime()
     lim = limiter(rate, vt)
-    # 20 ms of the rate (one send at least) may leave back to back after the first
-    assert lim.burst == 1 + max(1, int(rate * 0.02))
+    assert lim.catch_up == pytest.approx(max(0.02, 1 / rate))  # one interval at least
     stamps = await send_stamps(lim, vt, workers=32, each=rate * 3 // 32 + 2)
-    assert peak_in_one_second(stamps) == rate  # the burst included: the cap holds
+    assert peak_in_one_second(stamps) == rate
     # ... and the rate is kept: n sends in (n - 1) / rate seconds (+0.1% for the edge).
     assert stamps[-1] - stamps[0] <= (len(stamps) - 1) / rate * 1.001 + 1e-6
 
@@ -105,14 +104,15 @@ async def test_late_wakeups_are_made_up_without_breaking_the_cap() -> None:
     assert peak_in_one_second(kept) <= 100
 
 
-async def test_after_idle_only_the_burst_leaves_at_once() -> None:
-    """A bare one-second log lets ``rate`` sends leave at once; the GCRA lets ``burst``."""
+async def test_idling_buys_no_burst() -> None:
+    """A bare one-second log lets ``rate`` sends leave at once after idling; this lets one."""
     vt = VirtualTime()
-    lim = limiter(100, vt)
-    for _ in range(lim.burst):
+    lim = limiter(10, vt)  # catch-up of one whole interval at 10/s
+    for _ in range(3):
         assert lim.delay() == 0
         await lim.acquire()
-    assert lim.delay() == pytest.approx(0.01)  # then strictly one per interval
+        assert lim.delay() == pytest.approx(0.1)  # the next waits a whole interval
+        vt.now += 5.0  # idle
 
 
 def test_one_second_cap() -> None:
@@ -128,19 +128,18 @@ def test_one_second_cap() -> None:
 
 
 def test_gcra_arithmetic() -> None:
-    assert Gcra(10, catch_up=0.02).burst == 2  # at least one interval of tolerance
-    assert Gcra(10).burst == 1
-    g = Gcra(10, catch_up=0.2)
-    assert g.interval == pytest.approx(0.1) and g.burst == 3
-    for _ in range(3):
-        assert g.delay(0.0) == 0
-        g.take(0.0)
+    assert Gcra(10, catch_up=0.02).tolerance == pytest.approx(0.1)  # one interval at least
+    assert Gcra(10).tolerance == 0
+    g = Gcra(10, catch_up=0.25)
+    assert g.interval == pytest.approx(0.1)
+    g.take(0.0)  # afresh: no credit
     assert g.delay(0.0) == pytest.approx(0.1)
-    assert g.delay(5.0) == 0  # idle: the burst is back, never more
-    g.take(5.0)
-    g.take(5.0)
-    g.take(5.0)
-    assert g.delay(5.0) == pytest.approx(0.1)
+    g.take(0.2)  # the send due at 0.1 left at 0.2 ...
+    assert g.delay(0.2) == 0  # ... so the one due at 0.2 may leave at once
+    g.take(0.2)
+    assert g.delay(0.2) == pytest.approx(0.1)  # back on the schedule: the next is due at 0.3
+    g.take(1.0)  # later than the tolerance: lost, starts afresh
+    assert g.delay(1.0) == pytest.approx(0.1)
     with pytest.raises(ValueError):
         g.set_rate(0)
 
