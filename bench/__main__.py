@@ -15,7 +15,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from bench import baseline, diff_scale, netbox_read, overhead, throughput
+from bench import baseline, diff_scale, netbox_read, overhead, pacing, throughput
 from bench.common import machine
 
 RESULTS = Path(__file__).resolve().parent / "results"
@@ -27,6 +27,7 @@ SIZES = {
     "diff_scale": (1_000_000, 10_000),
     "overhead": (100_000, 20_000),
     "netbox_read": (1_500, 300),
+    "pacing": (100_000, 20_000),
 }
 
 TARGETS = {
@@ -36,6 +37,8 @@ TARGETS = {
     "diff_scale.noop_cycle_s < 2": lambda r: r["diff_scale"]["noop_cycle_s"] < 2.0,
     "diff_scale.noop_max_rss_mb < 300": lambda r: r["diff_scale"]["noop_max_rss_mb"] < 300,
     "netbox_read.speedup >= 3": lambda r: r["netbox_read"]["speedup"] >= 3,
+    "pacing.new_peak_over_rate <= 1.1": lambda r: r["pacing"]["new_peak_over_rate"] <= 1.1,
+    "pacing.new_throughput >= 0.95": lambda r: r["pacing"]["new_throughput"] >= 0.95,
 }
 
 
@@ -48,6 +51,7 @@ def run_all(quick: bool, only: list[str], workdir: Path) -> dict[str, Any]:
         "diff_scale": diff_scale.run,
         "overhead": overhead.run,
         "netbox_read": netbox_read.run,
+        "pacing": pacing.run,
     }
     results: dict[str, Any] = {"machine": machine(), "quick": quick}
     for name, scenario in scenarios.items():

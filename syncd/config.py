@@ -64,6 +64,12 @@ class CmdbSettings(_Section):
     tenant_id: str | None = Field(None, description="X-Bk-Tenant-Id for multi-tenant CMDB 3.15")
     language: Literal["en", "zh-cn"] = "en"
     rate_limit: float = Field(50, gt=0, description="requests per second, all relations together")
+    read_rate_limit: float | None = Field(
+        None,
+        gt=0,
+        description="API gateway only: requests per second for reads (searches, counts, "
+        "lookups), a budget apart from writes; default rate_limit. The ESB shares one budget",
+    )
     concurrency: int = Field(8, ge=1, le=256, description="requests in flight at most")
     batch_size: int = Field(MAX_BATCH, ge=1, le=MAX_BATCH)
     timeout: float = Field(60.0, gt=0, description="seconds for one request, end to end")

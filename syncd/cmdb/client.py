@@ -27,7 +27,8 @@ from syncd.batching import MAX_BATCH
 from syncd.cmdb import apis
 from syncd.cmdb.apis import Api
 from syncd.cmdb.gateway import frame
-from syncd.cmdb.ratelimit import AdaptiveRateLimiter
+from syncd.cmdb.keyset import keyset_rules, next_key
+from syncd.cmdb.ratelimit import RateBudgets
 from syncd.config import CmdbSettings, security_warnings
 from syncd.httpbody import BodyTooLarge, read_capped, safe_url
 from syncd.outcome import Answer, Verdict, classify_response, classify_transport_error
@@ -101,7 +102,11 @@ class CmdbClient:
         seed: int | None = None,
     ) -> None:
         self.settings = settings
-        self.limiter = AdaptiveRateLimiter(settings.rate_limit)
+        self.budgets = RateBudgets.for_gateway(
+            settings.gateway, settings.rate_limit, settings.read_rate_limit
+        )
+        self.limiter = self.budgets.write
+        """The write budget (on the ESB, the one budget of all calls)."""
         self._semaphore = asyncio.Semaphore(settings.concurrency)
         self._observer = observer
         self._rng = random.Random(seed)
@@ -153,12 +158,13 @@ class CmdbClient:
         """Send one call, retrying what is safe to retry; returns the final answer."""
         params = params or {}
         attempt = 0
+        limiter = self.budgets.for_api(api.name)
         while True:
             attempt += 1
             answer = await self._attempt(api, body, params)
             if answer.verdict not in (Verdict.RETRY, Verdict.AMBIGUOUS):
                 if answer.verdict is Verdict.OK:
-                    self.limiter.succeeded()
+                    limiter.succeeded()
                 return answer
             rate_refusal = answer.rate_limited
             # A server hint never holds a request longer than retry_cap: a gateway that
@@ -167,7 +173,7 @@ class CmdbClient:
             if hint is not None:
                 hint = min(hint, self.settings.retry_cap)
             if rate_refusal:
-                self.limiter.throttled(hint)
+                limiter.throttled(hint)
             if attempt > self.settings.max_retries or self.stopping:
                 return answer
             reason = "rate_limited" if rate_refusal else answer.verdict.value
@@ -197,7 +203,7 @@ class CmdbClient:
             raise RuntimeError("CmdbClient used before open()")
         framed = frame(self.settings, api, body, params)
         async with self._semaphore:
-            waited = await self.limiter.acquire()
+            waited = await self.budgets.for_api(api.name).acquire()
             if self._observer is not None and waited > 0.0005:
                 self._observer.record_rate_limit_wait(waited)
             started = time.monotonic()
@@ -283,16 +289,18 @@ class CmdbClient:
     ) -> AsyncIterator[list[tuple[int, int, int]]]:
         """Every (bk_inst_id, bk_asst_inst_id, id) of one bk_obj_asst_id, a page at a time.
 
-        Sorted by id: new associations get larger ids, so a concurrent create
-        lands after the pages already read.
+        Keyset paging (``id > last``, sorted by id, ``start = 0``): the server
+        never skips rows to reach a page, and a concurrent delete cannot shift a
+        later row onto a page already read. New associations get larger ids, so
+        a concurrent create lands after the pages already read.
         """
-        conditions = self._asst_conditions(bk_obj_asst_id, extra_rules)
-        start = 0
+        extra = list(extra_rules)
+        last: int | None = None
         while True:
             body = {
-                "conditions": conditions,
+                "conditions": self._asst_conditions(bk_obj_asst_id, keyset_rules(extra, last)),
                 "fields": ["id", "bk_inst_id", "bk_asst_inst_id", "bk_obj_asst_id"],
-                "page": {"start": start, "limit": PAGE_LIMIT, "sort": "id"},
+                "page": {"start": 0, "limit": PAGE_LIMIT, "sort": "id"},
             }
             answer = await self.call(apis.SEARCH_ASSOCIATIONS, body, {"bk_obj_id": bk_obj_id})
             if answer.verdict is not Verdict.OK:
@@ -319,7 +327,12 @@ class CmdbClient:
                 yield page
             if len(info) < PAGE_LIMIT:
                 return
-            start += PAGE_LIMIT
+            last = next_key(info, last)
+            if last is None:
+                raise CmdbError(
+                    f"search_instance_associations({bk_obj_asst_id})",
+                    Answer(Verdict.FAILED, answer.status, None, "page ids do not ascend"),
+                )
 
     async def lookup_association_ids(
         self, bk_obj_id: str, bk_obj_asst_id: str, pairs: Sequence[tuple[int, int]]

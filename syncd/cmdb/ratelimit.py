@@ -1,88 +1,221 @@
-"""One request-rate budget for the whole client, that backs off when the gateway says 429.
+"""Send budgets that pace requests evenly, and back off when the gateway says 429.
 
-asyncio-throttle keeps a sliding one-second log of sends, so no window of one
-second ever holds more than ``rate`` sends. On a 429 the rate is halved and all
-workers pause until the gateway's window resets; it then climbs back
-additively, a step per quiet second (AIMD, as TCP does), so syncd settles just
-under the real limit even when configured above it.
+Requests leave spaced by ``1/rate`` (GCRA, the generic cell rate algorithm: one
+"theoretical arrival time" per budget). A send woken up late (a busy event loop,
+a descheduled process) may be made up within ``CATCH_UP`` seconds, so the
+throughput stays at the rate; idling earns no credit, so no burst follows a
+pause; and a log of the last ``rate`` sends makes sure that catching up never
+puts more than ``rate`` sends in any one-second window. A gateway that counts
+per second thus sees the rate, evenly, not the bunches a bare one-second log
+lets out (up to ``rate`` sends at once, then nothing).
+
+On a 429 the rate is halved and all senders pause until the gateway's window
+resets; it then climbs back additively, a step per quiet second (AIMD, as TCP
+does), so syncd settles just under the real limit even when configured above it.
+
+The API gateway limits each resource separately, so there reads and writes get
+a budget each; the ESB counts one app's calls together: one shared budget.
 """
 
 from __future__ import annotations
 
 import asyncio
+import math
 import time
+from collections import deque
+from collections.abc import Awaitable, Callable
+from typing import Literal
 
-from asyncio_throttle.throttler import Throttler
+CATCH_UP = 0.02
+"""Seconds of lateness a send may make up (at least one send interval). More keeps the
+throughput closer to the rate on a loaded machine but lets sends bunch, which the
+gateway's own clock, jittered by loopback and scheduling, may count as too many."""
 
-# Margin on the window so that scheduling jitter (ours or the server's) can't
-# squeeze rate+1 sends into a second observed at the server: at least 20 ms, and
-# at low rates one whole send interval, where a single extra request is a breach.
-_MIN_MARGIN = 0.02
+EDGE = 0.001
+"""Seconds past the one-second window the cap waits (costs 0.1% of the rate at most)."""
+
+MAX_PAUSE = 60.0
+"""Longest pause a single refusal can impose, whatever its reset header says."""
+
+WRITE_APIS = frozenset({"batch_create_instance_association", "delete_related_inst_asso"})
+"""APIs that change the CMDB; every other call is a read (searches, counts, lookups, watch)."""
+
+Clock = Callable[[], float]
+Sleep = Callable[[float], Awaitable[None]]
+
+
+class Gcra:
+    """Even spacing that makes up late sends; pure arithmetic on times the caller supplies.
+
+    ``tat`` is the theoretical arrival time of the next send: a send may leave at
+    ``tat - tolerance`` or later, and pushes ``tat`` one interval on, so a send
+    that left late lets the next leave early. The tolerance is ``catch_up``
+    seconds but at least one interval (none if 0). A send at or after ``tat``
+    (the budget idled, or fell behind by more than the tolerance) starts afresh
+    without credit: the next one waits a whole interval, so idling buys no burst.
+    """
+
+    def __init__(self, rate: float, catch_up: float = 0.0) -> None:
+        self.tat = -math.inf
+        self.catch_up = catch_up
+        self.interval = 1.0
+        self.tolerance = 0.0
+        self.set_rate(rate)
+
+    def set_rate(self, rate: float) -> None:
+        if rate <= 0:
+            raise ValueError("rate must be positive")
+        self.interval = 1.0 / rate
+        self.tolerance = max(self.catch_up, self.interval) if self.catch_up > 0 else 0.0
+
+    def delay(self, now: float) -> float:
+        """Seconds until the next send may leave (0: now)."""
+        return max(0.0, self.tat - self.tolerance - now)
+
+    def take(self, now: float) -> None:
+        """Record one send at ``now``."""
+        if now >= self.tat:
+            self.tat = now + self.tolerance + self.interval
+        else:
+            self.tat += self.interval
+
+
+class OneSecondCap:
+    """At most ``limit`` sends in any one-second window: the times of the last ``limit``.
+
+    A send waits until the one ``limit`` sends back is a second and a millisecond
+    old: evenly spaced sends would otherwise sit on the window's very edge, where
+    microseconds decide whether a counter sees ``limit`` or ``limit + 1``.
+    """
+
+    def __init__(self, rate: float) -> None:
+        self._log: deque[float] = deque()
+        self.limit = 1
+        self.set_rate(rate)
+
+    def set_rate(self, rate: float) -> None:
+        # ceil: evenly spaced sends at a fractional rate put ceil(rate) in some windows.
+        self.limit = max(1, math.ceil(rate - 1e-9))
+
+    def delay(self, now: float) -> float:
+        if len(self._log) < self.limit:
+            return 0.0
+        return max(0.0, self._log[-self.limit] + 1.0 + EDGE - now)
+
+    def take(self, now: float) -> None:
+        self._log.append(now)
+        while len(self._log) > self.limit:
+            self._log.popleft()
 
 
 class AdaptiveRateLimiter:
-    """A shared send budget; ``acquire`` before every request attempt."""
+    """One send budget; ``acquire`` before every request attempt.
 
-    def __init__(self, rate: float, *, floor: float = 1.0) -> None:
+    Waiters queue in arrival order (an ``asyncio.Lock`` is FIFO); the head of the
+    queue sleeps until its slot and re-checks on waking, so a rate change or a
+    pause ordered meanwhile applies to it at once. ``clock`` and ``sleep`` are
+    injectable so tests can run on virtual time.
+    """
+
+    def __init__(
+        self,
+        rate: float,
+        *,
+        floor: float = 1.0,
+        catch_up: float = CATCH_UP,
+        clock: Clock = time.monotonic,
+        sleep: Sleep = asyncio.sleep,
+    ) -> None:
         self.configured = rate
         self.floor = min(floor, rate)
         self._rate = rate
-        self._throttler = Throttler(rate_limit=self._slots(rate), period=self._period(rate))
-        self._paused_until = 0.0
-        self._last_change = time.monotonic()
+        self._clock = clock
+        self._sleep = sleep
+        self._gcra = Gcra(rate, catch_up)
+        self._cap = OneSecondCap(rate)
+        self._queue = asyncio.Lock()
+        self._paused_until = -math.inf
+        self._last_change = clock()
         self.waited = 0.0
         """Seconds spent waiting for the budget, summed over all callers."""
         self.decreases = 0
-
-    @staticmethod
-    def _slots(rate: float) -> int:
-        return max(1, int(rate))
-
-    @staticmethod
-    def _period(rate: float) -> float:
-        if rate < 1:
-            # Below one per second: one slot per 1/rate seconds.
-            return (1 + _MIN_MARGIN) / rate
-        return 1 + max(_MIN_MARGIN, 1 / rate)
+        self.sent = 0
+        """Sends let out so far."""
 
     @property
     def rate(self) -> float:
         return self._rate
 
+    @property
+    def catch_up(self) -> float:
+        """Seconds of lateness the budget makes up at its current rate."""
+        return self._gcra.tolerance
+
     def _apply(self, rate: float) -> None:
         self._rate = rate
-        self._throttler.rate_limit = self._slots(rate)
-        self._throttler.period = self._period(rate)
+        self._gcra.set_rate(rate)
+        self._cap.set_rate(rate)
+
+    def delay(self) -> float:
+        """Seconds the next send would wait now (for tests and health)."""
+        now = self._clock()
+        return max(self._gcra.delay(now), self._cap.delay(now), self._paused_until - now)
 
     async def acquire(self) -> float:
         """Wait for a send slot; returns the seconds waited."""
-        start = time.monotonic()
-        while True:
-            pause = self._paused_until - time.monotonic()
-            if pause <= 0:
-                break
-            await asyncio.sleep(pause)
-        await self._throttler.acquire()  # type: ignore[no-untyped-call]
-        waited = time.monotonic() - start
+        start = self._clock()
+        async with self._queue:
+            while (wait := self.delay()) > 0:
+                await self._sleep(wait)
+            now = self._clock()
+            self._gcra.take(now)
+            self._cap.take(now)
+            self.sent += 1
+        waited = now - start
         self.waited += waited
         return waited
 
     def throttled(self, reset_after: float | None) -> None:
         """The gateway refused for rate: halve (once per second at most) and pause."""
-        now = time.monotonic()
+        now = self._clock()
         if now - self._last_change >= 1.0 or self._rate == self.configured:
             self._apply(max(self.floor, self._rate / 2))
             self._last_change = now
             self.decreases += 1
         pause = reset_after if reset_after is not None else 1.0
-        self._paused_until = max(self._paused_until, now + min(pause, 60.0))
+        self._paused_until = max(self._paused_until, now + min(pause, MAX_PAUSE))
 
     def succeeded(self) -> None:
         """A request went through: climb back a step per quiet second."""
         if self._rate >= self.configured:
             return
-        now = time.monotonic()
+        now = self._clock()
         if now - self._last_change >= 1.0:
             step = max(1.0, self.configured / 20)
             self._apply(min(self.configured, self._rate + step))
             self._last_change = now
+
+
+class RateBudgets:
+    """The client's budgets: reads and writes apart on the API gateway, shared on the ESB."""
+
+    def __init__(self, write: AdaptiveRateLimiter, read: AdaptiveRateLimiter | None = None) -> None:
+        self.write = write
+        self.read = read if read is not None else write
+
+    @classmethod
+    def for_gateway(
+        cls, gateway: Literal["esb", "apigw"], rate: float, read_rate: float | None = None
+    ) -> RateBudgets:
+        """``read_rate`` (default: ``rate``) only counts on the API gateway."""
+        write = AdaptiveRateLimiter(rate)
+        if gateway != "apigw":
+            return cls(write)
+        return cls(write, AdaptiveRateLimiter(read_rate if read_rate is not None else rate))
+
+    @property
+    def shared(self) -> bool:
+        return self.read is self.write
+
+    def for_api(self, api_name: str) -> AdaptiveRateLimiter:
+        return self.write if api_name in WRITE_APIS else self.read

@@ -161,7 +161,10 @@ async def test_limits_hold_from_the_servers_side(
         stats = sim.stats()
         assert report.converged and sim.pairs(ASST) == set(desired)
         assert stats["max_batch"] <= 50
-        assert stats["peak_rps"] <= 10
+        # Paced evenly at the rate, 10% allowed for loopback jitter (issue 15); on the API
+        # gateway reads and writes each have a budget of their own.
+        budgets = 2 if gateway == "apigw" else 1
+        assert stats["peak_rps"] <= 10 * budgets * 1.1
         assert stats["peak_in_flight"] <= 3
 
 
