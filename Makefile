@@ -19,6 +19,7 @@ demo: venv
 lint: venv
 	$(BIN)/ruff check syncd tests bench
 	$(BIN)/ruff format --check syncd tests bench
+	$(BIN)/lint-imports
 
 typecheck: venv
 	$(BIN)/mypy

@@ -35,7 +35,7 @@ from syncd.batching import plan_batches
 from syncd.cmdb.client import CmdbClient
 from syncd.config import load_settings
 from syncd.diff import diff
-from syncd.engine import Engine, RelationReport
+from syncd.desired import make_source, read_ids
 from syncd.state import StateStore
 
 settings = load_settings(Path(sys.argv[1]))
@@ -43,9 +43,8 @@ rel = settings.relations[0]
 store, _ = StateStore.open(Path(sys.argv[2]))
 
 async def main() -> None:
-    engine = Engine(settings, CmdbClient(settings.cmdb), store)
     started = time.process_time()
-    desired = await engine.read_desired(rel, RelationReport(rel.name))
+    desired = (await read_ids(make_source(rel))).pairs
     result = diff(desired, set())
     plan = plan_batches(result.to_create, settings.cmdb.batch_size)
     cpu = time.process_time() - started

@@ -14,8 +14,10 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from enum import StrEnum
 
-from syncd.config import MAX_BATCH
 from syncd.pairs import PairKey, unpack
+
+MAX_BATCH = 200
+"""bk-cmdb refuses a batch_create_instance_association with more details (1199035)."""
 
 
 class Mapping(StrEnum):

@@ -11,12 +11,16 @@ import argparse
 import asyncio
 import sys
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from syncd import __version__
 from syncd.config import EX_CONFIG, ConfigError, Settings, load_settings, security_warnings
 
 EX_TEMPFAIL = 75
 """sysexits.h: temporary failure (the ops port is taken); worth a retry later."""
+
+if TYPE_CHECKING:
+    from syncd.state import StateStore
 
 
 def _config_arg(parser: argparse.ArgumentParser) -> None:
@@ -126,23 +130,20 @@ async def _plan(settings: Settings, *, as_json: bool) -> int:
     import tempfile
 
     from syncd.cmdb.client import CmdbClient, CmdbError
-    from syncd.engine import Engine, RelationPlan
+    from syncd.plan import RelationPlan
     from syncd.planview import plan_document, render_json, render_text
+    from syncd.reconcile import Reconciler
     from syncd.sources.base import SourceError
-    from syncd.state import StateStore
 
     with tempfile.TemporaryDirectory(prefix="syncd-plan-") as tmp:
-        path = settings.state.path
-        # No state yet: plan against an empty one without creating the real file.
-        store_path = path if path.exists() else Path(tmp) / "state.db"
-        store, _ = StateStore.open(store_path)
+        store = _plan_store(settings.state.path, Path(tmp) / "state.db")
         try:
             async with CmdbClient(settings.cmdb) as client:
-                engine = Engine(settings, client, store)
+                reconciler = Reconciler(settings, client, store)
                 plans: list[RelationPlan | str] = []
                 for rel in settings.relations:
                     try:
-                        plans.append(await engine.plan_relation(rel, resync=True, write=False))
+                        plans.append(await reconciler.plan_relation(rel))
                     except (SourceError, CmdbError) as exc:
                         plans.append(str(exc))
                     except Exception as exc:  # RelationRefused and kin: report, don't crash
@@ -159,6 +160,19 @@ async def _plan(settings: Settings, *, as_json: bool) -> int:
     if any(isinstance(p, str) for p in plans):
         return 1
     return 2 if doc["changes"] else 0
+
+
+def _plan_store(path: Path, scratch: Path) -> StateStore:
+    """The state read-only; missing or unusable: an empty scratch store (the real file is
+    never created, moved or repaired by a plan)."""
+    from syncd.state import StateError, StateStore
+
+    if path.exists():
+        try:
+            return StateStore.open_readonly(path)
+        except StateError as exc:
+            print(f"syncd: {exc}; planning against an empty state", file=sys.stderr)
+    return StateStore.open(scratch)[0]
 
 
 if __name__ == "__main__":  # pragma: no cover

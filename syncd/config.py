@@ -31,15 +31,13 @@ from pydantic_settings import (
     SettingsError,
 )
 
+from syncd.batching import MAX_BATCH
 from syncd.httpbody import check_url
 from syncd.prune import PruneGuards
 from syncd.secretfile import SecretFileError, read_secret_file
 from syncd.sections import FileSourceSettings, _Section
 from syncd.sources.filters import FilterSettings
 from syncd.sources.settings import SourceSettings
-
-MAX_BATCH = 200
-"""bk-cmdb refuses a batch_create_instance_association with more details (1199035)."""
 
 EX_CONFIG = 78
 """sysexits.h: configuration error. systemd's unit does not restart on it."""

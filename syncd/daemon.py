@@ -15,24 +15,31 @@ import functools
 import os
 import signal
 import time
+from collections import deque
+from collections.abc import AsyncIterator
 
 import structlog
 
 from syncd.cmdb.client import CmdbClient
 from syncd.config import Settings
 from syncd.control import ControlError, remove_pidfile, write_pidfile
-from syncd.engine import CycleReport, Engine
 from syncd.health import Health
 from syncd.metrics import Metrics
 from syncd.notify import SystemdNotifier
 from syncd.ops import OpsServer
 from syncd.progress import ProgressBar
 from syncd.push import PushSources
+from syncd.reconcile import Reconciler
+from syncd.report import CycleReport
 from syncd.sections import FileSourceSettings
 from syncd.sources.watch import watch_file
-from syncd.state import StateStore
+from syncd.state import StateLocked, StateStore
 
 log = structlog.get_logger("syncd")
+
+REPORTS_KEPT = 16
+EX_TEMPFAIL = 75
+"""Exit status when the state file is held by another syncd (sysexits' EX_TEMPFAIL)."""
 
 
 class Daemon:
@@ -53,9 +60,10 @@ class Daemon:
         self._wake = asyncio.Event()
         self._resync = False
         self._signals = 0
-        self.engine: Engine | None = None
+        self.engine: Reconciler | None = None
         self.last_report: CycleReport | None = None
-        self.reports: list[CycleReport] = []
+        self.reports: deque[CycleReport] = deque(maxlen=REPORTS_KEPT)
+        """The last few cycles' reports (a daemon runs for months: not all of them)."""
         self.notifier = SystemdNotifier.from_env()
         self.metrics = Metrics(sync_interval=settings.sync.interval)
         # Ready means: the last cycle ended without a relation-level failure, and
@@ -103,91 +111,113 @@ class Daemon:
     # -- lifecycle -------------------------------------------------------------
 
     async def run(self) -> int:
-        """Run until stopped (or one cycle for ``once``); returns the exit status."""
+        """Run until stopped (or one cycle for ``once``); returns the exit status.
+
+        Start-up enters every resource into one exit stack, so shutdown releases
+        exactly what was acquired, in reverse order, whatever failed on the way.
+        """
+        try:
+            async with contextlib.AsyncExitStack() as stack:
+                engine = await self._startup(stack)
+                return await self._loop(engine)
+        except StateLocked as exc:
+            log.error("state_locked", error=str(exc), holder=exc.holder)
+            return EX_TEMPFAIL
+        raise AssertionError("unreachable")  # pragma: no cover (mypy: the stack may swallow)
+
+    async def _startup(self, stack: contextlib.AsyncExitStack) -> Reconciler:
+        """Signals, state, helper tasks, ops server, pidfile, client: each undone by the stack."""
         loop = asyncio.get_running_loop()
         self._install_signals(loop)
-        store, warning = StateStore.open(self.settings.state.path)
+        stack.callback(self._stopped, loop)
+        store, warning = StateStore.open(self.settings.state.path, lock=True)
+        stack.callback(store.close)
         if warning:
             log.warning("state_rebuilt", path=str(self.settings.state.path), reason=warning)
-        aux_stop = asyncio.Event()
-        aux: list[asyncio.Task[None]] = [
-            asyncio.create_task(self.health.heartbeat_loop(aux_stop)),
-        ]
+        push = PushSources(self.settings, self.request_cycle)
+        await stack.enter_async_context(self._helpers(push))
+        if self.settings.ops.enabled and not self.once:
+            ops = OpsServer(
+                self.health,
+                self.metrics,
+                self.request_resync,
+                host=self.settings.ops.host,
+                port=self.settings.ops.port,
+                routes=push.routes(),
+            )
+            self.ops_url = await ops.start()
+            stack.push_async_callback(ops.stop)
+        self._write_pidfile(stack)
+        client = await stack.enter_async_context(
+            CmdbClient(self.settings.cmdb, observer=self.metrics)
+        )
+        stack.callback(self._stopping)
+        self.engine = Reconciler(self.settings, client, store, observer=self.metrics)
+        self.engine.apply.on_progress = self.progress
+        if self._stop.is_set():
+            self.engine.stop()
+        log.info(
+            "started",
+            relations=[r.name for r in self.settings.relations],
+            state=str(self.settings.state.path),
+            gateway=self.settings.cmdb.gateway,
+            ops=self.ops_url,
+            pid=os.getpid(),
+        )
+        self.notifier.ready()
+        self.notifier.status("started; first cycle running")
+        return self.engine
+
+    @contextlib.asynccontextmanager
+    async def _helpers(self, push: PushSources) -> AsyncIterator[None]:
+        """Heartbeat, watchdog, file watchers and push sources (NetBox webhooks, watched
+        commands: see syncd/push.py): running inside, cancelled and reaped after."""
+        helpers_stop = asyncio.Event()
+        tasks = [asyncio.create_task(self.health.heartbeat_loop(helpers_stop))]
         if self.notifier.watchdog_interval() is not None:
-            aux.append(asyncio.create_task(self.notifier.watchdog_loop(aux_stop)))
+            tasks.append(asyncio.create_task(self.notifier.watchdog_loop(helpers_stop)))
         if not self.once:
             for rel in self.settings.relations:
                 src = rel.source
                 if isinstance(src, FileSourceSettings) and src.watch:
-                    reason = f"{rel.name}: {src.path} changed"
-                    aux.append(
-                        asyncio.create_task(
-                            watch_file(
-                                src.path,
-                                functools.partial(self.request_cycle, reason),
-                                src.watch_interval,
-                                aux_stop,
-                            )
-                        )
-                    )
-        # Push sources (NetBox webhooks, watched commands): see syncd/push.py.
-        push = PushSources(self.settings, self.request_cycle)
-        if not self.once:
-            aux.extend(push.start(aux_stop))
-        ops: OpsServer | None = None
-        pidfile = self.settings.ops.pidfile
+                    wake = functools.partial(self.request_cycle, f"{rel.name}: {src.path} changed")
+                    watcher = watch_file(src.path, wake, src.watch_interval, helpers_stop)
+                    tasks.append(asyncio.create_task(watcher))
+            tasks.extend(push.start(helpers_stop))
         try:
-            if self.settings.ops.enabled and not self.once:
-                ops = OpsServer(
-                    self.health,
-                    self.metrics,
-                    self.request_resync,
-                    host=self.settings.ops.host,
-                    port=self.settings.ops.port,
-                    routes=push.routes(),
-                )
-                self.ops_url = await ops.start()
-            if pidfile is not None:
-                try:
-                    write_pidfile(pidfile)
-                except (ControlError, OSError) as exc:
-                    log.warning("pidfile_not_written", path=str(pidfile), error=str(exc))
-                    pidfile = None
-            async with CmdbClient(self.settings.cmdb, observer=self.metrics) as client:
-                self.engine = Engine(self.settings, client, store, observer=self.metrics)
-                self.engine.on_progress = self.progress
-                if self._stop.is_set():
-                    self.engine.stop()
-                log.info(
-                    "started",
-                    relations=[r.name for r in self.settings.relations],
-                    state=str(self.settings.state.path),
-                    gateway=self.settings.cmdb.gateway,
-                    ops=self.ops_url,
-                    pid=os.getpid(),
-                )
-                self.notifier.ready()
-                self.notifier.status("started; first cycle running")
-                return await self._loop(self.engine)
+            yield
         finally:
-            if self.progress is not None:
-                self.progress.close()
-            self.notifier.stopping()
-            aux_stop.set()
-            for task in aux:
+            helpers_stop.set()
+            for task in tasks:
                 task.cancel()
-            await asyncio.gather(*aux, return_exceptions=True)
+            await asyncio.gather(*tasks, return_exceptions=True)
             push.close()
-            if ops is not None:
-                await ops.stop()
-            if pidfile is not None:
-                remove_pidfile(pidfile)
-            store.close()
-            self._remove_signals(loop)
-            self.notifier.close()
-            log.info("stopped")
 
-    async def _loop(self, engine: Engine) -> int:
+    def _write_pidfile(self, stack: contextlib.AsyncExitStack) -> None:
+        pidfile = self.settings.ops.pidfile
+        if pidfile is None:
+            return
+        try:
+            write_pidfile(pidfile)
+        except (ControlError, OSError) as exc:
+            log.warning("pidfile_not_written", path=str(pidfile), error=str(exc))
+            return
+        stack.callback(remove_pidfile, pidfile)
+
+    def _stopping(self) -> None:
+        """First thing on the way out: the progress bar goes, systemd hears "stopping"."""
+        if self.progress is not None:
+            self.progress.close()
+        self.notifier.stopping()
+
+    def _stopped(self, loop: asyncio.AbstractEventLoop) -> None:
+        """Last thing on the way out."""
+        self._remove_signals(loop)
+        self.notifier.stopping()
+        self.notifier.close()
+        log.info("stopped")
+
+    async def _loop(self, engine: Reconciler) -> int:
         cycles = 0
         while not self._stop.is_set():
             resync, self._resync = self._resync, False
@@ -218,7 +248,7 @@ class Daemon:
             return 0 if self.last_report is not None and self.last_report.converged else 1
         return 0
 
-    async def _run_cycle(self, engine: Engine, resync: bool) -> CycleReport | None:
+    async def _run_cycle(self, engine: Reconciler, resync: bool) -> CycleReport | None:
         task = asyncio.create_task(engine.cycle(resync=resync))
         stop_wait = asyncio.create_task(self._stop.wait())
         try:

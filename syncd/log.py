@@ -13,12 +13,14 @@ from __future__ import annotations
 import datetime
 import json
 import logging
+import re
 import sys
 import threading
 from collections.abc import Callable, Iterable, Mapping, MutableMapping
 from typing import Any, Literal, TextIO
 
 import structlog
+from structlog.contextvars import bound_contextvars, get_contextvars, merge_contextvars
 
 _LEVELS = {
     "debug": logging.DEBUG,
@@ -45,9 +47,11 @@ def configure(
     _fast = None
     processors: list[Any]
     if fmt == "json":
-        processors = [_json_line]
+        processors = [merge_contextvars, _json_line]
     else:
         processors = [
+            merge_contextvars,
+            _escape_controls,
             structlog.processors.add_log_level,
             structlog.processors.TimeStamper(fmt="iso", utc=True, key="timestamp"),
             _reorder,
@@ -62,6 +66,33 @@ def configure(
     )
     if fmt == "json":
         _fast = _Fast(processors, factory, _LEVELS[level])
+
+
+_CONTROL = re.compile("[\x00-\x1f\x7f-\x9f]")
+
+
+class _Quoted:
+    """A string the console shows as its repr: control characters escaped, once."""
+
+    def __init__(self, text: str) -> None:
+        self.text = text
+
+    def __repr__(self) -> str:
+        return repr(self.text)
+
+
+def _escape_controls(
+    _: Any, __: str, event_dict: MutableMapping[str, Any]
+) -> MutableMapping[str, Any]:
+    """Console lines show source data: a newline or an escape sequence in it must not
+    forge a line or repaint the terminal. (JSON escapes these by itself.)"""
+    for key, value in event_dict.items():
+        if isinstance(value, str) and _CONTROL.search(value):
+            if key == "event":
+                event_dict[key] = repr(value)[1:-1]
+            else:
+                event_dict[key] = _Quoted(value)
+    return event_dict
 
 
 def _reorder(_: Any, __: str, event_dict: MutableMapping[str, Any]) -> dict[str, Any]:
@@ -172,7 +203,7 @@ class _Fast:
         processors = config["processors"]  # capture_logs swaps the list's contents in place
         return (
             processors is self.processors
-            and processors == [_json_line]
+            and processors == [merge_contextvars, _json_line]
             and config["logger_factory"] is self.factory
         )
 
@@ -194,9 +225,10 @@ def emit(event: str, rows: Iterable[tuple[str, dict[str, Any]]], common: Mapping
     """Log ``event`` once per ``(level, fields)`` row, with ``common`` fields after each's own.
 
     The same lines as ``getattr(log, level)(event, **fields, **common)`` row by row, in
-    order. Under :func:`configure`'s JSON output they are rendered together with one
-    timestamp (they describe one moment, e.g. one CMDB answer) and written at once.
-    Fields must not repeat a common key, nor be ``timestamp``, ``level`` or ``event``.
+    order, the bound context (:func:`relation_context`) last. Under :func:`configure`'s JSON
+    output they are rendered together with one timestamp (they describe one moment, e.g.
+    one CMDB answer) and written at once. Fields must not repeat a common key, nor be
+    ``timestamp``, ``level`` or ``event``.
     """
     fast = _fast
     if fast is None or not fast.active():
@@ -204,9 +236,12 @@ def emit(event: str, rows: Iterable[tuple[str, dict[str, Any]]], common: Mapping
         for level, fields in rows:
             getattr(logger, level)(event, **fields, **common)
         return
+    context = get_contextvars()
     stamp = _now(_UTC).isoformat().replace("+00:00", "Z")
     prefix = f'{{"timestamp": "{stamp}", '
-    tail = _encode(dict(common))
+    # merge_contextvars adds bound keys after the call's own (setdefault: the call wins).
+    after = {**common, **{k: v for k, v in context.items() if k not in common}}
+    tail = _encode(after)
     tail = ", " + tail[1:] if len(tail) > 2 else "}"
     encoded_event = _encode(event)
     heads = fast.heads
@@ -215,8 +250,57 @@ def emit(event: str, rows: Iterable[tuple[str, dict[str, Any]]], common: Mapping
     for level, fields in rows:
         if _LEVELS[level] < minimum:
             continue
+        if context and not context.keys().isdisjoint(fields):
+            line = {"timestamp": stamp, "level": level, "event": event, **fields, **common}
+            for key, value in context.items():
+                line.setdefault(key, value)
+            out.append(_encode(line) + "\n")
+            continue
         own = _encode(fields)
         own = ", " + own[1:-1] if len(own) > 2 else ""
         out.append(f"{prefix}{heads[level]}{encoded_event}{own}{tail}\n")
     if out:
         fast.factory.logger.write("".join(out))
+
+
+def log_pairs(rows: Iterable[tuple[str, dict[str, Any]]], **common: Any) -> None:
+    """Every ``pair`` line goes through here (rows from :func:`syncd.outcome.pair_fields`)."""
+    emit("pair", rows, common)
+
+
+def relation_context(name: str, bk_obj_asst_id: str, cycle: int) -> Any:
+    """Bind the relation's name, model association and cycle number to every line logged
+    inside (a context manager; each relation runs in its own task, so bindings never mix)."""
+    return bound_contextvars(relation=name, bk_obj_asst_id=bk_obj_asst_id, cycle=cycle)
+
+
+MAX_LOGGED_BAD = 1000
+"""Bad records logged per read; the rest are counted in one line."""
+
+
+class BadRecords:
+    """Logs the bad records of one read of one source: each of the first
+    :data:`MAX_LOGGED_BAD`, then one line with the count of the others."""
+
+    def __init__(self, source: str, cap: int = MAX_LOGGED_BAD) -> None:
+        self.source = source
+        self.cap = cap
+        self.count = 0
+
+    def add(self, origin: str, reason: str) -> None:
+        self.count += 1
+        if self.count <= self.cap:
+            _log.warning("bad_record", source=self.source, origin=origin, reason=reason)
+
+    def finish(self) -> None:
+        """Say how many were not logged (call once the read is over)."""
+        if self.count > self.cap:
+            _log.warning(
+                "bad_records_not_logged",
+                source=self.source,
+                count=self.count - self.cap,
+                reason=f"only the first {self.cap} bad records of a read are logged",
+            )
+
+
+_log = structlog.get_logger("syncd")

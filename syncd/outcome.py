@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from enum import StrEnum
 from typing import Any
 
@@ -384,3 +384,118 @@ def classify_transport_error(exc: BaseException, *, sent: bool) -> Answer:
     text = str(exc) or name
     message = f"{name}: {text}" if text != name else name
     return Answer(Verdict.AMBIGUOUS if sent else Verdict.RETRY, None, None, message)
+
+
+# -- one answer to one batch, as rows to record and lines to log ---------------------
+
+Operation = str
+"""``create`` or ``delete``: which request a ``pair`` line is about."""
+
+LogLine = tuple[str, dict[str, Any]]
+"""(level, fields) of one ``pair`` line; the caller adds the bound context."""
+
+
+def pair_fields(
+    outcome: str,
+    operation: Operation,
+    index: int | None = None,
+    src: int | None = None,
+    dst: int | None = None,
+    **extra: Any,
+) -> dict[str, Any]:
+    """The fields of every ``pair`` line, in one order: what, which detail, which pair, more."""
+    fields: dict[str, Any] = {"outcome": outcome, "operation": operation}
+    if index is not None:
+        fields["index"] = index
+    if src is not None and dst is not None:
+        fields["bk_inst_id"] = src
+        fields["bk_asst_inst_id"] = dst
+    fields.update(extra)
+    return fields
+
+
+@dataclass(frozen=True, slots=True)
+class FailedPair:
+    """One detail the CMDB did not accept; ``kind`` None: the request failed as a whole."""
+
+    src: int
+    dst: int
+    kind: IndexKind | None
+    message: str
+
+    @property
+    def reason(self) -> str:
+        return "request" if self.kind is None else self.kind.value
+
+
+@dataclass(frozen=True, slots=True)
+class BatchOutcome:
+    """What one create request came to: every detail exactly once, in one of three lists."""
+
+    created: list[tuple[int, int, int]]
+    """(src, dst, association_id): in the CMDB now, created by syncd."""
+    exists: list[tuple[int, int, int | None]]
+    """(src, dst, None): in the CMDB now, created by someone (or an earlier try)."""
+    failed: list[FailedPair]
+    lines: list[LogLine]
+    """One ``pair`` line per detail, in index order (known ones only with ``verbose``)."""
+    refusal: str | None = None
+    """Set when the CMDB refused the relation as a whole: why, and the fix."""
+    answer: Answer | None = None
+
+
+def classify_batch(
+    details: list[tuple[int, int]], answer: Answer, *, verbose: bool = True
+) -> BatchOutcome:
+    """Turn the answer to ``details`` into rows and lines. Pure; total over any answer.
+
+    A malformed ``data`` fails the whole request (the pairs are retried, never assumed);
+    ``verbose`` False leaves out the info lines of created and existing pairs.
+    """
+    if answer.verdict is Verdict.OK:
+        try:
+            results = split_batch_data(answer.data, len(details))
+        except BadAnswer as exc:
+            answer = replace(answer, verdict=Verdict.FAILED, message=f"syncd: {exc}", data=None)
+    if answer.verdict is not Verdict.OK:
+        return whole_failure(details, answer.error, answer)
+    created: list[tuple[int, int, int]] = []
+    exists: list[tuple[int, int, int | None]] = []
+    failed: list[FailedPair] = []
+    lines: list[LogLine] = []
+    for res in results:
+        src, dst = details[res.index]
+        kind = res.kind
+        if kind is IndexKind.CREATED:
+            assert res.association_id is not None
+            created.append((src, dst, res.association_id))
+            if verbose:
+                fields = pair_fields("created", "create", res.index, src, dst)
+                fields["association_id"] = res.association_id
+                lines.append(("info", fields))
+        elif kind is IndexKind.EXISTS:
+            exists.append((src, dst, None))
+            if verbose:
+                lines.append(("info", pair_fields("exists", "create", res.index, src, dst)))
+        else:
+            failed.append(FailedPair(src, dst, kind, res.message))
+            fields = pair_fields(
+                "failed", "create", res.index, src, dst, error=res.message, reason=kind.value
+            )
+            lines.append(("warning", fields))
+    return BatchOutcome(created, exists, failed, lines, None, answer)
+
+
+def whole_failure(
+    details: list[tuple[int, int]], error: str, answer: Answer | None = None
+) -> BatchOutcome:
+    """A request that failed as a whole: every detail failed, still one line each."""
+    refusal = None
+    if answer is not None and answer.verdict is Verdict.RELATION:
+        refusal = f"{answer.error}; {answer.hint}"
+    failed = [FailedPair(src, dst, None, error) for src, dst in details]
+    lines: list[LogLine] = [
+        ("warning", pair_fields("failed", "create", i, s, d, error=error, reason="request"))
+        for i, (s, d) in enumerate(details)
+    ]
+    return BatchOutcome([], [], failed, lines, refusal, answer)

@@ -37,15 +37,28 @@ def unpack_all(keys: Iterable[PairKey]) -> Iterator[tuple[int, int]]:
         yield key >> _SHIFT, key & _MASK
 
 
+def pack_all(pairs: Iterable[tuple[int, int]]) -> Iterator[PairKey]:
+    """Pack many (src, dst) pairs lazily (e.g. rows of a database scan)."""
+    for src, dst in pairs:
+        yield (src << _SHIFT) | dst
+
+
 def pack_raw(sources: Sequence[Any], targets: Sequence[Any]) -> Iterator[PairKey] | None:
     """Keys for a chunk of raw source values, at C speed; None if any value is not plainly valid.
 
-    Valid means every value is an ``int`` or ``str`` that ``int()`` takes, in 0..MAX_ID:
+    Valid means every value is an ``int`` or a ``str`` of ASCII digits, in 0..MAX_ID:
     exactly what the engine's per-value check accepts, so a None sends the caller to
     that check (which names the bad value) and a result equals what it would build.
     """
     if not sources or not {*map(type, sources), *map(type, targets)} <= _PLAIN:
         return None
+    texts = [v for v in (*sources, *targets) if type(v) is str]
+    if texts:
+        # As the per-value check: ASCII digits only (int() also takes "1_000", "+5", " 7 ",
+        # full-width digits), and no number text long enough to be slow to convert.
+        joined = "".join(texts)
+        if not (joined.isascii() and joined.isdigit()) or max(map(len, texts)) > 20:
+            return None
     try:
         src = list(map(int, sources))
         dst = list(map(int, targets))

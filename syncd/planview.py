@@ -10,8 +10,8 @@ import json
 from typing import Any
 
 from syncd.config import Settings
-from syncd.engine import RelationPlan
 from syncd.pairs import unpack
+from syncd.plan import RelationPlan
 
 PLAN_FORMAT_VERSION = 1
 
@@ -27,7 +27,7 @@ def plan_document(
     for rel, plan in zip(settings.relations, plans, strict=True):
         entry: dict[str, Any] = {"relation": rel.name, "bk_obj_asst_id": rel.bk_obj_asst_id}
         if isinstance(plan, str):
-            entry["error"] = plan
+            entry.update(_failed_entry(plan, rel.prune.enabled))
             relations.append(entry)
             continue
         ids = association_ids.get(rel.name, {})
@@ -57,6 +57,7 @@ def plan_document(
                     "absent": len(plan.absent),
                     "bad_records": plan.bad_records,
                 },
+                "source_counts": dict(sorted(plan.source_counts.items())),
                 "create": create,
                 "delete": delete,
                 "held": held,
@@ -72,6 +73,30 @@ def plan_document(
         )
         relations.append(entry)
     return {"version": PLAN_FORMAT_VERSION, "changes": changes, "relations": relations}
+
+
+def _failed_entry(error: str, prune_enabled: bool) -> dict[str, Any]:
+    """A relation that could not be planned: every key, empty or null, so scripts need
+    no special case."""
+    counts = ("create", "delete", "held", "deferred", "unresolved", "absent", "bad_records")
+    return {
+        "error": error,
+        "desired": None,
+        "known": None,
+        "counts": dict.fromkeys(counts, 0),
+        "source_counts": {},
+        "create": [],
+        "delete": [],
+        "held": [],
+        "deferred": [],
+        "unresolved": [],
+        "prune": {
+            "enabled": prune_enabled,
+            "blocked": "the relation could not be planned" if prune_enabled else None,
+            "waiting": 0,
+            "capped": 0,
+        },
+    }
 
 
 def _pair(key: int) -> dict[str, int]:

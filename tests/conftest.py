@@ -11,10 +11,6 @@ from syncd.simulator import Fixture, Simulator, SimulatorOptions
 from tests.helpers import Proc, fixture_dict
 
 
-def pytest_configure(config: pytest.Config) -> None:
-    config.addinivalue_line("markers", "slow: starts real processes (deselect: -m 'not slow')")
-
-
 @pytest.fixture
 def sim_factory() -> Callable[..., Simulator]:
     def make(options: SimulatorOptions | None = None, **fixture_kw: Any) -> Simulator:
@@ -38,3 +34,33 @@ def procs() -> Iterator[list[Proc]]:
     yield started
     for proc in started:
         proc.kill()
+
+
+# Whole files of process-level tests (subprocesses, containers, external linters).
+_SLOW_FILES = (
+    "tests/bench/",
+    "tests/daemon/test_daemon_process.py",
+    "tests/ops/test_container.py",
+    "tests/ops/test_dockerfile.py",
+    "tests/ops/test_kubernetes.py",
+    "tests/ops/test_notify_daemon.py",
+    "tests/ops/test_pid1.py",
+    "tests/ops/test_systemd_unit.py",
+    "tests/simulator/test_sim_cli.py",
+)
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    config.addinivalue_line(
+        "markers", "slow: a process-level or long test; `pytest -m 'not slow'` is the fast loop"
+    )
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """Every test that starts real processes (the ``procs`` fixture) is slow, as are the
+    files above; others say so with ``@pytest.mark.slow``."""
+    root = str(config.rootpath)
+    for item in items:
+        path = str(item.path).removeprefix(root + "/")
+        if "procs" in getattr(item, "fixturenames", ()) or path.startswith(_SLOW_FILES):
+            item.add_marker(pytest.mark.slow)

@@ -14,11 +14,13 @@ from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any
 
-from structlog.testing import capture_logs
+import structlog.testing
+from structlog.contextvars import merge_contextvars
 
 from syncd.cmdb.client import CmdbClient
 from syncd.config import Settings, load_settings
-from syncd.engine import CycleReport, Engine
+from syncd.reconcile import Reconciler
+from syncd.report import CycleReport
 from syncd.state import StateStore
 
 REPO = Path(__file__).resolve().parent.parent
@@ -47,15 +49,20 @@ def fixture_dict(
     }
 
 
+def capture_logs() -> Any:
+    """structlog's capture_logs, with the bound context (relation, cycle) merged in."""
+    return structlog.testing.capture_logs(processors=[merge_contextvars])
+
+
 @asynccontextmanager
 async def engine_for(
     settings: Settings, *, seed: int | None = None, **engine_kw: Any
-) -> AsyncIterator[Engine]:
-    """An Engine over the config's state file and a fresh client, both closed afterwards."""
+) -> AsyncIterator[Reconciler]:
+    """A Reconciler over the config's state file and a fresh client, both closed afterwards."""
     store, _ = StateStore.open(settings.state.path)
     try:
         async with CmdbClient(settings.cmdb, seed=seed) as client:
-            yield Engine(settings, client, store, **engine_kw)
+            yield Reconciler(settings, client, store, **engine_kw)
     finally:
         store.close()
 

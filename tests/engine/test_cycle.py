@@ -7,13 +7,21 @@ from collections.abc import Callable
 from pathlib import Path
 
 import pytest
-from structlog.testing import capture_logs
 
 from syncd.cmdb.client import CmdbClient
 from syncd.pairs import pack
 from syncd.simulator import Simulator, SimulatorOptions
 from syncd.state import StateStore
-from tests.helpers import ASST, engine_for, load, pair_lines, run_cycle, write_config, write_csv
+from tests.helpers import (
+    ASST,
+    capture_logs,
+    engine_for,
+    load,
+    pair_lines,
+    run_cycle,
+    write_config,
+    write_csv,
+)
 
 
 def all_pairs(switches: int, hosts: int) -> list[tuple[int, int]]:
@@ -112,8 +120,8 @@ async def test_per_index_failures_and_exists(
         # Somebody else creates (3, 1003) after syncd's resync but before its send.
         async with engine_for(settings) as engine:
             rel = settings.relations[0]
-            await engine._load_mapping(rel)
-            await engine.resync(rel)
+            await engine.known.load_mapping(rel)
+            await engine.known.resync(rel)
             await engine.client.batch_create("bk_switch", "host", ASST, [(3, 1003)])
             with capture_logs() as logs:
                 report = await engine.cycle()
@@ -177,6 +185,8 @@ async def test_bad_rows_are_skipped_good_rows_sync(
         origins = sorted(line["origin"] for line in bad)
         assert origins == sorted(f"{topo}:{n}" for n in (3, 5, 6, 7, 9))
         assert any("abc" in line["reason"] for line in bad)
+        # Bound once per relation task, so even the file source's own lines carry it.
+        assert all(line["relation"] == "switch-host" and line["cycle"] for line in bad)
 
 
 async def test_missing_source_fails_the_relation_only(

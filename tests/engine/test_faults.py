@@ -12,14 +12,14 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from structlog.testing import capture_logs
 
 from syncd.cmdb.client import CmdbClient
-from syncd.engine import CycleReport
+from syncd.report import CycleReport
 from syncd.simulator import Simulator, SimulatorOptions
 from tests.helpers import (
     ASST,
     Proc,
+    capture_logs,
     engine_for,
     fixture_dict,
     load,
@@ -75,6 +75,7 @@ async def converge(
 FAULTS = ["502", "504", "504-after", "drop", "cmdb-busy", "audit-fail"]
 
 
+@pytest.mark.slow
 @pytest.mark.timeout(120)
 @pytest.mark.parametrize("kinds", [[k] for k in FAULTS] + [FAULTS])
 async def test_converges_exactly_under_faults(
@@ -142,11 +143,14 @@ source = {{ type = "file", path = "{uplinks}" }}
         assert by_name["switch-host"].error and "9900403" in by_name["switch-host"].error
         refused = [line for line in logs if line["event"] == "relation_refused"]
         assert len(refused) == 1 and refused[0]["permission"] and refused[0]["fix"]
+        assert refused[0]["relation"] == "switch-host"
+        assert not [line for line in logs if line["event"] == "relation_failed"]
         failed = [p for p in pair_lines(logs) if p["relation"] == "switch-host"]
         assert len(failed) == 2 and all(p["outcome"] == "failed" for p in failed)
         assert sim.pairs("bk_switch_uplink_bk_switch") == {(1, 2), (2, 3)}
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("gateway", ["esb", "apigw"])
 async def test_rate_limit_storm_stays_under_configured_limit(
     tmp_path: Path, sim_factory: Callable[..., Simulator], gateway: str

@@ -5,10 +5,8 @@ from __future__ import annotations
 import sys
 from pathlib import Path
 
-from structlog.testing import capture_logs
-
 from syncd.simulator import Fixture, Simulator, SimulatorOptions
-from tests.helpers import ASST, engine_for, load, pair_lines, write_config, write_csv
+from tests.helpers import ASST, capture_logs, engine_for, load, pair_lines, write_config, write_csv
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "sources"))
 from src_helpers import replay_netbox

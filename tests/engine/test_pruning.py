@@ -6,11 +6,18 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from structlog.testing import capture_logs
-
-from syncd.engine import CycleReport
+from syncd.report import CycleReport
 from syncd.simulator import Simulator
-from tests.helpers import ASST, engine_for, load, pair_lines, run_cycle, write_config, write_csv
+from tests.helpers import (
+    ASST,
+    capture_logs,
+    engine_for,
+    load,
+    pair_lines,
+    run_cycle,
+    write_config,
+    write_csv,
+)
 
 OURS = [(1, 1001), (1, 1002), (2, 1001), (2, 1002), (3, 1003), (3, 1004)]
 THEIRS = [(4, 1005), (4, 1006)]  # already in the CMDB: created by someone else

@@ -14,7 +14,8 @@ from pathlib import Path
 import pytest
 
 from syncd.pairs import pack
-from syncd.state import Failure, StateError, StateStore
+from syncd.state import StateError, StateLocked, StateStore
+from tests.state.inspect_db import FailureRow, failures, last_resync, meta, relations
 
 R = "switch-host"
 
@@ -35,7 +36,7 @@ def store(db_path: Path) -> Iterator[StateStore]:
 def test_open_creates_parent_dir_and_wal(db_path: Path) -> None:
     st, warning = StateStore.open(db_path)
     assert warning is None and db_path.is_file()
-    assert st.get_meta("schema_version") == "1"
+    assert meta(st, "schema_version") == "1"
     st.close()
     conn = sqlite3.connect(db_path)
     assert conn.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
@@ -47,16 +48,16 @@ def test_empty_relation_reads(store: StateStore) -> None:
     assert store.count("nope") == 0
     assert not store.has_resynced("nope")
     assert store.owned_keys("nope") == set()
-    assert store.failures("nope") == []
+    assert failures(store, "nope") == []
     assert store.held_back("nope", 0.0) == {}
     assert store.failure_attempts("nope", [pack(1, 2)]) == {}
     assert store.association_ids("nope", [pack(1, 2)]) == {}
     assert store.missing_association_ids("nope") == []
     assert store.absent_info("nope", [pack(1, 2)]) == {}
-    assert store.last_good_desired("nope") is None
+    assert store.prune_baseline("nope") is None
     store.remove("nope", [pack(1, 2)])  # no-ops, no relation row created
     store.mark_absent("nope", [pack(1, 2)], 1.0)
-    assert store.relations() == []
+    assert relations(store) == []
 
 
 def test_record_answer_and_persistence(db_path: Path) -> None:
@@ -90,23 +91,23 @@ def test_record_answer_and_persistence(db_path: Path) -> None:
     }
     # backoff over: only the held one (next_attempt NULL) stays back
     assert st.held_back(R, now=200.0) == {pack(6, 60): ("conflict", "1:1")}
-    fails = st.failures(R)
+    fails = failures(st, R)
     assert [f.key for f in fails] == [pack(5, 50), pack(6, 60)]
-    assert fails[0] == Failure(5, 50, "missing_instance", "实例不存在", 1, 123.0, 100.0)
-    assert st.relations() == [R]
+    assert fails[0] == FailureRow(5, 50, "missing_instance", "实例不存在", 1, 123.0, 100.0)
+    assert relations(st) == [R]
     st.close()
 
 
 def test_failures_count_attempts_and_clear_on_success(store: StateStore) -> None:
     for i in range(3):
         store.record_answer(R, failed=[(5, 50, "missing", f"try {i}", 10.0 * i)], now=float(i))
-    (f,) = store.failures(R)
+    (f,) = failures(store, R)
     assert (f.attempts, f.message, f.next_attempt, f.last_failed) == (3, "try 2", 20.0, 2.0)
     store.record_answer(R, exists=[(5, 50, None)], now=5.0)
-    assert store.failures(R) == []
+    assert failures(store, R) == []
     store.record_answer(R, failed=[(6, 60, "x", "y", None)], now=6.0)
     store.record_answer(R, created=[(6, 60, 600)], now=7.0)
-    assert store.failures(R) == []
+    assert failures(store, R) == []
 
 
 def test_exists_keeps_owned_and_id_created_takes_ownership(store: StateStore) -> None:
@@ -126,10 +127,7 @@ def test_relations_are_separate(store: StateStore) -> None:
     store.record_answer("b", created=[(2, 2, 2)], failed=[(3, 3, "k", "m", None)], now=1.0)
     assert store.known_keys("a") == {pack(1, 1)}
     assert store.known_keys("b") == {pack(2, 2)}
-    store.clear_failures("a")
-    assert len(store.failures("b")) == 1
-    store.clear_failures()
-    assert store.failures("b") == []
+    assert len(failures(store, "b")) == 1 and failures(store, "a") == []
 
 
 def test_record_answer_is_all_or_nothing(store: StateStore) -> None:
@@ -153,12 +151,12 @@ def test_record_answer_is_all_or_nothing(store: StateStore) -> None:
     with pytest.raises(Boom):
         store.record_answer(R, created=[(4, 40, 400)], failed=_Seq(rows()), now=3.0)  # type: ignore[arg-type]
     assert store.known_keys(R) == {pack(1, 10)}
-    assert [f.key for f in store.failures(R)] == [pack(9, 90)]
-    assert store.relations() == [R]
+    assert [f.key for f in failures(store, R)] == [pack(9, 90)]
+    assert relations(store) == [R]
     # a relation first written by a failed transaction does not linger (nor its cached id)
     with pytest.raises(ValueError):
         store.record_answer("new", created=[(1, 2, 3), (1,)], now=1.0)  # type: ignore[list-item]
-    assert store.relations() == [R]
+    assert relations(store) == [R]
     store.record_answer("new", created=[(1, 2, 3)], now=1.0)
     assert store.known_keys("new") == {pack(1, 2)}
 
@@ -191,9 +189,9 @@ def test_replace_from_cmdb(store: StateStore) -> None:
     assert store.owned_keys(R) == {pack(1, 10)}
     assert store.association_ids(R, [pack(3, 30)]) == {pack(3, 30): 300}
     assert store.missing_association_ids(R) == []
-    assert store.has_resynced(R) and store.last_resync(R) == 2.0
+    assert store.has_resynced(R) and last_resync(store, R) == 2.0
     # (4,40) is known now; the held conflict is released for one more try
-    (f,) = store.failures(R)
+    (f,) = failures(store, R)
     assert f.key == pack(5, 50) and f.next_attempt == 2.0 and f.attempts == 1
     assert store.held_back(R, now=2.0) == {}
     assert store.replace_from_cmdb(R, [], now=3.0) == (0, 4)
@@ -245,16 +243,17 @@ def test_remove_and_absence(store: StateStore) -> None:
     assert store.known_keys(R) == {pack(2, 2), pack(3, 3)}
 
 
-def test_meta_and_last_good_desired(db_path: Path) -> None:
+def test_baselines_persist(db_path: Path) -> None:
     st, _ = StateStore.open(db_path)
-    st.set_meta("cmdb_url", "http://x")
-    st.set_meta("cmdb_url", "http://y")
-    st.set_last_good_desired(R, 42)
+    assert st.source_size(R) == 0 and st.prune_baseline(R) is None
+    st.set_source_size(R, 7)
+    st.set_source_size(R, 8)
+    st.set_prune_baseline(R, 42)
     st.close()
     with StateStore.open(db_path)[0] as st:
-        assert st.get_meta("cmdb_url") == "http://y"
-        assert st.get_meta("absent") is None
-        assert st.last_good_desired(R) == 42
+        assert st.source_size(R) == 8
+        assert st.source_size("other") == 0
+        assert st.prune_baseline(R) == 42
 
 
 def test_closed_store_raises(db_path: Path) -> None:
@@ -346,7 +345,7 @@ def test_unreadable_file_is_moved_aside(db_path: Path) -> None:
 def test_locked_store_is_not_moved_aside(db_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     st, _ = StateStore.open(db_path)
     st.close()
-    monkeypatch.setattr("syncd.state._BUSY_TIMEOUT_MS", 50)
+    monkeypatch.setattr("syncd.state.db._BUSY_TIMEOUT_MS", 50)
     other = sqlite3.connect(db_path, isolation_level=None)
     other.execute("PRAGMA locking_mode = EXCLUSIVE")
     other.execute("BEGIN EXCLUSIVE")
@@ -359,6 +358,7 @@ def test_locked_store_is_not_moved_aside(db_path: Path, monkeypatch: pytest.Monk
     assert _aside(db_path) == []
 
 
+@pytest.mark.slow
 def test_kill_9_mid_write_leaves_state_consistent(db_path: Path) -> None:
     """A child writes answers in a loop and is SIGKILLed; what survives is whole answers."""
     st, _ = StateStore.open(db_path)
@@ -389,7 +389,7 @@ def test_kill_9_mid_write_leaves_state_consistent(db_path: Path) -> None:
     answers = len(keys) // 50
     assert answers > 0 and len(keys) == answers * 50
     assert keys == {pack(i, j) for i in range(answers) for j in range(50)}
-    assert len(st.failures("r")) == answers
+    assert len(failures(st, "r")) == answers
     st.close()
 
 
@@ -413,3 +413,33 @@ def test_directory_at_state_path_is_moved_aside(db_path: Path) -> None:
     assert warning is not None and "not a regular file" in warning
     assert db_path.is_file() and _aside(db_path)[0].is_dir()
     st.close()
+
+
+def test_one_writer_per_state_file(db_path: Path) -> None:
+    st, _ = StateStore.open(db_path, lock=True)
+    with pytest.raises(StateLocked, match=f"pid {os.getpid()}") as info:
+        StateStore.open(db_path, lock=True)
+    assert info.value.holder == str(os.getpid())
+    st.close()
+    again, _ = StateStore.open(db_path, lock=True)  # released on close
+    again.close()
+
+
+def test_readonly_open_never_creates_moves_or_repairs(db_path: Path) -> None:
+    with pytest.raises(StateError, match="missing"):
+        StateStore.open_readonly(db_path)
+    assert not db_path.parent.exists()
+    st, _ = StateStore.open(db_path)
+    st.record_answer(R, created=[(1, 2, 3)], now=1.0)
+    st.close()
+    before = sorted(p.name for p in db_path.parent.iterdir())
+    ro = StateStore.open_readonly(db_path)
+    assert ro.known_keys(R) == ro.owned_keys(R) == {pack(1, 2)}
+    with pytest.raises(StateError):
+        ro.record_answer(R, created=[(4, 5, 6)], now=2.0)
+    ro.close()
+    assert sorted(p.name for p in db_path.parent.iterdir()) == before
+    db_path.write_bytes(b"garbage" * 100)
+    with pytest.raises(StateError, match="unusable"):
+        StateStore.open_readonly(db_path)
+    assert db_path.read_bytes() == b"garbage" * 100 and _aside(db_path) == []

@@ -9,6 +9,7 @@ import sqlite3
 import subprocess
 import sys
 import time
+import urllib.request
 from pathlib import Path
 
 from syncd.cmdb.client import CmdbClient
@@ -122,6 +123,17 @@ def test_sigterm_mid_cycle_keeps_state_consistent(tmp_path: Path, procs: list[Pr
     assert not resent & known
 
 
+def wait_until_in_flight(url: str, timeout: float = 10.0) -> None:
+    """Until the simulator has a request open (not assumed after a sleep)."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        with urllib.request.urlopen(f"{url}/_sim/stats", timeout=5) as resp:
+            if json.loads(resp.read())["in_flight"] > 0:
+                return
+        time.sleep(0.02)
+    raise AssertionError("no request reached the simulator")
+
+
 def test_second_sigterm_exits_at_once(tmp_path: Path, procs: list[Proc]) -> None:
     url = start_simulator(
         procs, write_fixture(tmp_path, switches=20, hosts=100), "--latency-ms", "2000"
@@ -131,7 +143,7 @@ def test_second_sigterm_exits_at_once(tmp_path: Path, procs: list[Proc]) -> None
     daemon = Proc(["-m", "syncd", "run", "--config", str(cfg)])
     procs.append(daemon)
     daemon.wait_for(lambda l: l.get("event") == "resync")
-    time.sleep(0.3)  # batches are in flight on a 2 s server
+    wait_until_in_flight(url)  # batches are in flight on a 2 s server
     daemon.signal(signal.SIGTERM)
     daemon.wait_for(lambda l: l.get("event") == "stopping")
     daemon.signal(signal.SIGTERM)
@@ -193,3 +205,19 @@ def test_secrets_never_reach_the_output(tmp_path: Path, procs: list[Proc]) -> No
         cfg.write_text(
             cfg.read_text().replace(f'app_secret = "{secret}"', 'app_secret = "s3cret-app"')
         )
+
+
+def test_second_daemon_on_the_same_state_exits_75(tmp_path: Path, procs: list[Proc]) -> None:
+    url = start_simulator(procs, write_fixture(tmp_path, switches=2, hosts=5))
+    cfg = write_config(tmp_path, url, write_csv(tmp_path / "t.csv", [(1, 1001)]), interval=30)
+    first = Proc(["-m", "syncd", "run", "--config", str(cfg)])
+    procs.append(first)
+    first.wait_for(lambda l: l.get("event") == "cycle")
+    second = Proc(["-m", "syncd", "run", "--config", str(cfg)])
+    procs.append(second)
+    assert second.wait(30) == 75
+    locked = [l for l in second.lines if l.get("event") == "state_locked"]
+    assert len(locked) == 1 and f"pid {first.proc.pid}" in locked[0]["error"]
+    assert not [l for l in second.lines if l.get("event") == "cycle"]
+    first.signal(signal.SIGTERM)
+    assert first.wait() == 0

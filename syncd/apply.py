@@ -1,0 +1,223 @@
+"""Carry out a plan: send the creates, record each answer, delete what is pruned.
+
+The send step is one narrow seam, :data:`SendBatch`: a batch of details in, one
+outcome per detail out (:class:`syncd.outcome.BatchOutcome`). Whatever happens
+inside (one request, or a request split to isolate a refused detail) the rest of
+the cycle only sees the outcome, records it and logs its lines.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import itertools
+from collections.abc import Awaitable, Callable
+from typing import Any, Protocol
+
+import structlog
+
+from syncd.backoff import pair_next_attempt
+from syncd.cmdb.client import PAGE_LIMIT, CmdbClient
+from syncd.config import RelationSettings, SyncSettings
+from syncd.known import Known, RelationRefused
+from syncd.log import log_pairs, wants
+from syncd.outcome import Answer, BatchOutcome, Verdict, classify_batch, pair_fields, whole_failure
+from syncd.pairs import PairKey, pack, unpack
+from syncd.report import RelationReport
+from syncd.state import Failed
+
+log = structlog.get_logger("syncd")
+
+Details = list[tuple[int, int]]
+SendBatch = Callable[[CmdbClient, RelationSettings, Details], Awaitable[BatchOutcome]]
+"""The send step: (client, relation, details) -> an outcome for every detail."""
+
+
+async def send_batch(client: CmdbClient, rel: RelationSettings, details: Details) -> BatchOutcome:
+    """One batch_create request, its answer classified."""
+    answer = await client.batch_create(
+        rel.bk_obj_id, rel.bk_asst_obj_id, rel.bk_obj_asst_id, details
+    )
+    return classify_batch(details, answer, verbose=wants("info"))
+
+
+def refusal(rel: RelationSettings, answer: Answer) -> RelationRefused:
+    """The relation-level refusal an answer says (its verdict is RELATION)."""
+    return RelationRefused(
+        f"the CMDB refused {rel.bk_obj_asst_id}: {answer.error}",
+        answer.hint,
+        permission=answer.permission,
+        request_id=answer.request_id,
+    )
+
+
+CANCELLED = "request abandoned: the shutdown deadline passed or the relation failed"
+
+
+class PairObserver(Protocol):
+    def record_pair(self, relation: str, outcome: str, n: int = 1) -> None: ...
+
+
+class Applier:
+    """Sends a relation's batches and deletes, at most the client's concurrency at once."""
+
+    def __init__(
+        self,
+        client: CmdbClient,
+        known: Known,
+        sync: SyncSettings,
+        *,
+        observer: PairObserver | None = None,
+        send: SendBatch = send_batch,
+    ) -> None:
+        self.client = client
+        self.known = known
+        self.sync = sync
+        self.observer = observer
+        self.send = send
+        self.closed = asyncio.Event()
+        """Set on stop: no new request starts; those in flight finish."""
+        # The client's concurrency, counted at launch so that a stop leaves queued
+        # batches unsent instead of queued inside the client.
+        self._window = asyncio.Semaphore(client.settings.concurrency)
+        self._batch_ids = itertools.count(1)
+        self.on_progress: Callable[[int, int], None] | None = None
+        self.progress = [0, 0]
+
+    async def create(
+        self, rel: RelationSettings, batches: list[list[PairKey]], report: RelationReport
+    ) -> None:
+        """Send every batch; raises RelationRefused once the CMDB refused the relation."""
+        self.progress[1] += sum(len(b) for b in batches)
+        refused: list[RelationRefused] = []
+        async with asyncio.TaskGroup() as tg:
+            for batch in batches:
+                await self._window.acquire()
+                if self.closed.is_set() or refused:
+                    self._window.release()
+                    break
+                tg.create_task(self._create_one(rel, [unpack(k) for k in batch], report, refused))
+        if refused:
+            raise refused[0]
+
+    async def _create_one(
+        self,
+        rel: RelationSettings,
+        details: Details,
+        report: RelationReport,
+        refused: list[RelationRefused],
+    ) -> None:
+        batch_id = next(self._batch_ids)
+        try:
+            try:
+                outcome = await self.send(self.client, rel, details)
+            except asyncio.CancelledError:
+                lost = whole_failure(details, CANCELLED)
+                log_pairs(lost.lines, batch=batch_id, request_id=None)
+                report.failed += len(details)
+                raise
+        finally:
+            self._window.release()
+        report.sent += len(details)
+        self.record(rel, batch_id, outcome, report, refused)
+        self.progress[0] += len(details)
+        if self.on_progress is not None:
+            self.on_progress(self.progress[0], self.progress[1])
+
+    def record(
+        self,
+        rel: RelationSettings,
+        batch_id: int,
+        outcome: BatchOutcome,
+        report: RelationReport,
+        refused: list[RelationRefused],
+    ) -> None:
+        """Store the outcome (one transaction), count it, log its lines."""
+        answer = outcome.answer
+        if answer is not None and outcome.refusal is not None and not refused:
+            refused.append(refusal(rel, answer))
+        self.known.record(rel.name, outcome, self._schedule(rel.name, outcome))
+        report.created += len(outcome.created)
+        report.exists += len(outcome.exists)
+        report.failed += len(outcome.failed)
+        if self.observer is not None:
+            for name, rows in (("created", outcome.created), ("exists", outcome.exists)):
+                self.observer.record_pair(rel.name, name, len(rows))
+            self.observer.record_pair(rel.name, "failed", len(outcome.failed))
+        request_id = answer.request_id if answer is not None else None
+        log_pairs(outcome.lines, batch=batch_id, request_id=request_id)
+
+    def _schedule(self, name: str, outcome: BatchOutcome) -> list[Failed]:
+        """When each failed pair may be sent again (per-pair backoff)."""
+        now = self.known.clock()
+        per_index = [f for f in outcome.failed if f.kind is not None]
+        attempts = (
+            self.known.store.failure_attempts(name, [pack(f.src, f.dst) for f in per_index])
+            if per_index
+            else {}
+        )
+        rows: list[Failed] = []
+        for f in outcome.failed:
+            when: float | None = now
+            if f.kind is not None:
+                n = attempts.get(pack(f.src, f.dst), 0) + 1
+                when = pair_next_attempt(
+                    f.kind, n, now, self.sync.pair_backoff_base, self.sync.pair_backoff_cap
+                )
+            rows.append(Failed(f.src, f.dst, f.reason, f.message, when))
+        return rows
+
+    # -- deletes ----------------------------------------------------------------
+
+    async def delete(
+        self, rel: RelationSettings, keys: list[PairKey], report: RelationReport
+    ) -> None:
+        """Delete owned pairs that left the source, 500 ids a request, same limits as creates."""
+        ids = self.known.store.association_ids(rel.name, keys)
+        targets = [(k, i) for k in keys if (i := ids.get(k)) is not None]
+        if len(targets) < len(keys):
+            log.warning(
+                "prune_skipped_without_id",
+                pairs=len(keys) - len(targets),
+                hint="their association ids are unknown; they are retried after a lookup",
+            )
+        async with asyncio.TaskGroup() as tg:
+            for i in range(0, len(targets), PAGE_LIMIT):
+                await self._window.acquire()
+                if self.closed.is_set():
+                    self._window.release()
+                    break
+                tg.create_task(self._delete_one(rel, targets[i : i + PAGE_LIMIT], report))
+
+    async def _delete_one(
+        self, rel: RelationSettings, chunk: list[tuple[PairKey, int]], report: RelationReport
+    ) -> None:
+        batch_id = next(self._batch_ids)
+        try:
+            answer = await self.client.delete_associations(rel.bk_obj_id, [i for _, i in chunk])
+        finally:
+            self._window.release()
+        ok = answer.verdict is Verdict.OK
+        if ok:
+            # Unknown ids are skipped by the CMDB: a pair already gone counts as deleted.
+            self.known.remove(rel.name, [k for k, _ in chunk])
+            report.deleted += len(chunk)
+            if self.observer is not None:
+                self.observer.record_pair(rel.name, "deleted", len(chunk))
+        else:
+            report.delete_failed += len(chunk)
+        extra: dict[str, Any] = {} if ok else {"error": answer.error}
+        lines = [
+            (
+                "info" if ok else "warning",
+                pair_fields(
+                    "deleted" if ok else "failed",
+                    "delete",
+                    index,
+                    *unpack(key),
+                    association_id=assoc_id,
+                    **extra,
+                ),
+            )
+            for index, (key, assoc_id) in enumerate(chunk)
+        ]
+        log_pairs(lines, batch=batch_id, request_id=answer.request_id)

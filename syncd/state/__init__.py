@@ -1,0 +1,18 @@
+"""The known state, kept in SQLite: the database (:mod:`.db`) and its queries (:mod:`.store`)."""
+
+from syncd.state.db import APPLICATION_ID, SCHEMA_VERSION, Database, StateError, StateLocked
+from syncd.state.store import Absence, Created, Failed, Held, Seen, StateStore
+
+__all__ = [
+    "APPLICATION_ID",
+    "SCHEMA_VERSION",
+    "Absence",
+    "Created",
+    "Database",
+    "Failed",
+    "Held",
+    "Seen",
+    "StateError",
+    "StateLocked",
+    "StateStore",
+]

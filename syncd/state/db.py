@@ -1,0 +1,394 @@
+"""The state database: opening, checking, moving aside, locking, transactions.
+
+Why SQLite and why like this:
+
+* The state must survive restarts and ``kill -9`` at any moment. Every write is one
+  transaction (WAL journal, ``synchronous=NORMAL``): a killed process loses nothing
+  committed; a power loss may lose the last few commits (re-learnt as "already exists"),
+  never consistency.
+* One threading model: the connection belongs to the event loop's thread, and its
+  calls are short. A long scan (a million known pairs after a restart) runs in a worker
+  thread on a connection of its own (:meth:`Database.scan`), so the loop never waits on
+  a lock the scan holds; WAL lets that reader run beside the writer.
+* A file that cannot be used (garbage, another program's database, a schema from a newer
+  syncd, unreadable) is moved aside and a fresh store created: the known state can always
+  be rebuilt from the CMDB, a crash loop helps nobody. A transient condition (locked,
+  disk full) is an error instead: moving a good store aside would lose the owned flags.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import fcntl
+import os
+import sqlite3
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import IO, Any
+
+SCHEMA_VERSION = 1
+APPLICATION_ID = 0x73796E63  # "sync": tells our files from any other SQLite database
+
+SCHEMA = """
+CREATE TABLE meta (
+    key   TEXT PRIMARY KEY,
+    value TEXT NOT NULL
+) WITHOUT ROWID;
+
+CREATE TABLE relations (
+    id                INTEGER PRIMARY KEY,
+    name              TEXT NOT NULL UNIQUE,
+    last_resync       REAL,              -- NULL until a full resync from the CMDB completed
+    last_good_desired INTEGER            -- size of the last desired set read without error
+);
+
+CREATE TABLE pairs (
+    rel            INTEGER NOT NULL,
+    src            INTEGER NOT NULL CHECK (typeof(src) = 'integer' AND src >= 0),
+    dst            INTEGER NOT NULL CHECK (typeof(dst) = 'integer' AND dst >= 0),
+    association_id INTEGER,              -- NULL: known to exist, id not looked up yet
+    owned          INTEGER NOT NULL DEFAULT 0,  -- 1 = syncd created it
+    first_seen     REAL NOT NULL,
+    absent_since   REAL,                 -- first cycle the source no longer had it
+    absent_cycles  INTEGER NOT NULL DEFAULT 0,
+    PRIMARY KEY (rel, src, dst)
+) WITHOUT ROWID;
+
+CREATE TABLE failures (
+    rel          INTEGER NOT NULL,
+    src          INTEGER NOT NULL,
+    dst          INTEGER NOT NULL,
+    kind         TEXT NOT NULL,
+    message      TEXT NOT NULL,
+    attempts     INTEGER NOT NULL,
+    next_attempt REAL,                   -- NULL: held until the next full resync
+    last_failed  REAL NOT NULL,
+    PRIMARY KEY (rel, src, dst)
+) WITHOUT ROWID;
+"""
+
+_TABLES = frozenset({"meta", "relations", "pairs", "failures"})
+
+# SQLite primary result codes that say "try later", not "this file is bad".
+_TRANSIENT_CODES = frozenset(
+    {
+        5,  # SQLITE_BUSY: another process holds the lock
+        6,  # SQLITE_LOCKED
+        7,  # SQLITE_NOMEM
+        13,  # SQLITE_FULL: disk full
+    }
+)
+
+_BUSY_TIMEOUT_MS = 10_000
+
+
+class StateError(Exception):
+    """The state store cannot do what was asked (locked, disk full, closed, bad input)."""
+
+
+class StateLocked(StateError):
+    """Another process holds the state file: one writer per state file."""
+
+    def __init__(self, path: Path, holder: str) -> None:
+        super().__init__(
+            f"state file {path} is in use by another syncd (pid {holder or 'unknown'}); "
+            "one syncd per state file"
+        )
+        self.holder = holder
+
+
+class Unusable(Exception):
+    """The file at the state path is not a state store we can use; move it aside."""
+
+
+def _is_transient(exc: sqlite3.Error) -> bool:
+    code = getattr(exc, "sqlite_errorcode", None)
+    return code is not None and (code & 0xFF) in _TRANSIENT_CODES
+
+
+class Database:
+    """One checked SQLite connection, its transactions, and relation ids."""
+
+    def __init__(self, conn: sqlite3.Connection, path: Path, lock: IO[str] | None = None) -> None:
+        """Use :meth:`open`; this only wraps an already checked connection."""
+        self._conn: sqlite3.Connection | None = conn
+        self.path = path
+        self._lock = lock
+        self._rel_ids: dict[str, int] = {}
+
+    @classmethod
+    def open(cls, path: Path, *, lock: bool = False) -> tuple[Database, str | None]:
+        """Open or create. A corrupt/unreadable/foreign file is moved aside to
+        '<path>.corrupt-<UTC timestamp>' and a fresh store is created; the second item is then
+        a warning text saying so (never a crash loop). A missing parent dir is created.
+
+        A file that is merely locked by another process, or a full disk, raises StateError.
+        With ``lock`` (the daemon), an exclusive lock on '<path>.lock' is taken first and
+        held until :meth:`close`: a second writer gets :class:`StateLocked`.
+        """
+        path = Path(path)
+        try:
+            path.parent.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            raise StateError(f"cannot create the state directory {path.parent}: {exc}") from exc
+        held = _take_lock(path) if lock else None
+        try:
+            return cls._open_or_replace(path, held)
+        except BaseException:
+            if held is not None:
+                held.close()
+            raise
+
+    @classmethod
+    def open_readonly(cls, path: Path) -> Database:
+        """Open an existing store read-only (``syncd plan``): never creates, moves or repairs.
+
+        Raises StateError, naming why, when the file is missing or unusable.
+        """
+        try:
+            return cls(_connect(Path(path), readonly=True), Path(path))
+        except Unusable as exc:
+            raise StateError(f"state file {path} is unusable ({exc})") from None
+
+    @classmethod
+    def _open_or_replace(cls, path: Path, held: IO[str] | None) -> tuple[Database, str | None]:
+        try:
+            return cls(_connect(path), path, held), None
+        except Unusable as exc:
+            reason = str(exc)
+        moved = _move_aside(path)
+        try:
+            db = cls(_connect(path), path, held)
+        except Unusable as exc:
+            raise StateError(f"cannot create a fresh state store at {path}: {exc}") from exc
+        warning = (
+            f"state file {path} was unusable ({reason}); moved it to {moved} and started an "
+            "empty state store: the known state will be rebuilt from the CMDB"
+        )
+        return db, warning
+
+    def close(self) -> None:
+        """Close the connection; a WAL checkpoint folds the log back into the file."""
+        if self._conn is None:
+            return
+        # If a reader holds the WAL, the data is safe in it anyway.
+        with contextlib.suppress(sqlite3.Error):
+            self._conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+        self._conn.close()
+        self._conn = None
+        if self._lock is not None:
+            self._lock.close()  # releases the flock
+            self._lock = None
+
+    @property
+    def conn(self) -> sqlite3.Connection:
+        if self._conn is None:
+            raise StateError("the state store is closed")
+        return self._conn
+
+    @contextmanager
+    def tx(self) -> Iterator[sqlite3.Connection]:
+        """One write transaction: all of it or none of it."""
+        db = self.conn
+        try:
+            db.execute("BEGIN IMMEDIATE")
+        except sqlite3.Error as exc:
+            raise StateError(f"cannot start a state transaction: {exc}") from exc
+        try:
+            yield db
+            db.execute("COMMIT")
+        except BaseException as exc:
+            if db.in_transaction:
+                db.execute("ROLLBACK")
+            self._rel_ids.clear()  # ids created in the rolled-back transaction are gone
+            if isinstance(exc, sqlite3.Error):
+                raise StateError(f"state write failed, nothing was written: {exc}") from exc
+            raise
+
+    @contextmanager
+    def read(self) -> Iterator[sqlite3.Connection]:
+        try:
+            yield self.conn
+        except sqlite3.Error as exc:
+            raise StateError(f"state read failed: {exc}") from exc
+
+    @contextmanager
+    def scan(self) -> Iterator[sqlite3.Connection]:
+        """A connection of its own, read-only, for one long read in a worker thread."""
+        self.conn  # noqa: B018 - closed stores refuse scans too
+        try:
+            conn = sqlite3.connect(_readonly_uri(self.path), uri=True)
+        except sqlite3.Error as exc:
+            raise StateError(f"state read failed: {exc}") from exc
+        try:
+            yield conn
+        except sqlite3.Error as exc:
+            raise StateError(f"state read failed: {exc}") from exc
+        finally:
+            conn.close()
+
+    def rel(self, db: sqlite3.Connection, relation: str) -> int | None:
+        """The relation's id, or None when it has no row."""
+        rel = self._rel_ids.get(relation)
+        if rel is None:
+            row = db.execute("SELECT id FROM relations WHERE name = ?", (relation,)).fetchone()
+            if row is None:
+                return None
+            rel = int(row[0])
+            self._rel_ids[relation] = rel
+        return rel
+
+    def rel_w(self, db: sqlite3.Connection, relation: str) -> int:
+        """The relation's id, creating its row (inside the caller's transaction)."""
+        rel = self.rel(db, relation)
+        if rel is None:
+            cur = db.execute("INSERT INTO relations(name) VALUES (?)", (relation,))
+            rel = int(cur.lastrowid or 0)
+            self._rel_ids[relation] = rel
+        return rel
+
+
+def scalar(db: sqlite3.Connection, sql: str, *args: Any) -> int:
+    return int(db.execute(sql, args).fetchone()[0])
+
+
+def _take_lock(path: Path) -> IO[str]:
+    """An exclusive flock on '<path>.lock', with our pid in it for the next one to name."""
+    lock_path = path.with_name(path.name + ".lock")
+    try:
+        fh = open(lock_path, "a+", encoding="ascii")  # noqa: SIM115 - held until close()
+    except OSError as exc:
+        raise StateError(f"cannot open the state lock {lock_path}: {exc}") from exc
+    try:
+        fcntl.flock(fh, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        fh.seek(0)
+        holder = fh.read(20).strip()
+        fh.close()
+        raise StateLocked(path, holder) from None
+    fh.seek(0)
+    fh.truncate()
+    fh.write(f"{os.getpid()}\n")
+    fh.flush()
+    return fh
+
+
+def _connect(path: Path, *, readonly: bool = False) -> sqlite3.Connection:
+    """Connect, check the file is ours (or new) and bring the schema up to date."""
+    if path.exists() and not path.is_file():
+        raise Unusable("not a regular file")
+    # Look before SQLite does: opening garbage makes SQLite delete a '-wal' next to it
+    # on close, and that file is evidence worth keeping with the one moved aside.
+    try:
+        with open(path, "rb") as fh:
+            head = fh.read(16)
+    except FileNotFoundError:
+        head = b""
+    except OSError as exc:
+        raise Unusable(f"cannot read: {exc.strerror or exc}") from exc
+    if head and head != b"SQLite format 3\x00":
+        raise Unusable("not an SQLite database")
+    if readonly and not head:
+        raise Unusable("missing or empty")
+    target: str | Path = _readonly_uri(path) if readonly else path
+    try:
+        conn = sqlite3.connect(target, isolation_level=None, timeout=0, uri=readonly)
+    except sqlite3.Error as exc:
+        if _is_transient(exc):
+            raise StateError(f"cannot open the state store {path}: {exc}") from exc
+        raise Unusable(str(exc)) from exc
+    try:
+        conn.execute(f"PRAGMA busy_timeout = {_BUSY_TIMEOUT_MS}")
+        _check_and_init(conn, readonly=readonly)
+        conn.execute("PRAGMA synchronous = NORMAL")
+        conn.execute("PRAGMA temp_store = MEMORY")
+        conn.execute("PRAGMA cache_size = -65536")  # 64 MiB: a 1M-pair resync stays in RAM
+        conn.execute(
+            "CREATE TEMP TABLE IF NOT EXISTS stage ("
+            " rel INTEGER NOT NULL, src INTEGER NOT NULL, dst INTEGER NOT NULL, aid INTEGER,"
+            " PRIMARY KEY (rel, src, dst)) WITHOUT ROWID"
+        )
+    except Unusable:
+        conn.close()
+        raise
+    except sqlite3.Error as exc:
+        conn.close()
+        if _is_transient(exc):
+            raise StateError(f"cannot open the state store {path}: {exc}") from exc
+        raise Unusable(str(exc)) from exc
+    return conn
+
+
+def _readonly_uri(path: Path) -> str:
+    """Read-only, creating nothing: with no '-wal' beside it no writer has the file open,
+    so it is opened immutable (SQLite would otherwise create '-wal' and '-shm')."""
+    wal = path.with_name(path.name + "-wal")
+    mode = "mode=ro" if wal.exists() else "mode=ro&immutable=1"
+    return f"{path.resolve().as_uri()}?{mode}"
+
+
+def _check_and_init(conn: sqlite3.Connection, *, readonly: bool = False) -> None:
+    """The schema check at open: create a new file's schema, or prove an old one is ours."""
+    app_id = conn.execute("PRAGMA application_id").fetchone()[0]
+    version = conn.execute("PRAGMA user_version").fetchone()[0]
+    tables = {r[0] for r in conn.execute("SELECT name FROM sqlite_master WHERE type='table'")}
+    if app_id == 0 and not tables and not readonly:
+        _create(conn)
+        return
+    if app_id != APPLICATION_ID:
+        raise Unusable("not a syncd state database")
+    if version > SCHEMA_VERSION:
+        raise Unusable(
+            f"schema version {version} is newer than this syncd understands ({SCHEMA_VERSION})"
+        )
+    missing = _TABLES - tables
+    if missing:
+        raise Unusable(f"missing tables: {', '.join(sorted(missing))}")
+    check = conn.execute("PRAGMA quick_check(1)").fetchone()[0]
+    if check != "ok":
+        raise Unusable(f"integrity check failed: {check}")
+    if not readonly:
+        _wal(conn)
+
+
+def _create(conn: sqlite3.Connection) -> None:
+    _wal(conn)
+    conn.execute("BEGIN IMMEDIATE")
+    for statement in SCHEMA.split(";"):
+        if statement.strip():
+            conn.execute(statement)
+    conn.execute(
+        "INSERT INTO meta(key, value) VALUES ('schema_version', ?), ('created', ?)",
+        (str(SCHEMA_VERSION), time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())),
+    )
+    conn.execute(f"PRAGMA application_id = {APPLICATION_ID}")
+    conn.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
+    conn.execute("COMMIT")
+
+
+def _wal(conn: sqlite3.Connection) -> None:
+    mode = conn.execute("PRAGMA journal_mode = WAL").fetchone()[0]
+    if str(mode).lower() != "wal":
+        raise Unusable(f"cannot switch to WAL journal mode (got {mode})")
+
+
+def _move_aside(path: Path) -> Path:
+    """Rename the file (and its -wal/-shm, which belong to it) out of the way."""
+    stamp = time.strftime("%Y%m%dT%H%M%SZ", time.gmtime())
+    target = path.with_name(f"{path.name}.corrupt-{stamp}")
+    n = 1
+    while target.exists():
+        target = path.with_name(f"{path.name}.corrupt-{stamp}-{n}")
+        n += 1
+    try:
+        if path.exists():
+            path.rename(target)
+        for suffix in ("-wal", "-shm", "-journal"):
+            side = path.with_name(path.name + suffix)
+            if side.exists():
+                side.rename(target.with_name(target.name + suffix))
+    except OSError as exc:
+        raise StateError(f"state file {path} is unusable and cannot be moved: {exc}") from exc
+    return target

@@ -1,0 +1,388 @@
+"""The known state's queries: which pairs syncd knows are in the CMDB, and about them.
+
+The database itself (opening, checks, transactions) is :mod:`syncd.state.db`; this is
+what the stages ask and tell it, in typed rows. Relations are stored as small integer
+ids, not repeated names, which keeps a million-pair table compact. Pairs are exchanged
+with callers as PairKeys (:mod:`syncd.pairs`) so set arithmetic stays in C.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import sqlite3
+from collections.abc import Iterable, Sequence
+from pathlib import Path
+from typing import NamedTuple
+
+from syncd.pairs import PairKey, pack, pack_all, unpack_all
+from syncd.state.db import Database
+from syncd.state.resync import Resync
+
+_BULK_LOOKUP = 2_000  # above this many keys a relation scan beats point lookups
+
+
+class Created(NamedTuple):
+    """A pair syncd created: in the CMDB now, and owned (a prune may delete it)."""
+
+    src: int
+    dst: int
+    association_id: int
+
+
+class Seen(NamedTuple):
+    """A pair found in the CMDB (an "already exists", or a resync page); owner unchanged."""
+
+    src: int
+    dst: int
+    association_id: int | None
+
+
+class Failed(NamedTuple):
+    """A pair the CMDB refused, and when to send it again (None: after the next resync)."""
+
+    src: int
+    dst: int
+    kind: str
+    message: str
+    next_attempt: float | None
+
+
+class Held(NamedTuple):
+    """Why a pair is not sent this cycle."""
+
+    kind: str
+    message: str
+
+
+class Absence(NamedTuple):
+    since: float
+    cycles: int
+
+
+def _as_set(keys: Iterable[PairKey]) -> set[PairKey] | frozenset[PairKey]:
+    return keys if isinstance(keys, set | frozenset) else set(keys)
+
+
+class StateStore(Resync):
+    """Known pairs, failures and per-relation baselines, over one :class:`Database`."""
+
+    def __init__(self, database: Database) -> None:
+        self.database = database
+        self.path = database.path
+        self._db = database
+        self._staging: set[str] = set()
+
+    @classmethod
+    def open(cls, path: Path, *, lock: bool = False) -> tuple[StateStore, str | None]:
+        """Open (see :meth:`Database.open`); the second item is a warning if a file was moved."""
+        database, warning = Database.open(path, lock=lock)
+        return cls(database), warning
+
+    @classmethod
+    def open_readonly(cls, path: Path) -> StateStore:
+        """Open an existing store for reading only (see :meth:`Database.open_readonly`)."""
+        return cls(Database.open_readonly(path))
+
+    def close(self) -> None:
+        self._db.close()
+
+    def __enter__(self) -> StateStore:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    # ------------------------------------------------------------------ reads
+
+    def known_keys(self, relation: str) -> set[PairKey]:
+        """PairKeys of every pair known to be in the CMDB for the relation.
+
+        A long scan on a connection of its own: call it from a worker thread.
+        """
+        with self._db.scan() as db:
+            rows = db.execute(
+                "SELECT src, dst FROM pairs WHERE rel = (SELECT id FROM relations WHERE name = ?)",
+                (relation,),
+            )
+            return set(pack_all(rows))
+
+    async def load_known_keys(self, relation: str) -> set[PairKey]:
+        """:meth:`known_keys` off the event loop."""
+        return await asyncio.to_thread(self.known_keys, relation)
+
+    def count(self, relation: str) -> int:
+        with self._db.read() as db:
+            rel = self._db.rel(db, relation)
+            if rel is None:
+                return 0
+            return int(db.execute("SELECT count(*) FROM pairs WHERE rel = ?", (rel,)).fetchone()[0])
+
+    def has_resynced(self, relation: str) -> bool:
+        """A full resync from the CMDB has completed at least once for the relation."""
+        with self._db.read() as db:
+            row = db.execute(
+                "SELECT last_resync FROM relations WHERE name = ?", (relation,)
+            ).fetchone()
+            return row is not None and row[0] is not None
+
+    def owned_keys(self, relation: str) -> set[PairKey]:
+        """Pairs syncd itself created (the only ones a later prune may delete)."""
+        with self._db.read() as db:
+            rel = self._db.rel(db, relation)
+            if rel is None:
+                return set()
+            rows = db.execute("SELECT src, dst FROM pairs WHERE rel = ? AND owned = 1", (rel,))
+            return set(pack_all(rows))
+
+    def association_ids(self, relation: str, keys: Iterable[PairKey]) -> dict[PairKey, int | None]:
+        """Association id per known key (None: known but not looked up); unknown keys omitted."""
+        wanted = _as_set(keys)
+        out: dict[PairKey, int | None] = {}
+        with self._db.read() as db:
+            rel = self._db.rel(db, relation)
+            if rel is None or not wanted:
+                return out
+            if len(wanted) > _BULK_LOOKUP:
+                rows = db.execute(
+                    "SELECT src, dst, association_id FROM pairs WHERE rel = ?", (rel,)
+                )
+                for s, d, aid in rows:
+                    key = pack(s, d)
+                    if key in wanted:
+                        out[key] = aid
+                return out
+            sql = "SELECT association_id FROM pairs WHERE rel = ? AND src = ? AND dst = ?"
+            for key, (s, d) in zip(wanted, unpack_all(wanted), strict=True):
+                row = db.execute(sql, (rel, s, d)).fetchone()
+                if row is not None:
+                    out[key] = row[0]
+            return out
+
+    def missing_association_ids(self, relation: str) -> list[tuple[int, int]]:
+        """(src, dst) of known pairs whose association id is still unknown."""
+        with self._db.read() as db:
+            rel = self._db.rel(db, relation)
+            if rel is None:
+                return []
+            rows = db.execute(
+                "SELECT src, dst FROM pairs WHERE rel = ? AND association_id IS NULL", (rel,)
+            )
+            return [(int(s), int(d)) for s, d in rows]
+
+    def failure_attempts(self, relation: str, keys: Iterable[PairKey]) -> dict[PairKey, int]:
+        """Prior failed attempts per key (keys that never failed are omitted)."""
+        wanted = _as_set(keys)
+        with self._db.read() as db:
+            rel = self._db.rel(db, relation)
+            if rel is None or not wanted:
+                return {}
+            rows = db.execute("SELECT src, dst, attempts FROM failures WHERE rel = ?", (rel,))
+            out: dict[PairKey, int] = {}
+            for s, d, attempts in rows:
+                key = pack(s, d)
+                if key in wanted:
+                    out[key] = int(attempts)
+            return out
+
+    def held_back(self, relation: str, now: float) -> dict[PairKey, Held]:
+        """key -> (kind, message) of failures not to be sent at ``now``.
+
+        That is those still in backoff (next_attempt > now) and those held until the
+        next full resync (next_attempt NULL, e.g. mapping conflicts).
+        """
+        with self._db.read() as db:
+            rel = self._db.rel(db, relation)
+            if rel is None:
+                return {}
+            rows = db.execute(
+                "SELECT src, dst, kind, message FROM failures"
+                " WHERE rel = ? AND (next_attempt IS NULL OR next_attempt > ?)",
+                (rel, now),
+            )
+            return {pack(s, d): Held(kind, message) for s, d, kind, message in rows}
+
+    def absent_info(self, relation: str, keys: Iterable[PairKey]) -> dict[PairKey, Absence]:
+        """Absence of those of ``keys`` marked absent."""
+        wanted = _as_set(keys)
+        with self._db.read() as db:
+            rel = self._db.rel(db, relation)
+            if rel is None or not wanted:
+                return {}
+            rows = db.execute(
+                "SELECT src, dst, absent_since, absent_cycles FROM pairs"
+                " WHERE rel = ? AND absent_since IS NOT NULL",
+                (rel,),
+            )
+            out: dict[PairKey, Absence] = {}
+            for s, d, since, cycles in rows:
+                key = pack(s, d)
+                if key in wanted:
+                    out[key] = Absence(float(since), int(cycles))
+            return out
+
+    # ------------------------------------------------------------------ writes
+
+    def record_answer(
+        self,
+        relation: str,
+        *,
+        created: Sequence[Created] = (),
+        exists: Sequence[Seen] = (),
+        failed: Sequence[Failed] = (),
+        now: float,
+    ) -> None:
+        """Record one CMDB answer in ONE transaction.
+
+        created: (src, dst, association_id), now known and owned by syncd.
+        exists: (src, dst, association_id or None), now known; ``owned`` is kept (0 if new).
+        failed: (src, dst, kind, message, next_attempt or None = held until resync);
+        attempts grow by one per failure. A created or existing pair loses its failure row.
+        """
+        with self._db.tx() as db:
+            rel = self._db.rel_w(db, relation)
+            if created:
+                db.executemany(
+                    "INSERT INTO pairs(rel, src, dst, association_id, owned, first_seen)"
+                    " VALUES (?, ?, ?, ?, 1, ?)"
+                    " ON CONFLICT (rel, src, dst) DO UPDATE"
+                    " SET association_id = excluded.association_id, owned = 1",
+                    ((rel, s, d, aid, now) for s, d, aid in created),
+                )
+            if exists:
+                db.executemany(
+                    "INSERT INTO pairs(rel, src, dst, association_id, owned, first_seen)"
+                    " VALUES (?, ?, ?, ?, 0, ?)"
+                    " ON CONFLICT (rel, src, dst) DO UPDATE"
+                    " SET association_id = coalesce(excluded.association_id, association_id)",
+                    ((rel, s, d, aid, now) for s, d, aid in exists),
+                )
+            if created or exists:
+                self._now_known(db, rel, relation, [*created, *exists])
+            if failed:
+                db.executemany(
+                    "INSERT INTO failures"
+                    "(rel, src, dst, kind, message, attempts, next_attempt, last_failed)"
+                    " VALUES (?, ?, ?, ?, ?, 1, ?, ?)"
+                    " ON CONFLICT (rel, src, dst) DO UPDATE SET kind = excluded.kind,"
+                    " message = excluded.message, attempts = failures.attempts + 1,"
+                    " next_attempt = excluded.next_attempt, last_failed = excluded.last_failed",
+                    (
+                        (rel, s, d, kind, msg, next_attempt, now)
+                        for s, d, kind, msg, next_attempt in failed
+                    ),
+                )
+
+    def _now_known(
+        self, db: sqlite3.Connection, rel: int, relation: str, rows: list[Created | Seen]
+    ) -> None:
+        """Pairs the CMDB just said it holds: no longer failures, and part of a staged resync."""
+        if db.execute("SELECT 1 FROM failures WHERE rel = ? LIMIT 1", (rel,)).fetchone():
+            db.executemany(
+                "DELETE FROM failures WHERE rel = ? AND src = ? AND dst = ?",
+                [(rel, r[0], r[1]) for r in rows],
+            )
+        if relation in self._staging:
+            # The snapshot must not drop them even if their page was read earlier.
+            db.executemany(
+                "INSERT INTO temp.stage(rel, src, dst, aid) VALUES (?, ?, ?, ?)"
+                " ON CONFLICT DO UPDATE SET aid = coalesce(excluded.aid, aid)",
+                [(rel, r[0], r[1], r[2]) for r in rows],
+            )
+
+    def set_association_ids(self, relation: str, rows: Iterable[tuple[int, int, int]]) -> int:
+        """Fill in association ids of known pairs from (src, dst, id); returns rows updated.
+
+        Unknown pairs are ignored: this is a lookup result, not proof syncd should track them.
+        """
+        with self._db.tx() as db:
+            rel = self._db.rel(db, relation)
+            if rel is None:
+                return 0
+            cur = db.executemany(
+                "UPDATE pairs SET association_id = ? WHERE rel = ? AND src = ? AND dst = ?",
+                ((aid, rel, s, d) for s, d, aid in rows),
+            )
+            return max(cur.rowcount, 0)
+
+    def remove(self, relation: str, keys: Iterable[PairKey]) -> None:
+        """Forget pairs (after syncd deleted them from the CMDB)."""
+        with self._db.tx() as db:
+            rel = self._db.rel(db, relation)
+            if rel is None:
+                return
+            db.executemany(
+                "DELETE FROM pairs WHERE rel = ? AND src = ? AND dst = ?",
+                ((rel, s, d) for s, d in unpack_all(keys)),
+            )
+
+    def mark_absent(self, relation: str, keys: Iterable[PairKey], now: float) -> None:
+        """Known pairs the source no longer has: start or continue their absence count."""
+        with self._db.tx() as db:
+            rel = self._db.rel(db, relation)
+            if rel is None:
+                return
+            db.executemany(
+                "UPDATE pairs SET absent_since = coalesce(absent_since, ?),"
+                " absent_cycles = absent_cycles + 1 WHERE rel = ? AND src = ? AND dst = ?",
+                ((now, rel, s, d) for s, d in unpack_all(keys)),
+            )
+
+    def mark_present(self, relation: str, keys: Iterable[PairKey]) -> None:
+        """Pairs the source has again: reset their absence. Cheap for a full desired set."""
+        wanted = _as_set(keys)
+        with self._db.tx() as db:
+            rel = self._db.rel(db, relation)
+            if rel is None:
+                return
+            absent = [
+                (s, d)
+                for s, d in db.execute(
+                    "SELECT src, dst FROM pairs WHERE rel = ? AND absent_since IS NOT NULL",
+                    (rel,),
+                ).fetchall()
+                if pack(s, d) in wanted
+            ]
+            db.executemany(
+                "UPDATE pairs SET absent_since = NULL, absent_cycles = 0"
+                " WHERE rel = ? AND src = ? AND dst = ?",
+                ((rel, s, d) for s, d in absent),
+            )
+
+    # ------------------------------------------------------------------ baselines
+
+    # Two sizes of a relation's source guard against a broken read. The source size is
+    # the last read's, for the empty-source guard; the prune baseline is the last size
+    # pruning accepted, for the shrink guard. A resync resets both (the operator's word).
+
+    def source_size(self, relation: str) -> int:
+        """Pairs the source had at its last committed read (0: none yet)."""
+        with self._db.read() as db:
+            row = db.execute(
+                "SELECT value FROM meta WHERE key = ?", (_source_size_key(relation),)
+            ).fetchone()
+            return 0 if row is None else int(row[0])
+
+    def set_source_size(self, relation: str, count: int) -> None:
+        with self._db.tx() as db:
+            db.execute(
+                "INSERT INTO meta(key, value) VALUES (?, ?)"
+                " ON CONFLICT (key) DO UPDATE SET value = excluded.value",
+                (_source_size_key(relation), str(count)),
+            )
+
+    def prune_baseline(self, relation: str) -> int | None:
+        """Size of the last desired set pruning accepted (a guard against a truncated source)."""
+        with self._db.read() as db:
+            row = db.execute(
+                "SELECT last_good_desired FROM relations WHERE name = ?", (relation,)
+            ).fetchone()
+            return None if row is None or row[0] is None else int(row[0])
+
+    def set_prune_baseline(self, relation: str, count: int) -> None:
+        with self._db.tx() as db:
+            rel = self._db.rel_w(db, relation)
+            db.execute("UPDATE relations SET last_good_desired = ? WHERE id = ?", (count, rel))
+
+
+def _source_size_key(relation: str) -> str:
+    return f"last_desired:{relation}"
