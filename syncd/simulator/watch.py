@@ -23,6 +23,7 @@ import asyncio
 import base64
 import bisect
 import time
+from array import array
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
@@ -129,7 +130,12 @@ class ChainNode:
 
 
 class EventChain:
-    """The ``inst_asst`` event chain; :meth:`record` is the store's hook for every change."""
+    """The ``inst_asst`` event chain; :meth:`record` is the store's hook for every change.
+
+    Stored column-wise (no object per event), so recording costs little on the store's
+    hot path and adds nothing for the garbage collector to walk. Cluster times are kept
+    as ``sec << 32 | inc``, strictly increasing with the id, so a cursor is found by
+    bisection."""
 
     def __init__(
         self,
@@ -138,55 +144,85 @@ class EventChain:
     ) -> None:
         self._retention = retention
         self._clock = clock
-        self._nodes: list[ChainNode] = []
+        self._first_id = 1
+        """The id of the node at index 0."""
         self._head = 0
-        self.last: ChainNode | None = None
-        """The newest node ever, kept past retention like bk-cmdb's watch token."""
+        """The index of the oldest node still retained."""
+        self._kinds: list[str] = []
+        self._rows: list[Row] = []
+        self._times = array("q")
+        self._ats = array("d")
+        self._last: ChainNode | None = None
         self._waiters: list[asyncio.Future[None]] = []
 
     @property
     def total(self) -> int:
         """Events recorded since start."""
-        return self.last.id if self.last is not None else 0
+        return self._first_id + len(self._kinds) - 1
+
+    @property
+    def last(self) -> ChainNode | None:
+        """The newest node ever, kept past retention like bk-cmdb's watch token."""
+        if self._kinds:
+            return self._node(len(self._kinds) - 1)
+        return self._last
+
+    def _node(self, i: int) -> ChainNode:
+        t = self._times[i]
+        return ChainNode(
+            self._first_id + i, self._kinds[i], self._rows[i], t >> 32, t & 0xFFFFFFFF, self._ats[i]
+        )
 
     def record(self, kind: str, row: Row) -> None:
-        """One create or delete; the row is shared, never copied (rows are not mutated)."""
+        """One create or delete; the row is shared, never copied (rows are not mutated).
+
+        On the store's hot path: expiry runs every 1024 events, and on every read."""
         now = self._clock()
-        sec = int(now)
-        last = self.last
-        nano = last.nano + 1 if last is not None and last.sec == sec else 1
-        node = ChainNode(self.total + 1, kind, row, sec, nano, now)
-        self._nodes.append(node)
-        self.last = node
-        self._expire(now)
-        waiters, self._waiters = self._waiters, []
-        for fut in waiters:
-            if not fut.done():
-                fut.set_result(None)
+        times = self._times
+        stamp = int(now) << 32 | 1
+        if times and stamp <= times[-1]:  # the same second (or a clock step back)
+            stamp = times[-1] + 1
+        elif not times and self._last is not None:
+            prev = self._last.sec << 32 | self._last.nano
+            stamp = max(stamp, prev + 1)
+        times.append(stamp)
+        self._ats.append(now)
+        self._kinds.append(kind)
+        self._rows.append(row)
+        if not len(times) & 1023:
+            self._expire(now)
+        if self._waiters:
+            waiters, self._waiters = self._waiters, []
+            for fut in waiters:
+                if not fut.done():
+                    fut.set_result(None)
 
     def _expire(self, now: float) -> None:
         horizon = now - self._retention()
-        nodes, head = self._nodes, self._head
-        while head < len(nodes) and nodes[head].at < horizon:
-            head += 1
-        if head > 1024 and head * 2 > len(nodes):
-            del nodes[:head]
+        ats, head = self._ats, self._head
+        if head < len(ats) and ats[head] < horizon:
+            head = bisect.bisect_left(ats, horizon, lo=head)
+        if head > 1024 and head * 2 > len(ats):
+            self._last = self.last
+            for column in (self._kinds, self._rows, self._times, self._ats):
+                del column[:head]
+            self._first_id += head
             head = 0
         self._head = head
 
     def retained(self) -> int:
         self._expire(self._clock())
-        return len(self._nodes) - self._head
+        return len(self._kinds) - self._head
 
     def earliest(self) -> ChainNode | None:
         """``getEarliestEvent``: the oldest node still retained."""
         self._expire(self._clock())
-        return self._nodes[self._head] if self._head < len(self._nodes) else None
+        return self._node(self._head) if self._head < len(self._kinds) else None
 
     def latest(self) -> ChainNode | None:
         """``getLatestEvent``: the newest node still retained."""
         self._expire(self._clock())
-        return self._nodes[-1] if self._head < len(self._nodes) else None
+        return self._node(len(self._kinds) - 1) if self._head < len(self._kinds) else None
 
     def find(self, cursor: str) -> ChainNode | None:
         """The retained node with this cursor, else the watch token's (the newest node)."""
@@ -194,38 +230,39 @@ class EventChain:
         if when is None:
             return None
         self._expire(self._clock())
-        nodes = self._nodes
-        i = bisect.bisect_left(nodes, when, lo=self._head, key=lambda n: (n.sec, n.nano))
-        if i < len(nodes) and nodes[i].cursor == cursor:
-            return nodes[i]
-        if self.last is not None and self.last.cursor == cursor:
-            return self.last
+        sec, nano = when
+        if not (0 <= sec < 1 << 31 and 0 <= nano < 1 << 32):
+            return None
+        i = bisect.bisect_left(self._times, sec << 32 | nano, lo=self._head)
+        if i < len(self._times) and (node := self._node(i)).cursor == cursor:
+            return node
+        last = self.last
+        if last is not None and last.cursor == cursor:
+            return last
         return None
 
     def after_time(self, sec: int) -> ChainNode | None:
         """The first retained node with a cluster time after ``sec`` (watch.go:133-141)."""
         self._expire(self._clock())
-        nodes = self._nodes
-        i = bisect.bisect_right(nodes, sec, lo=self._head, key=lambda n: n.sec)
-        return nodes[i] if i < len(nodes) else None
+        i = bisect.bisect_left(self._times, (sec + 1) << 32, lo=self._head)
+        return self._node(i) if i < len(self._times) else None
 
     def following(
         self, node_id: int, types: tuple[str, ...], sub_resource: str, limit: int = EVENT_STEP
     ) -> list[ChainNode]:
         """``searchFollowingEventChainNodesByID``: matching nodes with a larger id, oldest first."""
         self._expire(self._clock())
-        nodes = self._nodes
-        if not nodes:
-            return []
-        start = max(self._head, node_id - nodes[0].id + 1)
-        if not types and not sub_resource:
-            return nodes[start : start + limit]
         out: list[ChainNode] = []
-        for i in range(start, len(nodes)):
-            if nodes[i].hits(types, sub_resource):
-                out.append(nodes[i])
-                if len(out) >= limit:
-                    break
+        kinds, rows = self._kinds, self._rows
+        for i in range(max(self._head, node_id - self._first_id + 1), len(kinds)):
+            if types and kinds[i] not in types:
+                continue
+            row = rows[i]
+            if sub_resource and sub_resource not in (row["bk_obj_id"], row["bk_asst_obj_id"]):
+                continue
+            out.append(self._node(i))
+            if len(out) >= limit:
+                break
         return out
 
     async def wait(self, seconds: float) -> None:

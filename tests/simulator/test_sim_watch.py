@@ -22,7 +22,7 @@ from sim_client import APP, CONNECT, GATEWAYS, LANGS, Answer, Cmdb, fixture_doc
 from syncd.simulator import Fixture, Simulator, SimulatorOptions
 from syncd.simulator import cli as sim_cli
 from syncd.simulator.envelope import code_of
-from syncd.simulator.watch import NO_EVENT_CURSOR, encode_cursor
+from syncd.simulator.watch import NO_EVENT_CURSOR, EventChain, encode_cursor
 
 INST_ASST = {"bk_resource": "inst_asst"}
 
@@ -372,3 +372,37 @@ def test_cli_flags() -> None:
     assert (args.watch_timeout, args.watch_retention, args.skip_cost_us) == (0.5, 60.0, 2.0)
     with pytest.raises(SystemExit):
         parser.parse_args(["--fixture", "f", "--watch-retention", "0"])
+
+
+# --- the event chain itself ---------------------------------------------------------------------
+
+
+def test_chain_expires_compacts_and_keeps_the_newest_cursor() -> None:
+    now = [1_000.0]
+    chain = EventChain(lambda: 60.0, lambda: now[0])
+    rows = [{"id": i, "bk_obj_id": "bk_switch", "bk_asst_obj_id": "host"} for i in range(1, 3001)]
+    for row in rows[:2500]:
+        chain.record("create", row)
+    now[0] = 999.0  # a clock step back: cluster times still grow
+    for row in rows[2500:]:
+        chain.record("delete", row)
+    stamps = [(n.sec, n.nano) for n in chain.following(0, (), "", limit=5000)]
+    assert len(stamps) == 3000 and stamps == sorted(set(stamps))
+    old = chain.following(0, (), "", limit=1)[0].cursor
+    newest = chain.latest()
+    assert newest is not None and newest.id == 3000
+    found = chain.find(old)
+    assert found is not None and found.id == 1
+    now[0] = 1_100.0  # all 3000 are past the 60 s window
+    chain.record("create", {"id": 9999, "bk_obj_id": "bk_switch", "bk_asst_obj_id": "host"})
+    assert chain.retained() == 1
+    assert chain.find(old) is None
+    assert chain.total == 3001
+    assert [n.id for n in chain.following(1, (), "")] == [3001]
+    assert chain.following(5000, (), "") == []
+    now[0] = 1_200.0
+    assert chain.retained() == 0 and chain.latest() is None and chain.earliest() is None
+    last = chain.last
+    assert last is not None and last.id == 3001
+    assert chain.find(last.cursor) == last  # the watch token's cursor outlives retention
+    assert chain.find(newest.cursor) is None
