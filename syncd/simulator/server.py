@@ -236,7 +236,9 @@ class Simulator:
         return self.store.associations(bk_obj_asst_id)
 
     def delete_pairs(self, bk_obj_asst_id: str, pairs: Iterable[tuple[int, int]]) -> int:
-        return self.store.delete_pairs(bk_obj_asst_id, pairs)
+        deleted = self.store.delete_pairs(bk_obj_asst_id, pairs)
+        self.events.flush()
+        return deleted
 
     def add_instances(self, bk_obj_id: str, instances: Iterable[Mapping[str, Any]]) -> None:
         """Add (or replace) instances; hosts need ``bk_host_id``, others ``bk_inst_id``."""
@@ -371,6 +373,7 @@ class Simulator:
                 )
             except CmdbError as exc:
                 data = exc
+            self.events.flush()  # wake held watches now, not at their next look
             if auth and api.name in TOPO_AUTHORISED and not isinstance(data, CmdbError):
                 denial = self.iam.check(app_code, api, params, body)
                 if denial is not None:

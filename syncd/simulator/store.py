@@ -33,7 +33,7 @@ from syncd.simulator.messages import (
 
 Row = dict[str, Any]
 SUPPLIER_ACCOUNT = "0"
-ChangeHook = Callable[[str, Row], None]
+ChangeHook = Callable[[tuple[str, Row]], None]
 """Told ``("create" | "delete", row)`` for every association stored or removed."""
 
 
@@ -289,7 +289,7 @@ class Store:
         self.version += 1
         self.deleted_total += 1
         if self.on_change is not None:
-            self.on_change("delete", row)
+            self.on_change(("delete", row))
         return True
 
     def delete_ids(self, obj_id: str, ids: Iterable[int]) -> int:
@@ -494,7 +494,7 @@ class PairWriter:
         store.version += 1
         store.created_total += 1
         if store.on_change is not None:
-            store.on_change("create", row)
+            store.on_change(("create", row))
         return new_id
 
 

@@ -45,6 +45,8 @@ HOLD_SECONDS = 20.0
 """``timeoutWatchLoopSeconds`` (event/watch/watch.go:47-48)."""
 TTL_SECONDS = 6 * 60 * 60
 """``InstAsstKey.ttlSeconds`` (src/source_controller/cacheservice/event/key.go:273-278)."""
+POLL_SECONDS = 0.25
+"""``loopInternal`` (event/watch/watch.go:50-51)."""
 ERROR_DELAY_SECONDS = 0.5
 """The cache and event servers sleep 500 ms before answering a bad request
 (service/cache.go:558-564, event_server/service/watch.go:32-36)."""
@@ -132,9 +134,12 @@ class ChainNode:
 class EventChain:
     """The ``inst_asst`` event chain; :meth:`record` is the store's hook for every change.
 
-    Stored column-wise (no object per event), so recording costs little on the store's
-    hot path and adds nothing for the garbage collector to walk. Cluster times are kept
-    as ``sec << 32 | inc``, strictly increasing with the id, so a cursor is found by
+    Recording only appends ``(kind, row)`` to a pending list, which costs next to
+    nothing on the store's hot path; every read (and the server after each request)
+    first moves pending events into the chain with one clock reading, stamping them
+    in order, and wakes held watches. Stored column-wise (no object per event), so the
+    garbage collector has nothing more to walk. Cluster times are kept as
+    ``sec << 32 | inc``, strictly increasing with the id, so a cursor is found by
     bisection."""
 
     def __init__(
@@ -144,6 +149,9 @@ class EventChain:
     ) -> None:
         self._retention = retention
         self._clock = clock
+        self._pending: list[tuple[str, Row]] = []
+        self.record: Callable[[tuple[str, Row]], None] = self._pending.append
+        """The store's hook: ``record(("create" | "delete", row))``."""
         self._first_id = 1
         """The id of the node at index 0."""
         self._head = 0
@@ -152,17 +160,20 @@ class EventChain:
         self._rows: list[Row] = []
         self._times = array("q")
         self._ats = array("d")
+        self._stamp = 0
         self._last: ChainNode | None = None
         self._waiters: list[asyncio.Future[None]] = []
 
     @property
     def total(self) -> int:
         """Events recorded since start."""
+        self.flush()
         return self._first_id + len(self._kinds) - 1
 
     @property
     def last(self) -> ChainNode | None:
         """The newest node ever, kept past retention like bk-cmdb's watch token."""
+        self.flush()
         if self._kinds:
             return self._node(len(self._kinds) - 1)
         return self._last
@@ -173,37 +184,35 @@ class EventChain:
             self._first_id + i, self._kinds[i], self._rows[i], t >> 32, t & 0xFFFFFFFF, self._ats[i]
         )
 
-    def record(self, kind: str, row: Row) -> None:
-        """One create or delete; the row is shared, never copied (rows are not mutated).
-
-        On the store's hot path: expiry runs every 1024 events, and on every read."""
+    def flush(self) -> None:
+        """Move recorded events into the chain, in order, and wake held watches."""
+        pending = self._pending
+        if not pending:
+            return
+        kinds, rows = zip(*pending, strict=True)
+        pending.clear()
         now = self._clock()
-        times = self._times
-        stamp = int(now) << 32 | 1
-        if times and stamp <= times[-1]:  # the same second (or a clock step back)
-            stamp = times[-1] + 1
-        elif not times and self._last is not None:
-            prev = self._last.sec << 32 | self._last.nano
-            stamp = max(stamp, prev + 1)
-        times.append(stamp)
-        self._ats.append(now)
-        self._kinds.append(kind)
-        self._rows.append(row)
-        if not len(times) & 1023:
-            self._expire(now)
+        first = max(self._stamp + 1, int(now) << 32 | 1)  # a clock step back: go on
+        self._stamp = first + len(kinds) - 1
+        self._times.extend(range(first, self._stamp + 1))
+        self._ats.extend([now] * len(kinds))
+        self._kinds.extend(kinds)
+        self._rows.extend(rows)
         if self._waiters:
             waiters, self._waiters = self._waiters, []
             for fut in waiters:
                 if not fut.done():
                     fut.set_result(None)
 
-    def _expire(self, now: float) -> None:
-        horizon = now - self._retention()
+    def _expire(self) -> None:
+        """Flush, then drop what is older than the retention window."""
+        self.flush()
+        horizon = self._clock() - self._retention()
         ats, head = self._ats, self._head
         if head < len(ats) and ats[head] < horizon:
             head = bisect.bisect_left(ats, horizon, lo=head)
         if head > 1024 and head * 2 > len(ats):
-            self._last = self.last
+            self._last = self._node(len(ats) - 1)
             for column in (self._kinds, self._rows, self._times, self._ats):
                 del column[:head]
             self._first_id += head
@@ -211,17 +220,17 @@ class EventChain:
         self._head = head
 
     def retained(self) -> int:
-        self._expire(self._clock())
+        self._expire()
         return len(self._kinds) - self._head
 
     def earliest(self) -> ChainNode | None:
         """``getEarliestEvent``: the oldest node still retained."""
-        self._expire(self._clock())
+        self._expire()
         return self._node(self._head) if self._head < len(self._kinds) else None
 
     def latest(self) -> ChainNode | None:
         """``getLatestEvent``: the newest node still retained."""
-        self._expire(self._clock())
+        self._expire()
         return self._node(len(self._kinds) - 1) if self._head < len(self._kinds) else None
 
     def find(self, cursor: str) -> ChainNode | None:
@@ -229,7 +238,7 @@ class EventChain:
         when = _cluster_time(cursor)
         if when is None:
             return None
-        self._expire(self._clock())
+        self._expire()
         sec, nano = when
         if not (0 <= sec < 1 << 31 and 0 <= nano < 1 << 32):
             return None
@@ -243,7 +252,7 @@ class EventChain:
 
     def after_time(self, sec: int) -> ChainNode | None:
         """The first retained node with a cluster time after ``sec`` (watch.go:133-141)."""
-        self._expire(self._clock())
+        self._expire()
         i = bisect.bisect_left(self._times, (sec + 1) << 32, lo=self._head)
         return self._node(i) if i < len(self._times) else None
 
@@ -251,7 +260,7 @@ class EventChain:
         self, node_id: int, types: tuple[str, ...], sub_resource: str, limit: int = EVENT_STEP
     ) -> list[ChainNode]:
         """``searchFollowingEventChainNodesByID``: matching nodes with a larger id, oldest first."""
-        self._expire(self._clock())
+        self._expire()
         out: list[ChainNode] = []
         kinds, rows = self._kinds, self._rows
         for i in range(max(self._head, node_id - self._first_id + 1), len(kinds)):
@@ -266,7 +275,7 @@ class EventChain:
         return out
 
     async def wait(self, seconds: float) -> None:
-        """Until the next event is recorded or ``seconds`` pass."""
+        """Until the next event is flushed or ``seconds`` pass."""
         fut: asyncio.Future[None] = asyncio.get_running_loop().create_future()
         self._waiters.append(fut)
         try:
@@ -496,6 +505,8 @@ async def _with_cursor(
             if nodes:
                 break
             return _unwatched(opts, last.cursor)
-        await chain.wait(remaining)
+        # bk-cmdb looks again every 250 ms (loopInternal, watch.go:50-51); a flush wakes it
+        # sooner. The 250 ms also picks up changes made straight in the store.
+        await chain.wait(min(remaining, POLL_SECONDS))
         nodes = chain.following(node_id, types, sub)
     return _answer(opts, nodes)

@@ -382,10 +382,11 @@ def test_chain_expires_compacts_and_keeps_the_newest_cursor() -> None:
     chain = EventChain(lambda: 60.0, lambda: now[0])
     rows = [{"id": i, "bk_obj_id": "bk_switch", "bk_asst_obj_id": "host"} for i in range(1, 3001)]
     for row in rows[:2500]:
-        chain.record("create", row)
+        chain.record(("create", row))
+    chain.flush()
     now[0] = 999.0  # a clock step back: cluster times still grow
     for row in rows[2500:]:
-        chain.record("delete", row)
+        chain.record(("delete", row))
     stamps = [(n.sec, n.nano) for n in chain.following(0, (), "", limit=5000)]
     assert len(stamps) == 3000 and stamps == sorted(set(stamps))
     old = chain.following(0, (), "", limit=1)[0].cursor
@@ -394,7 +395,7 @@ def test_chain_expires_compacts_and_keeps_the_newest_cursor() -> None:
     found = chain.find(old)
     assert found is not None and found.id == 1
     now[0] = 1_100.0  # all 3000 are past the 60 s window
-    chain.record("create", {"id": 9999, "bk_obj_id": "bk_switch", "bk_asst_obj_id": "host"})
+    chain.record(("create", {"id": 9999, "bk_obj_id": "bk_switch", "bk_asst_obj_id": "host"}))
     assert chain.retained() == 1
     assert chain.find(old) is None
     assert chain.total == 3001
