@@ -178,9 +178,11 @@ class Daemon:
             tasks.append(asyncio.create_task(self.notifier.watchdog_loop(helpers_stop)))
         if not self.once:
             for rel in self.settings.relations:
-                src = rel.source
-                if isinstance(src, FileSourceSettings) and src.watch:
-                    wake = functools.partial(self.request_cycle, f"{rel.name}: {src.path} changed")
+                for src in rel.source_settings():
+                    if not (isinstance(src, FileSourceSettings) and src.watch):
+                        continue
+                    why = f"{rel.name}: {src.path} changed"
+                    wake = functools.partial(self.request_cycle, why)
                     watcher = watch_file(src.path, wake, src.watch_interval, helpers_stop)
                     tasks.append(asyncio.create_task(watcher))
             tasks.extend(push.start(helpers_stop))

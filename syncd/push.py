@@ -41,7 +41,10 @@ class PushSources:
             names = [
                 r.name
                 for r in settings.relations
-                if isinstance(r.source, NetBoxSourceSettings) and hook.owns(r.source.url)
+                if any(
+                    isinstance(src, NetBoxSourceSettings) and hook.owns(src.url)
+                    for src in r.source_settings()
+                )
             ]
             if not names:
                 log.warning("webhook_unused", reason="no netbox relation matches hooks.netbox")
@@ -57,9 +60,9 @@ class PushSources:
                     max_delay=hook.max_delay,
                 )
         for rel in settings.relations:
-            src = rel.source
-            if isinstance(src, CommandSourceSettings) and src.watch:
-                self.streams.append(self._stream(rel.name, src))
+            for src in rel.source_settings():
+                if isinstance(src, CommandSourceSettings) and src.watch:
+                    self.streams.append(self._stream(rel.name, src))
 
     def _stream(self, name: str, src: CommandSourceSettings) -> StreamSupervisor:
         argv = src.watch_command()

@@ -9,6 +9,8 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
+from syncd.plan import UnresolvedKey
+
 
 @dataclass
 class RelationReport:
@@ -27,8 +29,8 @@ class RelationReport:
     """Planned creates not answered created/exists (stopped, refused, failed)."""
     bad_records: int = 0
     unresolved: int = 0
-    unresolved_keys: list[tuple[str, str, str]] = field(default_factory=list, repr=False)
-    """(side, key, origin) of keys that resolved to no instance (or to two)."""
+    unresolved_keys: list[UnresolvedKey] = field(default_factory=list, repr=False)
+    """Keys that resolved to no instance (or to two), with their record and source."""
     source_counts: dict[str, int] = field(default_factory=dict)
     """What the source counted besides bad records (e.g. NetBox's ignored cables)."""
     absent: int = 0
