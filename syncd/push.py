@@ -2,8 +2,9 @@
 
 The daemon owns the loop and its wake-up; this module turns the push configuration
 into what runs beside it (an ops route, supervised stream tasks), each ending in
-``request_cycle(reason)`` behind a debouncer, so a burst of changes is one cycle.
-A cycle still reads every source in full: a push is a signal, never the data.
+``request_cycle(reason, relations)`` behind a debouncer, so a burst of changes is one
+cycle, of the relations that source feeds only. That cycle still reads their sources
+in full: a push is a signal, never the data.
 """
 
 from __future__ import annotations
@@ -11,7 +12,7 @@ from __future__ import annotations
 import asyncio
 import json
 import os
-from collections.abc import Callable
+from collections.abc import Callable, Collection
 
 import structlog
 
@@ -30,7 +31,9 @@ WEBHOOK_PATH = "/hooks/netbox"
 class PushSources:
     """The webhook receiver and stream supervisors of one daemon."""
 
-    def __init__(self, settings: Settings, request_cycle: Callable[[str], None]) -> None:
+    def __init__(
+        self, settings: Settings, request_cycle: Callable[[str, Collection[str]], None]
+    ) -> None:
         self.request_cycle = request_cycle
         self.webhook: NetBoxWebhook | None = None
         self.streams: list[StreamSupervisor] = []
@@ -53,7 +56,7 @@ class PushSources:
             else:
                 self.webhook = NetBoxWebhook(
                     hook.secret.get_secret_value(),
-                    request_cycle,
+                    lambda reason: request_cycle(reason, names),
                     relations=names,
                     max_body=hook.max_body,
                     quiet=hook.debounce,
@@ -72,7 +75,7 @@ class PushSources:
         env = dict(os.environ) if src.inherit_env else {}
         env.update(dict(zip(src.env, secrets, strict=True)))
         debouncer = Debouncer(
-            lambda n: self.request_cycle(f"{name}: {n} change(s) from {program}"),
+            lambda n: self.request_cycle(f"{name}: {n} change(s) from {program}", [name]),
         )
         self._debouncers.append(debouncer)
         lldpd = src.format == "lldpd"

@@ -15,7 +15,7 @@ from __future__ import annotations
 import asyncio
 import time
 import traceback
-from collections.abc import Callable
+from collections.abc import Callable, Collection
 from dataclasses import replace
 from typing import Protocol
 
@@ -91,14 +91,20 @@ class Reconciler:
 
     # -- a cycle ------------------------------------------------------------------
 
-    async def cycle(self, *, resync: bool = False) -> CycleReport:
-        """One pass over every relation, concurrently, sharing the client's limits."""
+    async def cycle(
+        self, *, resync: bool = False, only: Collection[str] | None = None
+    ) -> CycleReport:
+        """One pass over every relation (or, for a push, over ``only`` those named),
+        concurrently, sharing the client's limits. A resync always covers every one."""
         started = time.monotonic()
         self.cycles += 1
         self.apply.progress = [0, 0]
+        relations = self.settings.relations
+        if only is not None and not resync:
+            relations = [r for r in relations if r.name in only]
         if resync:
             self.desired.forget()
-            for rel in self.settings.relations:
+            for rel in relations:
                 # The operator's word: whatever size the source has now is accepted.
                 self.store.set_source_size(rel.name, 0)
                 if rel.several_sources:
@@ -106,11 +112,13 @@ class Reconciler:
                         self.store.set_source_size(size_key(rel, name), 0)
                         self.store.set_source_baseline(rel.name, name, 0)
         async with asyncio.TaskGroup() as tg:
-            tasks = [tg.create_task(self.run_relation(r, resync)) for r in self.settings.relations]
+            tasks = [tg.create_task(self.run_relation(r, resync)) for r in relations]
         report = CycleReport([t.result() for t in tasks], time.monotonic() - started)
+        report.partial = len(relations) < len(self.settings.relations)
         if self.observer is not None:
             self.observer.record_cycle(report.duration, ok=report.ok)
-        log.info("cycle", cycle=self.cycles, **report.summary(), stopped=self.stopping)
+        scope = {"only": [r.name for r in relations]} if report.partial else {}
+        log.info("cycle", cycle=self.cycles, **report.summary(), stopped=self.stopping, **scope)
         return report
 
     async def run_relation(self, rel: RelationSettings, resync: bool) -> RelationReport:

@@ -70,6 +70,16 @@ class RelationReport:
 class CycleReport:
     relations: list[RelationReport] = field(default_factory=list)
     duration: float = 0.0
+    partial: bool = False
+    """Only some relations ran (a push asked for them), not every one."""
+
+    def updated_by(self, newer: CycleReport) -> CycleReport:
+        """This report with the relations ``newer`` ran replaced by their newer reports:
+        after a partial cycle, what every relation last did (readiness must not forget a
+        relation that failed in the last full cycle)."""
+        fresh = {r.relation: r for r in newer.relations}
+        merged = [fresh.pop(r.relation, r) for r in self.relations]
+        return CycleReport([*merged, *fresh.values()], newer.duration)
 
     def total(self, name: str) -> int:
         return sum(int(getattr(r, name)) for r in self.relations)
