@@ -248,12 +248,13 @@ class DesiredReader:
 
 def _union(reads: list[_SourceRead]) -> Desired:
     """The relation's desired state: every answering source's pairs, counts added up."""
-    out = Desired(set())
+    answered = [r.desired.pairs for r in reads if r.desired is not None]
+    # One source: its set as it is (no copy of a million pairs; nobody changes it).
+    out = Desired(answered[0] if len(answered) == 1 else set().union(*answered))
     for read in reads:
         out.sources.append(read.status())
         if read.desired is None:
             continue
-        out.pairs |= read.desired.pairs
         out.bad_records += read.desired.bad_records
         out.unresolved.extend(read.desired.unresolved)
         for key, count in read.desired.source_counts.items():
