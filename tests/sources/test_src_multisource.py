@@ -25,6 +25,7 @@ from syncd import log as syncd_log
 from syncd.cli import main
 from syncd.config import ConfigError, Settings, load_settings
 from syncd.planview import plan_document, render_text
+from syncd.push import PushSources
 from syncd.report import RelationReport
 from syncd.simulator import Fixture, Simulator, SimulatorOptions
 from tests.helpers import ASST, capture_logs, engine_for
@@ -383,3 +384,25 @@ def test_default_names_and_check_config(tmp_path: Path, capsys: pytest.CaptureFi
     ]
     assert main(["check-config", "--config", str(cfg)]) == 0
     assert "config OK: 1 relation(s): dc" in capsys.readouterr().out
+
+
+def test_pushes_reach_a_relation_through_any_of_its_sources(tmp_path: Path) -> None:
+    cfg = tmp_path / "syncd.toml"
+    watched = (
+        '{ type = "command", name = "lab", argv = ["lldpcli", "-f", "json", "show", '
+        '"neighbors"], format = "lldpd", watch = true }'
+    )
+    netbox = '{ type = "netbox", url = "https://netbox.example", token = "t" }'
+    cfg.write_text(
+        BASE.replace("enabled = false", "port = 0")
+        + f"sources = [{FILE}, {netbox}, {watched}]\n"
+        + '[hooks.netbox]\nsecret = "hook-secret"\n',
+        encoding="utf-8",
+    )
+    asked: list[tuple[str, list[str]]] = []
+    push = PushSources(load_settings(cfg), lambda why, rels: asked.append((why, list(rels))))
+    assert push.webhook is not None and push.webhook.relations == ["dc"]
+    assert [s.name for s in push.streams] == ["dc"]
+    push.webhook.on_change("netbox webhook")
+    push._debouncers[0].fire(2)
+    assert asked == [("netbox webhook", ["dc"]), ("dc: 2 change(s) from lldpcli", ["dc"])]
