@@ -16,7 +16,7 @@ import os
 import signal
 import time
 from collections import deque
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Collection
 
 import structlog
 
@@ -59,6 +59,8 @@ class Daemon:
         self._stop = asyncio.Event()
         self._wake = asyncio.Event()
         self._resync = False
+        self._pending: set[str] = set()
+        self._everything = False
         self._signals = 0
         self.engine: Reconciler | None = None
         self.last_report: CycleReport | None = None
@@ -83,10 +85,23 @@ class Daemon:
         # systemd shows "reloading" until the resync cycle is done (READY=1 again).
         self.notifier.reloading()
 
-    def request_cycle(self, reason: str) -> None:
-        """Run the next cycle now (a watched source changed); not a resync."""
-        log.info("cycle_requested", reason=reason)
+    def request_cycle(self, reason: str, relations: Collection[str] | None = None) -> None:
+        """Run a cycle now (a source pushed or a watched file changed), of ``relations``
+        only when given; not a resync. Requests before the cycle starts coalesce."""
+        scope = {} if relations is None else {"relations": sorted(relations)}
+        log.info("cycle_requested", reason=reason, **scope)
+        if relations is None:
+            self._everything = True
+        else:
+            self._pending.update(relations)
         self._wake.set()
+
+    def _take_scope(self, full: bool) -> set[str] | None:
+        """The relations the next cycle runs: None for every one (the interval, SIGHUP, a
+        request for all), else those pushes asked for since the last cycle began."""
+        pending, everything = self._pending, self._everything or full
+        self._pending, self._everything = set(), False
+        return None if everything or not pending else pending
 
     def request_stop(self, signum: int | None = None) -> None:
         if self._stop.is_set():
@@ -178,9 +193,11 @@ class Daemon:
             tasks.append(asyncio.create_task(self.notifier.watchdog_loop(helpers_stop)))
         if not self.once:
             for rel in self.settings.relations:
-                src = rel.source
-                if isinstance(src, FileSourceSettings) and src.watch:
-                    wake = functools.partial(self.request_cycle, f"{rel.name}: {src.path} changed")
+                for src in rel.source_settings():
+                    if not (isinstance(src, FileSourceSettings) and src.watch):
+                        continue
+                    why = f"{rel.name}: {src.path} changed"
+                    wake = functools.partial(self.request_cycle, why, [rel.name])
                     watcher = watch_file(src.path, wake, src.watch_interval, helpers_stop)
                     tasks.append(asyncio.create_task(watcher))
             tasks.extend(push.start(helpers_stop))
@@ -219,16 +236,22 @@ class Daemon:
 
     async def _loop(self, engine: Reconciler) -> int:
         cycles = 0
+        full_due = 0.0  # when the next cycle runs every relation: an interval after the last
         while not self._stop.is_set():
             resync, self._resync = self._resync, False
+            only = self._take_scope(resync or time.monotonic() >= full_due)
             self._wake.clear()
-            report = await self._run_cycle(engine, resync)
+            report = await self._run_cycle(engine, resync, only)
+            if only is None:
+                full_due = time.monotonic() + self.settings.sync.interval
             cycles += 1
             if resync:
                 self.notifier.ready()
             if report is not None:
-                self.last_report = report
                 self.reports.append(report)
+                if only is not None and self.last_report is not None:
+                    report = self.last_report.updated_by(report)
+                self.last_report = report
                 summary = report.summary()
                 self.health.cycle_finished(report.ok, summary)
                 self.notifier.status(
@@ -243,13 +266,15 @@ class Daemon:
             if self._resync:
                 continue
             with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._wake.wait(), self.settings.sync.interval)
+                await asyncio.wait_for(self._wake.wait(), max(0.0, full_due - time.monotonic()))
         if self.once:
             return 0 if self.last_report is not None and self.last_report.converged else 1
         return 0
 
-    async def _run_cycle(self, engine: Reconciler, resync: bool) -> CycleReport | None:
-        task = asyncio.create_task(engine.cycle(resync=resync))
+    async def _run_cycle(
+        self, engine: Reconciler, resync: bool, only: set[str] | None = None
+    ) -> CycleReport | None:
+        task = asyncio.create_task(engine.cycle(resync=resync, only=only))
         stop_wait = asyncio.create_task(self._stop.wait())
         try:
             await asyncio.wait({task, stop_wait}, return_when=asyncio.FIRST_COMPLETED)

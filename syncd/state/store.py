@@ -383,6 +383,26 @@ class StateStore(Resync):
             rel = self._db.rel_w(db, relation)
             db.execute("UPDATE relations SET last_good_desired = ? WHERE id = ?", (count, rel))
 
+    def source_baseline(self, relation: str, source: str) -> int | None:
+        """One of a relation's several sources: the size pruning last accepted from it."""
+        with self._db.read() as db:
+            row = db.execute(
+                "SELECT value FROM meta WHERE key = ?", (_source_baseline_key(relation, source),)
+            ).fetchone()
+            return None if row is None else int(row[0])
+
+    def set_source_baseline(self, relation: str, source: str, count: int) -> None:
+        with self._db.tx() as db:
+            db.execute(
+                "INSERT INTO meta(key, value) VALUES (?, ?)"
+                " ON CONFLICT (key) DO UPDATE SET value = excluded.value",
+                (_source_baseline_key(relation, source), str(count)),
+            )
+
 
 def _source_size_key(relation: str) -> str:
     return f"last_desired:{relation}"
+
+
+def _source_baseline_key(relation: str, source: str) -> str:
+    return f"prune_baseline:{relation}/{source}"
