@@ -108,6 +108,7 @@ class Applier:
     ) -> None:
         batch_id = next(self._batch_ids)
         try:
+            self.known.intend(rel.name, details)  # durable before the request leaves
             try:
                 outcome = await self.send(self.client, rel, details)
             except asyncio.CancelledError:

@@ -24,16 +24,17 @@ from syncd.cmdb.client import CmdbClient
 from syncd.config import Settings
 from syncd.control import ControlError, remove_pidfile, write_pidfile
 from syncd.health import Health
+from syncd.log import relation_context
 from syncd.metrics import Metrics
 from syncd.notify import SystemdNotifier
 from syncd.ops import OpsServer
 from syncd.progress import ProgressBar
 from syncd.push import PushSources
 from syncd.reconcile import Reconciler
-from syncd.report import CycleReport
+from syncd.report import CycleReport, RelationReport
 from syncd.sections import FileSourceSettings
 from syncd.sources.watch import watch_file
-from syncd.state import StateLocked, StateStore
+from syncd.state import StateError, StateLocked, StateStore
 
 log = structlog.get_logger("syncd")
 
@@ -61,6 +62,8 @@ class Daemon:
         self._resync = False
         self._signals = 0
         self.engine: Reconciler | None = None
+        self._client: CmdbClient | None = None
+        self._state_error: str | None = None
         self.last_report: CycleReport | None = None
         self.reports: deque[CycleReport] = deque(maxlen=REPORTS_KEPT)
         """The last few cycles' reports (a daemon runs for months: not all of them)."""
@@ -118,22 +121,24 @@ class Daemon:
         """
         try:
             async with contextlib.AsyncExitStack() as stack:
-                engine = await self._startup(stack)
-                return await self._loop(engine)
+                await self._startup(stack)
+                return await self._loop(stack)
         except StateLocked as exc:
             log.error("state_locked", error=str(exc), holder=exc.holder)
             return EX_TEMPFAIL
         raise AssertionError("unreachable")  # pragma: no cover (mypy: the stack may swallow)
 
-    async def _startup(self, stack: contextlib.AsyncExitStack) -> Reconciler:
-        """Signals, state, helper tasks, ops server, pidfile, client: each undone by the stack."""
+    async def _startup(self, stack: contextlib.AsyncExitStack) -> None:
+        """Signals, state, helper tasks, ops server, pidfile, client: each undone by the stack.
+
+        A state store that cannot be opened now (read-only, disk full, a newer schema) does
+        not stop the start: every cycle fails with one line until it can be (see
+        :meth:`_engine`); only another syncd holding it does (exit 75).
+        """
         loop = asyncio.get_running_loop()
         self._install_signals(loop)
         stack.callback(self._stopped, loop)
-        store, warning = StateStore.open(self.settings.state.path, lock=True)
-        stack.callback(store.close)
-        if warning:
-            log.warning("state_rebuilt", path=str(self.settings.state.path), reason=warning)
+        store = self._open_state(stack)
         push = PushSources(self.settings, self.request_cycle)
         await stack.enter_async_context(self._helpers(push))
         if self.settings.ops.enabled and not self.once:
@@ -152,10 +157,9 @@ class Daemon:
             CmdbClient(self.settings.cmdb, observer=self.metrics)
         )
         stack.callback(self._stopping)
-        self.engine = Reconciler(self.settings, client, store, observer=self.metrics)
-        self.engine.apply.on_progress = self.progress
-        if self._stop.is_set():
-            self.engine.stop()
+        self._client = client
+        if store is not None:
+            self._make_engine(store)
         log.info(
             "started",
             relations=[r.name for r in self.settings.relations],
@@ -166,7 +170,53 @@ class Daemon:
         )
         self.notifier.ready()
         self.notifier.status("started; first cycle running")
+
+    def _open_state(self, stack: contextlib.AsyncExitStack) -> StateStore | None:
+        """The state store, closed by the stack; None (and one line) if it cannot be used now."""
+        path = self.settings.state.path
+        try:
+            store, warning = StateStore.open(path, lock=True)
+        except StateLocked:
+            raise
+        except StateError as exc:
+            self._state_error = str(exc)
+            log.error("state_unavailable", path=str(path), error=str(exc))
+            return None
+        stack.callback(store.close)
+        self._state_error = None
+        if warning:
+            log.warning("state_rebuilt", path=str(path), reason=warning)
+        return store
+
+    def _make_engine(self, store: StateStore) -> Reconciler:
+        assert self._client is not None, "the client opens before the engine is made"
+        self.engine = Reconciler(self.settings, self._client, store, observer=self.metrics)
+        self.engine.apply.on_progress = self.progress
+        if self._stop.is_set():
+            self.engine.stop()
         return self.engine
+
+    def _engine(self, stack: contextlib.AsyncExitStack) -> Reconciler | None:
+        """The engine; the first turns after a failed open try the state store again."""
+        if self.engine is None:
+            store = self._open_state(stack)
+            if store is not None:
+                log.info("state_available", path=str(self.settings.state.path))
+                self._make_engine(store)
+        return self.engine
+
+    def _state_unavailable_cycle(self) -> CycleReport:
+        """A cycle without a state store: each relation fails with one line, nothing is sent."""
+        error = f"state store unavailable: {self._state_error}"
+        reports = []
+        for rel in self.settings.relations:
+            with relation_context(rel.name, rel.bk_obj_asst_id, 0):
+                log.error("relation_failed", error=error)
+            reports.append(RelationReport(rel.name, error=error))
+        report = CycleReport(reports, 0.0)
+        self.metrics.record_cycle(0.0, ok=False)
+        log.info("cycle", **report.summary(), stopped=self._stop.is_set())
+        return report
 
     @contextlib.asynccontextmanager
     async def _helpers(self, push: PushSources) -> AsyncIterator[None]:
@@ -217,12 +267,16 @@ class Daemon:
         self.notifier.close()
         log.info("stopped")
 
-    async def _loop(self, engine: Reconciler) -> int:
+    async def _loop(self, stack: contextlib.AsyncExitStack) -> int:
         cycles = 0
         while not self._stop.is_set():
             resync, self._resync = self._resync, False
             self._wake.clear()
-            report = await self._run_cycle(engine, resync)
+            engine = self._engine(stack)
+            if engine is None:
+                report: CycleReport | None = self._state_unavailable_cycle()
+            else:
+                report = await self._run_cycle(engine, resync)
             cycles += 1
             if resync:
                 self.notifier.ready()

@@ -97,9 +97,6 @@ class Reconciler:
         self.apply.progress = [0, 0]
         if resync:
             self.desired.forget()
-            for rel in self.settings.relations:
-                # The operator's word: whatever size the source has now is accepted.
-                self.store.set_source_size(rel.name, 0)
         async with asyncio.TaskGroup() as tg:
             tasks = [tg.create_task(self.run_relation(r, resync)) for r in self.settings.relations]
         report = CycleReport([t.result() for t in tasks], time.monotonic() - started)
@@ -136,6 +133,9 @@ class Reconciler:
 
     async def run(self, rel: RelationSettings, report: RelationReport, resync: bool) -> None:
         """observe -> pull -> diff -> batch -> send/record -> fill ids -> prune."""
+        if resync:
+            # The operator's word: whatever size the source has now is accepted.
+            self.store.set_source_size(rel.name, 0)
         try:
             (known, report.resynced), desired = await together(
                 self.known.observe(rel, resync=resync),
