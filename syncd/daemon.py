@@ -14,6 +14,7 @@ import contextlib
 import functools
 import os
 import signal
+import threading
 import time
 from collections import deque
 from collections.abc import AsyncIterator
@@ -39,6 +40,8 @@ from syncd.state import StateError, StateLocked, StateStore
 log = structlog.get_logger("syncd")
 
 REPORTS_KEPT = 16
+EXIT_GRACE = 2.0
+"""Seconds past ``shutdown_deadline`` after the first stop signal before a forced exit."""
 EX_TEMPFAIL = 75
 """Exit status when the state file is held by another syncd (sysexits' EX_TEMPFAIL)."""
 
@@ -64,6 +67,9 @@ class Daemon:
         self.engine: Reconciler | None = None
         self._client: CmdbClient | None = None
         self._state_error: str | None = None
+        self._event_loop: asyncio.AbstractEventLoop | None = None
+        self._stop_signalled = False
+        self._exit_guard: threading.Timer | None = None
         self.last_report: CycleReport | None = None
         self.reports: deque[CycleReport] = deque(maxlen=REPORTS_KEPT)
         """The last few cycles' reports (a daemon runs for months: not all of them)."""
@@ -95,6 +101,7 @@ class Daemon:
         if self._stop.is_set():
             log.warning("second_stop_signal", signal=signum, action="exit now")
             os._exit(128 + (signum or signal.SIGTERM))
+        self._arm_exit_guard(signum)
         log.info("stopping", signal=signum, deadline=self.settings.sync.shutdown_deadline)
         self._stop.set()
         self._wake.set()
@@ -102,14 +109,46 @@ class Daemon:
         if self.engine is not None:
             self.engine.stop()
 
+    def _arm_exit_guard(self, signum: int | None) -> None:
+        """Whatever still runs after the deadline (a worker thread, a wait inside SQLite)
+        cannot keep the process: a timer thread ends it a moment after."""
+        if self._exit_guard is not None:
+            return
+        grace = self.settings.sync.shutdown_deadline + EXIT_GRACE
+        code = 128 + (signum or signal.SIGTERM)
+
+        def force() -> None:
+            log.error("shutdown_forced", waited=grace, action="exit now")
+            os._exit(code)
+
+        self._exit_guard = threading.Timer(grace, force)
+        self._exit_guard.daemon = True
+        self._exit_guard.start()
+
+    def _on_stop_signal(self, signum: int, _frame: object) -> None:
+        """SIGTERM/SIGINT, handled in Python (not by the loop): it runs even while the loop
+        thread waits in a state write, and the loop hears of it at once."""
+        if self._stop_signalled:
+            os._exit(128 + signum)  # the second one: at once, the state is transactional
+        self._stop_signalled = True
+        self._arm_exit_guard(signum)
+        if self._event_loop is not None:
+            self._event_loop.call_soon_threadsafe(self.request_stop, signum)
+
     def _install_signals(self, loop: asyncio.AbstractEventLoop) -> None:
-        loop.add_signal_handler(signal.SIGHUP, self.request_resync)
+        self._event_loop = loop
         for sig in (signal.SIGTERM, signal.SIGINT):
-            loop.add_signal_handler(sig, self.request_stop, int(sig))
+            signal.signal(sig, self._on_stop_signal)
+        loop.add_signal_handler(signal.SIGHUP, self.request_resync)
+        # Held since the first instruction (syncd/__main__.py): any pending one is a resync.
+        signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGHUP})
 
     def _remove_signals(self, loop: asyncio.AbstractEventLoop) -> None:
-        for sig in (signal.SIGHUP, signal.SIGTERM, signal.SIGINT):
-            loop.remove_signal_handler(sig)
+        loop.remove_signal_handler(signal.SIGHUP)
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            signal.signal(sig, signal.SIG_DFL)
+        if self._exit_guard is not None:
+            self._exit_guard.cancel()
 
     # -- lifecycle -------------------------------------------------------------
 

@@ -104,6 +104,9 @@ _TRANSIENT_CODES = frozenset(
 )
 
 _BUSY_TIMEOUT_MS = 10_000
+_BUSY_SLICE_MS = 100
+"""SQLite waits for a lock in C, where no signal handler runs: in slices this long, so a
+stop signal is heard within one (the rest of the wait is a Python loop)."""
 
 
 class StateError(Exception):
@@ -224,10 +227,7 @@ class Database:
     def tx(self) -> Iterator[sqlite3.Connection]:
         """One write transaction: all of it or none of it."""
         db = self.conn
-        try:
-            db.execute("BEGIN IMMEDIATE")
-        except sqlite3.Error as exc:
-            raise StateError(f"cannot start a state transaction: {exc}") from exc
+        _begin(db)
         try:
             yield db
             db.execute("COMMIT")
@@ -280,6 +280,19 @@ class Database:
             rel = int(cur.lastrowid or 0)
             self._rel_ids[relation] = rel
         return rel
+
+
+def _begin(db: sqlite3.Connection) -> None:
+    """BEGIN IMMEDIATE, waiting up to the busy timeout for another program's lock."""
+    give_up = time.monotonic() + _BUSY_TIMEOUT_MS / 1000
+    while True:
+        try:
+            db.execute("BEGIN IMMEDIATE")
+            return
+        except sqlite3.Error as exc:
+            busy = getattr(exc, "sqlite_errorcode", 0) & 0xFF == 5
+            if not busy or time.monotonic() >= give_up:
+                raise StateError(f"cannot start a state transaction: {exc}") from exc
 
 
 def scalar(db: sqlite3.Connection, sql: str, *args: Any) -> int:
@@ -338,6 +351,7 @@ def _connect(path: Path, *, readonly: bool = False) -> sqlite3.Connection:
     try:
         conn.execute(f"PRAGMA busy_timeout = {_BUSY_TIMEOUT_MS}")
         _check_and_init(conn, readonly=readonly)
+        conn.execute(f"PRAGMA busy_timeout = {min(_BUSY_SLICE_MS, _BUSY_TIMEOUT_MS)}")
         conn.execute("PRAGMA synchronous = NORMAL")
         conn.execute("PRAGMA temp_store = MEMORY")
         conn.execute("PRAGMA cache_size = -65536")  # 64 MiB: a 1M-pair resync stays in RAM
