@@ -1,12 +1,7 @@
-"""``python -m syncd`` is the ``syncd`` command."""
+"""``python -m syncd`` is the ``syncd`` command (SIGHUP is already held: syncd/__init__.py)."""
 
-import signal
 import sys
 
-# Before anything else (the imports below take a while): a SIGHUP during start-up must
-# not kill the daemon. It stays pending until the daemon handles it (a resync).
-signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGHUP})
-
-from syncd.cli import main  # noqa: E402
+from syncd.cli import main
 
 sys.exit(main())

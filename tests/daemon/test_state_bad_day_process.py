@@ -149,3 +149,40 @@ def test_a_newer_schema_fails_cycles_and_is_kept(tmp_path: Path, procs: list[Pro
     assert plan.returncode in (0, 2), plan.stderr
     assert "newer than this syncd" in plan.stderr and "empty state" in plan.stderr
     assert state.read_bytes() == kept and not list(tmp_path.glob("state.db.corrupt-*"))
+
+
+def _plan(cfg: Path) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "syncd", "plan", "--config", str(cfg)],
+        capture_output=True,
+        text=True,
+        cwd=REPO,
+        timeout=60,
+    )
+
+
+def test_plan_never_creates_moves_or_repairs_the_state(tmp_path: Path, procs: list[Proc]) -> None:
+    url = start_simulator(procs, write_fixture(tmp_path, switches=2, hosts=20))
+    folder = tmp_path / "state"
+    folder.mkdir()
+    state = folder / "state.db"
+    cfg = daemon_config(tmp_path, url, pairs(1, 5), state)
+    missing = _plan(cfg)  # no state yet: planned against an empty one, nothing created
+    assert missing.returncode == 2, missing.stderr
+    assert list(folder.iterdir()) == []
+    state.write_bytes(b"not a database" * 100)  # unusable: reported, kept as it is
+    garbage = _plan(cfg)
+    assert garbage.returncode == 2 and "unusable" in garbage.stderr
+    assert "empty state" in garbage.stderr
+    assert sorted(p.name for p in folder.iterdir()) == ["state.db"]
+    assert state.read_bytes() == b"not a database" * 100
+    state.unlink()
+    once = Proc(["-m", "syncd", "once", "--config", str(cfg)])
+    procs.append(once)
+    assert once.wait(60) == 0
+    before = {p.name: p.read_bytes() for p in folder.iterdir()}
+    with read_only(folder):  # a valid file in a read-only directory: read as it is
+        valid = _plan(cfg)
+    assert valid.returncode == 0, valid.stderr
+    assert valid.stderr == "" or "empty state" not in valid.stderr
+    assert {p.name: p.read_bytes() for p in folder.iterdir()} == before
