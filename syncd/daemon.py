@@ -36,6 +36,7 @@ from syncd.report import CycleReport, RelationReport
 from syncd.sections import FileSourceSettings
 from syncd.sources.watch import watch_file
 from syncd.state import StateError, StateLocked, StateStore
+from syncd.state.db import stop_waiting
 
 log = structlog.get_logger("syncd")
 
@@ -132,6 +133,7 @@ class Daemon:
             os._exit(128 + signum)  # the second one: at once, the state is transactional
         self._stop_signalled = True
         self._arm_exit_guard(signum)
+        stop_waiting.set()  # a state write waiting on another program's lock gives up
         if self._event_loop is not None:
             self._event_loop.call_soon_threadsafe(self.request_stop, signum)
 

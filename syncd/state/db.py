@@ -22,6 +22,7 @@ import contextlib
 import fcntl
 import os
 import sqlite3
+import threading
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -107,6 +108,9 @@ _BUSY_TIMEOUT_MS = 10_000
 _BUSY_SLICE_MS = 100
 """SQLite waits for a lock in C, where no signal handler runs: in slices this long, so a
 stop signal is heard within one (the rest of the wait is a Python loop)."""
+
+stop_waiting = threading.Event()
+"""Set when the process is stopping: a wait for another program's lock gives up."""
 
 
 class StateError(Exception):
@@ -291,7 +295,7 @@ def _begin(db: sqlite3.Connection) -> None:
             return
         except sqlite3.Error as exc:
             busy = getattr(exc, "sqlite_errorcode", 0) & 0xFF == 5
-            if not busy or time.monotonic() >= give_up:
+            if not busy or time.monotonic() >= give_up or stop_waiting.is_set():
                 raise StateError(f"cannot start a state transaction: {exc}") from exc
 
 

@@ -6,6 +6,7 @@ from __future__ import annotations
 import os
 import signal
 import sqlite3
+import sys
 import time
 from pathlib import Path
 
@@ -23,8 +24,9 @@ def test_sighup_from_the_first_instruction_is_held_then_resyncs(
     desired = pairs(2, 10)
     url = start_simulator(procs, write_fixture(tmp_path, switches=2, hosts=10))
     cfg = write_config(tmp_path, url, write_csv(tmp_path / "t.csv", desired), interval=3600)
-    for _ in range(3):
-        daemon = Proc(["-m", "syncd", "run", "--config", str(cfg)])
+    script = str(Path(sys.executable).parent / "syncd")  # the console script
+    for launcher in (["-m", "syncd"], [script], ["-m", "syncd"]):
+        daemon = Proc([*launcher, "run", "--config", str(cfg)])
         procs.append(daemon)
         _wait_first_instruction(daemon.proc.pid)
         for _ in range(30):  # from syncd's first instruction, through start-up, repeatedly
@@ -77,7 +79,8 @@ def test_sigterm_ends_a_daemon_stuck_on_a_state_write(tmp_path: Path, procs: lis
         daemon.wait_for(lambda l: l.get("event") == "resync_requested", start=mark)
         time.sleep(0.5)  # the write is now waiting on the lock
         daemon.signal(signal.SIGTERM)
-        daemon.wait(BOUND)
+        assert daemon.wait(BOUND) == 0  # the wait gave up: a clean stop, not a forced one
+        assert not [l for l in daemon.lines if l.get("event") == "shutdown_forced"]
     finally:
         other.execute("ROLLBACK")
         other.close()
