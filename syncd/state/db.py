@@ -10,10 +10,12 @@ Why SQLite and why like this:
   calls are short. A long scan (a million known pairs after a restart) runs in a worker
   thread on a connection of its own (:meth:`Database.scan`), so the loop never waits on
   a lock the scan holds; WAL lets that reader run beside the writer.
-* A file that cannot be used (garbage, another program's database, a schema from a newer
-  syncd, unreadable) is moved aside and a fresh store created: the known state can always
-  be rebuilt from the CMDB, a crash loop helps nobody. A transient condition (locked,
-  disk full) is an error instead: moving a good store aside would lose the owned flags.
+* A file that cannot be used (garbage, another program's database, missing tables or
+  columns, unreadable) is moved aside and a fresh store created: the known state can
+  always be rebuilt from the CMDB, a crash loop helps nobody. A transient condition
+  (locked, disk full, read-only) is an error instead, and so is a newer syncd's schema
+  (:class:`SchemaMismatch`): moving a good store aside would lose the owned flags. So is
+  any file in a directory that cannot be written: nothing there can be judged or moved.
 """
 
 from __future__ import annotations
