@@ -23,6 +23,7 @@ from syncd.log import log_pairs, wants
 from syncd.outcome import Answer, BatchOutcome, Verdict, classify_batch, pair_fields, whole_failure
 from syncd.pairs import PairKey, pack, unpack
 from syncd.report import RelationReport
+from syncd.slots import Slot
 from syncd.state import Failed
 
 log = structlog.get_logger("syncd")
@@ -107,16 +108,19 @@ class Applier:
         refused: list[RelationRefused],
     ) -> None:
         batch_id = next(self._batch_ids)
+        slot = Slot(self._window)  # lent out while the client backs off
         try:
+            self.known.intend(rel.name, details)  # durable before the request leaves
             try:
-                outcome = await self.send(self.client, rel, details)
+                with slot.bound():
+                    outcome = await self.send(self.client, rel, details)
             except asyncio.CancelledError:
                 lost = whole_failure(details, CANCELLED)
                 log_pairs(lost.lines, batch=batch_id, request_id=None)
                 report.failed += len(details)
                 raise
         finally:
-            self._window.release()
+            slot.release()
         report.sent += len(details)
         self.record(rel, batch_id, outcome, report, refused)
         self.progress[0] += len(details)
@@ -192,10 +196,12 @@ class Applier:
         self, rel: RelationSettings, chunk: list[tuple[PairKey, int]], report: RelationReport
     ) -> None:
         batch_id = next(self._batch_ids)
+        slot = Slot(self._window)
         try:
-            answer = await self.client.delete_associations(rel.bk_obj_id, [i for _, i in chunk])
+            with slot.bound():
+                answer = await self.client.delete_associations(rel.bk_obj_id, [i for _, i in chunk])
         finally:
-            self._window.release()
+            slot.release()
         ok = answer.verdict is Verdict.OK
         if ok:
             # Unknown ids are skipped by the CMDB: a pair already gone counts as deleted.

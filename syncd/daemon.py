@@ -14,6 +14,7 @@ import contextlib
 import functools
 import os
 import signal
+import threading
 import time
 from collections import deque
 from collections.abc import AsyncIterator, Collection
@@ -24,20 +25,24 @@ from syncd.cmdb.client import CmdbClient
 from syncd.config import Settings
 from syncd.control import ControlError, remove_pidfile, write_pidfile
 from syncd.health import Health
+from syncd.log import relation_context
 from syncd.metrics import Metrics
 from syncd.notify import SystemdNotifier
 from syncd.ops import OpsServer
 from syncd.progress import ProgressBar
 from syncd.push import PushSources
 from syncd.reconcile import Reconciler
-from syncd.report import CycleReport
+from syncd.report import CycleReport, RelationReport
 from syncd.sections import FileSourceSettings
 from syncd.sources.watch import watch_file
-from syncd.state import StateLocked, StateStore
+from syncd.state import StateError, StateLocked, StateStore
+from syncd.state.db import stop_waiting
 
 log = structlog.get_logger("syncd")
 
 REPORTS_KEPT = 16
+EXIT_GRACE = 2.0
+"""Seconds past ``shutdown_deadline`` after the first stop signal before a forced exit."""
 EX_TEMPFAIL = 75
 """Exit status when the state file is held by another syncd (sysexits' EX_TEMPFAIL)."""
 
@@ -63,6 +68,11 @@ class Daemon:
         self._everything = False
         self._signals = 0
         self.engine: Reconciler | None = None
+        self._client: CmdbClient | None = None
+        self._state_error: str | None = None
+        self._event_loop: asyncio.AbstractEventLoop | None = None
+        self._stop_signalled = False
+        self._exit_guard: threading.Timer | None = None
         self.last_report: CycleReport | None = None
         self.reports: deque[CycleReport] = deque(maxlen=REPORTS_KEPT)
         """The last few cycles' reports (a daemon runs for months: not all of them)."""
@@ -107,6 +117,7 @@ class Daemon:
         if self._stop.is_set():
             log.warning("second_stop_signal", signal=signum, action="exit now")
             os._exit(128 + (signum or signal.SIGTERM))
+        self._arm_exit_guard(signum)
         log.info("stopping", signal=signum, deadline=self.settings.sync.shutdown_deadline)
         self._stop.set()
         self._wake.set()
@@ -114,14 +125,47 @@ class Daemon:
         if self.engine is not None:
             self.engine.stop()
 
+    def _arm_exit_guard(self, signum: int | None) -> None:
+        """Whatever still runs after the deadline (a worker thread, a wait inside SQLite)
+        cannot keep the process: a timer thread ends it a moment after."""
+        if self._exit_guard is not None:
+            return
+        grace = self.settings.sync.shutdown_deadline + EXIT_GRACE
+        code = 128 + (signum or signal.SIGTERM)
+
+        def force() -> None:
+            log.error("shutdown_forced", waited=grace, action="exit now")
+            os._exit(code)
+
+        self._exit_guard = threading.Timer(grace, force)
+        self._exit_guard.daemon = True
+        self._exit_guard.start()
+
+    def _on_stop_signal(self, signum: int, _frame: object) -> None:
+        """SIGTERM/SIGINT, handled in Python (not by the loop): it runs even while the loop
+        thread waits in a state write, and the loop hears of it at once."""
+        if self._stop_signalled:
+            os._exit(128 + signum)  # the second one: at once, the state is transactional
+        self._stop_signalled = True
+        self._arm_exit_guard(signum)
+        stop_waiting.set()  # a state write waiting on another program's lock gives up
+        if self._event_loop is not None:
+            self._event_loop.call_soon_threadsafe(self.request_stop, signum)
+
     def _install_signals(self, loop: asyncio.AbstractEventLoop) -> None:
-        loop.add_signal_handler(signal.SIGHUP, self.request_resync)
+        self._event_loop = loop
         for sig in (signal.SIGTERM, signal.SIGINT):
-            loop.add_signal_handler(sig, self.request_stop, int(sig))
+            signal.signal(sig, self._on_stop_signal)
+        loop.add_signal_handler(signal.SIGHUP, self.request_resync)
+        # Held since the first instruction (syncd/__main__.py): any pending one is a resync.
+        signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGHUP})
 
     def _remove_signals(self, loop: asyncio.AbstractEventLoop) -> None:
-        for sig in (signal.SIGHUP, signal.SIGTERM, signal.SIGINT):
-            loop.remove_signal_handler(sig)
+        loop.remove_signal_handler(signal.SIGHUP)
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            signal.signal(sig, signal.SIG_DFL)
+        if self._exit_guard is not None:
+            self._exit_guard.cancel()
 
     # -- lifecycle -------------------------------------------------------------
 
@@ -133,22 +177,24 @@ class Daemon:
         """
         try:
             async with contextlib.AsyncExitStack() as stack:
-                engine = await self._startup(stack)
-                return await self._loop(engine)
+                await self._startup(stack)
+                return await self._loop(stack)
         except StateLocked as exc:
             log.error("state_locked", error=str(exc), holder=exc.holder)
             return EX_TEMPFAIL
         raise AssertionError("unreachable")  # pragma: no cover (mypy: the stack may swallow)
 
-    async def _startup(self, stack: contextlib.AsyncExitStack) -> Reconciler:
-        """Signals, state, helper tasks, ops server, pidfile, client: each undone by the stack."""
+    async def _startup(self, stack: contextlib.AsyncExitStack) -> None:
+        """Signals, state, helper tasks, ops server, pidfile, client: each undone by the stack.
+
+        A state store that cannot be opened now (read-only, disk full, a newer schema) does
+        not stop the start: every cycle fails with one line until it can be (see
+        :meth:`_engine`); only another syncd holding it does (exit 75).
+        """
         loop = asyncio.get_running_loop()
         self._install_signals(loop)
         stack.callback(self._stopped, loop)
-        store, warning = StateStore.open(self.settings.state.path, lock=True)
-        stack.callback(store.close)
-        if warning:
-            log.warning("state_rebuilt", path=str(self.settings.state.path), reason=warning)
+        store = self._open_state(stack)
         push = PushSources(self.settings, self.request_cycle)
         await stack.enter_async_context(self._helpers(push))
         if self.settings.ops.enabled and not self.once:
@@ -167,10 +213,9 @@ class Daemon:
             CmdbClient(self.settings.cmdb, observer=self.metrics)
         )
         stack.callback(self._stopping)
-        self.engine = Reconciler(self.settings, client, store, observer=self.metrics)
-        self.engine.apply.on_progress = self.progress
-        if self._stop.is_set():
-            self.engine.stop()
+        self._client = client
+        if store is not None:
+            self._make_engine(store)
         log.info(
             "started",
             relations=[r.name for r in self.settings.relations],
@@ -181,7 +226,53 @@ class Daemon:
         )
         self.notifier.ready()
         self.notifier.status("started; first cycle running")
+
+    def _open_state(self, stack: contextlib.AsyncExitStack) -> StateStore | None:
+        """The state store, closed by the stack; None (and one line) if it cannot be used now."""
+        path = self.settings.state.path
+        try:
+            store, warning = StateStore.open(path, lock=True)
+        except StateLocked:
+            raise
+        except StateError as exc:
+            self._state_error = str(exc)
+            log.error("state_unavailable", path=str(path), error=str(exc))
+            return None
+        stack.callback(store.close)
+        self._state_error = None
+        if warning:
+            log.warning("state_rebuilt", path=str(path), reason=warning)
+        return store
+
+    def _make_engine(self, store: StateStore) -> Reconciler:
+        assert self._client is not None, "the client opens before the engine is made"
+        self.engine = Reconciler(self.settings, self._client, store, observer=self.metrics)
+        self.engine.apply.on_progress = self.progress
+        if self._stop.is_set():
+            self.engine.stop()
         return self.engine
+
+    def _engine(self, stack: contextlib.AsyncExitStack) -> Reconciler | None:
+        """The engine; the first turns after a failed open try the state store again."""
+        if self.engine is None:
+            store = self._open_state(stack)
+            if store is not None:
+                log.info("state_available", path=str(self.settings.state.path))
+                self._make_engine(store)
+        return self.engine
+
+    def _state_unavailable_cycle(self) -> CycleReport:
+        """A cycle without a state store: each relation fails with one line, nothing is sent."""
+        error = f"state store unavailable: {self._state_error}"
+        reports = []
+        for rel in self.settings.relations:
+            with relation_context(rel.name, rel.bk_obj_asst_id, 0):
+                log.error("relation_failed", error=error)
+            reports.append(RelationReport(rel.name, error=error))
+        report = CycleReport(reports, 0.0)
+        self.metrics.record_cycle(0.0, ok=False)
+        log.info("cycle", **report.summary(), stopped=self._stop.is_set())
+        return report
 
     @contextlib.asynccontextmanager
     async def _helpers(self, push: PushSources) -> AsyncIterator[None]:
@@ -234,14 +325,18 @@ class Daemon:
         self.notifier.close()
         log.info("stopped")
 
-    async def _loop(self, engine: Reconciler) -> int:
+    async def _loop(self, stack: contextlib.AsyncExitStack) -> int:
         cycles = 0
         full_due = 0.0  # when the next cycle runs every relation: an interval after the last
         while not self._stop.is_set():
             resync, self._resync = self._resync, False
             only = self._take_scope(resync or time.monotonic() >= full_due)
             self._wake.clear()
-            report = await self._run_cycle(engine, resync, only)
+            engine = self._engine(stack)
+            if engine is None:
+                report: CycleReport | None = self._state_unavailable_cycle()
+            else:
+                report = await self._run_cycle(engine, resync, only)
             if only is None:
                 full_due = time.monotonic() + self.settings.sync.interval
             cycles += 1

@@ -104,13 +104,6 @@ class Reconciler:
             relations = [r for r in relations if r.name in only]
         if resync:
             self.desired.forget()
-            for rel in relations:
-                # The operator's word: whatever size the source has now is accepted.
-                self.store.set_source_size(rel.name, 0)
-                if rel.several_sources:
-                    for name, _ in rel.named_sources():
-                        self.store.set_source_size(size_key(rel, name), 0)
-                        self.store.set_source_baseline(rel.name, name, 0)
         async with asyncio.TaskGroup() as tg:
             tasks = [tg.create_task(self.run_relation(r, resync)) for r in relations]
         report = CycleReport([t.result() for t in tasks], time.monotonic() - started)
@@ -149,6 +142,13 @@ class Reconciler:
 
     async def run(self, rel: RelationSettings, report: RelationReport, resync: bool) -> None:
         """observe -> pull -> diff -> batch -> send/record -> fill ids -> prune."""
+        if resync:
+            # The operator's word: whatever size the source has now is accepted.
+            self.store.set_source_size(rel.name, 0)
+            if rel.several_sources:
+                for name, _ in rel.named_sources():
+                    self.store.set_source_size(size_key(rel, name), 0)
+                    self.store.set_source_baseline(rel.name, name, 0)
         try:
             (known, report.resynced), desired = await together(
                 self.known.observe(rel, resync=resync),
