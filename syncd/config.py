@@ -161,6 +161,18 @@ class SyncSettings(_Section):
     key_cache_ttl: float = Field(
         600, ge=0, description="seconds a resolved natural key is trusted; SIGHUP clears it"
     )
+    isolation_budget: int = Field(
+        1000,
+        ge=0,
+        le=1_000_000,
+        description="extra batch-create requests per cycle, all relations together, to find "
+        "the details a CMDB refuses as a whole (0: none; what is left waits for the next cycle)",
+    )
+    host_precheck: Literal["on", "off"] = Field(
+        "on",
+        description="confirm in bulk that a relation's hosts exist before sending pairs "
+        "naming them (list_hosts_without_biz, cached for key_cache_ttl)",
+    )
 
 
 class LogSettings(_Section):

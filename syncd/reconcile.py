@@ -20,7 +20,7 @@ from typing import Protocol
 
 import structlog
 
-from syncd.apply import Applier, SendBatch, send_batch
+from syncd.apply import Applier, SendBatch
 from syncd.cmdb.client import CmdbClient, CmdbError
 from syncd.config import RelationSettings, Settings
 from syncd.desired import Desired, DesiredReader, make_source
@@ -45,6 +45,7 @@ class EngineObserver(Protocol):
     """Where the reconciler reports counts (the metrics registry implements this)."""
 
     def record_pair(self, relation: str, outcome: str, n: int = 1) -> None: ...
+    def record_isolation(self, relation: str, requests: int) -> None: ...
     def set_relation_gauges(self, relation: str, desired: int, known: int, failed: int) -> None: ...
     def mark_success(self, relation: str) -> None: ...
     def record_cycle(self, seconds: float, *, ok: bool = True) -> None: ...
@@ -62,7 +63,7 @@ class Reconciler:
         observer: EngineObserver | None = None,
         clock: Callable[[], float] = time.time,
         source_factory: Callable[[RelationSettings], Source] = make_source,
-        send: SendBatch = send_batch,
+        send: SendBatch | None = None,
     ) -> None:
         self.settings = settings
         self.client = client
@@ -94,7 +95,7 @@ class Reconciler:
         """One pass over every relation, concurrently, sharing the client's limits."""
         started = time.monotonic()
         self.cycles += 1
-        self.apply.progress = [0, 0]
+        self.apply.begin_cycle(resync=resync)
         if resync:
             self.desired.forget()
             for rel in self.settings.relations:
