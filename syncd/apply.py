@@ -134,7 +134,11 @@ class Applier:
         self.send: SendBatch = (
             send if send is not None else SettleBatch(sync.isolation_budget, self.closed)
         )
-        self.hosts = HostCheck(client, sync.key_cache_ttl) if sync.host_precheck == "on" else None
+        self.hosts = HostCheck(client, sync.key_cache_ttl) if sync.host_precheck != "off" else None
+        self._sent_before: set[str] = set()
+        """Relations that sent host pairs in an earlier cycle of this process."""
+        self._met_missing_host: set[str] = set()
+        """Relations whose last cycle that sent anything met a missing host."""
         # The client's concurrency, counted at launch so that a stop leaves queued
         # batches unsent instead of queued inside the client.
         self._window = asyncio.Semaphore(client.settings.concurrency)
@@ -157,8 +161,12 @@ class Applier:
         """Send every batch; raises RelationRefused once the CMDB refused the relation."""
         details = [[unpack(k) for k in batch] for batch in batches]
         refused: list[RelationRefused] = []
-        if self.hosts is not None and any(host_sides(rel.bk_obj_id, rel.bk_asst_obj_id)):
-            details = await self._precheck(rel, details, report, refused)
+        if details and any(host_sides(rel.bk_obj_id, rel.bk_asst_obj_id)):
+            precheck = self._wants_precheck(rel.name)
+            self._sent_before.add(rel.name)
+            self._met_missing_host.discard(rel.name)  # this cycle's answers decide again
+            if precheck:
+                details = await self._precheck(rel, details, report, refused)
         self.progress[1] += sum(len(b) for b in details)
         async with asyncio.TaskGroup() as tg:
             for batch in details:
@@ -169,6 +177,16 @@ class Applier:
                 tg.create_task(self._create_one(rel, batch, report, refused))
         if refused:
             raise refused[0]
+
+    def _wants_precheck(self, name: str) -> bool:
+        """``on``: always. ``auto``: on a relation's first sending cycle (a first sync sends
+        many hosts at once) and while its last sending cycle met a missing host; a clean
+        relation then reacts to the rare refusal instead of paying a read each cycle."""
+        if self.hosts is None:
+            return False
+        if self.sync.host_precheck == "on":
+            return True
+        return name not in self._sent_before or name in self._met_missing_host
 
     async def _precheck(
         self,
@@ -244,6 +262,13 @@ class Applier:
             for name, rows in (("created", outcome.created), ("exists", outcome.exists)):
                 self.observer.record_pair(rel.name, name, len(rows))
             self.observer.record_pair(rel.name, "failed", len(outcome.failed))
+        sides = host_sides(rel.bk_obj_id, rel.bk_asst_obj_id)
+        if any(
+            (f.kind is IndexKind.MISSING_SOURCE and sides[0])
+            or (f.kind is IndexKind.MISSING_TARGET and sides[1])
+            for f in outcome.failed
+        ):
+            self._met_missing_host.add(rel.name)
         report.isolation_requests += outcome.isolation_requests
         report.deferred += len(outcome.deferred)
         if self.observer is not None:
@@ -278,7 +303,12 @@ class Applier:
             if f.kind is not None:
                 n = attempts.get(pack(f.src, f.dst), 0) + 1
                 when = pair_next_attempt(
-                    f.kind, n, now, self.sync.pair_backoff_base, self.sync.pair_backoff_cap
+                    f.kind,
+                    n,
+                    now,
+                    self.sync.pair_backoff_base,
+                    self.sync.pair_backoff_cap,
+                    isolated=f.isolated,
                 )
             rows.append(Failed(f.src, f.dst, f.reason, f.message, when))
         return rows

@@ -357,7 +357,8 @@ def batch_outcome(
             if verbose:
                 group.append(("info", pair_fields("exists", "create", outcome.position, src, dst)))
         else:
-            failure = FailedPair(src, dst, kind, outcome.message)
+            refused = outcome.exchange.answer.verdict is not Verdict.OK
+            failure = FailedPair(src, dst, kind, outcome.message, refused and kind is not None)
             failed.append(failure)
             fields = pair_fields(
                 "failed",

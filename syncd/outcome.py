@@ -435,6 +435,8 @@ class FailedPair:
     dst: int
     kind: IndexKind | None
     message: str
+    isolated: bool = False
+    """Refused by a whole-request refusal about it alone (syncd.isolate), not per index."""
 
     @property
     def reason(self) -> str:

@@ -15,9 +15,10 @@ from __future__ import annotations
 import time
 from collections.abc import Callable, Iterable, Sequence
 
-from syncd.cmdb.client import CmdbClient
+from syncd.cmdb.client import HOST_PAGE_LIMIT, CmdbClient
 from syncd.outcome import BatchOutcome, FailedPair, IndexKind, LogLine, pair_fields
 from syncd.refusal import INT64_MAX
+from syncd.tasks import together
 
 HOST = "host"
 CHECKED_BY = "list_hosts_without_biz"
@@ -51,7 +52,12 @@ class HostCheck:
         }
         if not unconfirmed:
             return set()
-        found = await self.client.existing_hosts(unconfirmed)
+        wanted = sorted(unconfirmed)
+        chunks = [wanted[i : i + HOST_PAGE_LIMIT] for i in range(0, len(wanted), HOST_PAGE_LIMIT)]
+        # Pages at once (the client's concurrency and rate limit apply), not one by one.
+        found: set[int] = set().union(
+            *await together(*(self.client.existing_hosts(chunk) for chunk in chunks))
+        )
         expires = now + self.ttl
         for host_id in found:
             self._confirmed[host_id] = expires

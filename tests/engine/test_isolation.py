@@ -8,21 +8,29 @@ answers per index and nothing extra is sent.
 
 from __future__ import annotations
 
+import json
+from collections.abc import AsyncIterator, Callable
+from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any
 
+import aiohttp
 import pytest
+from aiohttp import web
 
 from syncd.batching import MAX_BATCH
+from syncd.isolate import isolation_bound
 from syncd.metrics import Metrics
 from syncd.simulator import Fixture, Simulator, SimulatorOptions
 from tests.helpers import (
     ASST,
+    Proc,
     capture_logs,
     engine_for,
     fixture_dict,
     load,
     pair_lines,
+    start_simulator,
     write_config,
     write_csv,
 )
@@ -128,7 +136,7 @@ async def test_precheck_holds_stale_hosts_back_without_sending(tmp_path: Path) -
     async with sim.running(host="127.0.0.1", port=0) as url:
         cfg = write_config(tmp_path, url, write_csv(tmp_path / "t.csv", desired))
         settings = load(cfg)
-        assert settings.sync.host_precheck == "on"
+        assert settings.sync.host_precheck == "auto"
         async with engine_for(settings) as engine:
             with capture_logs() as logs:
                 report = await engine.cycle()
@@ -140,6 +148,35 @@ async def test_precheck_holds_stale_hosts_back_without_sending(tmp_path: Path) -
     assert sorted((p["bk_inst_id"], p["bk_asst_inst_id"]) for p in held) == sorted(
         k for k, reason in bad.items() if reason == "missing_target"
     )
+
+
+async def test_auto_precheck_follows_what_the_last_cycle_met(
+    tmp_path: Path, sim_factory: Callable[..., Simulator]
+) -> None:
+    sim = sim_factory(SimulatorOptions(auth=True), switches=2, hosts=100)
+    topo = tmp_path / "t.csv"
+    rows = [(1, 1000 + h) for h in range(1, 51)]
+    async with sim.running(host="127.0.0.1", port=0) as url:
+        settings = load(write_config(tmp_path, url, write_csv(topo, rows)))
+        async with engine_for(settings) as engine:
+
+            async def cycle(new: list[tuple[int, int]]) -> tuple[int, int]:
+                """(host checks, isolation requests) of one cycle adding ``new`` pairs."""
+                rows.extend(new)
+                write_csv(topo, rows)
+                before = sim.stats()["requests_by_api"].get("list_hosts_without_biz", 0)
+                report = await engine.cycle()
+                after = sim.stats()["requests_by_api"].get("list_hosts_without_biz", 0)
+                return after - before, report.relations[0].isolation_requests
+
+            assert await cycle([]) == (1, 0)  # first cycle: check the hosts in bulk
+            assert await cycle([(2, 1000 + h) for h in range(51, 101)]) == (0, 0)  # clean: react
+            # The refusal names the stale host; the rest is resent: one extra request.
+            assert await cycle([(2, 5000), (1, 1100)]) == (0, 1)
+            assert await cycle([(2, 5001), (1, 1099)]) == (1, 0)  # met one: check again
+            assert await cycle([(1, 1051)]) == (1, 0)  # 5001 was met last cycle: check
+            assert await cycle([(1, 1052)]) == (0, 0)  # that check met none: react again
+    assert len(sim.pairs(ASST)) == 104
 
 
 async def test_auth_off_answers_per_index_with_no_extra_request(tmp_path: Path) -> None:
@@ -184,3 +221,133 @@ async def test_a_relation_level_refusal_is_never_bisected(tmp_path: Path) -> Non
     batches = -(-len(desired) // MAX_BATCH)
     assert stats["requests_by_api"]["batch_create_instance_association"] <= batches
     assert sim.pairs(ASST) == set()
+
+
+POISON = {(1, 1077), (2, 1033), (3, 1150)}
+"""Details a (hypothetical) topo bug refuses the whole request for, naming nothing:
+one in each batch of 200."""
+
+
+@asynccontextmanager
+async def poisoning_proxy(upstream: str) -> AsyncIterator[str]:
+    """A loopback HTTP proxy in front of the simulator: a batch create that carries
+    one of :data:`POISON` is refused as a whole the way a topo panic is (1199999, no names)."""
+    session = aiohttp.ClientSession()
+
+    async def forward(request: web.Request) -> web.Response:
+        body = await request.read()
+        if request.path.rstrip("/").endswith("batch_create_instance_association"):
+            details = json.loads(body).get("details", [])
+            if any((d["bk_inst_id"], d["bk_asst_inst_id"]) in POISON for d in details):
+                refusal = {"result": False, "code": 1199999, "data": None}
+                refusal["message"] = "'topo' Internal Server Error"
+                return web.json_response(refusal)
+        async with session.request(
+            request.method, upstream + request.path_qs, data=body, headers=request.headers
+        ) as resp:
+            return web.Response(
+                body=await resp.read(), status=resp.status, content_type="application/json"
+            )
+
+    app = web.Application()
+    app.router.add_route("*", "/{tail:.*}", forward)
+    runner = web.AppRunner(app)
+    await runner.setup()
+    site = web.TCPSite(runner, "127.0.0.1", 0)
+    await site.start()
+    port = runner.addresses[0][1]
+    try:
+        yield f"http://127.0.0.1:{port}"
+    finally:
+        await runner.cleanup()
+        await session.close()
+
+
+async def test_an_unnamed_refusal_is_bisected_to_the_poison_detail(
+    tmp_path: Path, sim_factory: Callable[..., Simulator]
+) -> None:
+    sim = sim_factory(SimulatorOptions(auth=True), switches=3, hosts=200)
+    desired = [(s, 1000 + h) for s in (1, 2, 3) for h in range(1, 201)]
+    async with sim.running(host="127.0.0.1", port=0) as url, poisoning_proxy(url) as proxy:
+        cfg = write_config(tmp_path, proxy, write_csv(tmp_path / "t.csv", desired))
+        async with engine_for(load(cfg)) as engine:
+            with capture_logs() as logs:
+                report = await engine.cycle()
+    (relation,) = report.relations
+    assert sim.pairs(ASST) == set(desired) - POISON
+    assert relation.failed == 3 and relation.error is None
+    assert 0 < relation.isolation_requests <= 3 * isolation_bound(1, MAX_BATCH)
+    failed = [p for p in pair_lines(logs) if p["outcome"] == "failed"]
+    assert {(p["bk_inst_id"], p["bk_asst_inst_id"]) for p in failed} == POISON
+    assert all(p["reason"] == "other" and "Internal Server Error" in p["error"] for p in failed)
+    assert len(pair_lines(logs)) == len(desired)
+
+
+async def test_a_spent_isolation_budget_defers_to_the_next_cycle(
+    tmp_path: Path, sim_factory: Callable[..., Simulator]
+) -> None:
+    sim = sim_factory(SimulatorOptions(auth=True), switches=3, hosts=200)
+    desired = [(s, 1000 + h) for s in (1, 2, 3) for h in range(1, 201)]
+    async with sim.running(host="127.0.0.1", port=0) as url, poisoning_proxy(url) as proxy:
+        topo = write_csv(tmp_path / "t.csv", desired)
+        settings = load(write_config(tmp_path, proxy, topo, sync_extra="isolation_budget = 16"))
+        async with engine_for(settings) as engine:
+            with capture_logs() as logs:
+                first = (await engine.cycle()).relations[0]
+            # Three bisections share 16 requests: some details wait (not failed).
+            assert first.isolation_requests == 16 and first.deferred > 0
+            assert first.failed < 3 and first.error is None
+            logged = {(p["bk_inst_id"], p["bk_asst_inst_id"]) for p in pair_lines(logs)}
+            assert len(logged) == len(desired) - first.deferred
+            failed = first.failed
+            for _ in range(10):  # a fresh budget each cycle; each cycle makes progress
+                report = (await engine.cycle()).relations[0]
+                failed += report.failed
+                if report.deferred == 0:
+                    break
+    assert report.deferred == 0 and failed == 3
+    assert sim.pairs(ASST) == set(desired) - POISON
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize(("gateway", "precheck"), [("esb", "off"), ("apigw", "off"), ("esb", "on")])
+def test_syncd_once_against_auth_on_simulator(
+    tmp_path: Path, procs: list[Proc], gateway: str, precheck: str
+) -> None:
+    """The real processes: `syncd once` exits 1 only because of the 30 stale pairs."""
+    desired, bad = stale_topology()
+    fixture = tmp_path / "fixture.json"
+    fixture.write_text(json.dumps({**stale_fixture(), "auth": True}), encoding="utf-8")
+    url = start_simulator(procs, fixture, "--rate-limit", "off")
+    cfg = write_config(
+        tmp_path,
+        url,
+        write_csv(tmp_path / "t.csv", desired),
+        gateway=gateway,
+        sync_extra=f'host_precheck = "{precheck}"',
+    )
+    once = Proc(["-m", "syncd", "once", "--config", str(cfg)])
+    procs.append(once)
+    assert once.wait(120) == 1, once.stderr()[-2000:]
+    logs = once.lines
+    pairs = pair_lines(logs)
+    failed = {
+        (p["bk_inst_id"], p["bk_asst_inst_id"]): p["reason"]
+        for p in pairs
+        if p["outcome"] == "failed"
+    }
+    assert failed == bad
+    created = {(p["bk_inst_id"], p["bk_asst_inst_id"]) for p in pairs if p["outcome"] == "created"}
+    assert created == set(desired) - set(bad)
+    assert not [line for line in logs if line["event"] in ("relation_refused", "relation_failed")]
+    (relation,) = [line for line in logs if line["event"] == "relation"]
+    assert relation["error"] is None and relation["failed"] == 30 and relation["deferred"] == 0
+    isolated = sum(line["isolation_requests"] for line in logs if line["event"] == "batch_isolated")
+    assert relation["isolation_requests"] == isolated
+    batches = batches_with_stale_hosts(desired)
+    if precheck == "off":
+        # One per stale host (each refusal names one), within the per-batch bound.
+        assert isolated == len(STALE_HOSTS)
+        assert isolated <= batches * isolation_bound(len(STALE_HOSTS), MAX_BATCH)
+    else:
+        assert isolated == 0
