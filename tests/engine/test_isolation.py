@@ -24,6 +24,7 @@ from syncd.metrics import Metrics
 from syncd.simulator import Fixture, Simulator, SimulatorOptions
 from tests.helpers import (
     ASST,
+    REPO,
     Proc,
     capture_logs,
     engine_for,
@@ -351,3 +352,25 @@ def test_syncd_once_against_auth_on_simulator(
         assert isolated <= batches * isolation_bound(len(STALE_HOSTS), MAX_BATCH)
     else:
         assert isolated == 0
+
+
+@pytest.mark.slow
+def test_demo_runs_against_an_auth_on_cmdb(procs: list[Proc]) -> None:
+    """`syncd demo`: the demo fixture keeps bk-cmdb's default (auth on); host 150 and
+    switch 9 fail with their reasons and every other pair is created."""
+    fixture = (REPO / "config" / "demo" / "fixture.yaml").read_text(encoding="utf-8")
+    assert "\nauth:" not in fixture  # the simulator's default: on
+    demo = Proc(["-m", "syncd", "demo"])
+    procs.append(demo)
+    assert demo.wait(120) == 0, demo.stderr()[-2000:]
+    failed = {
+        (p["bk_inst_id"], p["bk_asst_inst_id"]): p["reason"]
+        for p in pair_lines(demo.lines)
+        if p["outcome"] == "failed"
+    }
+    assert failed == {(3, 150): "missing_target", (9, 101): "missing_source"}
+    assert not [line for line in demo.lines if line["event"] == "relation_refused"]
+    cycles = [line for line in demo.lines if line["event"] == "cycle"]
+    assert [c["failed"] for c in cycles] == [2, 0] and cycles[1]["sent"] == 0
+    summary = demo.stderr()
+    assert "2 failed" in summary and "cycle 2: 0 sent" in summary
