@@ -19,6 +19,7 @@ import pytest
 from aiohttp import web
 
 from syncd.batching import MAX_BATCH
+from syncd.config import ConfigError
 from syncd.isolate import isolation_bound
 from syncd.metrics import Metrics
 from syncd.simulator import Fixture, Simulator, SimulatorOptions
@@ -374,3 +375,29 @@ def test_demo_runs_against_an_auth_on_cmdb(procs: list[Proc]) -> None:
     assert [c["failed"] for c in cycles] == [2, 0] and cycles[1]["sent"] == 0
     summary = demo.stderr()
     assert "2 failed" in summary and "cycle 2: 0 sent" in summary
+
+
+@pytest.mark.parametrize(
+    ("line", "named"),
+    [
+        ("isolation_budget = 5", "sync.isolation_budget"),
+        ("isolation_budget = -1", "sync.isolation_budget"),
+        ('isolation_budget = "lots"', "sync.isolation_budget"),
+        ('host_precheck = "maybe"', "sync.host_precheck"),
+        ("host_precheck = true", "sync.host_precheck"),
+    ],
+)
+def test_isolation_settings_are_validated(tmp_path: Path, line: str, named: str) -> None:
+    cfg = write_config(tmp_path, "http://127.0.0.1:1", tmp_path / "t.csv", sync_extra=line)
+    with pytest.raises(ConfigError, match=named.replace(".", r"\.")):
+        load(cfg)
+
+
+def test_isolation_settings_default_and_accept(tmp_path: Path) -> None:
+    plain = load(write_config(tmp_path, "http://127.0.0.1:1", tmp_path / "t.csv"))
+    assert (plain.sync.isolation_budget, plain.sync.host_precheck) == (1000, "auto")
+    extra = 'isolation_budget = 16\nhost_precheck = "on"'
+    chosen = load(
+        write_config(tmp_path, "http://127.0.0.1:1", tmp_path / "t.csv", sync_extra=extra)
+    )
+    assert (chosen.sync.isolation_budget, chosen.sync.host_precheck) == (16, "on")
