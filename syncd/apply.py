@@ -159,22 +159,21 @@ class Applier:
         self, rel: RelationSettings, batches: list[list[PairKey]], report: RelationReport
     ) -> None:
         """Send every batch; raises RelationRefused once the CMDB refused the relation."""
-        details = [[unpack(k) for k in batch] for batch in batches]
         refused: list[RelationRefused] = []
-        if details and any(host_sides(rel.bk_obj_id, rel.bk_asst_obj_id)):
+        if batches and any(host_sides(rel.bk_obj_id, rel.bk_asst_obj_id)):
             precheck = self._wants_precheck(rel.name)
             self._sent_before.add(rel.name)
             self._met_missing_host.discard(rel.name)  # this cycle's answers decide again
             if precheck:
-                details = await self._precheck(rel, details, report, refused)
-        self.progress[1] += sum(len(b) for b in details)
+                batches = await self._precheck(rel, batches, report, refused)
+        self.progress[1] += sum(len(b) for b in batches)
         async with asyncio.TaskGroup() as tg:
-            for batch in details:
+            for batch in batches:
                 await self._window.acquire()
                 if self.closed.is_set() or refused:
                     self._window.release()
                     break
-                tg.create_task(self._create_one(rel, batch, report, refused))
+                tg.create_task(self._create_one(rel, [unpack(k) for k in batch], report, refused))
         if refused:
             raise refused[0]
 
@@ -191,14 +190,20 @@ class Applier:
     async def _precheck(
         self,
         rel: RelationSettings,
-        batches: list[Details],
+        batches: list[list[PairKey]],
         report: RelationReport,
         refused: list[RelationRefused],
-    ) -> list[Details]:
+    ) -> list[list[PairKey]]:
         """Hold back pairs naming hosts the CMDB does not have, without sending them."""
         assert self.hosts is not None
         sides = host_sides(rel.bk_obj_id, rel.bk_asst_obj_id)
-        ids = {d[side] for batch in batches for d in batch for side in (0, 1) if sides[side]}
+        ids = {
+            pair[side]
+            for batch in batches
+            for pair in map(unpack, batch)
+            for side in (0, 1)
+            if sides[side]
+        }
         try:
             missing = await self.hosts.missing(ids)
         except CmdbError as exc:
@@ -207,13 +212,15 @@ class Applier:
             return batches
         if not missing:
             return batches
-        kept: list[Details] = []
+        kept: list[list[PairKey]] = []
         stale: list[tuple[int, int, IndexKind]] = []
         for batch in batches:
-            keep, gone = split_stale(batch, missing, sides)
+            keep, gone = split_stale([unpack(k) for k in batch], missing, sides)
             stale.extend(gone)
-            if keep:
-                kept.append(keep)
+            if not gone:
+                kept.append(batch)
+            elif keep:
+                kept.append([pack(s, d) for s, d in keep])
         if stale:
             self.record(rel, next(self._batch_ids), stale_outcome(stale), report, refused)
         return kept
