@@ -161,6 +161,20 @@ class SyncSettings(_Section):
     key_cache_ttl: float = Field(
         600, ge=0, description="seconds a resolved natural key is trusted; SIGHUP clears it"
     )
+    isolation_budget: int = Field(
+        1000,
+        ge=16,
+        le=1_000_000,
+        description="extra batch-create requests per cycle, all relations together, to find "
+        "the details a CMDB refuses as a whole; what is left waits for the next cycle (at "
+        "least 16: what one refused detail in a full batch of 200 may cost)",
+    )
+    host_precheck: Literal["auto", "on", "off"] = Field(
+        "auto",
+        description="confirm in bulk that a relation's hosts exist before sending pairs "
+        "naming them (list_hosts_without_biz, cached for key_cache_ttl); auto: on a "
+        "relation's first cycle and while its last cycle met a missing host",
+    )
 
 
 class LogSettings(_Section):

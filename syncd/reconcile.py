@@ -21,7 +21,7 @@ from typing import Protocol
 
 import structlog
 
-from syncd.apply import Applier, SendBatch, send_batch
+from syncd.apply import Applier, SendBatch
 from syncd.cmdb.client import CmdbClient, CmdbError
 from syncd.config import RelationSettings, Settings
 from syncd.desired import Desired, DesiredReader, SourceFactory, make_source, size_key
@@ -46,6 +46,7 @@ class EngineObserver(Protocol):
     """Where the reconciler reports counts (the metrics registry implements this)."""
 
     def record_pair(self, relation: str, outcome: str, n: int = 1) -> None: ...
+    def record_isolation(self, relation: str, requests: int) -> None: ...
     def set_relation_gauges(self, relation: str, desired: int, known: int, failed: int) -> None: ...
     def mark_success(self, relation: str) -> None: ...
     def record_cycle(self, seconds: float, *, ok: bool = True) -> None: ...
@@ -63,7 +64,7 @@ class Reconciler:
         observer: EngineObserver | None = None,
         clock: Callable[[], float] = time.time,
         source_factory: SourceFactory = make_source,
-        send: SendBatch = send_batch,
+        send: SendBatch | None = None,
     ) -> None:
         self.settings = settings
         self.client = client
@@ -98,7 +99,7 @@ class Reconciler:
         concurrently, sharing the client's limits. A resync always covers every one."""
         started = time.monotonic()
         self.cycles += 1
-        self.apply.progress = [0, 0]
+        self.apply.begin_cycle(resync=resync)
         relations = self.settings.relations
         if only is not None and not resync:
             relations = [r for r in relations if r.name in only]

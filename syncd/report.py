@@ -36,6 +36,8 @@ class RelationReport:
     absent: int = 0
     deleted: int = 0
     delete_failed: int = 0
+    isolation_requests: int = 0
+    """Batch-create requests beyond each batch's first, to settle whole-request refusals."""
     prune_blocked: str | None = None
     resynced: bool = False
     error: str | None = None
@@ -98,6 +100,7 @@ class CycleReport:
             "desired": self.total("desired"),
             "known": self.total("known"),
             "sent": self.total("sent"),
+            "isolation_requests": self.total("isolation_requests"),
             "created": self.total("created"),
             "exists": self.total("exists"),
             "failed": self.total("failed"),
