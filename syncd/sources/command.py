@@ -24,6 +24,7 @@ from typing import Any
 import structlog
 
 from syncd.sources.base import RawFact, ReadStats, SourceError, chunked, redact
+from syncd.sources.childio import finish, read_tail
 from syncd.sources.lldpd import LldpdFormatError, neighbor_key, orient, parse_neighbors
 from syncd.sources.paths import PathMissing, compile_path, get_path, scalar
 from syncd.sources.settings import CommandSourceSettings
@@ -77,7 +78,7 @@ class CommandSource:
         except OSError as exc:
             raise self._fail(f"could not start: {exc.strerror or type(exc).__name__}") from None
         assert proc.stdout is not None and proc.stderr is not None
-        stderr_task = asyncio.ensure_future(_read_tail(proc.stderr, STDERR_TAIL))
+        stderr_task = asyncio.ensure_future(read_tail(proc.stderr, STDERR_TAIL))
         try:
             async with asyncio.timeout(s.timeout):
                 out = await _read_limited(proc.stdout, s.max_output)
@@ -92,7 +93,7 @@ class CommandSource:
         except TimeoutError:
             _kill(proc)
             await proc.wait()
-            err = await _finish(stderr_task)
+            err = await finish(stderr_task)
             raise self._fail(f"timed out after {s.timeout:g}s and was killed", err) from None
         finally:
             if proc.returncode is None:  # cancelled: leave no process behind
@@ -255,22 +256,6 @@ async def _read_limited(stream: asyncio.StreamReader, limit: int) -> bytes | Non
             return None
         parts.append(chunk)
     return b"".join(parts)
-
-
-async def _read_tail(stream: asyncio.StreamReader, keep: int) -> bytes:
-    """Drain a stream (so the child never blocks on it), keeping its last bytes."""
-    tail = b""
-    while chunk := await stream.read(65536):
-        tail = (tail + chunk)[-keep:]
-    return tail
-
-
-async def _finish(task: asyncio.Future[bytes]) -> bytes:
-    try:
-        async with asyncio.timeout(1.0):
-            return await task
-    except (TimeoutError, asyncio.CancelledError):
-        return b""
 
 
 def _kill(proc: asyncio.subprocess.Process) -> None:

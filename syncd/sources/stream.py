@@ -27,6 +27,7 @@ from pathlib import Path
 import structlog
 
 from syncd.sources.base import redact
+from syncd.sources.childio import finish, read_tail
 from syncd.sources.settings import Framing
 
 log = structlog.get_logger("syncd.sources")
@@ -164,7 +165,7 @@ class StreamSupervisor:
         self.pid = proc.pid
         log.info("stream_started", relation=self.name, program=self.program, pid=proc.pid)
         assert proc.stdout is not None and proc.stderr is not None
-        stderr_task = asyncio.create_task(_read_tail(proc.stderr, STDERR_TAIL))
+        stderr_task = asyncio.create_task(read_tail(proc.stderr, STDERR_TAIL))
         pump = asyncio.create_task(self._pump(proc.stdout))
         stopped = asyncio.create_task(stop.wait())
         try:
@@ -179,7 +180,7 @@ class StreamSupervisor:
             pump.cancel()
             stopped.cancel()
             await self._terminate(proc)
-            tail = await _finish(stderr_task)
+            tail = await finish(stderr_task)
         if tail and not stop.is_set():
             text = tail.decode("utf-8", "replace").strip()
             log.warning(
@@ -237,20 +238,3 @@ def _signal_group(proc: asyncio.subprocess.Process, sig: signal.Signals) -> None
         if proc.returncode is None:
             with contextlib.suppress(ProcessLookupError):
                 proc.send_signal(sig)
-
-
-async def _read_tail(stream: asyncio.StreamReader, keep: int) -> bytes:
-    """Drain a stream (so the child never blocks on it), keeping its last bytes."""
-    tail = b""
-    while chunk := await stream.read(65536):
-        tail = (tail + chunk)[-keep:]
-    return tail
-
-
-async def _finish(task: asyncio.Task[bytes]) -> bytes:
-    try:
-        async with asyncio.timeout(1.0):
-            return await task
-    except (TimeoutError, asyncio.CancelledError):
-        task.cancel()
-        return b""

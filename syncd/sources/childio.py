@@ -1,0 +1,25 @@
+"""Reading a child process's stderr without letting it block: shared by the command
+source (one run per cycle) and the watch stream supervisor (one long run)."""
+
+from __future__ import annotations
+
+import asyncio
+
+
+async def read_tail(stream: asyncio.StreamReader, keep: int) -> bytes:
+    """Drain a stream (so the child never blocks on it), keeping its last ``keep`` bytes."""
+    tail = b""
+    while chunk := await stream.read(65536):
+        tail = (tail + chunk)[-keep:]
+    return tail
+
+
+async def finish(task: asyncio.Future[bytes]) -> bytes:
+    """The drained tail, waiting at most a second for the pipe to close (a grandchild may
+    still hold it); an unfinished read is cancelled and reads as nothing."""
+    try:
+        async with asyncio.timeout(1.0):
+            return await task
+    except (TimeoutError, asyncio.CancelledError):
+        task.cancel()
+        return b""
