@@ -94,6 +94,21 @@ class AuthParser:
             return self._delete_batch(body)
         if api.name == "delete_instance_association":
             return self._delete_one(params)
+        if api.name == "resource_watch":
+            return self._watch(params, body)
+        return None
+
+    def _watch(self, params: Mapping[str, Any], body: Any) -> str | None:
+        # src/ac/parser/event.go:48-117: a sub resource, when present, must name a model
+        # (getOneModel with gjson String(), util.go:41-50); it becomes the IAM instance.
+        if params.get("bk_resource") not in ("object_instance", "mainline_instance", "inst_asst"):
+            return None
+        sub = _get(_get(body, "bk_filter"), "bk_sub_resource")
+        if sub is _ABSENT:
+            return None
+        name = _go_string(sub)
+        if not self._model_exists(name):
+            return f"model [map[bk_obj_id:{name}]] not found"
         return None
 
     def _delete_one(self, params: Mapping[str, Any]) -> str | None:

@@ -10,13 +10,14 @@ requests can race, as on a real CMDB.
 
 from __future__ import annotations
 
+import asyncio
 import re
 from collections.abc import Awaitable, Callable, Mapping
 from contextvars import ContextVar
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
-from syncd.simulator import query
+from syncd.simulator import query, watch
 from syncd.simulator.messages import (
     ASSOCIATION_ALREADY_EXIST,
     ASST_INST_NOT_EXIST,
@@ -118,6 +119,7 @@ APIS: tuple[ApiSpec, ...] = (
     ),
     ApiSpec("search_object_instances", "POST", "/api/v3/search/instances/object/{bk_obj_id}"),
     ApiSpec("list_hosts_without_biz", "POST", "/api/v3/hosts/list_hosts_without_app"),
+    ApiSpec("resource_watch", "POST", "/api/v3/event/watch/resource/{bk_resource}"),
 )
 BY_NAME: dict[str, ApiSpec] = {api.name: api for api in APIS}
 _PATTERNS = [(api, api.pattern) for api in APIS]
@@ -266,15 +268,27 @@ def _sorted_keys(doc: dict[str, Any]) -> dict[str, Any]:
 
 _FAULT: ContextVar[str | None] = ContextVar("sim_fault", default=None)
 _VERSION: ContextVar[CmdbVersion | None] = ContextVar("sim_version", default=None)
+_COSTS: ContextVar[Costs | None] = ContextVar("sim_costs", default=None)
 """Per request (each request is its own asyncio task, so its own context)."""
+
+
+@dataclass(frozen=True, slots=True)
+class Costs:
+    """Server-side costs a real CMDB has and the simulator pays on request."""
+
+    skip_cost_us: float = 0.0
+    """Per row a ``page.start`` skips in search_instance_associations (MongoDB walks them)."""
+    watching: watch.WatchSettings = field(default_factory=watch.WatchSettings)
+    """The watch's hold, error delay and retention."""
 
 
 class Backend:
     """Serves each API's body against the store; returns ``data`` or raises CmdbError."""
 
-    def __init__(self, store: Store, stats: Stats) -> None:
+    def __init__(self, store: Store, stats: Stats, chain: watch.EventChain | None = None) -> None:
         self.store = store
         self.stats = stats
+        self.chain = chain if chain is not None else watch.EventChain()
 
     @property
     def fault(self) -> str | None:
@@ -286,6 +300,10 @@ class Backend:
         """The bk-cmdb release the request is answered as."""
         return _VERSION.get() or CmdbVersion.parse("3.14")
 
+    @property
+    def costs(self) -> Costs:
+        return _COSTS.get() or Costs()
+
     async def call(
         self,
         api: ApiSpec,
@@ -296,6 +314,7 @@ class Backend:
         *,
         fault: str | None = None,
         version: CmdbVersion | None = None,
+        costs: Costs | None = None,
     ) -> Any:
         """Serve one request. ``fault`` ``core-busy`` fails the single create where the core
         service takes its lock; ``audit-fail`` fails the audit-log save after the writes
@@ -303,6 +322,7 @@ class Backend:
         roll back. ``version`` selects what changed between bk-cmdb releases."""
         _FAULT.set(fault)
         _VERSION.set(version)
+        _COSTS.set(costs)
         handler: Callable[[Mapping[str, Any], Any, Lang, Pace], Awaitable[Any]] = getattr(
             self, api.name
         )
@@ -420,8 +440,26 @@ class Backend:
         _check_limit(page)
         _check_filter(rule, "conditions")
         _check_start(page)
-        info = self.store.search_associations(obj, rule, fields, page.start, page.limit, page.sort)
+        info, skipped = self.store.search_associations_page(
+            obj, rule, fields, page.start, page.limit, page.sort
+        )
+        cost = skipped * self.costs.skip_cost_us / 1e6
+        if skipped:
+            self.stats.skip(skipped, cost)
+        if cost > 0:
+            await asyncio.sleep(cost)
         return {"info": info}
+
+    async def resource_watch(
+        self, params: Mapping[str, Any], raw: Any, lang: Lang, pace: Pace
+    ) -> Any:
+        """bk-cmdb's watch (event server, then cache service); see :mod:`watch`."""
+        if isinstance(raw, Malformed):
+            raw = watch.NOT_JSON
+        resource = params.get("bk_resource")
+        return await watch.serve(
+            self.chain, resource if isinstance(resource, str) else "", raw, self.costs.watching
+        )
 
     async def count_instance_associations(
         self, params: Mapping[str, Any], raw: Any, lang: Lang, pace: Pace

@@ -17,6 +17,7 @@ from syncd.simulator.fixture import Fixture, FixtureError
 from syncd.simulator.server import Simulator, SimulatorOptions
 from syncd.simulator.version import DEFAULT as DEFAULT_VERSION
 from syncd.simulator.version import LINES, CmdbVersion
+from syncd.simulator.watch import HOLD_SECONDS, TTL_SECONDS
 
 DEFAULT_RATE = 100.0
 """bk-cmdb's published API-gateway limit: 100 requests/s per app and resource
@@ -74,6 +75,23 @@ def _fraction(value: str) -> float:
     return rate
 
 
+def _non_negative(value: str) -> float:
+    try:
+        number = float(value)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a number, got {value!r}") from None
+    if not number >= 0:
+        raise argparse.ArgumentTypeError("must not be negative")
+    return number
+
+
+def _positive(value: str) -> float:
+    number = _non_negative(value)
+    if number <= 0:
+        raise argparse.ArgumentTypeError("must be positive")
+    return number
+
+
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     """The simulator's options, for ``syncd simulate`` and ``python -m syncd.simulator``."""
     parser.add_argument(
@@ -118,6 +136,21 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         f" (default: {','.join(FAULT_KINDS)})",
     )  # fmt: skip
     parser.add_argument("--seed", type=int, default=0, metavar="N", help="fault RNG seed")
+    parser.add_argument(
+        "--watch-timeout", type=_non_negative, default=HOLD_SECONDS, metavar="SECONDS",
+        help="how long resource_watch holds a cursor request when no event matches"
+        f" (default {HOLD_SECONDS:g}, as bk-cmdb)",
+    )  # fmt: skip
+    parser.add_argument(
+        "--watch-retention", type=_positive, default=TTL_SECONDS, metavar="SECONDS",
+        help="how long watch events are kept; an older cursor answers 1103007"
+        f" (default {TTL_SECONDS}, bk-cmdb's 6 h for inst_asst)",
+    )  # fmt: skip
+    parser.add_argument(
+        "--skip-cost-us", type=_non_negative, default=0.0, metavar="N",
+        help="server time in microseconds per row a page.start skips in"
+        " search_instance_associations, as MongoDB walks them (default 0)",
+    )  # fmt: skip
 
 
 def run(args: argparse.Namespace) -> int:
@@ -134,6 +167,9 @@ def run(args: argparse.Namespace) -> int:
             seed=args.seed,
             auth=args.auth,
             cmdb_version=args.cmdb_version,
+            watch_timeout_s=args.watch_timeout,
+            watch_retention_s=args.watch_retention,
+            skip_cost_us=args.skip_cost_us,
         )
         simulator = Simulator(fixture, options)
     except (FixtureError, ValueError) as exc:

@@ -15,7 +15,7 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping
 from typing import Any
 
-from syncd.simulator.backend import ApiSpec
+from syncd.simulator.backend import INNER_MODELS, ApiSpec
 from syncd.simulator.faults import CREATE_APIS
 from syncd.simulator.fixture import HOST, DenyRule, Fixture
 from syncd.simulator.messages import NO_PERMISSION, CmdbError
@@ -44,6 +44,11 @@ TOPO_AUTHORISED = frozenset(
 """Reads the API server lets through (``SkipAction``, src/ac/parser/topolatest.go:525-546)
 and the scene server authorises after its own checks (svc/association.go:781-789);
 their refusal is proxied. Writes are refused by the API server's authFilter."""
+WATCH_API = "resource_watch"
+_WATCH_ACTIONS = {
+    "inst_asst": ("watch_inst_asst_event", "实例关联事件监听", "inst_asst_event", "实例关联事件"),
+}
+"""src/ac/iam/types.go:226,519, initial_actions.go:131, initial_resources.go:42."""
 NEVER_AUTHORISED = frozenset({"count_instance_associations"})
 """SkipAction in the API server and no check in topo (svc/association.go:804-836)."""
 
@@ -81,6 +86,10 @@ class Iam:
     def _objects(self, api: ApiSpec, params: Mapping[str, Any], body: Any) -> list[str]:
         """The objects a request touches: source and target of a create, else its object."""
         fields: Mapping[str, Any] = body if isinstance(body, Mapping) else {}
+        if api.name == WATCH_API:
+            flt = fields.get("bk_filter")
+            sub = flt.get("bk_sub_resource") if isinstance(flt, Mapping) else None
+            return [sub] if isinstance(sub, str) and sub else []
         if api.name in CREATE_APIS:
             model = self.store.models.get(_text(fields, "bk_obj_asst_id") or "")
             if model is not None:
@@ -108,12 +117,37 @@ class Iam:
                 continue
             if rule.bk_obj_id is not None and rule.bk_obj_id not in objects:
                 continue
-            return CmdbError(
-                NO_PERMISSION, filter=True, permission=self.permission(api, objects, fields)
-            )
+            if api.name == WATCH_API:
+                permission = self.watch_permission(str(params.get("bk_resource") or ""), objects)
+            else:
+                permission = self.permission(api, objects, fields)
+            return CmdbError(NO_PERMISSION, filter=True, permission=permission)
         return None
 
     # --- the permission object -----------------------------------------------------------------
+
+    def watch_permission(self, resource: str, objects: list[str]) -> dict[str, Any]:
+        """``watch_<resource>_event`` on ``<resource>_event`` (src/ac/iam/gen_id.go:250-258); a
+        sub resource is the instance, by model id (built-in models: none listed)."""
+        action_id, action_name, rsc_type, type_name = _WATCH_ACTIONS.get(
+            resource,
+            (f"watch_{resource}_event", f"watch_{resource}_event", f"{resource}_event", resource),
+        )
+        related: dict[str, Any] = {
+            "system_id": SYSTEM_ID,
+            "system_name": SYSTEM_NAME,
+            "type": rsc_type,
+            "type_name": type_name,
+        }
+        custom = [obj for obj in objects if obj not in INNER_MODELS]
+        if custom:
+            related["instances"] = [
+                [{"type": rsc_type, "type_name": type_name, "id": str(self.model_id(obj)),
+                  "name": obj}]
+                for obj in custom
+            ]  # fmt: skip
+        action = {"id": action_id, "name": action_name, "related_resource_types": [related]}
+        return {"system_id": SYSTEM_ID, "system_name": SYSTEM_NAME, "actions": [action]}
 
     def permission(
         self, api: ApiSpec, objects: list[str], body: Mapping[str, Any]

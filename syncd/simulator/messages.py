@@ -58,6 +58,8 @@ ONE_TO_MANY_VIOLATED = 1101061
 ASST_INST_NOT_EXIST = 1101073
 INST_TO_ASST_NOT_EXIST = 1101074
 AUDIT_SAVE_FAILED = 1109001
+EVENT_CHAIN_NODE_NOT_EXIST = 1103007
+"""CCErrEventChainNodeNotExist (src/common/errInfo.go:564): a watch cursor no longer retained."""
 AUDIT_LOG_FAILED = 1109005
 CORE_SERVICE_CONCURRENT = 1113053
 AUTH_NOT_HAVE_PERMISSION = 1199047
@@ -102,6 +104,7 @@ CMDB_TEXTS: dict[int, tuple[str, str]] = {
     ),
     ASST_INST_NOT_EXIST: ("关联实例不存在", "the association inst is not exist"),
     INST_TO_ASST_NOT_EXIST: ("被关联实例不存在", "the  inst to asst  is not exist"),
+    EVENT_CHAIN_NODE_NOT_EXIST: ("事件节点不存在", "Event chain node not exist"),
     AUDIT_LOG_FAILED: ("生成操作审计日志失败", "generate audit log failed"),
     AUDIT_SAVE_FAILED: ("保存操作审计日志失败", "save audit log failed"),
     INTERNAL_SERVER_ERROR: ("'%s' 服务器内部错误", "'%s' Internal Server Error"),

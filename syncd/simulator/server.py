@@ -27,6 +27,7 @@ from syncd.simulator.backend import (
     MALFORMED,
     ApiSpec,
     Backend,
+    Costs,
     Pace,
     match_path,
     no_pace,
@@ -81,6 +82,13 @@ from syncd.simulator.stats import Stats
 from syncd.simulator.store import Row, Store
 from syncd.simulator.version import DEFAULT as DEFAULT_VERSION
 from syncd.simulator.version import CmdbVersion
+from syncd.simulator.watch import (
+    ERROR_DELAY_SECONDS,
+    HOLD_SECONDS,
+    TTL_SECONDS,
+    EventChain,
+    WatchSettings,
+)
 
 MAX_BODY = 40 * 1024 * 1024
 """The API gateway's body limit (40 MB)."""
@@ -111,6 +119,14 @@ class SimulatorOptions:
     the fixture's ``auth`` (on unless it says ``auth: false``)."""
     cmdb_version: str = DEFAULT_VERSION
     """The bk-cmdb release answered as: ``3.10``, ``3.12``, ``3.14`` (optionally ``.PATCH``)."""
+    watch_timeout_s: float = HOLD_SECONDS
+    """How long ``resource_watch`` holds a cursor request when no event matches (bk-cmdb: 20)."""
+    watch_retention_s: float = TTL_SECONDS
+    """How long watch events stay; older cursors answer 1103007 (bk-cmdb: 6 h for inst_asst)."""
+    watch_error_delay_s: float = ERROR_DELAY_SECONDS
+    """The pause before a refused watch request is answered (bk-cmdb: 0.5 s)."""
+    skip_cost_us: float = 0.0
+    """Server time per row a ``page.start`` skips in search_instance_associations."""
 
     def __post_init__(self) -> None:
         self.fault_kinds = check_kinds(self.fault_kinds)
@@ -123,6 +139,10 @@ class SimulatorOptions:
             raise ValueError("rate_limit must be positive (or None for no limit)")
         if self.max_in_flight is not None and self.max_in_flight <= 0:
             raise ValueError("max_in_flight must be positive (or None for no cap)")
+        if self.watch_timeout_s < 0 or self.watch_error_delay_s < 0 or self.skip_cost_us < 0:
+            raise ValueError("watch_timeout_s, watch_error_delay_s, skip_cost_us must be >= 0")
+        if self.watch_retention_s <= 0:
+            raise ValueError("watch_retention_s must be positive")
 
 
 @dataclass(slots=True)
@@ -156,7 +176,9 @@ class Simulator:
         self.options = options or SimulatorOptions()
         self.store = Store(fixture)
         self._stats = Stats()
-        self.backend = Backend(self.store, self._stats)
+        self.events = EventChain(lambda: self.options.watch_retention_s)
+        self.store.on_change = self.events.record
+        self.backend = Backend(self.store, self._stats, self.events)
         self.iam = Iam(fixture, self.store)
         self.auth_parser = AuthParser(self.store)
         self._apps = {a.bk_app_code: a.bk_app_secret for a in fixture.apps}
@@ -214,7 +236,9 @@ class Simulator:
         return self.store.associations(bk_obj_asst_id)
 
     def delete_pairs(self, bk_obj_asst_id: str, pairs: Iterable[tuple[int, int]]) -> int:
-        return self.store.delete_pairs(bk_obj_asst_id, pairs)
+        deleted = self.store.delete_pairs(bk_obj_asst_id, pairs)
+        self.events.flush()
+        return deleted
 
     def add_instances(self, bk_obj_id: str, instances: Iterable[Mapping[str, Any]]) -> None:
         """Add (or replace) instances; hosts need ``bk_host_id``, others ``bk_inst_id``."""
@@ -233,6 +257,8 @@ class Simulator:
         snap["associations"] = len(self.store.rows)
         snap["created_total"] = self.store.created_total
         snap["deleted_total"] = self.store.deleted_total
+        snap["watch_events_total"] = self.events.total
+        snap["watch_events_retained"] = self.events.retained()
         return snap
 
     def reset_stats(self) -> None:
@@ -328,12 +354,26 @@ class Simulator:
         ):
             data = denial
         else:
+            costs = Costs(
+                skip_cost_us=opts.skip_cost_us,
+                watching=WatchSettings(
+                    opts.watch_timeout_s, opts.watch_error_delay_s, opts.watch_retention_s
+                ),
+            )
             try:
                 data = await self.backend.call(
-                    api, params, body, lang, self._pacer(), fault=fault, version=self.version
+                    api,
+                    params,
+                    body,
+                    lang,
+                    self._pacer(),
+                    fault=fault,
+                    version=self.version,
+                    costs=costs,
                 )
             except CmdbError as exc:
                 data = exc
+            self.events.flush()  # wake held watches now, not at their next look
             if auth and api.name in TOPO_AUTHORISED and not isinstance(data, CmdbError):
                 denial = self.iam.check(app_code, api, params, body)
                 if denial is not None:

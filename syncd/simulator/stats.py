@@ -31,6 +31,8 @@ class Stats:
         self.pairs_created = 0
         self.pairs_deleted = 0
         self.peak_rps = 0
+        self.rows_skipped = 0
+        self.skip_cost_s = 0.0
         # Requests open across a reset still leave later: keep counting them.
         self.in_flight = getattr(self, "in_flight", 0)
         self.peak_in_flight = self.in_flight
@@ -66,6 +68,11 @@ class Stats:
             per_api = self.faults_by_api[api] = Counter()
         per_api[kind] += 1
 
+    def skip(self, rows: int, cost_s: float) -> None:
+        """Rows a ``page.start`` skipped, and the server time they were charged."""
+        self.rows_skipped += rows
+        self.skip_cost_s += cost_s
+
     def batch(self, size: int) -> None:
         self.details_received += size
         self.max_batch = max(self.max_batch, size)
@@ -84,6 +91,8 @@ class Stats:
             "pairs_created": self.pairs_created,
             "pairs_deleted": self.pairs_deleted,
             "peak_rps": self.peak_rps,
+            "rows_skipped": self.rows_skipped,
+            "skip_cost_s": round(self.skip_cost_s, 6),
             "in_flight": self.in_flight,
             "peak_in_flight": self.peak_in_flight,
             "uptime_s": round(time.monotonic() - self.started, 3),

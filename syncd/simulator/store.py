@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import json
 import re
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from typing import Any
 
 from syncd.simulator import query
@@ -33,6 +33,8 @@ from syncd.simulator.messages import (
 
 Row = dict[str, Any]
 SUPPLIER_ACCOUNT = "0"
+ChangeHook = Callable[[tuple[str, Row]], None]
+"""Told ``("create" | "delete", row)`` for every association stored or removed."""
 
 
 def host_ip(host_id: int) -> str:
@@ -171,6 +173,8 @@ class Store:
         """Associations deleted since start, by any API or :meth:`delete_pairs`."""
         self._seq = 0
         self._cache: tuple[Any, int, list[Row]] | None = None
+        self.on_change: ChangeHook | None = None
+        """Set after seeding (the fixture's pairs are no events): the watch's event chain."""
         for obj_id, entries in fixture.objects.items():
             self.table(obj_id).add(entries)
         for obj_id, ranges in fixture.instance_ranges.items():
@@ -284,6 +288,8 @@ class Store:
         _decrement(self.dst_count, (asst_id, dst))
         self.version += 1
         self.deleted_total += 1
+        if self.on_change is not None:
+            self.on_change(("delete", row))
         return True
 
     def delete_ids(self, obj_id: str, ids: Iterable[int]) -> int:
@@ -326,6 +332,12 @@ class Store:
         self, obj_id: str, rule: Any, fields: list[str] | None, start: int, limit: int, sort: str
     ) -> list[Row]:
         """One page of the rows in ``obj_id``'s table (it is source or target) that match."""
+        return self.search_associations_page(obj_id, rule, fields, start, limit, sort)[0]
+
+    def search_associations_page(
+        self, obj_id: str, rule: Any, fields: list[str] | None, start: int, limit: int, sort: str
+    ) -> tuple[list[Row], int]:
+        """One page, and how many matching rows ``start`` skipped (what MongoDB's skip walks)."""
         key = (obj_id, json.dumps(rule, sort_keys=True, default=str), sort)
         if self._cache is not None and self._cache[0] == key and self._cache[1] == self.version:
             matched = self._cache[2]
@@ -336,7 +348,7 @@ class Store:
                 rows = (r for r in rows if pred(r))
             matched = sort_rows(list(rows), sort, "id")
             self._cache = (key, self.version, matched)
-        return project(matched[start : start + limit], fields)
+        return project(matched[start : start + limit], fields), min(max(start, 0), len(matched))
 
     def count_associations(self, obj_id: str, rule: Any) -> int:
         """Rows where ``obj_id`` is the source (what the CMDB's count reports)."""
@@ -481,6 +493,8 @@ class PairWriter:
         self.dst_count[dst_key] = self.dst_count.get(dst_key, 0) + 1
         store.version += 1
         store.created_total += 1
+        if store.on_change is not None:
+            store.on_change(("create", row))
         return new_id
 
 
