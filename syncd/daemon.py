@@ -34,6 +34,7 @@ from syncd.report import CycleReport
 from syncd.sections import FileSourceSettings
 from syncd.sources.watch import watch_file
 from syncd.state import StateLocked, StateStore
+from syncd.watch import Watcher
 
 log = structlog.get_logger("syncd")
 
@@ -148,14 +149,20 @@ class Daemon:
             self.ops_url = await ops.start()
             stack.push_async_callback(ops.stop)
         self._write_pidfile(stack)
+        watching = self.settings.sync.watch and not self.once
+        objects = {r.bk_obj_id for r in self.settings.relations} if watching else set()
         client = await stack.enter_async_context(
-            CmdbClient(self.settings.cmdb, observer=self.metrics)
+            CmdbClient(self.settings.cmdb, observer=self.metrics, watch_slots=len(objects))
         )
         stack.callback(self._stopping)
         self.engine = Reconciler(self.settings, client, store, observer=self.metrics)
         self.engine.apply.on_progress = self.progress
         if self._stop.is_set():
             self.engine.stop()
+        if objects:
+            watcher = Watcher(self.settings, self.engine, observer=self.metrics)
+            self.health.watch = watcher.snapshot
+            await stack.enter_async_context(watcher.running())
         log.info(
             "started",
             relations=[r.name for r in self.settings.relations],
