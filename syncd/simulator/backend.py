@@ -458,7 +458,11 @@ class Backend:
             raw = watch.NOT_JSON
         resource = params.get("bk_resource")
         return await watch.serve(
-            self.chain, resource if isinstance(resource, str) else "", raw, self.costs.watching
+            self.chain,
+            resource if isinstance(resource, str) else "",
+            raw,
+            self.costs.watching,
+            inst_asst=self.version.inst_asst_watch,
         )
 
     async def count_instance_associations(

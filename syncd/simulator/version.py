@@ -49,3 +49,9 @@ class CmdbVersion:
     def dangerous_ops_check(self) -> bool:
         """The DAL refuses $where/$expr/$accumulator/$function (v3.14.8, commit d7c0743aa6)."""
         return self.number >= (3, 14, 8)
+
+    @property
+    def inst_asst_watch(self) -> bool:
+        """``resource_watch`` knows ``inst_asst`` (v3.10.10, commit 1a3d09a192); before it the
+        resource is refused like any unknown one."""
+        return self.number >= (3, 10, 10)

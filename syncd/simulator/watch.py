@@ -359,9 +359,12 @@ def decode(resource: str, body: Any) -> WatchOptions:
     )
 
 
-def validate(opts: WatchOptions) -> str | None:
+def validate(opts: WatchOptions, *, inst_asst: bool = True) -> str | None:
     """``WatchEventOptions.Validate(false)`` (src/common/watch/watch.go:52-85), then the
-    resource lookup (event/util.go:53-61): the raw Go error text, or None."""
+    resource lookup (event/util.go:53-61): the raw Go error text, or None. ``inst_asst``:
+    the release knows that resource (bk-cmdb >= 3.10.10)."""
+    known = WATCHABLE if inst_asst else WATCHABLE - {INST_ASST}
+    with_sub = _HAS_SUB_RESOURCE if inst_asst else _HAS_SUB_RESOURCE - {INST_ASST}
     for kind in opts.event_types:
         if kind not in _EVENT_TYPES:
             return "unsupported event type"
@@ -369,9 +372,9 @@ def validate(opts: WatchOptions) -> str | None:
         return f"{opts.resource} event must have fields"
     if opts.start_from != 0 and opts.cursor:
         return "bk_start_from and bk_cursor can not use at the same time"
-    if opts.sub_resource and opts.resource not in _HAS_SUB_RESOURCE:
+    if opts.sub_resource and opts.resource not in with_sub:
         return f"{opts.resource} event cannot have sub resource"
-    if opts.resource not in WATCHABLE:
+    if opts.resource not in known:
         return f"unsupported cursor type {opts.resource}"
     return None
 
@@ -412,15 +415,17 @@ async def serve(
     body: Any,
     settings: WatchSettings,
     *,
+    inst_asst: bool = True,
     now: float | None = None,
 ) -> dict[str, Any]:
-    """One ``resource_watch`` request: the answer's ``data``, or raises CmdbError."""
+    """One ``resource_watch`` request: the answer's ``data``, or raises CmdbError.
+    ``inst_asst``: the release answered as knows that resource (bk-cmdb >= 3.10.10)."""
     try:
         opts = decode(resource, body)
     except CmdbError:
         await asyncio.sleep(settings.error_delay_s)
         raise
-    problem = validate(opts)
+    problem = validate(opts, inst_asst=inst_asst)
     if problem is not None:
         await asyncio.sleep(settings.error_delay_s)
         raise CmdbError(UNKNOWN_ERROR, raw=problem)

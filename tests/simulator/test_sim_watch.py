@@ -115,6 +115,22 @@ async def test_invalid_options_answer_1199998_with_go_text(
 
 
 @pytest.mark.parametrize("gateway", GATEWAYS)
+async def test_before_3_10_10_inst_asst_is_unknown(cmdb: Cmdb, gateway: str) -> None:
+    # inst_asst watch arrived in v3.10.10 (commit 1a3d09a192); before it the resource
+    # lookup refuses it (release-v3.10.9 event/util.go:49, watch/watch.go:64-66).
+    cmdb.sim.options.cmdb_version = "3.10.9"
+    answer = await watch(cmdb, gateway)
+    assert (code_of(answer.doc), message(answer.doc)) == (
+        1199998,
+        "unsupported cursor type inst_asst",
+    )
+    answer = await watch(cmdb, gateway, {"bk_filter": {"bk_sub_resource": "host"}})
+    assert message(answer.doc) == "inst_asst event cannot have sub resource"
+    cmdb.sim.options.cmdb_version = "3.10.10"
+    assert data(await watch(cmdb, gateway))["bk_watched"] is False
+
+
+@pytest.mark.parametrize("gateway", GATEWAYS)
 @pytest.mark.parametrize(
     "body",
     [{"bk_fields": "id"}, {"bk_start_from": "yesterday"}, {"bk_start_from": 1.5},
