@@ -159,10 +159,7 @@ class Daemon:
         self.engine.apply.on_progress = self.progress
         if self._stop.is_set():
             self.engine.stop()
-        if objects:
-            watcher = Watcher(self.settings, self.engine, observer=self.metrics)
-            self.health.watch = watcher.snapshot
-            await stack.enter_async_context(watcher.running())
+
         log.info(
             "started",
             relations=[r.name for r in self.settings.relations],
@@ -173,6 +170,11 @@ class Daemon:
         )
         self.notifier.ready()
         self.notifier.status("started; first cycle running")
+        if objects:
+            # Before the first cycle: the watch's "from now" must precede the first list.
+            watcher = Watcher(self.settings, self.engine, observer=self.metrics)
+            self.health.watch = watcher.snapshot
+            await stack.enter_async_context(watcher.running())
         return self.engine
 
     @contextlib.asynccontextmanager

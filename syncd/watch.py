@@ -59,7 +59,7 @@ ADOPT_GRACE = 1.0
 RETRY_BASE = 1.0
 RETRY_CAP = 30.0
 """Pause after a failed watch request: doubles from RETRY_BASE up to RETRY_CAP."""
-PRIME_TIMEOUT = 30.0
+PRIME_TIMEOUT = 10.0
 """Start-up waits at most this long for the "from now" cursors."""
 
 
