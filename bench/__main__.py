@@ -15,7 +15,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from bench import baseline, diff_scale, netbox_read, overhead, pacing, throughput
+from bench import baseline, diff_scale, netbox_read, overhead, pacing, throughput, watch
 from bench.common import machine
 
 RESULTS = Path(__file__).resolve().parent / "results"
@@ -28,6 +28,8 @@ SIZES = {
     "overhead": (100_000, 20_000),
     "netbox_read": (1_500, 300),
     "pacing": (100_000, 20_000),
+    "drift": (1_000, 100),
+    "relist": (1_000_000, 5_000),
 }
 
 TARGETS = {
@@ -39,6 +41,11 @@ TARGETS = {
     "netbox_read.speedup >= 3": lambda r: r["netbox_read"]["speedup"] >= 3,
     "pacing.new_peak_over_rate <= 1.1": lambda r: r["pacing"]["new_peak_over_rate"] <= 1.1,
     "pacing.new_throughput >= 0.95": lambda r: r["pacing"]["new_throughput"] >= 0.95,
+    "drift.repair_all_back_s <= 30": lambda r: r["drift"]["repair_all_back_s"] <= 30,
+    "drift.peak_over_rate <= 1.1": lambda r: r["drift"]["peak_over_rate"] <= 1.1,
+    "relist.key_over_pages_per_rate <= 1.1": lambda r: (
+        r["relist"]["key_over_pages_per_rate"] <= 1.1
+    ),
 }
 
 
@@ -52,6 +59,8 @@ def run_all(quick: bool, only: list[str], workdir: Path) -> dict[str, Any]:
         "overhead": overhead.run,
         "netbox_read": netbox_read.run,
         "pacing": pacing.run,
+        "drift": watch.drift,
+        "relist": watch.relist,
     }
     results: dict[str, Any] = {"machine": machine(), "quick": quick}
     for name, scenario in scenarios.items():

@@ -54,6 +54,10 @@ EVENT_STEP = 200
 PACE = 1.0
 """Seconds between watch requests unless the last answer was full: events coming one by
 one (syncd's own creates among them) cost at most one read a second per object."""
+CATCH_UP_SHARE = 0.05
+"""After a full answer (more events waiting, e.g. syncd's own creates of a large first
+sync), the watch asks again after ``1 / (share * rate_limit)`` seconds, 0.2 s at least:
+it takes at most 5% of the budget it shares with the writes on the ESB."""
 ADOPT_GRACE = 1.0
 """Seconds a create of an unknown pair waits before it is taken as someone else's."""
 RETRY_BASE = 1.0
@@ -213,6 +217,7 @@ class Watcher:
         """Relations to run now -> whether to list them again first."""
         self._queued = asyncio.Event()
         self._running: set[str] = set()
+        self._catch_up = max(0.2, 1 / (CATCH_UP_SHARE * settings.cmdb.rate_limit))
         self._uncovered: set[str] = set()
         """Relations whose known state may miss events until they are listed again."""
 
@@ -366,8 +371,7 @@ class Watcher:
             self._received(watch, events)
             watch.cursor = cursor
             self._keep_cursor(watch)
-            if entries < EVENT_STEP:
-                await asyncio.sleep(PACE)
+            await asyncio.sleep(PACE if entries < EVENT_STEP else self._catch_up)
 
     def _lost(self, watch: ObjectWatch, reason: str) -> None:
         """The cursor cannot be gone on from: start from now; every relation relists."""
