@@ -32,6 +32,7 @@ import base64
 import contextlib
 import math
 import time
+import traceback
 from collections import Counter
 from collections.abc import AsyncIterator, Callable, Iterable
 from dataclasses import dataclass, field
@@ -335,43 +336,55 @@ class Watcher:
             watch.cursor = stored
 
     async def _follow(self, watch: ObjectWatch) -> None:
-        """One object's watch loop; ends only when cancelled."""
+        """One object's watch loop; ends only when cancelled. Whatever goes wrong in a
+        turn (the state file, a bug) is logged and the watch starts over from now: the
+        relations are listed again, so nothing is lost."""
         failures = 0
         while True:
-            if watch.cursor is None:
-                watch.state = "starting"
-                if not await self._from_now(watch):
-                    failures += 1
-                    await asyncio.sleep(_backoff(failures))
-                continue
-            watch.state = "watching"
-            answer = await self.client.watch_associations(watch.bk_obj_id, watch.cursor)
-            if answer.verdict is not Verdict.OK:
-                if answer.code == EXPIRED:
-                    log.warning("watch_expired", object=watch.bk_obj_id, error=answer.error)
-                    self._lost(watch, "expired")
-                    continue
+            try:
+                failures = await self._turn(watch, failures)
+            except Exception as exc:
                 failures += 1
-                watch.state = "failing"
-                log.warning(
+                log.error(
                     "watch_failed",
                     object=watch.bk_obj_id,
-                    error=answer.error,
-                    retry_in=_backoff(failures),
+                    error=repr(exc),
+                    traceback="".join(traceback.format_exception(exc)).strip(),
                 )
-                await asyncio.sleep(_backoff(failures))
-                continue
-            try:
-                events, cursor, entries = parse_answer(answer.data)
-            except WatchGap as exc:
-                log.warning("watch_gap", object=watch.bk_obj_id, error=str(exc))
                 self._lost(watch, "gap")
-                continue
-            failures = 0
-            self._received(watch, events)
-            watch.cursor = cursor
-            self._keep_cursor(watch)
-            await asyncio.sleep(PACE if entries < EVENT_STEP else self._catch_up)
+                await asyncio.sleep(_backoff(failures))
+
+    async def _turn(self, watch: ObjectWatch, failures: int) -> int:
+        """One watch request and what follows from it; the failures so far."""
+        if watch.cursor is None:
+            watch.state = "starting"
+            if await self._from_now(watch):
+                return 0
+            await asyncio.sleep(_backoff(failures + 1))
+            return failures + 1
+        watch.state = "watching"
+        answer = await self.client.watch_associations(watch.bk_obj_id, watch.cursor)
+        if answer.verdict is not Verdict.OK:
+            if answer.code == EXPIRED:
+                log.warning("watch_expired", object=watch.bk_obj_id, error=answer.error)
+                self._lost(watch, "expired")
+                return 0
+            watch.state = "failing"
+            delay = _backoff(failures + 1)
+            log.warning("watch_failed", object=watch.bk_obj_id, error=answer.error, retry_in=delay)
+            await asyncio.sleep(delay)
+            return failures + 1
+        try:
+            events, cursor, entries = parse_answer(answer.data)
+        except WatchGap as exc:
+            log.warning("watch_gap", object=watch.bk_obj_id, error=str(exc))
+            self._lost(watch, "gap")
+            return 0
+        self._received(watch, events)
+        watch.cursor = cursor
+        self._keep_cursor(watch)
+        await asyncio.sleep(PACE if entries < EVENT_STEP else self._catch_up)
+        return 0
 
     def _lost(self, watch: ObjectWatch, reason: str) -> None:
         """The cursor cannot be gone on from: start from now; every relation relists."""
@@ -429,7 +442,7 @@ class Watcher:
             self._drifted(rel, [final[k] for k in gone])
         if creates:
             loop = asyncio.get_running_loop()
-            loop.call_later(ADOPT_GRACE, self._adopt, watch, rel, creates)
+            loop.call_later(ADOPT_GRACE, self._adopt_later, watch, rel, creates)
 
     def _drifted(self, rel: RelationSettings, deleted: list[Event]) -> None:
         desired = self.engine.last_desired.get(rel.name)
@@ -456,6 +469,15 @@ class Watcher:
             )
         if wanted:
             self.request(rel)
+
+    def _adopt_later(
+        self, watch: ObjectWatch, rel: RelationSettings, keys: list[tuple[str, PairKey]]
+    ) -> None:
+        try:
+            self._adopt(watch, rel, keys)
+        except Exception as exc:  # a callback: nobody else would see it
+            log.error("watch_adopt_failed", relation=rel.name, error=repr(exc))
+            self._lost(watch, "gap")
 
     def _adopt(
         self, watch: ObjectWatch, rel: RelationSettings, keys: list[tuple[str, PairKey]]

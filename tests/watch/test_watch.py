@@ -26,8 +26,8 @@ OTHER = "bk_switch_default_host"
 WAIT = 30.0
 
 
-def _fixture(existing: list[tuple[int, int]] = ()) -> dict[str, Any]:
-    doc = fixture_dict(switches=10, hosts=100, existing=existing)
+def _fixture() -> dict[str, Any]:
+    doc = fixture_dict(switches=10, hosts=100)
     doc["model_associations"].append(
         {
             "bk_obj_asst_id": OTHER,
@@ -105,6 +105,7 @@ def test_parse_answer_events_cursor_and_the_no_event_answer() -> None:
     assert event_time("not a cursor") is None
     quiet = {"bk_watched": False, "bk_events": [{"bk_cursor": "c9", "bk_detail": None}]}
     assert parse_answer(quiet) == ([], "c9", 0)
+    broken: object
     for broken in ({"bk_watched": True, "bk_events": []}, {"bk_events": [{}]}, None):
         with pytest.raises(WatchGap):
             parse_answer(broken)
@@ -208,3 +209,62 @@ async def test_an_expired_cursor_relists_and_loses_nothing(tmp_path: Path) -> No
                 assert watcher.relists == {"expired": 1}
     assert any(line.get("event") == "watch_expired" for line in logs)
     assert any(line.get("event") == "resync" for line in logs)
+
+
+async def test_a_restart_goes_on_from_the_stored_cursor_without_a_relist(tmp_path: Path) -> None:
+    sim = _sim()
+    async with sim.running(host="127.0.0.1", port=0) as url:
+        settings = _settings(tmp_path, url, DESIRED)
+        async with _daemon_like(settings) as (engine, _):
+            assert (await engine.cycle()).converged
+            await _until(lambda: engine.store.watch_cursor("bk_switch") is not None)
+        gone = DESIRED[100:110]
+        sim.delete_pairs(ASST, gone)  # while syncd is away
+        with capture_logs() as logs:
+            async with _daemon_like(settings) as (engine, watcher):
+                await _until(lambda: sim.pairs(ASST) == set(DESIRED))
+                assert watcher.repaired["switch-host"] == len(gone)
+                assert not watcher.relists
+    assert not any(line.get("event") == "resync" for line in logs)  # the events sufficed
+    drift = [line for line in logs if line.get("event") == "drift"]
+    assert sorted((d["bk_inst_id"], d["bk_asst_inst_id"]) for d in drift) == sorted(gone)
+
+
+async def test_relist_interval_lists_again_anyway(tmp_path: Path) -> None:
+    sim = _sim()
+    async with sim.running(host="127.0.0.1", port=0) as url:
+        settings = _settings(tmp_path, url, DESIRED, sync_extra="relist_interval = 1")
+        with capture_logs() as logs:
+            async with _daemon_like(settings) as (engine, watcher):
+                await engine.cycle()
+                await _until(lambda: watcher.relists["interval"] >= 1)
+                await _until(lambda: sum(1 for x in logs if x.get("event") == "resync") >= 2)
+                assert engine.cycles == 1
+
+
+async def test_events_during_a_list_are_applied_on_top_of_it(tmp_path: Path) -> None:
+    """A pair deleted after its page was read is stale in the list; the event, received
+    while the list goes on, is applied again at its end, so the same cycle re-creates it."""
+    sim = _sim()
+    desired = [(s, 1000 + h) for s in range(1, 11) for h in range(1, 101)]  # 1,000: 2 pages
+    async with sim.running(host="127.0.0.1", port=0) as url:
+        settings = _settings(tmp_path, url, desired)
+        async with _daemon_like(settings) as (engine, watcher):
+            assert (await engine.cycle()).converged
+            events = watcher.objects["bk_switch"].events
+            plain = engine.client.iter_associations
+
+            async def slow_list(*args: Any, **kw: Any) -> AsyncIterator[list[tuple[int, int, int]]]:
+                first = True
+                async for page in plain(*args, **kw):
+                    yield page
+                    if first and not kw and len(args) == 2:
+                        first = False
+                        before = events["delete"]
+                        sim.delete_pairs(ASST, [desired[3]])  # on the page just read
+                        await _until(lambda b=before: events["delete"] > b)  # type: ignore[misc]
+
+            engine.client.iter_associations = slow_list  # type: ignore[method-assign]
+            report = await engine.cycle(resync=True)
+            assert report.total("created") == 1
+            assert sim.pairs(ASST) == set(desired)
