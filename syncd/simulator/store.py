@@ -13,7 +13,6 @@ import bisect
 import json
 import re
 from collections.abc import Callable, Iterable, Mapping
-from itertools import islice
 from typing import Any
 
 from syncd.simulator import query
@@ -375,12 +374,16 @@ class Store:
         pred = query.compile_rule(rule)
         wanted = start + limit
         found: list[Row] = []
-        for row_id in islice(ids, first, None):
-            if len(found) >= wanted:
-                break
-            row = rows[row_id]
-            if (row["bk_obj_id"] == obj_id or row["bk_asst_obj_id"] == obj_id) and pred(row):
-                found.append(row)
+        at = first
+        while at < len(ids) and len(found) < wanted:
+            # A slice per step, not islice(ids, first, None), which walks the skipped ids.
+            for row_id in ids[at : at + wanted]:
+                row = rows[row_id]
+                if (row["bk_obj_id"] == obj_id or row["bk_asst_obj_id"] == obj_id) and pred(row):
+                    found.append(row)
+                    if len(found) >= wanted:
+                        break
+            at += wanted
         return project(found[start:wanted], fields), min(start, len(found))
 
     def page_by_filter(
