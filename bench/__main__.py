@@ -43,9 +43,10 @@ TARGETS = {
     "pacing.new_throughput >= 0.95": lambda r: r["pacing"]["new_throughput"] >= 0.95,
     "drift.repair_all_back_s <= 30": lambda r: r["drift"]["repair_all_back_s"] <= 30,
     "drift.peak_over_rate <= 1.1": lambda r: r["drift"]["peak_over_rate"] <= 1.1,
-    "relist.key_over_pages_per_rate <= 1.1": lambda r: (
-        r["relist"]["key_over_pages_per_rate"] <= 1.1
+    "relist.key_over_pages_per_rate <= 1.2": lambda r: (
+        r["relist"]["key_over_pages_per_rate"] <= 1.2
     ),
+    "relist.offset_over_key >= 5": lambda r: r["relist"]["offset_over_key"] >= 5,
 }
 
 

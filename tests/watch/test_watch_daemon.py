@@ -5,7 +5,10 @@ from __future__ import annotations
 import asyncio
 import json
 import signal
+import socket
 import time
+import urllib.error
+import urllib.request
 from pathlib import Path
 
 import pytest
@@ -18,6 +21,20 @@ REPAIR_DEADLINE = 30.0
 """The issue's promise: pairs deleted behind a running syncd are back within 30 s."""
 
 DESIRED = [(s, 1000 + h) for s in range(1, 4) for h in range(1, 41)]  # 120 pairs
+
+
+def _free_port() -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def _get(url: str) -> str:
+    try:
+        with urllib.request.urlopen(url, timeout=5) as resp:
+            return str(resp.read().decode())
+    except urllib.error.HTTPError as exc:  # /readyz answers 503 with the same body
+        return str(exc.read().decode())
 
 
 async def _read(cmdb: CmdbSettings) -> dict[tuple[int, int], int]:
@@ -48,6 +65,13 @@ def test_pairs_deleted_behind_a_running_syncd_are_back_within_30s(
     cfg = write_config(
         tmp_path, url, write_csv(tmp_path / "t.csv", DESIRED), gateway=gateway, interval=3600
     )
+    port = _free_port()
+    cfg.write_text(
+        cfg.read_text(encoding="utf-8").replace(
+            "[ops]\nenabled = false", f"[ops]\nenabled = true\nport = {port}"
+        ),
+        encoding="utf-8",
+    )
     cmdb = load(cfg).cmdb
     daemon = Proc(["-m", "syncd", "run", "--config", str(cfg)])
     procs.append(daemon)
@@ -69,5 +93,15 @@ def test_pairs_deleted_behind_a_running_syncd_are_back_within_30s(
     # No signal, no cycle: the watch alone brought them back.
     assert daemon.count(lambda line: line.get("event") == "cycle") == 1
     assert daemon.count(lambda line: line.get("event") == "cycle_requested") == 0
+    # Health and metrics show it.
+    ops = f"http://127.0.0.1:{port}"
+    metrics = _get(f"{ops}/metrics")
+    assert 'syncd_pairs_total{outcome="repaired",relation="switch-host"} 30.0' in metrics
+    assert 'syncd_watch_events_total{object="bk_switch",type="delete"} 30.0' in metrics
+    assert "syncd_watch_lag_seconds" in metrics
+    watch = json.loads(_get(f"{ops}/readyz"))["watch"]
+    assert watch["repaired"] == {"switch-host": 30}
+    assert watch["objects"]["bk_switch"]["events"]["delete"] == 30
+    assert watch["objects"]["bk_switch"]["state"] in ("watching", "starting")
     daemon.signal(signal.SIGTERM)
     assert daemon.wait(20) == 0
