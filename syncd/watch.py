@@ -299,7 +299,11 @@ class Watcher:
     async def _from_now(self, watch: ObjectWatch) -> bool:
         """Take the "from now" cursor; True when got. Relations listed before it relist."""
         began = self.monotonic()
-        answer = await self.client.watch_associations(watch.bk_obj_id, None)
+        # Unfiltered, "now" is the newest event of any object; filtered, a newest event
+        # of another object gives the no-event cursor: every event kept (hours) again.
+        answer = await self.client.watch_associations(None, None)
+        if answer.verdict is not Verdict.OK:  # e.g. allowed to watch this object only
+            answer = await self.client.watch_associations(watch.bk_obj_id, None)
         if answer.verdict is not Verdict.OK:
             log.warning("watch_failed", object=watch.bk_obj_id, error=answer.error)
             return False

@@ -377,18 +377,18 @@ class CmdbClient:
                         found[(src, dst)] = assoc_id
         return found
 
-    async def watch_associations(self, sub_resource: str, cursor: str | None) -> Answer:
-        """resource_watch for ``inst_asst`` events touching one object, after ``cursor``.
+    async def watch_associations(self, sub_resource: str | None, cursor: str | None) -> Answer:
+        """resource_watch for ``inst_asst`` events touching one object (None: any), after
+        ``cursor``.
 
         Without a cursor the CMDB answers at once with where "now" is (the newest
-        event, or its no-event cursor); with one it holds the request until an event
-        comes or :data:`WATCH_HOLD` passes. Goes through the read budget like any read.
+        event if it matches, else the no-event cursor, which means "from the oldest
+        event kept"); with one it holds the request until an event comes or
+        :data:`WATCH_HOLD` passes. Goes through the read budget like any read.
         """
-        body: dict[str, Any] = {
-            "bk_resource": "inst_asst",
-            "bk_event_types": ["create", "delete"],
-            "bk_filter": {"bk_sub_resource": sub_resource},
-        }
+        body: dict[str, Any] = {"bk_resource": "inst_asst", "bk_event_types": ["create", "delete"]}
+        if sub_resource is not None:
+            body["bk_filter"] = {"bk_sub_resource": sub_resource}
         if cursor is not None:
             body["bk_cursor"] = cursor
         return await self.call(apis.RESOURCE_WATCH, body, {"bk_resource": "inst_asst"})

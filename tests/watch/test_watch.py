@@ -40,6 +40,20 @@ def _fixture() -> dict[str, Any]:
     return doc
 
 
+def _fixture_with_hosts() -> dict[str, Any]:
+    doc = _fixture()
+    doc["model_associations"].append(
+        {
+            "bk_obj_asst_id": "host_connect_host",
+            "bk_obj_id": "host",
+            "bk_asst_id": "connect",
+            "bk_asst_obj_id": "host",
+            "mapping": "n:n",
+        }
+    )
+    return doc
+
+
 def _sim(**options: Any) -> Simulator:
     return Simulator(
         Fixture.from_dict(_fixture()), SimulatorOptions(watch_timeout_s=1.0, **options)
@@ -268,3 +282,24 @@ async def test_events_during_a_list_are_applied_on_top_of_it(tmp_path: Path) -> 
             report = await engine.cycle(resync=True)
             assert report.total("created") == 1
             assert sim.pairs(ASST) == set(desired)
+
+
+async def test_from_now_is_now_even_when_the_newest_event_is_another_objects(
+    tmp_path: Path,
+) -> None:
+    """Filtered by bk_switch, a newest event between hosts would answer the no-event
+    cursor: the watch would replay every event kept (hours of them) after its first list."""
+    sim = Simulator(Fixture.from_dict(_fixture_with_hosts()), SimulatorOptions(watch_timeout_s=1))
+    async with sim.running(host="127.0.0.1", port=0) as url:
+        settings = _settings(tmp_path, url, DESIRED)
+        async with CmdbClient(settings.cmdb) as other:  # history, then a host-host event
+            await other.batch_create("bk_switch", "host", ASST, DESIRED[:50])
+            sim.delete_pairs(ASST, DESIRED[:50])
+            await other.batch_create("host", "host", "host_connect_host", [(1001, 1002)])
+        async with _daemon_like(settings) as (engine, watcher):
+            assert (await engine.cycle()).converged
+            events = watcher.objects["bk_switch"].events
+            await _until(lambda: events["create"] >= len(DESIRED))  # its own creates
+            await asyncio.sleep(1.5)
+            assert events == {"create": len(DESIRED)}  # not the 100 events before it
+            assert not watcher.relists
