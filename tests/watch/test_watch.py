@@ -303,3 +303,17 @@ async def test_from_now_is_now_even_when_the_newest_event_is_another_objects(
             await asyncio.sleep(1.5)
             assert events == {"create": len(DESIRED)}  # not the 100 events before it
             assert not watcher.relists
+
+
+async def test_a_held_watch_never_takes_a_writers_slot(tmp_path: Path) -> None:
+    """concurrency = 1: the cycle's reads and writes still go out beside the held watch."""
+    sim = Simulator(Fixture.from_dict(_fixture()), SimulatorOptions(watch_timeout_s=5))
+    async with sim.running(host="127.0.0.1", port=0) as url:
+        settings = _settings(tmp_path, url, DESIRED, concurrency=1)
+        async with _daemon_like(settings) as (engine, watcher):
+            await _until(lambda: watcher.objects["bk_switch"].state == "watching")
+            report = await engine.cycle()
+            assert report.converged and report.total("created") == len(DESIRED)
+            stats = sim.stats()
+            # The cycle alone never has two in flight: the other was the held watch.
+            assert stats["peak_in_flight"] == 2
