@@ -296,7 +296,7 @@ class Watcher:
 
     # -- following one object --------------------------------------------------------
 
-    async def _from_now(self, watch: ObjectWatch) -> bool:
+    async def _from_now(self, watch: ObjectWatch, failures: int = 0) -> bool:
         """Take the "from now" cursor; True when got. Relations listed before it relist."""
         began = self.monotonic()
         # Unfiltered, "now" is the newest event of any object; filtered, a newest event
@@ -304,13 +304,21 @@ class Watcher:
         answer = await self.client.watch_associations(None, None)
         if answer.verdict is not Verdict.OK:  # e.g. allowed to watch this object only
             answer = await self.client.watch_associations(watch.bk_obj_id, None)
-        if answer.verdict is not Verdict.OK:
-            log.warning("watch_failed", object=watch.bk_obj_id, error=answer.error)
-            return False
-        try:
-            _, cursor, _ = parse_answer(answer.data)
-        except WatchGap as exc:
-            log.warning("watch_failed", object=watch.bk_obj_id, error=str(exc))
+        error = answer.error if answer.verdict is not Verdict.OK else None
+        if error is None:
+            try:
+                _, cursor, _ = parse_answer(answer.data)
+            except WatchGap as exc:
+                error = str(exc)
+        if error is not None:
+            watch.state = "failing"
+            (log.warning if failures == 0 else log.debug)(
+                "watch_failed",
+                object=watch.bk_obj_id,
+                error=error,
+                hint=answer.hint or None,
+                failures=failures + 1,
+            )
             return False
         watch.cursor, watch.since = cursor, began
         for rel in watch.relations:
@@ -362,7 +370,7 @@ class Watcher:
         """One watch request and what follows from it; the failures so far."""
         if watch.cursor is None:
             watch.state = "starting"
-            if await self._from_now(watch):
+            if await self._from_now(watch, failures):
                 return 0
             await asyncio.sleep(_backoff(failures + 1))
             return failures + 1
@@ -375,7 +383,15 @@ class Watcher:
                 return 0
             watch.state = "failing"
             delay = _backoff(failures + 1)
-            log.warning("watch_failed", object=watch.bk_obj_id, error=answer.error, retry_in=delay)
+            # The first failure of a streak at warning, the rest (every 30 s) at debug.
+            (log.warning if failures == 0 else log.debug)(
+                "watch_failed",
+                object=watch.bk_obj_id,
+                error=answer.error,
+                hint=answer.hint or None,
+                retry_in=delay,
+                failures=failures + 1,
+            )
             await asyncio.sleep(delay)
             return failures + 1
         try:
@@ -384,6 +400,8 @@ class Watcher:
             log.warning("watch_gap", object=watch.bk_obj_id, error=str(exc))
             self._lost(watch, "gap")
             return 0
+        if failures:
+            log.info("watch_recovered", object=watch.bk_obj_id, failures=failures)
         self._received(watch, events)
         watch.cursor = cursor
         self._keep_cursor(watch)

@@ -317,3 +317,21 @@ async def test_a_held_watch_never_takes_a_writers_slot(tmp_path: Path) -> None:
             stats = sim.stats()
             # The cycle alone never has two in flight: the other was the held watch.
             assert stats["peak_in_flight"] == 2
+
+
+async def test_a_refused_watch_says_so_once_and_syncing_goes_on(tmp_path: Path) -> None:
+    doc = _fixture()
+    doc["apps"][0]["deny"] = ["resource_watch"]
+    sim = Simulator(Fixture.from_dict(doc), SimulatorOptions(watch_timeout_s=1))
+    async with sim.running(host="127.0.0.1", port=0) as url:
+        settings = _settings(tmp_path, url, DESIRED)
+        with capture_logs() as logs:
+            async with _daemon_like(settings) as (engine, watcher):
+                assert (await engine.cycle()).converged
+                await _until(lambda: sim.stats()["requests_by_api"]["resource_watch"] >= 6)
+                assert watcher.objects["bk_switch"].state == "failing"
+                assert sim.pairs(ASST) == set(DESIRED)
+    failed = [line for line in logs if line.get("event") == "watch_failed"]
+    assert len(failed) >= 2  # at start-up, then each retry
+    assert [line["log_level"] for line in failed].count("warning") <= 2  # prime + 1st retry
+    assert "9900403" in failed[0]["error"]
