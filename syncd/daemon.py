@@ -159,7 +159,6 @@ class Daemon:
         self.engine.apply.on_progress = self.progress
         if self._stop.is_set():
             self.engine.stop()
-
         log.info(
             "started",
             relations=[r.name for r in self.settings.relations],
