@@ -15,7 +15,16 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from bench import baseline, diff_scale, netbox_read, overhead, pacing, throughput, watch
+from bench import (
+    baseline,
+    diff_scale,
+    isolation,
+    netbox_read,
+    overhead,
+    pacing,
+    throughput,
+    watch,
+)
 from bench.common import machine
 
 RESULTS = Path(__file__).resolve().parent / "results"
@@ -28,6 +37,7 @@ SIZES = {
     "overhead": (100_000, 20_000),
     "netbox_read": (1_500, 300),
     "pacing": (100_000, 20_000),
+    "isolation": (10_000, 2_000),
     "drift": (1_000, 100),
     "relist": (1_000_000, 5_000),
 }
@@ -41,6 +51,9 @@ TARGETS = {
     "netbox_read.speedup >= 3": lambda r: r["netbox_read"]["speedup"] >= 3,
     "pacing.new_peak_over_rate <= 1.1": lambda r: r["pacing"]["new_peak_over_rate"] <= 1.1,
     "pacing.new_throughput >= 0.95": lambda r: r["pacing"]["new_throughput"] >= 0.95,
+    "isolation.requests_precheck_over_reacting < 1": lambda r: (
+        r["isolation"]["requests_precheck_over_reacting"] < 1
+    ),
     "drift.repair_all_back_s <= 30": lambda r: r["drift"]["repair_all_back_s"] <= 30,
     "drift.peak_over_rate <= 1.1": lambda r: r["drift"]["peak_over_rate"] <= 1.1,
     "relist.key_over_pages_per_rate <= 1.2": lambda r: (
@@ -60,6 +73,7 @@ def run_all(quick: bool, only: list[str], workdir: Path) -> dict[str, Any]:
         "overhead": overhead.run,
         "netbox_read": netbox_read.run,
         "pacing": pacing.run,
+        "isolation": isolation.run,
         "drift": watch.drift,
         "relist": watch.relist,
     }

@@ -4,7 +4,7 @@ The same client (``CmdbClient``, in this process) sends the same batches of 200 
 pairs at ``rate_limit = 100`` with 32 requests in flight to a simulator in its own
 process (no server limit, 50 ms + 0.1 ms per detail: the rate, not latency, binds).
 Once with the limiter syncd had before issue 15 (asyncio-throttle's one-second log of
-sends, modelled here so the dependency can go), once with the GCRA pacer. Figures: the
+sends alone, modelled here), once with the GCRA pacer inside that same window. Figures: the
 simulator's own ``peak_rps`` over the rate, and throughput as (requests / rate) over
 the time the sends took. Then ``syncd once`` (own process, new pacing) over the same
 pairs: its cycle time against requests / rate, and the peak the simulator saw.

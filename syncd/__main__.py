@@ -1,7 +1,14 @@
-"""``python -m syncd`` is the ``syncd`` command."""
+"""The ``syncd`` command: ``python -m syncd`` and the console script both start here."""
 
+import signal
 import sys
 
-from syncd.cli import main
+# syncd's first instruction, before the imports (they take a while): a SIGHUP during
+# start-up must not kill the daemon. It stays pending until the daemon handles it (a
+# resync); other commands take it back at once (syncd/cli.py).
+signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGHUP})
 
-sys.exit(main())
+from syncd.cli import main  # noqa: E402
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -33,15 +33,23 @@ def request_delay(
 
 
 def pair_next_attempt(
-    kind: IndexKind, attempts: int, now: float, base: float, cap: float
+    kind: IndexKind,
+    attempts: int,
+    now: float,
+    base: float,
+    cap: float,
+    *,
+    isolated: bool = False,
 ) -> float | None:
     """When a refused pair may be sent again; ``None`` holds it until a resync.
 
-    ``attempts`` counts this failure too (1 on the first).
+    ``attempts`` counts this failure too (1 on the first). ``isolated``: the CMDB
+    refused a whole request for this detail (found by bisection, syncd.isolate), so
+    each resend costs a bisection again: it backs off like a missing instance.
     """
     if kind.held_until_resync:
         return None
-    if kind.is_missing:
+    if kind.is_missing or isolated:
         return now + min(cap, base * 2.0 ** max(0, attempts - 1))
     # Unknown per-index refusal: try again next cycle.
     return now

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import signal
 import sys
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -73,8 +74,13 @@ def _load(path: Path | None) -> Settings:
 
 
 def main(argv: list[str] | None = None) -> int:
+    # A SIGHUP is held from here (``python -m syncd`` holds it from its first line) until
+    # the daemon handles it; other commands take it as usual.
+    signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGHUP})
     args = build_parser().parse_args(argv)
     command: str = args.command
+    if command not in ("run", "once"):
+        signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGHUP})
     if command == "simulate":
         from syncd.simulator import cli as sim_cli
 

@@ -169,6 +169,20 @@ class SyncSettings(_Section):
     relist_interval: float = Field(
         86400, gt=0, description="seconds after which a watched relation is listed again anyway"
     )
+    isolation_budget: int = Field(
+        1000,
+        ge=16,
+        le=1_000_000,
+        description="extra batch-create requests per cycle, all relations together, to find "
+        "the details a CMDB refuses as a whole; what is left waits for the next cycle (at "
+        "least 16: what one refused detail in a full batch of 200 may cost)",
+    )
+    host_precheck: Literal["auto", "on", "off"] = Field(
+        "auto",
+        description="confirm in bulk that a relation's hosts exist before sending pairs "
+        "naming them (list_hosts_without_biz, cached for key_cache_ttl); auto: on a "
+        "relation's first cycle and while its last cycle met a missing host",
+    )
 
 
 class LogSettings(_Section):
@@ -263,13 +277,16 @@ class PruneSettings(_Section):
 
 
 class RelationSettings(_Section):
-    """One bk_obj_asst_id kept in step with one source."""
+    """One bk_obj_asst_id kept in step with one source, or with the union of several."""
 
     name: str = Field(pattern=r"^[A-Za-z0-9_.-]+$")
     bk_obj_id: str = Field(min_length=1)
     bk_asst_obj_id: str = Field(min_length=1)
     bk_obj_asst_id: str = Field(min_length=1)
-    source: SourceSettings
+    source: SourceSettings | None = None
+    sources: list[SourceSettings] | None = Field(
+        None, description="several sources: the desired set is their union"
+    )
     filters: FilterSettings = FilterSettings()
     source_key: str = Field(
         "id",
@@ -295,6 +312,41 @@ class RelationSettings(_Section):
                 f"'_' + bk_asst_obj_id {self.bk_asst_obj_id!r}"
             )
         return self
+
+    @model_validator(mode="after")
+    def _one_source_field(self) -> RelationSettings:
+        if self.source is not None and self.sources is not None:
+            raise ValueError("give either source = {...} or sources = [...], not both")
+        if self.source is None and self.sources is None:
+            raise ValueError("no source: give source = {...} or sources = [...]")
+        if self.sources is not None and not self.sources:
+            raise ValueError("sources = [] is empty: give at least one source")
+        first: dict[str, int] = {}
+        for i, (name, _) in enumerate(self.named_sources()):
+            if name in first:
+                raise ValueError(
+                    f"sources[{first[name]}] and sources[{i}] are both named {name!r}; "
+                    "give each source of a relation its own name"
+                )
+            first[name] = i
+        return self
+
+    @property
+    def several_sources(self) -> bool:
+        """Configured with ``sources = [...]``: guards and sizes are kept per source."""
+        return self.sources is not None
+
+    def source_settings(self) -> list[SourceSettings]:
+        """Every source of the relation, in configuration order."""
+        return (
+            list(self.sources) if self.sources is not None else [self.source] if self.source else []
+        )
+
+    def named_sources(self) -> list[tuple[str, SourceSettings]]:
+        """(name, settings) of every source: its ``name``, or ``<type>#<index>``."""
+        return [
+            (src.name or f"{src.type}#{i}", src) for i, src in enumerate(self.source_settings())
+        ]
 
 
 class Settings(BaseSettings):
@@ -326,7 +378,7 @@ class Settings(BaseSettings):
             if other is not None:
                 raise ValueError(
                     f"relations {other!r} and {rel.name!r} both sync {rel.bk_obj_asst_id!r}; "
-                    "give one relation one source"
+                    "give one relation several sources (sources = [...]) instead"
                 )
             seen[rel.bk_obj_asst_id] = rel.name
         return self
@@ -457,8 +509,10 @@ def _check_usable(settings: Settings) -> None:
     """What a model validator cannot see: files at their resolved paths, the ops address."""
     bundles: list[tuple[str, Path | None]] = [("cmdb.ca_bundle", settings.cmdb.ca_bundle)]
     for i, rel in enumerate(settings.relations):
-        bundle = getattr(rel.source, "ca_bundle", None)
-        bundles.append((f"relations[{i}]({rel.name}).source.ca_bundle", bundle))
+        for j, src in enumerate(rel.source_settings()):
+            where = "source" if rel.source is not None else f"sources[{j}]"
+            bundle = getattr(src, "ca_bundle", None)
+            bundles.append((f"relations[{i}]({rel.name}).{where}.ca_bundle", bundle))
     for where, bundle in bundles:
         if bundle is None:
             continue
@@ -493,8 +547,8 @@ def _resolve_relative(settings: Settings, base: Path) -> None:
     if settings.cmdb.ca_bundle is not None:
         settings.cmdb.ca_bundle = fix(settings.cmdb.ca_bundle)
     for rel in settings.relations:
-        src = rel.source
-        if isinstance(src, FileSourceSettings):
-            src.path = fix(src.path)
-        else:
-            src.resolve_relative(base)
+        for src in rel.source_settings():
+            if isinstance(src, FileSourceSettings):
+                src.path = fix(src.path)
+            else:
+                src.resolve_relative(base)

@@ -14,9 +14,10 @@ import contextlib
 import functools
 import os
 import signal
+import threading
 import time
 from collections import deque
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Collection
 
 import structlog
 
@@ -24,21 +25,25 @@ from syncd.cmdb.client import CmdbClient
 from syncd.config import Settings
 from syncd.control import ControlError, remove_pidfile, write_pidfile
 from syncd.health import Health
+from syncd.log import relation_context
 from syncd.metrics import Metrics
 from syncd.notify import SystemdNotifier
 from syncd.ops import OpsServer
 from syncd.progress import ProgressBar
 from syncd.push import PushSources
 from syncd.reconcile import Reconciler
-from syncd.report import CycleReport
+from syncd.report import CycleReport, RelationReport
 from syncd.sections import FileSourceSettings
 from syncd.sources.watch import watch_file
-from syncd.state import StateLocked, StateStore
+from syncd.state import StateError, StateLocked, StateStore
+from syncd.state.db import stop_waiting
 from syncd.watch import Watcher
 
 log = structlog.get_logger("syncd")
 
 REPORTS_KEPT = 16
+EXIT_GRACE = 2.0
+"""Seconds past ``shutdown_deadline`` after the first stop signal before a forced exit."""
 EX_TEMPFAIL = 75
 """Exit status when the state file is held by another syncd (sysexits' EX_TEMPFAIL)."""
 
@@ -60,8 +65,16 @@ class Daemon:
         self._stop = asyncio.Event()
         self._wake = asyncio.Event()
         self._resync = False
+        self._pending: set[str] = set()
+        self._everything = False
         self._signals = 0
         self.engine: Reconciler | None = None
+        self._watcher: Watcher | None = None
+        self._client: CmdbClient | None = None
+        self._state_error: str | None = None
+        self._event_loop: asyncio.AbstractEventLoop | None = None
+        self._stop_signalled = False
+        self._exit_guard: threading.Timer | None = None
         self.last_report: CycleReport | None = None
         self.reports: deque[CycleReport] = deque(maxlen=REPORTS_KEPT)
         """The last few cycles' reports (a daemon runs for months: not all of them)."""
@@ -84,15 +97,29 @@ class Daemon:
         # systemd shows "reloading" until the resync cycle is done (READY=1 again).
         self.notifier.reloading()
 
-    def request_cycle(self, reason: str) -> None:
-        """Run the next cycle now (a watched source changed); not a resync."""
-        log.info("cycle_requested", reason=reason)
+    def request_cycle(self, reason: str, relations: Collection[str] | None = None) -> None:
+        """Run a cycle now (a source pushed or a watched file changed), of ``relations``
+        only when given; not a resync. Requests before the cycle starts coalesce."""
+        scope = {} if relations is None else {"relations": sorted(relations)}
+        log.info("cycle_requested", reason=reason, **scope)
+        if relations is None:
+            self._everything = True
+        else:
+            self._pending.update(relations)
         self._wake.set()
+
+    def _take_scope(self, full: bool) -> set[str] | None:
+        """The relations the next cycle runs: None for every one (the interval, SIGHUP, a
+        request for all), else those pushes asked for since the last cycle began."""
+        pending, everything = self._pending, self._everything or full
+        self._pending, self._everything = set(), False
+        return None if everything or not pending else pending
 
     def request_stop(self, signum: int | None = None) -> None:
         if self._stop.is_set():
             log.warning("second_stop_signal", signal=signum, action="exit now")
             os._exit(128 + (signum or signal.SIGTERM))
+        self._arm_exit_guard(signum)
         log.info("stopping", signal=signum, deadline=self.settings.sync.shutdown_deadline)
         self._stop.set()
         self._wake.set()
@@ -100,14 +127,47 @@ class Daemon:
         if self.engine is not None:
             self.engine.stop()
 
+    def _arm_exit_guard(self, signum: int | None) -> None:
+        """Whatever still runs after the deadline (a worker thread, a wait inside SQLite)
+        cannot keep the process: a timer thread ends it a moment after."""
+        if self._exit_guard is not None:
+            return
+        grace = self.settings.sync.shutdown_deadline + EXIT_GRACE
+        code = 128 + (signum or signal.SIGTERM)
+
+        def force() -> None:
+            log.error("shutdown_forced", waited=grace, action="exit now")
+            os._exit(code)
+
+        self._exit_guard = threading.Timer(grace, force)
+        self._exit_guard.daemon = True
+        self._exit_guard.start()
+
+    def _on_stop_signal(self, signum: int, _frame: object) -> None:
+        """SIGTERM/SIGINT, handled in Python (not by the loop): it runs even while the loop
+        thread waits in a state write, and the loop hears of it at once."""
+        if self._stop_signalled:
+            os._exit(128 + signum)  # the second one: at once, the state is transactional
+        self._stop_signalled = True
+        self._arm_exit_guard(signum)
+        stop_waiting.set()  # a state write waiting on another program's lock gives up
+        if self._event_loop is not None:
+            self._event_loop.call_soon_threadsafe(self.request_stop, signum)
+
     def _install_signals(self, loop: asyncio.AbstractEventLoop) -> None:
-        loop.add_signal_handler(signal.SIGHUP, self.request_resync)
+        self._event_loop = loop
         for sig in (signal.SIGTERM, signal.SIGINT):
-            loop.add_signal_handler(sig, self.request_stop, int(sig))
+            signal.signal(sig, self._on_stop_signal)
+        loop.add_signal_handler(signal.SIGHUP, self.request_resync)
+        # Held since the first instruction (syncd/__main__.py): any pending one is a resync.
+        signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGHUP})
 
     def _remove_signals(self, loop: asyncio.AbstractEventLoop) -> None:
-        for sig in (signal.SIGHUP, signal.SIGTERM, signal.SIGINT):
-            loop.remove_signal_handler(sig)
+        loop.remove_signal_handler(signal.SIGHUP)
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            signal.signal(sig, signal.SIG_DFL)
+        if self._exit_guard is not None:
+            self._exit_guard.cancel()
 
     # -- lifecycle -------------------------------------------------------------
 
@@ -119,22 +179,24 @@ class Daemon:
         """
         try:
             async with contextlib.AsyncExitStack() as stack:
-                engine = await self._startup(stack)
-                return await self._loop(engine)
+                await self._startup(stack)
+                return await self._loop(stack)
         except StateLocked as exc:
             log.error("state_locked", error=str(exc), holder=exc.holder)
             return EX_TEMPFAIL
         raise AssertionError("unreachable")  # pragma: no cover (mypy: the stack may swallow)
 
-    async def _startup(self, stack: contextlib.AsyncExitStack) -> Reconciler:
-        """Signals, state, helper tasks, ops server, pidfile, client: each undone by the stack."""
+    async def _startup(self, stack: contextlib.AsyncExitStack) -> None:
+        """Signals, state, helper tasks, ops server, pidfile, client: each undone by the stack.
+
+        A state store that cannot be opened now (read-only, disk full, a newer schema) does
+        not stop the start: every cycle fails with one line until it can be (see
+        :meth:`_engine`); only another syncd holding it does (exit 75).
+        """
         loop = asyncio.get_running_loop()
         self._install_signals(loop)
         stack.callback(self._stopped, loop)
-        store, warning = StateStore.open(self.settings.state.path, lock=True)
-        stack.callback(store.close)
-        if warning:
-            log.warning("state_rebuilt", path=str(self.settings.state.path), reason=warning)
+        store = self._open_state(stack)
         push = PushSources(self.settings, self.request_cycle)
         await stack.enter_async_context(self._helpers(push))
         if self.settings.ops.enabled and not self.once:
@@ -155,10 +217,9 @@ class Daemon:
             CmdbClient(self.settings.cmdb, observer=self.metrics, watch_slots=len(objects))
         )
         stack.callback(self._stopping)
-        self.engine = Reconciler(self.settings, client, store, observer=self.metrics)
-        self.engine.apply.on_progress = self.progress
-        if self._stop.is_set():
-            self.engine.stop()
+        self._client = client
+        if store is not None:
+            self._make_engine(store)
         log.info(
             "started",
             relations=[r.name for r in self.settings.relations],
@@ -169,12 +230,62 @@ class Daemon:
         )
         self.notifier.ready()
         self.notifier.status("started; first cycle running")
-        if objects:
-            # Before the first cycle: the watch's "from now" must precede the first list.
-            watcher = Watcher(self.settings, self.engine, observer=self.metrics)
-            self.health.watch = watcher.snapshot
-            await stack.enter_async_context(watcher.running())
+
+    def _open_state(self, stack: contextlib.AsyncExitStack) -> StateStore | None:
+        """The state store, closed by the stack; None (and one line) if it cannot be used now."""
+        path = self.settings.state.path
+        try:
+            store, warning = StateStore.open(path, lock=True)
+        except StateLocked:
+            raise
+        except StateError as exc:
+            self._state_error = str(exc)
+            log.error("state_unavailable", path=str(path), error=str(exc))
+            return None
+        stack.callback(store.close)
+        self._state_error = None
+        if warning:
+            log.warning("state_rebuilt", path=str(path), reason=warning)
+        return store
+
+    def _make_engine(self, store: StateStore) -> Reconciler:
+        assert self._client is not None, "the client opens before the engine is made"
+        self.engine = Reconciler(self.settings, self._client, store, observer=self.metrics)
+        self.engine.apply.on_progress = self.progress
+        if self._stop.is_set():
+            self.engine.stop()
         return self.engine
+
+    def _engine(self, stack: contextlib.AsyncExitStack) -> Reconciler | None:
+        """The engine; the first turns after a failed open try the state store again."""
+        if self.engine is None:
+            store = self._open_state(stack)
+            if store is not None:
+                log.info("state_available", path=str(self.settings.state.path))
+                self._make_engine(store)
+        return self.engine
+
+    async def _start_watch(self, stack: contextlib.AsyncExitStack, engine: Reconciler) -> None:
+        """The CMDB watch (syncd.watch), before the engine's first cycle: its "from now"
+        must precede the first list. Undone by the stack before the client closes."""
+        if not self.settings.sync.watch or self.once:
+            return
+        self._watcher = Watcher(self.settings, engine, observer=self.metrics)
+        self.health.watch = self._watcher.snapshot
+        await stack.enter_async_context(self._watcher.running())
+
+    def _state_unavailable_cycle(self) -> CycleReport:
+        """A cycle without a state store: each relation fails with one line, nothing is sent."""
+        error = f"state store unavailable: {self._state_error}"
+        reports = []
+        for rel in self.settings.relations:
+            with relation_context(rel.name, rel.bk_obj_asst_id, 0):
+                log.error("relation_failed", error=error)
+            reports.append(RelationReport(rel.name, error=error))
+        report = CycleReport(reports, 0.0)
+        self.metrics.record_cycle(0.0, ok=False)
+        log.info("cycle", **report.summary(), stopped=self._stop.is_set())
+        return report
 
     @contextlib.asynccontextmanager
     async def _helpers(self, push: PushSources) -> AsyncIterator[None]:
@@ -186,9 +297,11 @@ class Daemon:
             tasks.append(asyncio.create_task(self.notifier.watchdog_loop(helpers_stop)))
         if not self.once:
             for rel in self.settings.relations:
-                src = rel.source
-                if isinstance(src, FileSourceSettings) and src.watch:
-                    wake = functools.partial(self.request_cycle, f"{rel.name}: {src.path} changed")
+                for src in rel.source_settings():
+                    if not (isinstance(src, FileSourceSettings) and src.watch):
+                        continue
+                    why = f"{rel.name}: {src.path} changed"
+                    wake = functools.partial(self.request_cycle, why, [rel.name])
                     watcher = watch_file(src.path, wake, src.watch_interval, helpers_stop)
                     tasks.append(asyncio.create_task(watcher))
             tasks.extend(push.start(helpers_stop))
@@ -225,18 +338,30 @@ class Daemon:
         self.notifier.close()
         log.info("stopped")
 
-    async def _loop(self, engine: Reconciler) -> int:
+    async def _loop(self, stack: contextlib.AsyncExitStack) -> int:
         cycles = 0
+        full_due = 0.0  # when the next cycle runs every relation: an interval after the last
         while not self._stop.is_set():
             resync, self._resync = self._resync, False
+            only = self._take_scope(resync or time.monotonic() >= full_due)
             self._wake.clear()
-            report = await self._run_cycle(engine, resync)
+            engine = self._engine(stack)
+            if engine is not None and self._watcher is None:
+                await self._start_watch(stack, engine)
+            if engine is None:
+                report: CycleReport | None = self._state_unavailable_cycle()
+            else:
+                report = await self._run_cycle(engine, resync, only)
+            if only is None:
+                full_due = time.monotonic() + self.settings.sync.interval
             cycles += 1
             if resync:
                 self.notifier.ready()
             if report is not None:
-                self.last_report = report
                 self.reports.append(report)
+                if only is not None and self.last_report is not None:
+                    report = self.last_report.updated_by(report)
+                self.last_report = report
                 summary = report.summary()
                 self.health.cycle_finished(report.ok, summary)
                 self.notifier.status(
@@ -251,13 +376,15 @@ class Daemon:
             if self._resync:
                 continue
             with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._wake.wait(), self.settings.sync.interval)
+                await asyncio.wait_for(self._wake.wait(), max(0.0, full_due - time.monotonic()))
         if self.once:
             return 0 if self.last_report is not None and self.last_report.converged else 1
         return 0
 
-    async def _run_cycle(self, engine: Reconciler, resync: bool) -> CycleReport | None:
-        task = asyncio.create_task(engine.cycle(resync=resync))
+    async def _run_cycle(
+        self, engine: Reconciler, resync: bool, only: set[str] | None = None
+    ) -> CycleReport | None:
+        task = asyncio.create_task(engine.cycle(resync=resync, only=only))
         stop_wait = asyncio.create_task(self._stop.wait())
         try:
             await asyncio.wait({task, stop_wait}, return_when=asyncio.FIRST_COMPLETED)

@@ -55,11 +55,13 @@ async def _demo(directory: Path) -> int:
         return 1
     first, second = (r.summary() for r in reports)
     asst = settings.relations[0].bk_obj_asst_id
+    # Decided, not sent: a pair naming a host the pre-check did not find is failed unsent.
+    todo = first["created"] + first["exists"] + first["failed"]
     print(
         "\nsyncd demo summary\n"
         f"  cycle 1: {first['desired']} desired pairs; "
-        f"{first['desired'] - first['sent']} were already in the CMDB (read by the first resync);"
-        f" {first['sent']} sent: {first['created']} created, {first['exists']} already existed, "
+        f"{first['desired'] - todo} were already in the CMDB (read by the first resync);"
+        f" {todo} to create: {first['created']} created, {first['exists']} already existed, "
         f"{first['failed']} failed (the 'pair' lines with outcome=failed say why)\n"
         f"  cycle 2: {second['sent']} sent: nothing left to do"
         f" ({second['held']} failed pairs held back for a later retry)\n"

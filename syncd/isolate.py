@@ -21,10 +21,21 @@ from __future__ import annotations
 import itertools
 import math
 from collections.abc import Awaitable, Callable, Iterator, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from enum import StrEnum
 
-from syncd.outcome import Answer, BadAnswer, IndexKind, Verdict, split_batch_data
+from syncd.outcome import (
+    Answer,
+    BadAnswer,
+    BatchOutcome,
+    FailedPair,
+    IndexKind,
+    LogLine,
+    RequestLines,
+    Verdict,
+    pair_fields,
+    split_batch_data,
+)
 from syncd.refusal import Refusal, Scope, read_refusal
 
 Detail = tuple[int, int]
@@ -312,3 +323,75 @@ class _Run:
 
     async def _send(self, indexes: list[int]) -> Answer:
         return await self.send([self.details[i] for i in indexes])
+
+
+def batch_outcome(
+    details: Sequence[Detail], iso: Isolation, *, verbose: bool = True
+) -> BatchOutcome:
+    """The rows and lines of a settled batch: each detail once, its ``pair`` line under
+    the request that decided it (``index`` = its position in that request). Pure.
+
+    ``verbose`` False leaves out the info lines of created and existing pairs.
+    """
+    created: list[tuple[int, int, int]] = []
+    exists: list[tuple[int, int, int | None]] = []
+    failed: list[FailedPair] = []
+    deferred: list[tuple[int, int]] = []
+    lines: dict[int, list[LogLine]] = {ex.batch: [] for ex in iso.exchanges}
+    for outcome in iso.outcomes:
+        src, dst = details[outcome.index]
+        if outcome.settled is Settled.DEFERRED or outcome.exchange is None:
+            deferred.append((src, dst))
+            continue
+        group = lines[outcome.exchange.batch]
+        kind = outcome.kind if outcome.settled is Settled.ANSWERED else None
+        if kind is IndexKind.CREATED:
+            assert outcome.association_id is not None  # split_batch_data guarantees it
+            created.append((src, dst, outcome.association_id))
+            if verbose:
+                fields = pair_fields("created", "create", outcome.position, src, dst)
+                fields["association_id"] = outcome.association_id
+                group.append(("info", fields))
+        elif kind is IndexKind.EXISTS:
+            exists.append((src, dst, None))
+            if verbose:
+                group.append(("info", pair_fields("exists", "create", outcome.position, src, dst)))
+        else:
+            refused = outcome.exchange.answer.verdict is not Verdict.OK
+            failure = FailedPair(src, dst, kind, outcome.message, refused and kind is not None)
+            failed.append(failure)
+            fields = pair_fields(
+                "failed",
+                "create",
+                outcome.position,
+                src,
+                dst,
+                error=outcome.message,
+                reason=failure.reason,
+            )
+            group.append(("warning", fields))
+    requests = [
+        RequestLines(ex.answer.request_id, sorted(lines[ex.batch], key=_line_index))
+        for ex in iso.exchanges
+    ]
+    refusal = None
+    answer = iso.exchanges[0].answer if iso.exchanges else None
+    if iso.refusal is not None and iso.refused_by is not None:
+        answer = replace(iso.refused_by.answer, hint=iso.refusal.fix)
+        refusal = f"{answer.error}; {iso.refusal.fix}"
+    return BatchOutcome(
+        created,
+        exists,
+        failed,
+        [line for group in requests for line in group.lines],
+        refusal,
+        answer,
+        requests,
+        deferred,
+        iso.extra_requests,
+    )
+
+
+def _line_index(line: LogLine) -> int:
+    index = line[1].get("index")
+    return index if isinstance(index, int) else 0

@@ -142,6 +142,11 @@ class Known:
 
     # -- changing -------------------------------------------------------------
 
+    def intend(self, name: str, details: list[tuple[int, int]]) -> None:
+        """Before a create leaves: the pairs are in flight (durably), so an answer lost
+        on the way back still leaves them owned."""
+        self.store.intend(name, details, self.clock())
+
     def record(self, name: str, outcome: BatchOutcome, failed: list[Failed]) -> None:
         """One answer: store it in one transaction, then mirror what is now in the CMDB."""
         self.store.record_answer(
@@ -149,6 +154,7 @@ class Known:
             created=[Created(*row) for row in outcome.created],
             exists=[Seen(*row) for row in outcome.exists],
             failed=failed,
+            answered=[(f.src, f.dst) for f in outcome.failed if f.kind is not None],
             now=self.clock(),
         )
         known = self._pairs[name]

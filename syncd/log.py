@@ -274,6 +274,12 @@ def relation_context(name: str, bk_obj_asst_id: str, cycle: int) -> Any:
     return bound_contextvars(relation=name, bk_obj_asst_id=bk_obj_asst_id, cycle=cycle)
 
 
+def source_context(name: str) -> Any:
+    """Bind a source's name (``source_name``) to every line logged while it is read: a
+    relation with several sources tells their bad records and unresolved keys apart."""
+    return bound_contextvars(source_name=name)
+
+
 MAX_LOGGED_BAD = 1000
 """Bad records logged per read; the rest are counted in one line."""
 

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Mapping
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from enum import StrEnum
 from typing import Any
 
@@ -180,7 +180,17 @@ RETRY_CODES = RATE_LIMIT_CODES | {1113053, 1650200, 1650201}
 AMBIGUOUS_CODES = frozenset({1306201, 1650401, 1109005, 1109001})
 """504-like: the CMDB may have acted. 1109005/1109001 (audit log failed) come after the inserts."""
 CCERR_PARSE_AUTH_ATTRIBUTE = 1199045
-"""bk-cmdb's auth-parse failure (auth on): the message is the parser's raw error text."""
+"""bk-cmdb's auth-parse failure (auth on): the message is the parser's raw error text.
+Mostly about one detail (``host 999 has no relations``, ``invalid bk_inst_id value``),
+so it is not in :data:`RELATION_CODES`; only :func:`parse_failure_is_relation` texts are."""
+
+
+def parse_failure_is_relation(message: str) -> bool:
+    """A 1199045 text about the relation, not a detail: a model or model association the
+    parser could not find (``model association [map[bk_obj_asst_id:X]] not found``)."""
+    return "not found" in message and "model" in message
+
+
 ESB_NOT_JSON = "Request interface error, the response content is not a json string"
 """ESB's 1306000 for a backend answer that is not JSON (e.g. a proxy's 502 page): the
 CMDB may have acted, unlike ESB's other 1306000 answers (refused credentials)."""
@@ -191,7 +201,6 @@ RELATION_CODES: Mapping[int, str] = {
     1640401: "the API gateway does not know this API: check cmdb.url, cmdb.gateway and cmdb.stage",
     1641301: "the request body is too large for the gateway: lower cmdb.batch_size",
     9900403: "no IAM permission: apply for the permission named in this line",
-    1199045: "the CMDB could not read the request's auth attributes: check cmdb.username",
     1199046: "the CMDB could not ask IAM whether the user may do this: check the CMDB's IAM",
     1199047: "no IAM permission: apply for the permission named in this line",
     1199048: "no IAM permission: apply for the permission named in this line",
@@ -323,11 +332,15 @@ def classify_response(status: int, headers: Mapping[str, str], body: bytes) -> A
         verdict = Verdict.RETRY
     elif code in AMBIGUOUS_CODES or status in (504, 500) or message.startswith(ESB_NOT_JSON):
         verdict = Verdict.AMBIGUOUS
+    elif code == CCERR_PARSE_AUTH_ATTRIBUTE:
+        # About a detail unless the parser could not find the model (syncd.refusal).
+        verdict = Verdict.RELATION if parse_failure_is_relation(message) else Verdict.FAILED
     elif code in RELATION_CODES or status in (400, 401, 403, 404, 413):
         verdict = Verdict.RELATION
     else:
         verdict = Verdict.FAILED
-    hint = _relation_hint(code, message) if verdict is Verdict.RELATION else ""
+    parse_failure = code == CCERR_PARSE_AUTH_ATTRIBUTE
+    hint = _relation_hint(code, message) if verdict is Verdict.RELATION or parse_failure else ""
     if verdict is Verdict.RELATION and not hint:
         hint = "the gateway refused the request: check cmdb.url, credentials and permissions"
     return Answer(verdict, status, code, message, data, request_id, retry_after, permission, hint)
@@ -422,6 +435,8 @@ class FailedPair:
     dst: int
     kind: IndexKind | None
     message: str
+    isolated: bool = False
+    """Refused by a whole-request refusal about it alone (syncd.isolate), not per index."""
 
     @property
     def reason(self) -> str:
@@ -429,8 +444,22 @@ class FailedPair:
 
 
 @dataclass(frozen=True, slots=True)
+class RequestLines:
+    """One request of a batch and the ``pair`` lines of the details it decided."""
+
+    request_id: str | None
+    lines: list[LogLine]
+
+
+@dataclass(frozen=True, slots=True)
 class BatchOutcome:
-    """What one create request came to: every detail exactly once, in one of three lists."""
+    """What a batch came to: every detail exactly once, in one of the lists.
+
+    Usually one request (``lines`` under ``answer``'s request id). A batch the CMDB
+    refused as a whole and that was settled by more requests (``syncd.isolate``)
+    lists them in ``requests``, each with the lines of the details it decided, and
+    ``deferred`` holds what the cycle's isolation budget could not pay for.
+    """
 
     created: list[tuple[int, int, int]]
     """(src, dst, association_id): in the CMDB now, created by syncd."""
@@ -442,6 +471,20 @@ class BatchOutcome:
     refusal: str | None = None
     """Set when the CMDB refused the relation as a whole: why, and the fix."""
     answer: Answer | None = None
+    requests: list[RequestLines] = field(default_factory=list)
+    """Every request sent for the batch, in order, when there was more than one way to
+    log it; empty: ``lines`` under ``answer``'s request id."""
+    deferred: list[tuple[int, int]] = field(default_factory=list)
+    """Details not decided this cycle (isolation budget spent, or stopped): not failed."""
+    isolation_requests: int = 0
+    """Requests beyond the batch's first (``syncd.isolate``)."""
+
+    def request_groups(self) -> list[RequestLines]:
+        """The ``pair`` lines grouped by the request that decided them, in order sent."""
+        if self.requests:
+            return self.requests
+        request_id = self.answer.request_id if self.answer is not None else None
+        return [RequestLines(request_id, self.lines)]
 
 
 def classify_batch(

@@ -9,15 +9,40 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Set
 from dataclasses import dataclass, field
+from typing import NamedTuple
 
 from syncd.batching import Mapping as AssociationMapping
 from syncd.batching import plan_batches
 from syncd.diff import diff
 from syncd.pairs import PairKey
-from syncd.prune import PruneDecision, PruneGuards, decide_prune, source_guard
+from syncd.prune import PruneDecision, PruneGuards, decide_prune, source_guard, sources_guard
 
 AbsentInfo = Mapping[PairKey, tuple[float, int]]
 """key -> (absent since, consecutive absent cycles)."""
+
+
+class UnresolvedKey(NamedTuple):
+    """A natural key that resolved to no instance (or to two), and where it came from."""
+
+    side: str
+    """source or target"""
+    key: str
+    origin: str
+    """the record: ``topology.csv:12``, a NetBox cable URL"""
+    source: str
+    """the name of the relation's source that said it"""
+
+
+class SourceStatus(NamedTuple):
+    """What one of a relation's sources answered this cycle."""
+
+    name: str
+    type: str
+    pairs: int | None
+    """None: the source failed."""
+    bad_records: int = 0
+    unresolved: int = 0
+    error: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -30,6 +55,10 @@ class PruneInputs:
     absent_before: AbsentInfo
     """Absence of owned pairs as recorded before this cycle."""
     last_good_desired: int | None
+    source_sizes: Mapping[str, tuple[int, int | None]] = field(default_factory=dict)
+    """Several sources: each answering one's (pairs now, size pruning last accepted)."""
+    failed_sources: Mapping[str, str] = field(default_factory=dict)
+    """Several sources: each failed one's error."""
 
 
 @dataclass
@@ -45,8 +74,9 @@ class RelationPlan:
     absent: frozenset[PairKey]
     prune: PruneDecision
     bad_records: int = 0
-    unresolved: list[tuple[str, str, str]] = field(default_factory=list)
+    unresolved: list[UnresolvedKey] = field(default_factory=list)
     source_counts: dict[str, int] = field(default_factory=dict)
+    sources: list[SourceStatus] = field(default_factory=list)
     owned_absent: frozenset[PairKey] = frozenset()
     """Owned pairs the source no longer has (their absence is counted on commit)."""
 
@@ -78,7 +108,8 @@ def plan(
             known=len(known),
             now=now,
             guards=prune.guards,
-            blocked=source_guard(len(desired), prune.last_good_desired, prune.guards),
+            blocked=sources_guard(prune.source_sizes, prune.failed_sources, prune.guards)
+            or source_guard(len(desired), prune.last_good_desired, prune.guards),
         )
     return RelationPlan(
         relation=relation,

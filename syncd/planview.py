@@ -39,8 +39,19 @@ def plan_document(
         ]
         deferred = [_pair(k) for k in sorted(plan.deferred)]
         unresolved = [
-            {"side": side, "key": key, "origin": origin}
-            for side, key, origin in sorted(plan.unresolved)
+            {"side": u.side, "key": u.key, "origin": u.origin, "source_name": u.source}
+            for u in sorted(plan.unresolved)
+        ]
+        sources = [
+            {
+                "name": s.name,
+                "type": s.type,
+                "desired": s.pairs,
+                "bad_records": s.bad_records,
+                "unresolved": s.unresolved,
+                "error": s.error,
+            }
+            for s in plan.sources
         ]
         changes = changes or bool(create or delete)
         entry.update(
@@ -58,6 +69,7 @@ def plan_document(
                     "bad_records": plan.bad_records,
                 },
                 "source_counts": dict(sorted(plan.source_counts.items())),
+                "sources": sources,
                 "create": create,
                 "delete": delete,
                 "held": held,
@@ -85,6 +97,7 @@ def _failed_entry(error: str, prune_enabled: bool) -> dict[str, Any]:
         "known": None,
         "counts": dict.fromkeys(counts, 0),
         "source_counts": {},
+        "sources": [],
         "create": [],
         "delete": [],
         "held": [],
@@ -138,8 +151,18 @@ def render_text(doc: dict[str, Any], *, limit: int = 20) -> str:
             )
         if len(rel["held"]) > limit:
             out.append(f"  ~ ... and {len(rel['held']) - limit} more held back")
+        several = len(rel["sources"]) > 1
+        for status in rel["sources"] if several else ():
+            if status["error"]:
+                out.append(f"  ! source {status['name']} failed: {status['error']}")
+            else:
+                out.append(
+                    f"  source {status['name']} ({status['type']}): {status['desired']} desired, "
+                    f"{status['unresolved']} unresolved, {status['bad_records']} bad records"
+                )
         for item in rel["unresolved"][:limit]:
-            out.append(f"  ? {item['side']} key {item['key']!r} not in the CMDB ({item['origin']})")
+            where = f"{item['source_name']}: {item['origin']}" if several else item["origin"]
+            out.append(f"  ? {item['side']} key {item['key']!r} not in the CMDB ({where})")
         if len(rel["unresolved"]) > limit:
             out.append(f"  ? ... and {len(rel['unresolved']) - limit} more unresolved")
         prune = rel["prune"]

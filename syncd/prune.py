@@ -36,18 +36,54 @@ class PruneDecision:
 
 
 def source_guard(
-    desired: int, last_good: int | None, guards: PruneGuards, *, source_ok: bool = True
+    desired: int,
+    last_good: int | None,
+    guards: PruneGuards,
+    *,
+    source_ok: bool = True,
+    what: str = "the source",
 ) -> str | None:
     """A reason to prune nothing this cycle, or None when the source looks sane."""
     if not source_ok:
-        return "the source failed this cycle"
+        return f"{what} failed this cycle"
     if desired == 0:
-        return "the source came back empty"
+        return f"{what} came back empty"
     if last_good and desired < last_good * (1.0 - guards.max_shrink):
         return (
-            f"the source shrank from {last_good} to {desired} pairs, more than "
+            f"{what} shrank from {last_good} to {desired} pairs, more than "
             f"{guards.max_shrink:.0%}; send SIGHUP (systemctl reload syncd) to accept the new size"
         )
+    return None
+
+
+def sources_guard(
+    sizes: Mapping[str, tuple[int, int | None]],
+    failed: Mapping[str, str],
+    guards: PruneGuards,
+) -> str | None:
+    """Several sources of one relation: a reason to prune nothing, naming the source.
+
+    ``sizes`` maps each source that answered to (pairs now, the size pruning last
+    accepted from it); ``failed`` each source that did not to its error. A pair that
+    only a failed, emptied or shrunken source had would look absent, so any one of
+    them holds back pruning for the whole relation. An empty source is accepted only
+    once its accepted size is 0 (a resync, SIGHUP, says so).
+    """
+    if failed:
+        names = ", ".join(repr(name) for name in failed)
+        errors = "; ".join(f"{name}: {error}" for name, error in failed.items())
+        word = "source" if len(failed) == 1 else "sources"
+        return f"{word} {names} failed this cycle ({errors})"
+    for name, (count, accepted) in sizes.items():
+        what = f"source {name!r}"
+        if count == 0 and accepted != 0:
+            return (
+                f"{what} came back empty; send SIGHUP (systemctl reload syncd) to accept "
+                "an empty source"
+            )
+        reason = source_guard(count, accepted, guards, what=what) if count else None
+        if reason is not None:
+            return reason
     return None
 
 

@@ -2,8 +2,9 @@
 
 The daemon owns the loop and its wake-up; this module turns the push configuration
 into what runs beside it (an ops route, supervised stream tasks), each ending in
-``request_cycle(reason)`` behind a debouncer, so a burst of changes is one cycle.
-A cycle still reads every source in full: a push is a signal, never the data.
+``request_cycle(reason, relations)`` behind a debouncer, so a burst of changes is one
+cycle, of the relations that source feeds only. That cycle still reads their sources
+in full: a push is a signal, never the data.
 """
 
 from __future__ import annotations
@@ -11,7 +12,7 @@ from __future__ import annotations
 import asyncio
 import json
 import os
-from collections.abc import Callable
+from collections.abc import Callable, Collection
 
 import structlog
 
@@ -30,7 +31,9 @@ WEBHOOK_PATH = "/hooks/netbox"
 class PushSources:
     """The webhook receiver and stream supervisors of one daemon."""
 
-    def __init__(self, settings: Settings, request_cycle: Callable[[str], None]) -> None:
+    def __init__(
+        self, settings: Settings, request_cycle: Callable[[str, Collection[str]], None]
+    ) -> None:
         self.request_cycle = request_cycle
         self.webhook: NetBoxWebhook | None = None
         self.streams: list[StreamSupervisor] = []
@@ -41,7 +44,10 @@ class PushSources:
             names = [
                 r.name
                 for r in settings.relations
-                if isinstance(r.source, NetBoxSourceSettings) and hook.owns(r.source.url)
+                if any(
+                    isinstance(src, NetBoxSourceSettings) and hook.owns(src.url)
+                    for src in r.source_settings()
+                )
             ]
             if not names:
                 log.warning("webhook_unused", reason="no netbox relation matches hooks.netbox")
@@ -50,16 +56,16 @@ class PushSources:
             else:
                 self.webhook = NetBoxWebhook(
                     hook.secret.get_secret_value(),
-                    request_cycle,
+                    lambda reason: request_cycle(reason, names),
                     relations=names,
                     max_body=hook.max_body,
                     quiet=hook.debounce,
                     max_delay=hook.max_delay,
                 )
         for rel in settings.relations:
-            src = rel.source
-            if isinstance(src, CommandSourceSettings) and src.watch:
-                self.streams.append(self._stream(rel.name, src))
+            for src in rel.source_settings():
+                if isinstance(src, CommandSourceSettings) and src.watch:
+                    self.streams.append(self._stream(rel.name, src))
 
     def _stream(self, name: str, src: CommandSourceSettings) -> StreamSupervisor:
         argv = src.watch_command()
@@ -69,7 +75,7 @@ class PushSources:
         env = dict(os.environ) if src.inherit_env else {}
         env.update(dict(zip(src.env, secrets, strict=True)))
         debouncer = Debouncer(
-            lambda n: self.request_cycle(f"{name}: {n} change(s) from {program}"),
+            lambda n: self.request_cycle(f"{name}: {n} change(s) from {program}", [name]),
         )
         self._debouncers.append(debouncer)
         lldpd = src.format == "lldpd"

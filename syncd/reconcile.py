@@ -15,15 +15,16 @@ from __future__ import annotations
 import asyncio
 import time
 import traceback
-from collections.abc import Callable
+from collections.abc import Callable, Collection
+from dataclasses import replace
 from typing import Protocol
 
 import structlog
 
-from syncd.apply import Applier, SendBatch, send_batch
+from syncd.apply import Applier, SendBatch
 from syncd.cmdb.client import CmdbClient, CmdbError
 from syncd.config import RelationSettings, Settings
-from syncd.desired import Desired, DesiredReader, make_source
+from syncd.desired import Desired, DesiredReader, SourceFactory, make_source, size_key
 from syncd.known import Known, RelationRefused
 from syncd.log import relation_context
 from syncd.outcome import Verdict
@@ -31,7 +32,7 @@ from syncd.pairs import PairKey
 from syncd.plan import PruneInputs, RelationPlan, plan
 from syncd.report import CycleReport, RelationReport
 from syncd.resolver import KeyResolver
-from syncd.sources.base import Source, SourceError
+from syncd.sources.base import SourceError
 from syncd.state import StateError, StateStore
 from syncd.tasks import first_error, together
 
@@ -46,6 +47,7 @@ class EngineObserver(Protocol):
     """Where the reconciler reports counts (the metrics registry implements this)."""
 
     def record_pair(self, relation: str, outcome: str, n: int = 1) -> None: ...
+    def record_isolation(self, relation: str, requests: int) -> None: ...
     def set_relation_gauges(self, relation: str, desired: int, known: int, failed: int) -> None: ...
     def mark_success(self, relation: str) -> None: ...
     def record_cycle(self, seconds: float, *, ok: bool = True) -> None: ...
@@ -62,8 +64,8 @@ class Reconciler:
         *,
         observer: EngineObserver | None = None,
         clock: Callable[[], float] = time.time,
-        source_factory: Callable[[RelationSettings], Source] = make_source,
-        send: SendBatch = send_batch,
+        source_factory: SourceFactory = make_source,
+        send: SendBatch | None = None,
     ) -> None:
         self.settings = settings
         self.client = client
@@ -96,22 +98,27 @@ class Reconciler:
 
     # -- a cycle ------------------------------------------------------------------
 
-    async def cycle(self, *, resync: bool = False) -> CycleReport:
-        """One pass over every relation, concurrently, sharing the client's limits."""
+    async def cycle(
+        self, *, resync: bool = False, only: Collection[str] | None = None
+    ) -> CycleReport:
+        """One pass over every relation (or, for a push, over ``only`` those named),
+        concurrently, sharing the client's limits. A resync always covers every one."""
         started = time.monotonic()
         self.cycles += 1
-        self.apply.progress = [0, 0]
+        self.apply.begin_cycle(resync=resync)
+        relations = self.settings.relations
+        if only is not None and not resync:
+            relations = [r for r in relations if r.name in only]
         if resync:
             self.desired.forget()
-            for rel in self.settings.relations:
-                # The operator's word: whatever size the source has now is accepted.
-                self.store.set_source_size(rel.name, 0)
         async with asyncio.TaskGroup() as tg:
-            tasks = [tg.create_task(self.run_relation(r, resync)) for r in self.settings.relations]
+            tasks = [tg.create_task(self.run_relation(r, resync)) for r in relations]
         report = CycleReport([t.result() for t in tasks], time.monotonic() - started)
+        report.partial = len(relations) < len(self.settings.relations)
         if self.observer is not None:
             self.observer.record_cycle(report.duration, ok=report.ok)
-        log.info("cycle", cycle=self.cycles, **report.summary(), stopped=self.stopping)
+        scope = {"only": [r.name for r in relations]} if report.partial else {}
+        log.info("cycle", cycle=self.cycles, **report.summary(), stopped=self.stopping, **scope)
         return report
 
     async def run_now(self, rel: RelationSettings, *, resync: bool = False) -> RelationReport:
@@ -151,10 +158,17 @@ class Reconciler:
 
     async def run(self, rel: RelationSettings, report: RelationReport, resync: bool) -> None:
         """observe -> pull -> diff -> batch -> send/record -> fill ids -> prune."""
+        if resync:
+            # The operator's word: whatever size the source has now is accepted.
+            self.store.set_source_size(rel.name, 0)
+            if rel.several_sources:
+                for name, _ in rel.named_sources():
+                    self.store.set_source_size(size_key(rel, name), 0)
+                    self.store.set_source_baseline(rel.name, name, 0)
         try:
             (known, report.resynced), desired = await together(
                 self.known.observe(rel, resync=resync),
-                self.desired.read(rel, last_size=self.store.source_size(rel.name)),
+                self.desired.read(rel, self._last_sizes(rel)),
             )
         except (SourceError, CmdbError):
             if rel.prune.enabled:
@@ -178,6 +192,12 @@ class Reconciler:
         if decided.prune.delete and not self.stopping:
             await self.apply.delete(rel, decided.prune.delete, report)
 
+    def _last_sizes(self, rel: RelationSettings) -> dict[str, int]:
+        """Each source's size at its last read, for the empty-source guard."""
+        return {
+            name: self.store.source_size(size_key(rel, name)) for name, _ in rel.named_sources()
+        }
+
     def decide(
         self, rel: RelationSettings, desired: Desired, known: set[int], now: float
     ) -> RelationPlan:
@@ -192,6 +212,16 @@ class Reconciler:
                 absent_before=self.store.absent_info(name, owned - desired.pairs),
                 last_good_desired=self.store.prune_baseline(name),
             )
+            if rel.several_sources:
+                prune = replace(
+                    prune,
+                    source_sizes={
+                        s.name: (s.pairs, self.store.source_baseline(name, s.name))
+                        for s in desired.sources
+                        if s.pairs is not None
+                    },
+                    failed_sources=desired.failed,
+                )
         decided = plan(
             name,
             desired.pairs,
@@ -205,6 +235,7 @@ class Reconciler:
         decided.bad_records = desired.bad_records
         decided.unresolved = list(desired.unresolved)
         decided.source_counts = dict(desired.source_counts)
+        decided.sources = list(desired.sources)
         return decided
 
     def commit_observations(
@@ -218,12 +249,21 @@ class Reconciler:
         name = rel.name
         if len(desired.pairs) != self.store.source_size(name):
             self.store.set_source_size(name, len(desired.pairs))
+        answered = [s for s in desired.sources if s.pairs is not None]
+        if rel.several_sources:
+            for status in answered:
+                self.store.set_source_size(size_key(rel, status.name), status.pairs or 0)
         if not rel.prune.enabled:
             return
         self.store.mark_present(name, desired.pairs)
-        self.store.mark_absent(name, decided.owned_absent, now)
+        if not desired.failed:
+            # A failed source's pairs look absent; their absence is not counted.
+            self.store.mark_absent(name, decided.owned_absent, now)
         if decided.prune.blocked is None:
             self.store.set_prune_baseline(name, len(desired.pairs))
+            if rel.several_sources:
+                for status in answered:
+                    self.store.set_source_baseline(name, status.name, status.pairs or 0)
         else:
             log.warning("prune_blocked", reason=decided.prune.blocked)
 
@@ -232,7 +272,7 @@ class Reconciler:
         with relation_context(rel.name, rel.bk_obj_asst_id, self.cycles):
             known, desired = await together(
                 self.known.read_cmdb(rel),
-                self.desired.read(rel, last_size=self.store.source_size(rel.name)),
+                self.desired.read(rel, self._last_sizes(rel)),
             )
             return self.decide(rel, desired, known, self.clock())
 
@@ -248,6 +288,7 @@ def _fill_report(report: RelationReport, desired: Desired, decided: RelationPlan
     report.deferred = len(decided.deferred)
     report.pending = len(decided.to_create)
     report.prune_blocked = decided.prune.blocked
+    report.error = desired.failure
 
 
 def _report_failure(rel: RelationSettings, exc: BaseException) -> str:

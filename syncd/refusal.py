@@ -31,6 +31,7 @@ from syncd.outcome import (
     Answer,
     IndexKind,
     Verdict,
+    parse_failure_is_relation,
 )
 
 INT64_MAX = 2**63 - 1
@@ -131,7 +132,7 @@ def _read_parse_failure(
         named = {i: IndexKind.INVALID_ID for i, (src, _) in enumerate(details) if _invalid(src)}
     elif "invalid bk_asst_inst_id value" in message:
         named = {i: IndexKind.INVALID_ID for i, (_, dst) in enumerate(details) if _invalid(dst)}
-    elif "not found" in message and "model" in message:
+    elif parse_failure_is_relation(message):
         return Refusal(Scope.RELATION, fix=answer.hint)
     if named:
         return Refusal(Scope.DETAILS, named)

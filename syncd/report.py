@@ -9,6 +9,8 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
+from syncd.plan import UnresolvedKey
+
 
 @dataclass
 class RelationReport:
@@ -27,13 +29,15 @@ class RelationReport:
     """Planned creates not answered created/exists (stopped, refused, failed)."""
     bad_records: int = 0
     unresolved: int = 0
-    unresolved_keys: list[tuple[str, str, str]] = field(default_factory=list, repr=False)
-    """(side, key, origin) of keys that resolved to no instance (or to two)."""
+    unresolved_keys: list[UnresolvedKey] = field(default_factory=list, repr=False)
+    """Keys that resolved to no instance (or to two), with their record and source."""
     source_counts: dict[str, int] = field(default_factory=dict)
     """What the source counted besides bad records (e.g. NetBox's ignored cables)."""
     absent: int = 0
     deleted: int = 0
     delete_failed: int = 0
+    isolation_requests: int = 0
+    """Batch-create requests beyond each batch's first, to settle whole-request refusals."""
     prune_blocked: str | None = None
     resynced: bool = False
     error: str | None = None
@@ -68,6 +72,16 @@ class RelationReport:
 class CycleReport:
     relations: list[RelationReport] = field(default_factory=list)
     duration: float = 0.0
+    partial: bool = False
+    """Only some relations ran (a push asked for them), not every one."""
+
+    def updated_by(self, newer: CycleReport) -> CycleReport:
+        """This report with the relations ``newer`` ran replaced by their newer reports:
+        after a partial cycle, what every relation last did (readiness must not forget a
+        relation that failed in the last full cycle)."""
+        fresh = {r.relation: r for r in newer.relations}
+        merged = [fresh.pop(r.relation, r) for r in self.relations]
+        return CycleReport([*merged, *fresh.values()], newer.duration)
 
     def total(self, name: str) -> int:
         return sum(int(getattr(r, name)) for r in self.relations)
@@ -86,6 +100,7 @@ class CycleReport:
             "desired": self.total("desired"),
             "known": self.total("known"),
             "sent": self.total("sent"),
+            "isolation_requests": self.total("isolation_requests"),
             "created": self.total("created"),
             "exists": self.total("exists"),
             "failed": self.total("failed"),

@@ -18,7 +18,20 @@ class _Section(BaseModel):
     model_config = ConfigDict(extra="forbid", allow_inf_nan=False)
 
 
-class FileSourceSettings(_Section):
+SOURCE_NAME = r"^[A-Za-z0-9_.-]+$"
+
+
+class NamedSourceSettings(_Section):
+    """What every source's table may say besides its own fields."""
+
+    name: str | None = Field(
+        None,
+        pattern=SOURCE_NAME,
+        description="names the source in logs and plans; default <type>#<index>",
+    )
+
+
+class FileSourceSettings(NamedSourceSettings):
     type: Literal["file"]
     path: Path
     format: Literal["auto", "csv", "jsonl", "json"] = "auto"

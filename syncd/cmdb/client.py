@@ -32,6 +32,7 @@ from syncd.cmdb.ratelimit import RateBudgets
 from syncd.config import CmdbSettings, security_warnings
 from syncd.httpbody import BodyTooLarge, read_capped, safe_url
 from syncd.outcome import Answer, Verdict, classify_response, classify_transport_error
+from syncd.slots import away
 
 log = structlog.get_logger("syncd.cmdb")
 
@@ -209,7 +210,8 @@ class CmdbClient:
                 error=answer.error,
                 delay=round(wait, 3),
             )
-            await asyncio.sleep(delay)
+            async with away():  # the engine's slot is not held while backing off
+                await asyncio.sleep(delay)
 
     async def _attempt(self, api: Api, body: dict[str, Any], params: dict[str, Any]) -> Answer:
         if self._session is None:

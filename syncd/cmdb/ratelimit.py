@@ -4,10 +4,11 @@ Requests leave spaced by ``1/rate`` (GCRA, the generic cell rate algorithm: one
 "theoretical arrival time" per budget). A send woken up late (a busy event loop,
 a descheduled process) may be made up within ``CATCH_UP`` seconds, so the
 throughput stays at the rate; idling earns no credit, so no burst follows a
-pause; and a log of the last ``rate`` sends makes sure that catching up never
-puts more than ``rate`` sends in any one-second window. A gateway that counts
-per second thus sees the rate, evenly, not the bunches a bare one-second log
-lets out (up to ``rate`` sends at once, then nothing).
+pause; and a one-second window (asyncio-throttle's ``Throttler``, a log of the
+last ``rate`` sends; the unit tests inject the same log on virtual time) makes
+sure that catching up never puts more than ``rate`` sends in any one-second
+window. A gateway that counts per second thus sees the rate, evenly, not the
+bunches the window alone lets out (up to ``rate`` sends at once, then nothing).
 
 On a 429 the rate is halved and all senders pause until the gateway's window
 resets; it then climbs back additively, a step per quiet second (AIMD, as TCP
@@ -24,7 +25,9 @@ import math
 import time
 from collections import deque
 from collections.abc import Awaitable, Callable
-from typing import Literal
+from typing import Literal, Protocol
+
+from asyncio_throttle.throttler import Throttler
 
 CATCH_UP = 0.02
 """Seconds of lateness a send may make up (at least one send interval). More keeps the
@@ -32,7 +35,16 @@ throughput closer to the rate on a loaded machine but lets sends bunch, which th
 gateway's own clock, jittered by loopback and scheduling, may count as too many."""
 
 EDGE = 0.001
-"""Seconds past the one-second window the cap waits (costs 0.1% of the rate at most)."""
+"""Seconds past the one-second window the cap waits (costs 0.1% of the rate at most):
+evenly spaced sends would otherwise sit on the window's very edge, where microseconds
+decide whether a counter sees ``rate`` or ``rate + 1``."""
+
+WINDOW = 1.0 + EDGE
+"""Seconds of the window that may hold at most ``rate`` sends."""
+
+POLL = 0.001
+"""Seconds between the ``Throttler``'s checks of a full window (its default, 10 ms,
+would add up to 10 ms of jitter to a send the window holds back)."""
 
 MAX_PAUSE = 60.0
 """Longest pause a single refusal can impose, whatever its reset header says."""
@@ -80,41 +92,72 @@ class Gcra:
             self.tat += self.interval
 
 
-class OneSecondCap:
-    """At most ``limit`` sends in any one-second window: the times of the last ``limit``.
+class Window(Protocol):
+    """At most ``rate_limit`` sends in any window of ``WINDOW`` seconds.
 
-    A send waits until the one ``limit`` sends back is a second and a millisecond
-    old: evenly spaced sends would otherwise sit on the window's very edge, where
-    microseconds decide whether a counter sees ``limit`` or ``limit + 1``.
+    ``acquire`` returns when one more send fits, and records it. Two kinds exist
+    because ``asyncio_throttle.Throttler`` (production) polls the real monotonic
+    clock, while the unit tests drive the limiter on virtual time: they inject a
+    ``OneSecondCap`` on their clock and sleep.
     """
 
-    def __init__(self, rate: float) -> None:
-        self._log: deque[float] = deque()
-        self.limit = 1
-        self.set_rate(rate)
+    rate_limit: int
 
-    def set_rate(self, rate: float) -> None:
-        # ceil: evenly spaced sends at a fractional rate put ceil(rate) in some windows.
-        self.limit = max(1, math.ceil(rate - 1e-9))
+    async def acquire(self) -> None: ...
+
+
+def window_limit(rate: float) -> int:
+    """Sends a window may hold at ``rate``: evenly spaced sends at a fractional rate put
+    ``ceil(rate)`` in some windows."""
+    return max(1, math.ceil(rate - 1e-9))
+
+
+def throttler_window(rate: float) -> Throttler:
+    """The production window: asyncio-throttle's log of the last ``rate_limit`` sends."""
+    return Throttler(rate_limit=window_limit(rate), period=WINDOW, retry_interval=POLL)
+
+
+class OneSecondCap:
+    """The ``Throttler``'s window on an injected clock: the times of the last ``rate_limit``.
+
+    A send waits until the one ``rate_limit`` sends back is ``WINDOW`` seconds old.
+    ``delay`` and ``take`` are pure arithmetic on the times the caller supplies.
+    """
+
+    def __init__(
+        self, rate_limit: int = 1, *, clock: Clock = time.monotonic, sleep: Sleep = asyncio.sleep
+    ) -> None:
+        self._log: deque[float] = deque()
+        self.rate_limit = rate_limit
+        self._clock = clock
+        self._sleep = sleep
 
     def delay(self, now: float) -> float:
-        if len(self._log) < self.limit:
+        if len(self._log) < self.rate_limit:
             return 0.0
-        return max(0.0, self._log[-self.limit] + 1.0 + EDGE - now)
+        return max(0.0, self._log[-self.rate_limit] + WINDOW - now)
 
     def take(self, now: float) -> None:
         self._log.append(now)
-        while len(self._log) > self.limit:
+        while len(self._log) > self.rate_limit:
             self._log.popleft()
+
+    async def acquire(self) -> None:
+        while (wait := self.delay(self._clock())) > 0:
+            await self._sleep(wait)
+        self.take(self._clock())
 
 
 class AdaptiveRateLimiter:
     """One send budget; ``acquire`` before every request attempt.
 
     Waiters queue in arrival order (an ``asyncio.Lock`` is FIFO); the head of the
-    queue sleeps until its slot and re-checks on waking, so a rate change or a
-    pause ordered meanwhile applies to it at once. ``clock`` and ``sleep`` are
-    injectable so tests can run on virtual time.
+    queue sleeps until its GCRA slot and re-checks on waking, so a rate change or a
+    pause ordered meanwhile applies to it at once; then the window (by default a
+    ``Throttler``) lets it out once the last second holds fewer than the rate. A pause
+    ordered while the window holds a send back (briefly: only catch-up fills it)
+    applies from the next send. ``clock``, ``sleep`` and ``window`` are injectable so tests
+    can run on virtual time.
     """
 
     def __init__(
@@ -125,6 +168,7 @@ class AdaptiveRateLimiter:
         catch_up: float = CATCH_UP,
         clock: Clock = time.monotonic,
         sleep: Sleep = asyncio.sleep,
+        window: Window | None = None,
     ) -> None:
         self.configured = rate
         self.floor = min(floor, rate)
@@ -132,7 +176,8 @@ class AdaptiveRateLimiter:
         self._clock = clock
         self._sleep = sleep
         self._gcra = Gcra(rate, catch_up)
-        self._cap = OneSecondCap(rate)
+        self._window: Window = window if window is not None else throttler_window(rate)
+        self._window.rate_limit = window_limit(rate)
         self._queue = asyncio.Lock()
         self._paused_until = -math.inf
         self._last_change = clock()
@@ -154,12 +199,18 @@ class AdaptiveRateLimiter:
     def _apply(self, rate: float) -> None:
         self._rate = rate
         self._gcra.set_rate(rate)
-        self._cap.set_rate(rate)
+        self._window.rate_limit = window_limit(rate)
+
+    @property
+    def window(self) -> Window:
+        """The one-second cap under the pacing."""
+        return self._window
 
     def delay(self) -> float:
-        """Seconds the next send would wait now (for tests and health)."""
+        """Seconds the next send would wait now for its slot and any pause (not counting
+        the window, which holds a send back only after catch-up, and by 1 ms at the edge)."""
         now = self._clock()
-        return max(self._gcra.delay(now), self._cap.delay(now), self._paused_until - now)
+        return max(self._gcra.delay(now), self._paused_until - now)
 
     async def acquire(self) -> float:
         """Wait for a send slot; returns the seconds waited."""
@@ -167,9 +218,9 @@ class AdaptiveRateLimiter:
         async with self._queue:
             while (wait := self.delay()) > 0:
                 await self._sleep(wait)
-            now = self._clock()
+            await self._window.acquire()
+            now = self._clock()  # no await since the window recorded the send
             self._gcra.take(now)
-            self._cap.take(now)
             self.sent += 1
         waited = now - start
         self.waited += waited

@@ -17,7 +17,7 @@ from pydantic import Field, SecretStr, field_validator, model_validator
 
 from syncd.httpbody import check_url
 from syncd.secretfile import SecretFileError, read_secret_file
-from syncd.sections import FileSourceSettings, _Section
+from syncd.sections import FileSourceSettings, NamedSourceSettings, _Section
 from syncd.sources.base import SourceError
 from syncd.sources.lldpd import LocalSide, NeighborKey
 from syncd.sources.paths import compile_path, path_validator
@@ -63,7 +63,7 @@ class TokenSettings(_Section):
             self.token_file = base / self.token_file
 
 
-class HttpCommonSettings(TokenSettings):
+class HttpCommonSettings(TokenSettings, NamedSourceSettings):
     """What the http and netbox sources share: where, how long, which TLS, how much."""
 
     url: str
@@ -205,7 +205,7 @@ class WatchSettings(_Section):
         return "paragraphs" if getattr(self, "format", None) == "lldpd" else "lines"
 
 
-class CommandSourceSettings(WatchSettings):
+class CommandSourceSettings(WatchSettings, NamedSourceSettings):
     """Run ``argv`` and read facts from its stdout (and with ``watch``, stream changes)."""
 
     type: Literal["command"]

@@ -10,10 +10,12 @@ Why SQLite and why like this:
   calls are short. A long scan (a million known pairs after a restart) runs in a worker
   thread on a connection of its own (:meth:`Database.scan`), so the loop never waits on
   a lock the scan holds; WAL lets that reader run beside the writer.
-* A file that cannot be used (garbage, another program's database, a schema from a newer
-  syncd, unreadable) is moved aside and a fresh store created: the known state can always
-  be rebuilt from the CMDB, a crash loop helps nobody. A transient condition (locked,
-  disk full) is an error instead: moving a good store aside would lose the owned flags.
+* A file that cannot be used (garbage, another program's database, missing tables or
+  columns, unreadable) is moved aside and a fresh store created: the known state can
+  always be rebuilt from the CMDB, a crash loop helps nobody. A transient condition
+  (locked, disk full, read-only) is an error instead, and so is a newer syncd's schema
+  (:class:`SchemaMismatch`): moving a good store aside would lose the owned flags. So is
+  any file in a directory that cannot be written: nothing there can be judged or moved.
 """
 
 from __future__ import annotations
@@ -22,13 +24,14 @@ import contextlib
 import fcntl
 import os
 import sqlite3
+import threading
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import IO, Any
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
 APPLICATION_ID = 0x73796E63  # "sync": tells our files from any other SQLite database
 
 SCHEMA = """
@@ -69,7 +72,26 @@ CREATE TABLE failures (
 ) WITHOUT ROWID;
 """
 
-_TABLES = frozenset({"meta", "relations", "pairs", "failures"})
+INFLIGHT = """
+CREATE TABLE IF NOT EXISTS inflight (
+    rel   INTEGER NOT NULL,
+    src   INTEGER NOT NULL,
+    dst   INTEGER NOT NULL,
+    since REAL NOT NULL,                 -- when the create was about to be sent
+    PRIMARY KEY (rel, src, dst)
+) WITHOUT ROWID
+"""
+"""Creates syncd sent whose answer it has not recorded yet (schema 2). Written before the
+request leaves, so an answer lost to a 504 or a kill still proves who created the pair."""
+
+_TABLES = frozenset({"meta", "relations", "pairs", "failures", "inflight"})
+_COLUMNS = {
+    "relations": {"id", "name", "last_resync", "last_good_desired"},
+    "pairs": {"rel", "src", "dst", "association_id", "owned", "first_seen", "absent_since"},
+    "failures": {"rel", "src", "dst", "kind", "message", "attempts", "next_attempt"},
+    "inflight": {"rel", "src", "dst", "since"},
+}
+"""Columns each table must have (checked at open): a file without them is not ours to use."""
 
 # SQLite primary result codes that say "try later", not "this file is bad".
 _TRANSIENT_CODES = frozenset(
@@ -77,11 +99,20 @@ _TRANSIENT_CODES = frozenset(
         5,  # SQLITE_BUSY: another process holds the lock
         6,  # SQLITE_LOCKED
         7,  # SQLITE_NOMEM
+        8,  # SQLITE_READONLY: a read-only file, directory or mount
+        10,  # SQLITE_IOERR: the disk failed this call (full, gone); the file may be fine
         13,  # SQLITE_FULL: disk full
+        14,  # SQLITE_CANTOPEN: e.g. no room or no permission for the '-wal'/'-shm' files
     }
 )
 
 _BUSY_TIMEOUT_MS = 10_000
+_BUSY_SLICE_MS = 100
+"""SQLite waits for a lock in C, where no signal handler runs: in slices this long, so a
+stop signal is heard within one (the rest of the wait is a Python loop)."""
+
+stop_waiting = threading.Event()
+"""Set when the process is stopping: a wait for another program's lock gives up."""
 
 
 class StateError(Exception):
@@ -97,6 +128,10 @@ class StateLocked(StateError):
             "one syncd per state file"
         )
         self.holder = holder
+
+
+class SchemaMismatch(StateError):
+    """The file is a syncd state store of a schema this syncd does not know: kept as it is."""
 
 
 class Unusable(Exception):
@@ -158,6 +193,12 @@ class Database:
             return cls(_connect(path), path, held), None
         except Unusable as exc:
             reason = str(exc)
+        if not os.access(path.parent, os.W_OK):
+            # Nothing can be written here now, so nothing can be judged either: a valid
+            # file in a read-only directory is not moved aside, the next cycle tries again.
+            raise StateError(
+                f"state file {path} cannot be used ({reason}) and its directory is not writable"
+            )
         moved = _move_aside(path)
         try:
             db = cls(_connect(path), path, held)
@@ -192,10 +233,7 @@ class Database:
     def tx(self) -> Iterator[sqlite3.Connection]:
         """One write transaction: all of it or none of it."""
         db = self.conn
-        try:
-            db.execute("BEGIN IMMEDIATE")
-        except sqlite3.Error as exc:
-            raise StateError(f"cannot start a state transaction: {exc}") from exc
+        _begin(db)
         try:
             yield db
             db.execute("COMMIT")
@@ -250,6 +288,19 @@ class Database:
         return rel
 
 
+def _begin(db: sqlite3.Connection) -> None:
+    """BEGIN IMMEDIATE, waiting up to the busy timeout for another program's lock."""
+    give_up = time.monotonic() + _BUSY_TIMEOUT_MS / 1000
+    while True:
+        try:
+            db.execute("BEGIN IMMEDIATE")
+            return
+        except sqlite3.Error as exc:
+            busy = getattr(exc, "sqlite_errorcode", 0) & 0xFF == 5
+            if not busy or time.monotonic() >= give_up or stop_waiting.is_set():
+                raise StateError(f"cannot start a state transaction: {exc}") from exc
+
+
 def scalar(db: sqlite3.Connection, sql: str, *args: Any) -> int:
     return int(db.execute(sql, args).fetchone()[0])
 
@@ -260,7 +311,10 @@ def _take_lock(path: Path) -> IO[str]:
     try:
         fh = open(lock_path, "a+", encoding="ascii")  # noqa: SIM115 - held until close()
     except OSError as exc:
-        raise StateError(f"cannot open the state lock {lock_path}: {exc}") from exc
+        try:  # a read-only directory: an existing lock file still locks (no pid in it)
+            fh = open(lock_path, encoding="ascii")  # noqa: SIM115 - held until close()
+        except OSError:
+            raise StateError(f"cannot open the state lock {lock_path}: {exc}") from exc
     try:
         fcntl.flock(fh, fcntl.LOCK_EX | fcntl.LOCK_NB)
     except BlockingIOError:
@@ -268,10 +322,11 @@ def _take_lock(path: Path) -> IO[str]:
         holder = fh.read(20).strip()
         fh.close()
         raise StateLocked(path, holder) from None
-    fh.seek(0)
-    fh.truncate()
-    fh.write(f"{os.getpid()}\n")
-    fh.flush()
+    if fh.writable():
+        fh.seek(0)
+        fh.truncate()
+        fh.write(f"{os.getpid()}\n")
+        fh.flush()
     return fh
 
 
@@ -302,6 +357,7 @@ def _connect(path: Path, *, readonly: bool = False) -> sqlite3.Connection:
     try:
         conn.execute(f"PRAGMA busy_timeout = {_BUSY_TIMEOUT_MS}")
         _check_and_init(conn, readonly=readonly)
+        conn.execute(f"PRAGMA busy_timeout = {min(_BUSY_SLICE_MS, _BUSY_TIMEOUT_MS)}")
         conn.execute("PRAGMA synchronous = NORMAL")
         conn.execute("PRAGMA temp_store = MEMORY")
         conn.execute("PRAGMA cache_size = -65536")  # 64 MiB: a 1M-pair resync stays in RAM
@@ -310,7 +366,7 @@ def _connect(path: Path, *, readonly: bool = False) -> sqlite3.Connection:
             " rel INTEGER NOT NULL, src INTEGER NOT NULL, dst INTEGER NOT NULL, aid INTEGER,"
             " PRIMARY KEY (rel, src, dst)) WITHOUT ROWID"
         )
-    except Unusable:
+    except (Unusable, StateError):
         conn.close()
         raise
     except sqlite3.Error as exc:
@@ -340,17 +396,39 @@ def _check_and_init(conn: sqlite3.Connection, *, readonly: bool = False) -> None
     if app_id != APPLICATION_ID:
         raise Unusable("not a syncd state database")
     if version > SCHEMA_VERSION:
-        raise Unusable(
-            f"schema version {version} is newer than this syncd understands ({SCHEMA_VERSION})"
+        raise SchemaMismatch(
+            f"state schema version {version} is newer than this syncd understands "
+            f"({SCHEMA_VERSION}); run the newer syncd, or move the file away to rebuild "
+            "the state from the CMDB"
         )
-    missing = _TABLES - tables
+    missing = _TABLES - tables - ({"inflight"} if version < 2 else set())
     if missing:
         raise Unusable(f"missing tables: {', '.join(sorted(missing))}")
+    for table in sorted(_COLUMNS.keys() & tables):
+        have = {r[1] for r in conn.execute(f"PRAGMA table_info({table})")}
+        lacking = _COLUMNS[table] - have
+        if lacking:
+            raise Unusable(f"table {table} lacks columns: {', '.join(sorted(lacking))}")
     check = conn.execute("PRAGMA quick_check(1)").fetchone()[0]
     if check != "ok":
         raise Unusable(f"integrity check failed: {check}")
     if not readonly:
         _wal(conn)
+        if version < SCHEMA_VERSION:
+            _migrate(conn)
+
+
+def _migrate(conn: sqlite3.Connection) -> None:
+    """Bring an older store up to date in place (1 -> 2: the in-flight creates)."""
+    conn.execute("BEGIN IMMEDIATE")
+    conn.execute(INFLIGHT)
+    conn.execute(
+        "INSERT INTO meta(key, value) VALUES ('schema_version', ?)"
+        " ON CONFLICT (key) DO UPDATE SET value = excluded.value",
+        (str(SCHEMA_VERSION),),
+    )
+    conn.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
+    conn.execute("COMMIT")
 
 
 def _create(conn: sqlite3.Connection) -> None:
@@ -359,6 +437,7 @@ def _create(conn: sqlite3.Connection) -> None:
     for statement in SCHEMA.split(";"):
         if statement.strip():
             conn.execute(statement)
+    conn.execute(INFLIGHT)
     conn.execute(
         "INSERT INTO meta(key, value) VALUES ('schema_version', ?), ('created', ?)",
         (str(SCHEMA_VERSION), time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())),

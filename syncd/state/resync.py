@@ -105,6 +105,14 @@ class Resync:
             " WHERE association_id IS NOT coalesce(excluded.association_id, association_id)",
             (rel, now),
         )
+        # A full read settles every create in flight: found, it is syncd's (the answer was
+        # lost); not found, it never happened.
+        db.execute(
+            "UPDATE pairs SET owned = 1 WHERE rel = ?1 AND owned = 0 AND EXISTS (SELECT 1"
+            " FROM inflight i WHERE i.rel = ?1 AND i.src = pairs.src AND i.dst = pairs.dst)",
+            (rel,),
+        )
+        db.execute("DELETE FROM inflight WHERE rel = ?", (rel,))
         db.execute(
             "DELETE FROM failures WHERE rel = ?1 AND EXISTS (SELECT 1 FROM temp.stage s"
             " WHERE s.rel = ?1 AND s.src = failures.src AND s.dst = failures.dst)",

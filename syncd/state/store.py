@@ -248,7 +248,29 @@ class StateStore(Resync):
                     out[key] = Absence(float(since), int(cycles))
             return out
 
+    def in_flight(self, relation: str) -> set[PairKey]:
+        """Creates sent whose answer was never recorded (see :meth:`intend`)."""
+        with self._db.read() as db:
+            rel = self._db.rel(db, relation)
+            if rel is None:
+                return set()
+            return set(pack_all(db.execute("SELECT src, dst FROM inflight WHERE rel = ?", (rel,))))
+
     # ------------------------------------------------------------------ writes
+
+    def intend(self, relation: str, details: Sequence[tuple[int, int]], now: float) -> None:
+        """Record, durably and before the request leaves, that syncd is creating these pairs.
+
+        The CMDB's answer may be lost (a 504 after it acted, a kill): the resend then says
+        "already exists", and this row is what tells syncd the pair is its own.
+        """
+        with self._db.tx() as db:
+            rel = self._db.rel_w(db, relation)
+            db.executemany(
+                "INSERT INTO inflight(rel, src, dst, since) VALUES (?, ?, ?, ?)"
+                " ON CONFLICT DO NOTHING",
+                ((rel, s, d, now) for s, d in details),
+            )
 
     def record_answer(
         self,
@@ -257,14 +279,18 @@ class StateStore(Resync):
         created: Sequence[Created] = (),
         exists: Sequence[Seen] = (),
         failed: Sequence[Failed] = (),
+        answered: Sequence[tuple[int, int]] = (),
         now: float,
     ) -> None:
         """Record one CMDB answer in ONE transaction.
 
         created: (src, dst, association_id), now known and owned by syncd.
-        exists: (src, dst, association_id or None), now known; ``owned`` is kept (0 if new).
+        exists: (src, dst, association_id or None), now known; owned if syncd had the pair
+        in flight (its own create, whose answer was lost), else ``owned`` is kept (0 if new).
         failed: (src, dst, kind, message, next_attempt or None = held until resync);
         attempts grow by one per failure. A created or existing pair loses its failure row.
+        answered: failed pairs the CMDB answered for one by one (it did not create them):
+        no longer in flight. A pair of a request that failed as a whole stays in flight.
         """
         with self._db.tx() as db:
             rel = self._db.rel_w(db, relation)
@@ -279,10 +305,17 @@ class StateStore(Resync):
             if exists:
                 db.executemany(
                     "INSERT INTO pairs(rel, src, dst, association_id, owned, first_seen)"
-                    " VALUES (?, ?, ?, ?, 0, ?)"
+                    " VALUES (?1, ?2, ?3, ?4, EXISTS (SELECT 1 FROM inflight"
+                    " WHERE rel = ?1 AND src = ?2 AND dst = ?3), ?5)"
                     " ON CONFLICT (rel, src, dst) DO UPDATE"
-                    " SET association_id = coalesce(excluded.association_id, association_id)",
+                    " SET association_id = coalesce(excluded.association_id, association_id),"
+                    " owned = max(owned, excluded.owned)",
                     ((rel, s, d, aid, now) for s, d, aid in exists),
+                )
+            settled = [(rel, r[0], r[1]) for r in (*created, *exists, *answered)]
+            if settled:
+                db.executemany(
+                    "DELETE FROM inflight WHERE rel = ? AND src = ? AND dst = ?", settled
                 )
             if created or exists:
                 self._now_known(db, rel, relation, [*created, *exists])
@@ -411,6 +444,22 @@ class StateStore(Resync):
             rel = self._db.rel_w(db, relation)
             db.execute("UPDATE relations SET last_good_desired = ? WHERE id = ?", (count, rel))
 
+    def source_baseline(self, relation: str, source: str) -> int | None:
+        """One of a relation's several sources: the size pruning last accepted from it."""
+        with self._db.read() as db:
+            row = db.execute(
+                "SELECT value FROM meta WHERE key = ?", (_source_baseline_key(relation, source),)
+            ).fetchone()
+            return None if row is None else int(row[0])
+
+    def set_source_baseline(self, relation: str, source: str, count: int) -> None:
+        with self._db.tx() as db:
+            db.execute(
+                "INSERT INTO meta(key, value) VALUES (?, ?)"
+                " ON CONFLICT (key) DO UPDATE SET value = excluded.value",
+                (_source_baseline_key(relation, source), str(count)),
+            )
+
 
 def _source_size_key(relation: str) -> str:
     return f"last_desired:{relation}"
@@ -418,3 +467,7 @@ def _source_size_key(relation: str) -> str:
 
 def _watch_cursor_key(bk_obj_id: str) -> str:
     return f"watch_cursor:{bk_obj_id}"
+
+
+def _source_baseline_key(relation: str, source: str) -> str:
+    return f"prune_baseline:{relation}/{source}"

@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 
 from bench import __main__ as bench_main
-from bench import baseline, diff_scale, overhead, throughput
+from bench import baseline, diff_scale, isolation, overhead, throughput
 
 pytestmark = pytest.mark.timeout(120)
 
@@ -56,3 +56,15 @@ def test_main_writes_table_and_json(tmp_path: Path, capsys: pytest.CaptureFixtur
     doc = json.loads((tmp_path / "latest-quick.json").read_text())
     assert doc["machine"]["cores"] >= 1 and doc["machine"]["python"]
     assert doc["baseline"]["requests"] > 0
+
+
+def test_isolation(tmp_path: Path) -> None:
+    r = isolation.run(tmp_path, 1_000)
+    assert r["stale_hosts"] == 10
+    for way in ("reacting", "precheck"):
+        assert r[f"{way}_exit"] == 1  # only because of the stale hosts' pairs
+        assert r[f"{way}_created"] == 990 and r[f"{way}_failed"] == 10
+    assert r["reacting_isolation_requests"] == 10 and r["reacting_host_checks"] == 0
+    assert r["precheck_isolation_requests"] == 0 and r["precheck_host_checks"] == 1
+    assert r["precheck_creates"] == 5 and r["reacting_creates"] == 15
+    assert r["clean_precheck_requests"] == r["clean_reacting_requests"] + 1

@@ -58,3 +58,11 @@ def test_pair_next_attempt() -> None:
     assert pair_next_attempt(IndexKind.MISSING_SOURCE, 3, 100.0, 60, 3600) == 340.0
     assert pair_next_attempt(IndexKind.MISSING_SOURCE, 30, 100.0, 60, 3600) == 3700.0
     assert pair_next_attempt(IndexKind.OTHER, 4, 100.0, 60, 3600) == 100.0
+
+
+def test_a_detail_refused_alone_backs_off_like_a_missing_instance() -> None:
+    # Found by bisection: each resend costs a bisection again, so it is not resent at once.
+    assert pair_next_attempt(IndexKind.OTHER, 1, 100.0, 60, 3600) == 100.0
+    assert pair_next_attempt(IndexKind.OTHER, 1, 100.0, 60, 3600, isolated=True) == 160.0
+    assert pair_next_attempt(IndexKind.OTHER, 3, 100.0, 60, 3600, isolated=True) == 340.0
+    assert pair_next_attempt(IndexKind.INVALID_ID, 1, 0.0, 60, 3600, isolated=True) is None

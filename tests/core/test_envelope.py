@@ -42,6 +42,8 @@ def test_code_as_a_string_and_no_data_key() -> None:
         {"result": False, "bk_error_code": "1199045", "bk_error_msg": "host 9 has no relations"}
     )
     assert ans.code == 1199045 and ans.data is None
+    # About a detail (syncd.refusal names it), not the relation; the hint still explains.
+    assert ans.verdict is Verdict.FAILED
     assert "does not exist" in ans.hint
 
 
@@ -92,7 +94,7 @@ def test_result_false_with_code_zero_keeps_its_message() -> None:
         ("model association [map[bk_obj_asst_id:nope]] not found", "bk_obj_asst_id"),
         ("model [map[bk_obj_id:<nil>]] not found", "bk_obj_id"),
         ("invalid bk_inst_id value", "<= 0"),
-        ("something the parser said", "cmdb.username"),
+        ("host 9 has no relations", "decommissioned hosts"),
     ],
 )
 def test_parse_failure_hints_follow_the_text(message: str, hint_part: str) -> None:

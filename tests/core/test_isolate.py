@@ -349,3 +349,58 @@ async def test_decided_by_groups_each_request_with_what_it_decided() -> None:
     assert [o.position for o in groups[2][1]] == [0, 1]
     # Every detail appears in exactly one group.
     assert sorted(o.index for _, outcomes in groups for o in outcomes) == [0, 1, 2, 3]
+
+
+# -- a settled batch as rows and lines (syncd.isolate.batch_outcome) ---------------------
+
+
+async def test_batch_outcome_logs_each_detail_once_under_its_request() -> None:
+    from syncd.isolate import batch_outcome
+
+    cmdb = AuthOnCmdb(switches={1, 2}, hosts={1001, 1002}, poison={2})
+    details = [(1, 1001), (1, 999), (2, 1002), (1, 1002), (3, 1001)]
+    iso = await settle_batch(details, cmdb.send, looked_up=SWITCH_HOST)
+    out = batch_outcome(details, iso)
+    # The first request was refused naming host 999; every later one has its own lines.
+    assert len(out.requests) == len(cmdb.requests) == 1 + out.isolation_requests
+    assert out.requests[0].lines and out.requests[0].lines[0][1]["reason"] == "missing_target"
+    logged = [(f["bk_inst_id"], f["bk_asst_inst_id"]) for r in out.requests for _, f in r.lines]
+    assert sorted(logged) == sorted(details) and out.lines == [
+        line for r in out.requests for line in r.lines
+    ]
+    for request, sent in zip(out.requests, cmdb.requests, strict=True):
+        for _, fields in request.lines:  # index = position within that request
+            assert sent[fields["index"]] == (fields["bk_inst_id"], fields["bk_asst_inst_id"])
+    assert {(s, d) for s, d, _ in out.created} == {(1, 1001), (1, 1002)}
+    kinds = {(f.src, f.dst): (f.reason, f.isolated) for f in out.failed}
+    assert kinds == {
+        (1, 999): ("missing_target", True),  # named by a whole-request refusal
+        (2, 1002): ("other", True),  # bisected: refused alone
+        (3, 1001): ("missing_source", False),  # per index
+    }
+    assert out.refusal is None and out.deferred == []
+
+
+async def test_batch_outcome_of_a_relation_refusal_carries_the_fix() -> None:
+    from syncd.isolate import batch_outcome
+
+    cmdb = AuthOnCmdb(switches={1}, hosts={1001}, relation="model")
+    details = [(1, 1001)]
+    out = batch_outcome(details, await settle_batch(details, cmdb.send, looked_up=SWITCH_HOST))
+    assert out.refusal is not None and "bk_obj_asst_id" in out.refusal
+    assert out.answer is not None and "bk_obj_asst_id" in out.answer.hint
+    assert [f.reason for f in out.failed] == ["request"]
+    assert out.isolation_requests == 0
+
+
+async def test_batch_outcome_defers_what_the_budget_cannot_pay() -> None:
+    from syncd.isolate import batch_outcome
+
+    cmdb = AuthOnCmdb(switches={1}, hosts=set(range(1001, 1201)), poison={1})
+    details = [(1, h) for h in range(1001, 1201)]
+    iso = await settle_batch(details, cmdb.send, looked_up=SWITCH_HOST, budget=IsolationBudget(2))
+    out = batch_outcome(details, iso)
+    assert out.isolation_requests == 2 and out.deferred
+    decided = len(out.created) + len(out.exists) + len(out.failed)
+    assert decided + len(out.deferred) == len(details)
+    assert not any(f.reason == "deferred" for f in out.failed)

@@ -54,3 +54,21 @@ def test_never_more_than_caps_never_unripe(
         since, cycles = absent[key]
         assert 1000.0 - since >= G.grace_seconds and cycles >= G.grace_cycles
     assert len(set(d.delete)) == len(d.delete)
+
+
+def test_sources_guard_names_the_source() -> None:
+    from syncd.prune import sources_guard
+
+    assert sources_guard({"a": (5, 5), "b": (3, None)}, {}, G) is None
+    assert sources_guard({"a": (5, 5)}, {"b": "exit 3"}, G) == (
+        "source 'b' failed this cycle (b: exit 3)"
+    )
+    two = sources_guard({}, {"b": "x", "c": "y"}, G)
+    assert two == "sources 'b', 'c' failed this cycle (b: x; c: y)"
+    assert sources_guard({"a": (0, 4)}, {}, G) == (
+        "source 'a' came back empty; send SIGHUP (systemctl reload syncd) to accept an empty source"
+    )
+    assert sources_guard({"a": (0, None)}, {}, G) is not None  # never accepted empty
+    assert sources_guard({"a": (0, 0)}, {}, G) is None  # SIGHUP accepted it
+    reason = sources_guard({"a": (10, 10), "b": (4, 10)}, {}, G)
+    assert reason is not None and reason.startswith("source 'b' shrank from 10 to 4 pairs")

@@ -1,7 +1,9 @@
 """Send budgets on virtual time: even spacing, catch-up, AIMD on 429s, budgets per gateway.
 
 Every test drives the limiter with an injected clock whose ``sleep`` advances it,
-so the figures are exact and nothing waits in real time.
+and the one-second window on that clock (``OneSecondCap``; production uses
+asyncio-throttle's ``Throttler``, which polls real time), so the figures are exact
+and nothing waits in real time.
 """
 
 from __future__ import annotations
@@ -10,12 +12,15 @@ import asyncio
 import itertools
 
 import pytest
+from asyncio_throttle import Throttler
 
 from syncd.cmdb.ratelimit import (
+    WINDOW,
     AdaptiveRateLimiter,
     Gcra,
     OneSecondCap,
     RateBudgets,
+    window_limit,
 )
 
 
@@ -37,7 +42,10 @@ class VirtualTime:
 
 
 def limiter(rate: float, vt: VirtualTime, catch_up: float = 0.02) -> AdaptiveRateLimiter:
-    return AdaptiveRateLimiter(rate, clock=vt.clock, sleep=vt.sleep, catch_up=catch_up)
+    window = OneSecondCap(clock=vt.clock, sleep=vt.sleep)
+    return AdaptiveRateLimiter(
+        rate, clock=vt.clock, sleep=vt.sleep, catch_up=catch_up, window=window
+    )
 
 
 async def send_stamps(
@@ -116,15 +124,42 @@ async def test_idling_buys_no_burst() -> None:
 
 
 def test_one_second_cap() -> None:
-    cap = OneSecondCap(3)
+    cap = OneSecondCap(window_limit(3))
     for t in (0.0, 0.1, 0.2):
         assert cap.delay(t) == 0
         cap.take(t)
     assert cap.delay(0.5) == pytest.approx(0.501)  # the 4th waits for the 1st to age out
-    cap.set_rate(1.5)  # halved: ceil(1.5) = 2 in a second
+    cap.rate_limit = window_limit(1.5)  # halved: ceil(1.5) = 2 in a second
     assert cap.delay(0.5) == pytest.approx(0.601)
-    cap.set_rate(0.2)
-    assert cap.limit == 1
+    assert window_limit(0.2) == 1
+
+
+async def test_one_second_cap_acquire_waits_on_the_injected_clock() -> None:
+    vt = VirtualTime()
+    cap = OneSecondCap(2, clock=vt.clock, sleep=vt.sleep)
+    start = vt.now
+    for _ in range(3):
+        await cap.acquire()
+    assert vt.now - start == pytest.approx(WINDOW) and vt.sleeps == 1
+
+
+async def test_the_default_window_is_asyncio_throttle_and_follows_the_rate() -> None:
+    vt = VirtualTime()  # drives the AIMD steps; the Throttler keeps to real time
+    lim = AdaptiveRateLimiter(40.5, clock=vt.clock, sleep=vt.sleep)
+    window = lim.window
+    assert isinstance(window, Throttler)
+    assert window.rate_limit == 41 and window.period == WINDOW  # ceil: 41 in some seconds
+    assert window.retry_interval <= 0.001  # polls finely: no 10 ms jitter on a held send
+    lim.throttled(None)  # a 429 halves the rate ...
+    assert lim.rate == 20.25 and window.rate_limit == 21
+    vt.now += 1.0
+    lim.throttled(None)  # ... a second later, again
+    assert lim.rate == 10.125 and window.rate_limit == 11
+    vt.now += 2.0  # past the pause, a quiet second: a step back
+    lim.succeeded()
+    assert lim.rate == pytest.approx(12.15) and window.rate_limit == 13
+    await lim.acquire()
+    assert len(window._task_logs) == 1  # the send went through asyncio-throttle's log
 
 
 def test_gcra_arithmetic() -> None:
@@ -214,6 +249,7 @@ def test_budgets_are_shared_on_the_esb_and_apart_on_the_api_gateway() -> None:
     )
     gw = RateBudgets.for_gateway("apigw", 50, read_rate=200)
     assert not gw.shared and gw.write.rate == 50 and gw.read.rate == 200
+    assert isinstance(gw.read.window, Throttler) and gw.read.window is not gw.write.window
     for write in ("batch_create_instance_association", "delete_related_inst_asso"):
         assert gw.for_api(write) is gw.write
     for read in (

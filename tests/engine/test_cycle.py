@@ -23,6 +23,9 @@ from tests.helpers import (
     write_csv,
 )
 
+NO_PRECHECK = 'host_precheck = "off"'
+"""React to the CMDB's refusals instead of confirming hosts first."""
+
 
 def all_pairs(switches: int, hosts: int) -> list[tuple[int, int]]:
     return [(s, 1000 + h) for s in range(1, switches + 1) for h in range(1, hosts + 1)]
@@ -112,11 +115,13 @@ async def test_resync_does_not_resend_pairs_created_by_others(
 async def test_per_index_failures_and_exists(
     tmp_path: Path, sim_factory: Callable[..., Simulator]
 ) -> None:
-    # auth off until issue 12: host 9999 would fail the whole request (1199045).
-    sim = sim_factory(SimulatorOptions(auth=False), switches=3, hosts=10)
+    # Auth on (the default): host 9999 is refused for the whole request (1199045), the
+    # refusal names it, and the rest of the batch is resent.
+    sim = sim_factory(switches=3, hosts=10)
     async with sim.running(host="127.0.0.1", port=0) as url:
         rows = [(1, 1001), (1, 1002), (99, 1001), (2, 9999), (3, 1003)]
-        settings = load(write_config(tmp_path, url, write_csv(tmp_path / "t.csv", rows)))
+        topology = write_csv(tmp_path / "t.csv", rows)
+        settings = load(write_config(tmp_path, url, topology, sync_extra=NO_PRECHECK))
         # Somebody else creates (3, 1003) after syncd's resync but before its send.
         async with engine_for(settings) as engine:
             rel = settings.relations[0]
@@ -131,8 +136,11 @@ async def test_per_index_failures_and_exists(
         assert outcomes[(99, 1001)]["outcome"] == "failed"
         assert outcomes[(99, 1001)]["reason"] == "missing_source"
         assert outcomes[(2, 9999)]["reason"] == "missing_target"
-        assert outcomes[(2, 9999)]["error"]
+        assert "host 9999 has no relations" in outcomes[(2, 9999)]["error"]
+        # The stale host's pair under the refused request, the rest under the resend.
+        assert outcomes[(2, 9999)]["batch"] != outcomes[(1, 1001)]["batch"]
         assert report.total("failed") == 2 and not report.converged
+        assert report.total("isolation_requests") == 1
         # The exists pair got its association id from a bulk lookup.
         store, _ = StateStore.open(settings.state.path)
         ids = store.association_ids("switch-host", [pack(3, 1003)])

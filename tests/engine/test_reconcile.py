@@ -37,10 +37,10 @@ source = {{ type = "file", path = "{path}" }}
 """
 
 
-def exploding(rel: RelationSettings) -> Source:
+def exploding(rel: RelationSettings, index: int = 0) -> Source:
     if rel.name == "boom":
         raise RuntimeError("a bug in a source")
-    return make_source(rel)
+    return make_source(rel, index)
 
 
 async def test_one_relations_bug_fails_only_that_relation(tmp_path: Path) -> None:

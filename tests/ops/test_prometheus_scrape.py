@@ -80,15 +80,18 @@ def _start_daemon(procs: list[Proc], tmp: Path, ops_port: int) -> None:
     """``syncd run`` against a rate-limiting simulator, its ops server on ``ops_port``.
 
     The simulator allows 2 requests/s per API so some requests are refused with 429 (retries and
-    rate-limit waits get series); host 1999 does not exist, so one pair is held back.
+    rate-limit waits get series); host 1999 does not exist, so one pair is held back. Auth is
+    on (bk-cmdb's default): the batch naming host 1999 is refused as a whole, the pair fails
+    alone and the rest of its batch is resent (an isolation request).
     """
     fixture = tmp / "fixture.json"
     fixture.write_text(json.dumps(fixture_dict(switches=4, hosts=10)), encoding="utf-8")
-    url = start_simulator(procs, fixture, "--rate-limit", "2", "--auth", "off")  # until issue 12
+    url = start_simulator(procs, fixture, "--rate-limit", "2")
     pairs: list[tuple[Any, Any]] = [(s, 1000 + h) for s in range(1, 5) for h in range(1, 11)]
     topology = write_csv(tmp / "topology.csv", [*pairs, (1, 1999)])
-    # The held-back pair is retried every cycle, so request and cycle series keep moving.
-    backoff = "pair_backoff_base = 0.5\npair_backoff_cap = 0.5"
+    # The held-back pair is retried every cycle, so request and cycle series keep moving;
+    # without the host pre-check it is sent (and refused) each time.
+    backoff = 'pair_backoff_base = 0.5\npair_backoff_cap = 0.5\nhost_precheck = "off"'
     cfg = write_config(
         tmp, url, topology, interval=1, cmdb_extra="batch_size = 10", sync_extra=backoff
     )
@@ -251,6 +254,8 @@ def test_alert_expressions_evaluate_on_real_series(prom: Prometheus) -> None:
     assert interval["value"][1] == "1"
     (held,) = prom.query('syncd_failed_pairs{relation="switch-host"}')
     assert held["value"][1] == "1"
+    (isolation,) = prom.query('syncd_isolation_requests_total{relation="switch-host"}')
+    assert float(isolation["value"][1]) >= 1
 
 
 def _substitute(expr: str) -> str:

@@ -268,3 +268,71 @@ def test_lldpd_watch_on_a_switch_starts_a_cycle_and_dies_with_the_daemon(
     daemon.signal(signal.SIGTERM)
     assert daemon.wait() == 0
     assert not _alive(watcher)
+
+
+UPLINK = "bk_switch_uplink_host"
+
+
+def test_a_webhook_cycle_runs_only_the_netbox_relation_and_sighup_runs_all(
+    tmp_path: Path, procs: list[Proc], netbox: tuple[FakeNetBox, str]
+) -> None:
+    fake, nb_url = netbox
+    doc = cmdb_fixture()
+    doc["model_associations"].append(
+        {**doc["model_associations"][0], "bk_obj_asst_id": UPLINK, "bk_asst_id": "uplink"}
+    )
+    fixture = tmp_path / "cmdb.json"
+    fixture.write_text(json.dumps(doc), encoding="utf-8")
+    topology = tmp_path / "lab.csv"
+    topology.write_text("bk_inst_id,bk_asst_inst_id\n4,1007\n", encoding="utf-8")
+    cfg = config(
+        tmp_path,
+        start_simulator(procs, fixture),
+        f'source = {{ type = "netbox", url = "{nb_url}", token = "{"t" * 40}", '
+        'site = ["dc1"], page_size = 1000 }',
+        f'[hooks.netbox]\nsecret = "{SECRET}"',
+    )
+    cfg.write_text(
+        cfg.read_text("utf-8")
+        + f"""
+[[relations]]
+name = "lab"
+bk_obj_id = "bk_switch"
+bk_asst_obj_id = "host"
+bk_obj_asst_id = "{UPLINK}"
+source = {{ type = "file", path = "{topology}" }}
+""",
+        encoding="utf-8",
+    )
+    daemon = Proc(["-m", "syncd", "run", "--config", str(cfg)])
+    procs.append(daemon)
+    ops = daemon.wait_for(lambda l: l.get("event") == "ops_listening")["url"]
+    first = daemon.wait_for(lambda l: l.get("event") == "cycle")
+    assert "only" not in first
+    ran = {l["relation"] for l in daemon.lines if l.get("event") == "relation"}
+    assert ran == {"dc1", "lab"}
+
+    fake.add_cable_12()
+    body = (WEBHOOKS / "cable_created.json").read_bytes()
+    mark = len(daemon.lines)
+    for _ in range(3):  # a burst: one cycle
+        assert post(f"{ops}/hooks/netbox", body, sign(body, SECRET)) == 202
+    daemon.wait_for(created(1, 1004), start=mark, timeout=20)
+    cycle = daemon.wait_for(lambda l: l.get("event") == "cycle", start=mark)
+    assert cycle["only"] == ["dc1"]
+    after = daemon.lines[mark:]
+    assert [l["relation"] for l in after if l.get("event") == "relation"] == ["dc1"]
+    requested = [l for l in after if l.get("event") == "cycle_requested"]
+    assert [(r["reason"], r["relations"]) for r in requested] == [
+        ("netbox webhook: 3 change(s) for dc1", ["dc1"])
+    ]
+
+    # SIGHUP: a resync of every relation.
+    mark = len(daemon.lines)
+    daemon.signal(signal.SIGHUP)
+    cycle = daemon.wait_for(lambda l: l.get("event") == "cycle", start=mark)
+    assert "only" not in cycle
+    ran = {l["relation"] for l in daemon.lines[mark:] if l.get("event") == "relation"}
+    assert ran == {"dc1", "lab"}
+    daemon.signal(signal.SIGTERM)
+    assert daemon.wait() == 0

@@ -6,7 +6,7 @@ import asyncio
 import hashlib
 import hmac
 import json
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Collection
 from pathlib import Path
 
 import aiohttp
@@ -384,16 +384,22 @@ def test_owns_every_netbox_without_url() -> None:
 
 
 def test_push_sources_route_only_for_a_matching_netbox_relation(tmp_path: Path) -> None:
-    cycles: list[str] = []
-    none = PushSources(load_settings(_config(tmp_path, "")), cycles.append)
+    cycles: list[tuple[str, list[str]]] = []
+
+    def request(reason: str, relations: Collection[str]) -> None:
+        cycles.append((reason, list(relations)))
+
+    none = PushSources(load_settings(_config(tmp_path, "")), request)
     assert none.routes() == [] and none.streams == []
     mine = f'[hooks.netbox]\nsecret = "{SECRET}"\nurl = "https://netbox.example/"'
-    push = PushSources(load_settings(_config(tmp_path, mine)), cycles.append)
+    push = PushSources(load_settings(_config(tmp_path, mine)), request)
     assert [(m, p) for m, p, _ in push.routes()] == [("POST", "/hooks/netbox")]
     assert push.webhook is not None and push.webhook.relations == ["dc1"]
+    push.webhook.on_change("netbox webhook")  # a cycle of the relations it feeds, only
+    assert cycles == [("netbox webhook", ["dc1"])]
     other = f'[hooks.netbox]\nsecret = "{SECRET}"\nurl = "https://other.example"'
     with capture_logs() as logs:
-        unused = PushSources(load_settings(_config(tmp_path, other)), cycles.append)
+        unused = PushSources(load_settings(_config(tmp_path, other)), request)
     assert unused.routes() == []
     assert [line["event"] for line in logs] == ["webhook_unused"]
 
