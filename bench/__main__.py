@@ -15,7 +15,16 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from bench import baseline, diff_scale, isolation, netbox_read, overhead, pacing, throughput
+from bench import (
+    baseline,
+    diff_scale,
+    isolation,
+    netbox_read,
+    overhead,
+    pacing,
+    throughput,
+    watch,
+)
 from bench.common import machine
 
 RESULTS = Path(__file__).resolve().parent / "results"
@@ -29,6 +38,8 @@ SIZES = {
     "netbox_read": (1_500, 300),
     "pacing": (100_000, 20_000),
     "isolation": (10_000, 2_000),
+    "drift": (1_000, 100),
+    "relist": (1_000_000, 5_000),
 }
 
 TARGETS = {
@@ -43,6 +54,12 @@ TARGETS = {
     "isolation.requests_precheck_over_reacting < 1": lambda r: (
         r["isolation"]["requests_precheck_over_reacting"] < 1
     ),
+    "drift.repair_all_back_s <= 30": lambda r: r["drift"]["repair_all_back_s"] <= 30,
+    "drift.peak_over_rate <= 1.1": lambda r: r["drift"]["peak_over_rate"] <= 1.1,
+    "relist.key_over_pages_per_rate <= 1.2": lambda r: (
+        r["relist"]["key_over_pages_per_rate"] <= 1.2
+    ),
+    "relist.offset_over_key >= 5": lambda r: r["relist"]["offset_over_key"] >= 5,
 }
 
 
@@ -57,6 +74,8 @@ def run_all(quick: bool, only: list[str], workdir: Path) -> dict[str, Any]:
         "netbox_read": netbox_read.run,
         "pacing": pacing.run,
         "isolation": isolation.run,
+        "drift": watch.drift,
+        "relist": watch.relist,
     }
     results: dict[str, Any] = {"machine": machine(), "quick": quick}
     for name, scenario in scenarios.items():

@@ -226,6 +226,8 @@ class Simulator:
     rate_limit: float | None = None
     latency_ms: float = 0.0
     per_detail_ms: float = 0.0
+    extra: tuple[str, ...] = ()
+    """More simulator options, e.g. ``("--skip-cost-us", "1")``."""
     url: str = ""
     cpu: float = 0.0
     _proc: subprocess.Popen[bytes] | None = field(default=None, repr=False)
@@ -236,6 +238,7 @@ class Simulator:
         # Unlimited unless asked: `syncd simulate` now defaults to bk-cmdb's 100/s (issue 11).
         args += ["--rate-limit", "off" if self.rate_limit is None else str(self.rate_limit)]
         args += ["--latency-ms", str(self.latency_ms), "--per-detail-ms", str(self.per_detail_ms)]
+        args += list(self.extra)
         self._proc = subprocess.Popen(
             args, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, cwd=REPO
         )

@@ -161,6 +161,14 @@ class SyncSettings(_Section):
     key_cache_ttl: float = Field(
         600, ge=0, description="seconds a resolved natural key is trusted; SIGHUP clears it"
     )
+    watch: bool = Field(
+        True,
+        description="`syncd run` follows the CMDB's association events after each list and "
+        "repairs pairs deleted behind its back within seconds",
+    )
+    relist_interval: float = Field(
+        86400, gt=0, description="seconds after which a watched relation is listed again anyway"
+    )
     isolation_budget: int = Field(
         1000,
         ge=16,

@@ -37,6 +37,7 @@ from syncd.sections import FileSourceSettings
 from syncd.sources.watch import watch_file
 from syncd.state import StateError, StateLocked, StateStore
 from syncd.state.db import stop_waiting
+from syncd.watch import Watcher
 
 log = structlog.get_logger("syncd")
 
@@ -68,6 +69,7 @@ class Daemon:
         self._everything = False
         self._signals = 0
         self.engine: Reconciler | None = None
+        self._watcher: Watcher | None = None
         self._client: CmdbClient | None = None
         self._state_error: str | None = None
         self._event_loop: asyncio.AbstractEventLoop | None = None
@@ -209,8 +211,10 @@ class Daemon:
             self.ops_url = await ops.start()
             stack.push_async_callback(ops.stop)
         self._write_pidfile(stack)
+        watching = self.settings.sync.watch and not self.once
+        objects = {r.bk_obj_id for r in self.settings.relations} if watching else set()
         client = await stack.enter_async_context(
-            CmdbClient(self.settings.cmdb, observer=self.metrics)
+            CmdbClient(self.settings.cmdb, observer=self.metrics, watch_slots=len(objects))
         )
         stack.callback(self._stopping)
         self._client = client
@@ -260,6 +264,15 @@ class Daemon:
                 log.info("state_available", path=str(self.settings.state.path))
                 self._make_engine(store)
         return self.engine
+
+    async def _start_watch(self, stack: contextlib.AsyncExitStack, engine: Reconciler) -> None:
+        """The CMDB watch (syncd.watch), before the engine's first cycle: its "from now"
+        must precede the first list. Undone by the stack before the client closes."""
+        if not self.settings.sync.watch or self.once:
+            return
+        self._watcher = Watcher(self.settings, engine, observer=self.metrics)
+        self.health.watch = self._watcher.snapshot
+        await stack.enter_async_context(self._watcher.running())
 
     def _state_unavailable_cycle(self) -> CycleReport:
         """A cycle without a state store: each relation fails with one line, nothing is sent."""
@@ -333,6 +346,8 @@ class Daemon:
             only = self._take_scope(resync or time.monotonic() >= full_due)
             self._wake.clear()
             engine = self._engine(stack)
+            if engine is not None and self._watcher is None:
+                await self._start_watch(stack, engine)
             if engine is None:
                 report: CycleReport | None = self._state_unavailable_cycle()
             else:

@@ -34,6 +34,8 @@ class Health:
     last_cycle_ok: bool | None = None
     last_summary: dict[str, Any] = field(default_factory=dict)
     cycles: int = 0
+    watch: Callable[[], dict[str, Any]] | None = None
+    """The CMDB watch's own view (syncd.watch), when it runs."""
 
     def __post_init__(self) -> None:
         if self.started_at < 0:
@@ -92,4 +94,5 @@ class Health:
                 None if self.last_cycle_at is None else round(now - self.last_cycle_at, 3)
             ),
             "last_cycle": self.last_summary,
+            **({"watch": self.watch()} if self.watch is not None else {}),
         }

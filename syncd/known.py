@@ -9,6 +9,7 @@ from three places: memory, the state file after a restart, or the CMDB itself
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable
+from typing import Protocol
 
 import structlog
 
@@ -44,6 +45,13 @@ class RelationRefused(Exception):
         self.request_id = request_id
 
 
+class ListObserver(Protocol):
+    """Told when a relation's full list (resync) starts and ends (the watch, syncd.watch)."""
+
+    def list_started(self, rel: RelationSettings) -> None: ...
+    def list_finished(self, rel: RelationSettings, *, ok: bool) -> None: ...
+
+
 class Known:
     """Known pairs per relation: the mirror, the store, and the CMDB reads behind them."""
 
@@ -53,6 +61,7 @@ class Known:
         self.clock = clock
         self._pairs: dict[str, set[PairKey]] = {}
         self._mapping: dict[str, Mapping] = {}
+        self.lists: ListObserver | None = None
 
     def pairs(self, name: str) -> set[PairKey]:
         """The mirror (empty for a relation not observed yet)."""
@@ -112,6 +121,8 @@ class Known:
         name = rel.name
         known: set[PairKey] = set()
         self.store.begin_resync(name)
+        if self.lists is not None:
+            self.lists.list_started(rel)
         try:
             async for page in self.client.iter_associations(rel.bk_obj_id, rel.bk_obj_asst_id):
                 self.store.stage_resync(name, page)
@@ -119,11 +130,15 @@ class Known:
             added, removed = self.store.finish_resync(name, self.clock())
         except BaseException:
             self.store.abort_resync(name)
+            if self.lists is not None:
+                self.lists.list_finished(rel, ok=False)
             raise
         # A resync is the operator's word: accept the source's current size as the baseline.
         self.store.set_prune_baseline(name, 0)
         self._pairs[name] = known
         log.info("resync", in_cmdb=len(known), added=added, removed=removed)
+        if self.lists is not None:
+            self.lists.list_finished(rel, ok=True)
 
     # -- changing -------------------------------------------------------------
 
@@ -145,6 +160,27 @@ class Known:
         known = self._pairs[name]
         known.update([pack(s, d) for s, d, _ in outcome.created])
         known.update([pack(s, d) for s, d, _ in outcome.exists])
+
+    def holds(self, name: str, keys: Iterable[PairKey]) -> set[PairKey]:
+        """Which of ``keys`` are known (the mirror, or the store before it is loaded)."""
+        keys = set(keys)
+        if name in self._pairs:
+            return keys & self._pairs[name]
+        return {k for k, _ in self.store.association_ids(name, keys).items()}
+
+    def observed(
+        self, name: str, created: list[tuple[int, int, int | None]], deleted: list[PairKey]
+    ) -> None:
+        """Changes someone made in the CMDB (watch events): created pairs become known,
+        never owned; deleted ones are forgotten. Written to the store, then the mirror."""
+        if created:
+            self.store.record_answer(name, exists=[Seen(*row) for row in created], now=self.clock())
+        if deleted:
+            self.store.remove(name, deleted)
+        mirror = self._pairs.get(name)
+        if mirror is not None:
+            mirror.update([pack(s, d) for s, d, _ in created])
+            mirror.difference_update(deleted)
 
     def remove(self, name: str, keys: Iterable[PairKey]) -> None:
         """Pairs syncd deleted from the CMDB."""

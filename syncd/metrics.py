@@ -113,6 +113,24 @@ class Metrics:
             ["relation"],
             registry=reg,
         )
+        self.watch_events = Counter(
+            "syncd_watch_events_total",
+            "CMDB association events the watch received, by watched object and type.",
+            ["object", "type"],
+            registry=reg,
+        )
+        self.watch_lag = Gauge(
+            "syncd_watch_lag_seconds",
+            "Seconds between the CMDB stamping the last event and syncd applying it.",
+            ["object"],
+            registry=reg,
+        )
+        self.relists = Counter(
+            "syncd_relists_total",
+            "Lists a relation needed beyond its first (expired cursor, gap, relist_interval).",
+            ["relation", "reason"],
+            registry=reg,
+        )
         self.desired = Gauge(
             "syncd_desired_pairs", "Pairs the source wants.", ["relation"], registry=reg
         )
@@ -152,6 +170,20 @@ class Metrics:
         """Count ``n`` pairs of one relation with one outcome (one call per batch is enough)."""
         if n > 0:
             self.pairs.labels(relation=_label(relation), outcome=_label(outcome)).inc(n)
+
+    def watching(self, relation: str) -> None:
+        """The watch runs for ``relation``: its repaired count exists from 0 on (alerts read it)."""
+        self.pairs.labels(relation=_label(relation), outcome="repaired")
+
+    def record_watch_events(self, bk_obj_id: str, event_type: str, n: int) -> None:
+        if n > 0:
+            self.watch_events.labels(object=_label(bk_obj_id), type=_label(event_type)).inc(n)
+
+    def set_watch_lag(self, bk_obj_id: str, seconds: float) -> None:
+        self.watch_lag.labels(object=_label(bk_obj_id)).set(max(seconds, 0.0))
+
+    def record_relist(self, relation: str, reason: str) -> None:
+        self.relists.labels(relation=_label(relation), reason=_label(reason)).inc()
 
     def record_request(self, api: str, status: int | str, seconds: float) -> None:
         """One attempt of one API call; ``status`` is the HTTP status or e.g. 'timeout'."""

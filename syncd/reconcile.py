@@ -28,6 +28,7 @@ from syncd.desired import Desired, DesiredReader, SourceFactory, make_source, si
 from syncd.known import Known, RelationRefused
 from syncd.log import relation_context
 from syncd.outcome import Verdict
+from syncd.pairs import PairKey
 from syncd.plan import PruneInputs, RelationPlan, plan
 from syncd.report import CycleReport, RelationReport
 from syncd.resolver import KeyResolver
@@ -80,6 +81,11 @@ class Reconciler:
         )
         self.apply = Applier(client, self.known, settings.sync, observer=observer, send=send)
         self.cycles = 0
+        self.last_desired: dict[str, set[PairKey]] = {}
+        """Each relation's last source read (the same set, not a copy): what the watch
+        (syncd.watch) asks when a pair disappears."""
+        self._turns: dict[str, asyncio.Lock] = {}
+        """One run of a relation at a time, whether a cycle or the watch started it."""
 
     @property
     def stopping(self) -> bool:
@@ -115,8 +121,17 @@ class Reconciler:
         log.info("cycle", cycle=self.cycles, **report.summary(), stopped=self.stopping, **scope)
         return report
 
+    async def run_now(self, rel: RelationSettings, *, resync: bool = False) -> RelationReport:
+        """Run one relation outside the cycle (the watch: drift to repair, a relist due)."""
+        return await self.run_relation(rel, resync)
+
     async def run_relation(self, rel: RelationSettings, resync: bool) -> RelationReport:
         """One relation inside its error boundary and its bound log context."""
+        turn = self._turns.setdefault(rel.name, asyncio.Lock())
+        async with turn:
+            return await self._run_relation(rel, resync)
+
+    async def _run_relation(self, rel: RelationSettings, resync: bool) -> RelationReport:
         with relation_context(rel.name, rel.bk_obj_asst_id, self.cycles):
             report = RelationReport(rel.name)
             started = time.monotonic()
@@ -160,6 +175,7 @@ class Reconciler:
                 report.prune_blocked = SOURCE_FAILED
                 log.warning("prune_blocked", reason=SOURCE_FAILED)
             raise
+        self.last_desired[rel.name] = desired.pairs
         now = self.clock()
         decided = self.decide(rel, desired, known, now)
         _fill_report(report, desired, decided)

@@ -36,3 +36,5 @@ SEARCH_OBJECT_INSTANCES = Api(
     "search_object_instances", "POST", "/api/v3/search/instances/object/{bk_obj_id}"
 )
 LIST_HOSTS = Api("list_hosts_without_biz", "POST", "/api/v3/hosts/list_hosts_without_app")
+RESOURCE_WATCH = Api("resource_watch", "POST", "/api/v3/event/watch/resource/{bk_resource}")
+"""A long poll: the CMDB holds it up to 20 s when no event matches."""

@@ -46,6 +46,12 @@ HOST_PAGE_LIMIT = 1000
 MAX_ANSWER_BYTES = 32 << 20
 """A CMDB answer larger than this is not read (a page of 500 associations is ~100 KB)."""
 
+WATCH_HOLD = 20.0
+"""Seconds the CMDB holds a watch with no event (bk-cmdb's ``timeoutWatchLoopSeconds``)."""
+
+WATCH_TIMEOUT = WATCH_HOLD + 15.0
+"""A watch request's shortest end-to-end timeout: the hold plus the ESB's own margin."""
+
 LONG_WAIT = 5.0
 """A retry pause longer than this (seconds) is logged at info: the operator sees why it is slow."""
 
@@ -101,6 +107,7 @@ class CmdbClient:
         *,
         observer: ClientObserver | None = None,
         seed: int | None = None,
+        watch_slots: int = 0,
     ) -> None:
         self.settings = settings
         self.budgets = RateBudgets.for_gateway(
@@ -109,6 +116,10 @@ class CmdbClient:
         self.limiter = self.budgets.write
         """The write budget (on the ESB, the one budget of all calls)."""
         self._semaphore = asyncio.Semaphore(settings.concurrency)
+        self.watch_slots = watch_slots
+        """Connections kept for held watch requests, beside ``concurrency``: a watch
+        held for 20 s never takes a slot a write could use."""
+        self._watch_semaphore = asyncio.Semaphore(max(1, watch_slots))
         self._observer = observer
         self._rng = random.Random(seed)
         self._session: aiohttp.ClientSession | None = None
@@ -137,7 +148,9 @@ class CmdbClient:
         elif self.settings.ca_bundle is not None:
             ssl_opt = ssl.create_default_context(cafile=str(self.settings.ca_bundle))
         connector = aiohttp.TCPConnector(
-            limit=self.settings.concurrency, ssl=ssl_opt, enable_cleanup_closed=True
+            limit=self.settings.concurrency + self.watch_slots,
+            ssl=ssl_opt,
+            enable_cleanup_closed=True,
         )
         timeout = aiohttp.ClientTimeout(
             total=self.settings.timeout, sock_connect=self.settings.connect_timeout
@@ -204,7 +217,14 @@ class CmdbClient:
         if self._session is None:
             raise RuntimeError("CmdbClient used before open()")
         framed = frame(self.settings, api, body, params)
-        async with self._semaphore:
+        held = api is apis.RESOURCE_WATCH
+        timeout = self._session.timeout
+        if held:
+            timeout = aiohttp.ClientTimeout(
+                total=max(self.settings.timeout, WATCH_TIMEOUT),
+                sock_connect=self.settings.connect_timeout,
+            )
+        async with self._watch_semaphore if held else self._semaphore:
             waited = await self.budgets.for_api(api.name).acquire()
             if self._observer is not None and waited > 0.0005:
                 self._observer.record_rate_limit_wait(waited)
@@ -218,6 +238,7 @@ class CmdbClient:
                     data=framed.body,
                     headers=framed.headers,
                     allow_redirects=False,
+                    timeout=timeout,
                 ) as resp:
                     if 300 <= resp.status < 400:
                         answer = _redirected(resp.status, framed.url, resp.headers)
@@ -357,6 +378,22 @@ class CmdbClient:
                     if (src, dst) in wanted:
                         found[(src, dst)] = assoc_id
         return found
+
+    async def watch_associations(self, sub_resource: str | None, cursor: str | None) -> Answer:
+        """resource_watch for ``inst_asst`` events touching one object (None: any), after
+        ``cursor``.
+
+        Without a cursor the CMDB answers at once with where "now" is (the newest
+        event if it matches, else the no-event cursor, which means "from the oldest
+        event kept"); with one it holds the request until an event comes or
+        :data:`WATCH_HOLD` passes. Goes through the read budget like any read.
+        """
+        body: dict[str, Any] = {"bk_resource": "inst_asst", "bk_event_types": ["create", "delete"]}
+        if sub_resource is not None:
+            body["bk_filter"] = {"bk_sub_resource": sub_resource}
+        if cursor is not None:
+            body["bk_cursor"] = cursor
+        return await self.call(apis.RESOURCE_WATCH, body, {"bk_resource": "inst_asst"})
 
     async def delete_associations(self, bk_obj_id: str, ids: Sequence[int]) -> Answer:
         """delete_related_inst_asso: 1 to 500 ids; unknown ids are skipped by the CMDB."""

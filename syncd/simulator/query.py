@@ -301,3 +301,31 @@ def equality_hints(rule: Any) -> dict[str, list[Any]]:
         elif atom["operator"] == "in":
             hints.setdefault(atom["field"], list(atom["value"]))
     return hints
+
+
+def id_lower_bound(rule: Any) -> tuple[float, bool] | None:
+    """The highest ``id > v`` / ``id >= v`` of a top-level AND: (v, inclusive), or None.
+
+    Every match has an id above it, so a caller may start an id-ordered scan there."""
+    if not isinstance(rule, Mapping):
+        return None
+    if "condition" in rule:
+        if rule["condition"] != "AND":
+            return None
+        atoms = [r for r in _children(rule) if isinstance(r, Mapping) and "condition" not in r]
+    else:
+        atoms = [rule]
+    best: tuple[float, bool] | None = None
+    for atom in atoms:
+        value = atom.get("value")
+        if atom.get("field") != "id" or isinstance(value, bool):
+            continue
+        if not isinstance(value, int | float) or value != value:  # NaN bounds nothing
+            continue
+        op = atom.get("operator")
+        if op not in ("greater", "greater_or_equal"):
+            continue
+        candidate = (value, op == "greater_or_equal")
+        if best is None or candidate[0] > best[0] or (candidate[0] == best[0] and not candidate[1]):
+            best = candidate
+    return best

@@ -9,6 +9,7 @@ of both its source and its target model.
 
 from __future__ import annotations
 
+import bisect
 import json
 import re
 from collections.abc import Callable, Iterable, Mapping
@@ -164,6 +165,10 @@ class Store:
         """Second rows of a pair, stored by a lost race where no unique index exists."""
         self.by_asst: dict[str, dict[int, Row]] = {}
         self.by_object: dict[str, dict[int, Row]] = {}
+        self.ids_by_asst: dict[str, list[int]] = {}
+        self.ids_by_object: dict[str, list[int]] = {}
+        """The ids of ``by_asst`` / ``by_object`` in ascending order, for ``id > last``
+        pages by bisection (ids only grow, so an insert appends)."""
         self.src_count: dict[tuple[str, int], int] = {}
         self.dst_count: dict[tuple[str, int], int] = {}
         self.version = 0
@@ -284,6 +289,10 @@ class Store:
         self.by_asst[asst_id].pop(row_id, None)
         self.by_object[row["bk_obj_id"]].pop(row_id, None)
         self.by_object[row["bk_asst_obj_id"]].pop(row_id, None)
+        _drop_id(self.ids_by_asst[asst_id], row_id)
+        _drop_id(self.ids_by_object[row["bk_obj_id"]], row_id)
+        if row["bk_asst_obj_id"] != row["bk_obj_id"]:
+            _drop_id(self.ids_by_object[row["bk_asst_obj_id"]], row_id)
         _decrement(self.src_count, (asst_id, src))
         _decrement(self.dst_count, (asst_id, dst))
         self.version += 1
@@ -338,6 +347,49 @@ class Store:
         self, obj_id: str, rule: Any, fields: list[str] | None, start: int, limit: int, sort: str
     ) -> tuple[list[Row], int]:
         """One page, and how many matching rows ``start`` skipped (what MongoDB's skip walks)."""
+        page = self.page_by_key(obj_id, rule, fields, start, limit, sort)
+        if page is not None:
+            return page
+        return self.page_by_filter(obj_id, rule, fields, start, limit, sort)
+
+    def page_by_key(
+        self, obj_id: str, rule: Any, fields: list[str] | None, start: int, limit: int, sort: str
+    ) -> tuple[list[Row], int] | None:
+        """A keyset page (``id > last`` sorted by id) from the id index: O(log n + page)
+        rows looked at, not every row filtered; None when the query is not one."""
+        bound = query.id_lower_bound(rule) if rule is not None else None
+        if sort != "id" or bound is None or start < 0 or limit < 0:
+            return None
+        assts = query.equality_hints(rule).get("bk_obj_asst_id")
+        if assts is None:
+            ids = self.ids_by_object.get(obj_id, [])
+            rows = self.by_object.get(obj_id, {})
+        elif len(assts) == 1 and isinstance(assts[0], str):
+            ids = self.ids_by_asst.get(assts[0], [])
+            rows = self.by_asst.get(assts[0], {})
+        else:
+            return None
+        value, inclusive = bound
+        first = (bisect.bisect_left if inclusive else bisect.bisect_right)(ids, value)
+        pred = query.compile_rule(rule)
+        wanted = start + limit
+        found: list[Row] = []
+        at = first
+        while at < len(ids) and len(found) < wanted:
+            # A slice per step, not islice(ids, first, None), which walks the skipped ids.
+            for row_id in ids[at : at + wanted]:
+                row = rows[row_id]
+                if (row["bk_obj_id"] == obj_id or row["bk_asst_obj_id"] == obj_id) and pred(row):
+                    found.append(row)
+                    if len(found) >= wanted:
+                        break
+            at += wanted
+        return project(found[start:wanted], fields), min(start, len(found))
+
+    def page_by_filter(
+        self, obj_id: str, rule: Any, fields: list[str] | None, start: int, limit: int, sort: str
+    ) -> tuple[list[Row], int]:
+        """Any page: every candidate row filtered and sorted (cached while nothing changes)."""
         key = (obj_id, json.dumps(rule, sort_keys=True, default=str), sort)
         if self._cache is not None and self._cache[0] == key and self._cache[1] == self.version:
             matched = self._cache[2]
@@ -388,6 +440,19 @@ class Store:
         writer.insert(src, dst)
 
 
+def _drop_id(ids: list[int], row_id: int) -> None:
+    i = bisect.bisect_left(ids, row_id)
+    if i < len(ids) and ids[i] == row_id:
+        del ids[i]
+
+
+def _add_id(ids: list[int], row_id: int) -> None:
+    if ids and ids[-1] > row_id:
+        bisect.insort(ids, row_id)
+    else:
+        ids.append(row_id)
+
+
 def _decrement(counts: dict[tuple[str, int], int], key: tuple[str, int]) -> None:
     left = counts[key] - 1
     if left:
@@ -405,7 +470,9 @@ class PairWriter:
 
     __slots__ = (
         "asst_id",
+        "asst_ids",
         "asst_obj_id",
+        "asst_obj_ids",
         "asst_obj_rows",
         "asst_rows",
         "by_pair",
@@ -414,6 +481,7 @@ class PairWriter:
         "kind",
         "mapping",
         "obj_id",
+        "obj_ids",
         "obj_rows",
         "src_count",
         "src_exists",
@@ -438,6 +506,9 @@ class PairWriter:
         self.asst_rows = store.by_asst.setdefault(self.asst_id, {})
         self.obj_rows = store.by_object.setdefault(obj_id, {})
         self.asst_obj_rows = store.by_object.setdefault(asst_obj_id, {})
+        self.asst_ids = store.ids_by_asst.setdefault(self.asst_id, [])
+        self.obj_ids = store.ids_by_object.setdefault(obj_id, [])
+        self.asst_obj_ids = store.ids_by_object.setdefault(asst_obj_id, [])
 
     def check(self, src: int, dst: int) -> int | None:
         """The first failing per-index check (a CMDB error code), or None; bk-cmdb's order."""
@@ -488,6 +559,10 @@ class PairWriter:
         self.asst_rows[new_id] = row
         self.obj_rows[new_id] = row
         self.asst_obj_rows[new_id] = row
+        _add_id(self.asst_ids, new_id)
+        _add_id(self.obj_ids, new_id)
+        if self.asst_obj_ids is not self.obj_ids:
+            _add_id(self.asst_obj_ids, new_id)
         src_key, dst_key = (asst_id, src), (asst_id, dst)
         self.src_count[src_key] = self.src_count.get(src_key, 0) + 1
         self.dst_count[dst_key] = self.dst_count.get(dst_key, 0) + 1

@@ -125,6 +125,34 @@ class StateStore(Resync):
             ).fetchone()
             return row is not None and row[0] is not None
 
+    def last_resync(self, relation: str) -> float | None:
+        """Unix time the relation's last full resync finished (None: never)."""
+        with self._db.read() as db:
+            row = db.execute(
+                "SELECT last_resync FROM relations WHERE name = ?", (relation,)
+            ).fetchone()
+            return None if row is None or row[0] is None else float(row[0])
+
+    def watch_cursor(self, bk_obj_id: str) -> str | None:
+        """Where the watch of one object's associations goes on from after a restart."""
+        with self._db.read() as db:
+            row = db.execute(
+                "SELECT value FROM meta WHERE key = ?", (_watch_cursor_key(bk_obj_id),)
+            ).fetchone()
+            return None if row is None else str(row[0])
+
+    def set_watch_cursor(self, bk_obj_id: str, cursor: str | None) -> None:
+        """Keep (or, with None, drop: the known state is not in step with any cursor)."""
+        with self._db.tx() as db:
+            if cursor is None:
+                db.execute("DELETE FROM meta WHERE key = ?", (_watch_cursor_key(bk_obj_id),))
+                return
+            db.execute(
+                "INSERT INTO meta(key, value) VALUES (?, ?)"
+                " ON CONFLICT (key) DO UPDATE SET value = excluded.value",
+                (_watch_cursor_key(bk_obj_id), cursor),
+            )
+
     def owned_keys(self, relation: str) -> set[PairKey]:
         """Pairs syncd itself created (the only ones a later prune may delete)."""
         with self._db.read() as db:
@@ -435,6 +463,10 @@ class StateStore(Resync):
 
 def _source_size_key(relation: str) -> str:
     return f"last_desired:{relation}"
+
+
+def _watch_cursor_key(bk_obj_id: str) -> str:
+    return f"watch_cursor:{bk_obj_id}"
 
 
 def _source_baseline_key(relation: str, source: str) -> str:
