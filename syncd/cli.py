@@ -15,7 +15,8 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from syncd import __version__
-from syncd.config import EX_CONFIG, ConfigError, Settings, load_settings, security_warnings
+from syncd.config import EX_CONFIG, ConfigError, Settings, load_settings
+from syncd.configcheck import security_warnings
 
 EX_TEMPFAIL = 75
 """sysexits.h: temporary failure (the ops port is taken); worth a retry later."""

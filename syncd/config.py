@@ -8,14 +8,9 @@ e.g. ``SYNCD_CMDB__RATE_LIMIT=50``), then the TOML file. Secrets are
 
 from __future__ import annotations
 
-import ipaddress
-import json
 import os
-import socket
-import ssl
 from pathlib import Path
 from typing import Any, Literal
-from urllib.parse import urlsplit
 
 from pydantic import (
     Field,
@@ -32,10 +27,18 @@ from pydantic_settings import (
 )
 
 from syncd.batching import MAX_BATCH
+from syncd.configcheck import UnusableConfig, check_usable
+from syncd.configload import (
+    BadEnvironment,
+    env_overlay,
+    field_path,
+    resolve_relative,
+    resolve_secret_files,
+)
 from syncd.httpbody import check_url
 from syncd.prune import PruneGuards
-from syncd.secretfile import SecretFileError, read_secret_file
-from syncd.sections import FileSourceSettings, _Section
+from syncd.secretfile import read_credential, read_secret_file
+from syncd.sections import _Section
 from syncd.sources.filters import FilterSettings
 from syncd.sources.settings import SourceSettings
 
@@ -115,32 +118,6 @@ class CmdbSettings(_Section):
         return self.app_secret.get_secret_value()
 
 
-def _loopback(url: str) -> bool:
-    """Does the URL name this machine (the secret never crosses a network)?"""
-    host = (urlsplit(url).hostname or "").lower()
-    if host == "localhost":
-        return True
-    try:
-        return ipaddress.ip_address(host).is_loopback
-    except ValueError:
-        return False
-
-
-def security_warnings(cmdb: CmdbSettings) -> list[str]:
-    """What in a valid CMDB configuration still exposes the secret; logged once at start."""
-    warnings: list[str] = []
-    if cmdb.url.lower().startswith("http://") and not _loopback(cmdb.url):
-        warnings.append(
-            "cmdb.url is plain http://: the app secret crosses the network in clear; use https://"
-        )
-    elif not cmdb.verify_tls:
-        warnings.append(
-            "cmdb.verify_tls = false: anyone on the path can pose as the CMDB and read the "
-            "app secret; use cmdb.ca_bundle instead"
-        )
-    return warnings
-
-
 class StateSettings(_Section):
     path: Path = Path("./syncd-state.db")
 
@@ -217,7 +194,7 @@ class NetBoxHookSettings(_Section):
     def _load_secret(self) -> NetBoxHookSettings:
         if self.secret is None:
             self.secret = SecretStr(
-                _read_secret(self.secret_file, "netbox_webhook_secret", "hooks.netbox.secret")
+                read_credential(self.secret_file, "netbox_webhook_secret", "hooks.netbox.secret")
             )
         if not self.secret.get_secret_value():
             raise ValueError("hooks.netbox.secret is empty")
@@ -235,23 +212,6 @@ class HooksSettings(_Section):
     """Sources that push changes to the ops server."""
 
     netbox: NetBoxHookSettings | None = None
-
-
-def _read_secret(path: Path | None, credential: str, what: str) -> str:
-    """A secret from ``path``, or from the systemd credential ``credential``."""
-    if path is None:
-        creds = os.environ.get("CREDENTIALS_DIRECTORY")
-        candidate = Path(creds) / credential if creds else None
-        if candidate is None or not candidate.is_file():
-            raise ValueError(
-                f"no secret: set {what}, {what}_file, or provide the systemd credential "
-                f"{credential!r}"
-            )
-        path = candidate
-    try:
-        return read_secret_file(path, f"{what}_file")
-    except SecretFileError as exc:
-        raise ValueError(str(exc)) from None
 
 
 class PruneSettings(_Section):
@@ -398,25 +358,6 @@ class Settings(BaseSettings):
         return (env_settings, init_settings)
 
 
-def _field_path(loc: tuple[int | str, ...], data: Any) -> str:
-    """Render a pydantic error location the way an operator writes it in TOML."""
-    parts: list[str] = []
-    node = data
-    for item in loc:
-        if isinstance(item, int):
-            name = None
-            if isinstance(node, list) and 0 <= item < len(node) and isinstance(node[item], dict):
-                name = node[item].get("name")
-            parts[-1:] = [f"{parts[-1] if parts else ''}[{item}]" + (f"({name})" if name else "")]
-            node = node[item] if isinstance(node, list) and 0 <= item < len(node) else None
-        else:
-            if item in {"file", "function-after", "tagged-union"}:
-                continue
-            parts.append(str(item))
-            node = node.get(item) if isinstance(node, dict) else None
-    return ".".join(parts) or "(top level)"
-
-
 def load_settings(path: Path | None = None, **overrides: Any) -> Settings:
     """Load and validate the configuration, or raise ConfigError with one clear line.
 
@@ -440,13 +381,16 @@ def load_settings(path: Path | None = None, **overrides: Any) -> Settings:
         except (OSError, UnicodeDecodeError) as exc:
             raise ConfigError(f"config file {str(path)!r} is unreadable: {exc}") from None
     if path is not None:
-        _resolve_secret_file(raw, path.parent)
-    effective, from_env = _env_overlay(raw)
+        resolve_secret_files(raw, path.parent)
+    try:
+        effective, from_env = env_overlay(raw)
+    except BadEnvironment as exc:
+        raise ConfigError(str(exc)) from None
     try:
         settings = Settings(**{**raw, **overrides})
     except ValidationError as exc:
         err = exc.errors()[0]
-        where = _field_path(tuple(err["loc"]), effective)
+        where = field_path(tuple(err["loc"]), effective)
         top = str(err["loc"][0]) if err["loc"] else ""
         if top in from_env:
             where += f" (from {from_env[top]})"
@@ -456,99 +400,9 @@ def load_settings(path: Path | None = None, **overrides: Any) -> Settings:
     except SettingsError as exc:  # pydantic-settings could not parse an environment value
         raise ConfigError(f"config: {exc}") from None
     if path is not None:
-        _resolve_relative(settings, path.parent)
-    _check_usable(settings)
+        resolve_relative(settings, path.parent)
+    try:
+        check_usable(settings)
+    except UnusableConfig as exc:
+        raise ConfigError(str(exc)) from None
     return settings
-
-
-def _resolve_secret_file(raw: dict[str, Any], base: Path) -> None:
-    """The file's relative secret files (app_secret_file, hooks.netbox.secret_file), made
-    relative to the file's directory before validation reads them (every other path is
-    resolved after validation)."""
-    hooks = raw.get("hooks")
-    netbox = hooks.get("netbox") if isinstance(hooks, dict) else None
-    for section, key in ((raw.get("cmdb"), "app_secret_file"), (netbox, "secret_file")):
-        if isinstance(section, dict) and isinstance(section.get(key), str):
-            secret = Path(section[key])
-            if not secret.is_absolute():
-                section[key] = str(base / secret)
-
-
-_COMPLEX_FIELDS = ("cmdb", "state", "sync", "log", "ops", "relations")
-
-
-def _env_overlay(raw: dict[str, Any]) -> tuple[dict[str, Any], dict[str, str]]:
-    """The TOML data with whole sections replaced as the environment replaces them, and
-    which variable set each; a variable that is not JSON is a ConfigError naming it.
-
-    Error lines are rendered against this, so a bad relation from SYNCD_RELATIONS is
-    named by its own ``name``, not by the TOML relation at the same index.
-    """
-    env = {k.upper(): v for k, v in os.environ.items()}
-    effective = dict(raw)
-    from_env: dict[str, str] = {}
-    for name in _COMPLEX_FIELDS:
-        var = f"SYNCD_{name.upper()}"
-        if var not in env:
-            continue
-        try:
-            effective[name] = json.loads(env[var])
-        except (ValueError, RecursionError) as exc:
-            why = (
-                f"{exc.msg} at column {exc.colno}" if isinstance(exc, json.JSONDecodeError) else ""
-            )
-            raise ConfigError(
-                f"config: environment variable {var} is not valid JSON"
-                + (f": {why}" if why else "")
-            ) from None
-        from_env[name] = var
-    return effective, from_env
-
-
-def _check_usable(settings: Settings) -> None:
-    """What a model validator cannot see: files at their resolved paths, the ops address."""
-    bundles: list[tuple[str, Path | None]] = [("cmdb.ca_bundle", settings.cmdb.ca_bundle)]
-    for i, rel in enumerate(settings.relations):
-        for j, src in enumerate(rel.source_settings()):
-            where = "source" if rel.source is not None else f"sources[{j}]"
-            bundle = getattr(src, "ca_bundle", None)
-            bundles.append((f"relations[{i}]({rel.name}).{where}.ca_bundle", bundle))
-    for where, bundle in bundles:
-        if bundle is None:
-            continue
-        try:
-            ssl.create_default_context(cafile=str(bundle))
-        except FileNotFoundError:
-            raise ConfigError(f"config: {where}: {str(bundle)!r} does not exist") from None
-        except (OSError, ssl.SSLError, ValueError) as exc:
-            why = getattr(exc, "strerror", None) or getattr(exc, "reason", None) or exc
-            raise ConfigError(
-                f"config: {where}: {str(bundle)!r} is not a usable CA bundle: {why}"
-            ) from None
-    ops = settings.ops
-    if ops.enabled:
-        try:
-            infos = socket.getaddrinfo(
-                ops.host, 0, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE
-            )
-            family, kind, proto, _, addr = infos[0]
-            with socket.socket(family, kind, proto) as probe:
-                probe.bind(addr)  # port 0: is the address ours, without taking the real port
-        except (OSError, UnicodeError) as exc:
-            why = getattr(exc, "strerror", None) or exc
-            raise ConfigError(f"config: ops.host: cannot listen on {ops.host!r}: {why}") from None
-
-
-def _resolve_relative(settings: Settings, base: Path) -> None:
-    def fix(p: Path) -> Path:
-        return p if p.is_absolute() else (base / p)
-
-    settings.state.path = fix(settings.state.path)
-    if settings.cmdb.ca_bundle is not None:
-        settings.cmdb.ca_bundle = fix(settings.cmdb.ca_bundle)
-    for rel in settings.relations:
-        for src in rel.source_settings():
-            if isinstance(src, FileSourceSettings):
-                src.path = fix(src.path)
-            else:
-                src.resolve_relative(base)

@@ -71,3 +71,20 @@ def read_secret_file(path: Path, what: str) -> str:
     if not text:
         raise SecretFileError(f"{where} is empty")
     return text
+
+
+def read_credential(path: Path | None, credential: str, what: str) -> str:
+    """A secret from ``path``, or from the systemd credential ``credential``."""
+    if path is None:
+        creds = os.environ.get("CREDENTIALS_DIRECTORY")
+        candidate = Path(creds) / credential if creds else None
+        if candidate is None or not candidate.is_file():
+            raise ValueError(
+                f"no secret: set {what}, {what}_file, or provide the systemd credential "
+                f"{credential!r}"
+            )
+        path = candidate
+    try:
+        return read_secret_file(path, f"{what}_file")
+    except SecretFileError as exc:
+        raise ValueError(str(exc)) from None

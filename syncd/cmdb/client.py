@@ -29,7 +29,8 @@ from syncd.cmdb.apis import Api
 from syncd.cmdb.gateway import frame
 from syncd.cmdb.keyset import keyset_rules, next_key
 from syncd.cmdb.ratelimit import RateBudgets
-from syncd.config import CmdbSettings, security_warnings
+from syncd.config import CmdbSettings
+from syncd.configcheck import security_warnings
 from syncd.httpbody import BodyTooLarge, read_capped, safe_url
 from syncd.outcome import Answer, Verdict, classify_response, classify_transport_error
 from syncd.slots import away

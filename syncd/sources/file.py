@@ -5,7 +5,7 @@ Why it is built this way:
 * Streaming: the file is read in blocks through an incremental decoder, and parsed into
   chunks of at most CHUNK_SIZE facts, so a million-line file never needs a million
   records (or the whole text) in memory. The JSON array streams too, element by element
-  with ``JSONDecoder.raw_decode`` over a sliding buffer.
+  with ``JSONDecoder.raw_decode`` over a sliding buffer (syncd.sources.jsonstream).
 * Off the event loop: reading and parsing run in a worker thread, one ``to_thread`` hop
   per chunk, so the loop keeps serving HTTP answers while a big file is parsed.
 * One bad line must not kill the file: bytes the encoding cannot decode are kept as
@@ -32,14 +32,19 @@ import structlog
 
 from syncd.secretfile import open_regular
 from syncd.sources.base import CHUNK_SIZE, RawFact, ReadStats, SourceError
+from syncd.sources.jsonstream import (
+    DECODER,
+    MISSING,
+    SCALARS,
+    WS,
+    json_array_chunks,
+    unparsable,
+)
 
 FileFormat = Literal["auto", "csv", "jsonl", "json"]
 
 READ_SIZE = 1 << 20
 """Bytes read per block; the JSON array buffer holds about this much text."""
-
-MAX_ELEMENT = 16 << 20
-"""A JSON array element larger than this (in characters) is treated as broken."""
 
 MAX_LOGGED_BAD = 1000
 """Bad records logged per read; the rest are only counted (a garbage file must not flood logs)."""
@@ -51,13 +56,7 @@ _EXTENSIONS: dict[str, Literal["csv", "jsonl", "json"]] = {
     ".json": "json",
 }
 _SURROGATE = re.compile("[\udc80-\udcff]")
-_STRUCTURE = re.compile(r'[\[\]{}"]')
-_STRING_REST = re.compile(r'(?:[^"\\]|\\.)*"', re.DOTALL)
-_WS = " \t\r\n"
 _BAD_BYTES = "invalid bytes for encoding {enc}"
-_MISSING = object()
-_DECODER = json.JSONDecoder()
-_SCALARS = frozenset({str, int, float, bool, type(None)})  # what json decodes to RawValue
 
 
 def _identity(st: os.stat_result) -> tuple[int, int, int]:
@@ -70,47 +69,7 @@ def _dirty(text: str) -> bool:
     return not text.isascii() and _SURROGATE.search(text) is not None
 
 
-def _unparsable(exc: BaseException) -> str:
-    """Why valid-looking JSON was not decoded, in one short line."""
-    if isinstance(exc, RecursionError):
-        return "JSON nested too deep"
-    text = str(exc)
-    if "integer string conversion" in text:
-        return "a number with too many digits"
-    return f"broken JSON: {text[:120]}"
-
-
-def _value_end(buf: str, pos: int) -> int | None:
-    """Where the JSON value at ``pos`` ends, scanning without recursion; None if the
-    buffer ends first (or the value is not a container or a number)."""
-    if pos >= len(buf):
-        return None
-    first = buf[pos]
-    if first not in "[{":
-        end = pos
-        while end < len(buf) and buf[end] in "0123456789+-.eE":
-            end += 1
-        return end if end > pos and end < len(buf) else None
-    depth = 0
-    i = pos
-    while (m := _STRUCTURE.search(buf, i)) is not None:
-        ch = m.group()
-        i = m.end()
-        if ch == '"':
-            closing = _STRING_REST.match(buf, i)
-            if closing is None:
-                return None
-            i = closing.end()
-        elif ch in "[{":
-            depth += 1
-        else:
-            depth -= 1
-            if depth == 0:
-                return i
-    return None
-
-
-class _Read:
+class FileRead:
     """One pass over the file; runs entirely in worker threads."""
 
     def __init__(self, src: FileSource, log: Any) -> None:
@@ -140,6 +99,14 @@ class _Read:
                 count=unlogged,
                 reason=f"only the first {MAX_LOGGED_BAD} bad records of a read are logged",
             )
+
+    def undecodable(self, text: str, start: int = 0, end: int | None = None) -> bool:
+        """Does ``text[start:end]`` hold bytes the encoding could not decode?"""
+        return _SURROGATE.search(text, start, len(text) if end is None else end) is not None
+
+    def bad_bytes(self) -> str:
+        """The bad-record reason for undecodable bytes."""
+        return _BAD_BYTES.format(enc=self.src.encoding)
 
     # -- raw text
 
@@ -224,7 +191,7 @@ class _Read:
             peeked: list[str] = []
             for text in texts:
                 peeked.append(text)
-                stripped = text.lstrip(_WS)
+                stripped = text.lstrip(WS)
                 if stripped:
                     fmt = "json" if stripped[0] == "[" else "jsonl" if stripped[0] == "{" else "csv"
                     break
@@ -237,7 +204,7 @@ class _Read:
         elif fmt == "jsonl":
             yield from self.jsonl_chunks(texts)
         else:
-            yield from self.json_chunks(texts)
+            yield from json_array_chunks(self, texts)
         self.finish()
 
     def csv_chunks(self, texts: Iterator[str]) -> Iterator[list[RawFact]]:
@@ -304,14 +271,14 @@ class _Read:
 
     def jsonl_chunks(self, texts: Iterator[str]) -> Iterator[list[RawFact]]:
         stats = self.stats
-        raw_decode = _DECODER.raw_decode
-        sf, tf, scalars = self.src.source_field, self.src.target_field, _SCALARS
+        raw_decode = DECODER.raw_decode
+        sf, tf, scalars = self.src.source_field, self.src.target_field, SCALARS
         lineno = 0
         facts: list[RawFact] = []
         for block in self.line_blocks(texts):
             for line in block:
                 lineno += 1
-                text = line.strip(_WS)
+                text = line.strip(WS)
                 if not text:
                     stats.blank += 1
                     continue
@@ -325,13 +292,13 @@ class _Read:
                     self.bad(lineno, f"broken JSON: {exc.msg} at column {exc.colno}")
                     continue
                 except (ValueError, RecursionError) as exc:
-                    self.bad(lineno, _unparsable(exc))
+                    self.bad(lineno, unparsable(exc))
                     continue
                 if end != len(text):
                     self.bad(lineno, f"broken JSON: extra data at column {end + 1}")
                     continue
                 if type(obj) is dict:
-                    s, t = obj.get(sf, _MISSING), obj.get(tf, _MISSING)
+                    s, t = obj.get(sf, MISSING), obj.get(tf, MISSING)
                     if type(s) in scalars and type(t) in scalars:
                         facts.append((s, t, lineno))
                         if len(facts) >= CHUNK_SIZE:
@@ -342,146 +309,17 @@ class _Read:
         if facts:
             yield facts
 
-    def json_chunks(self, texts: Iterator[str]) -> Iterator[list[RawFact]]:
-        """Stream the elements of one top-level JSON array.
-
-        ``buf[pos:]`` is unparsed text; ``line`` is the line number at ``line_pos``.
-        An element is accepted only if it ends before the buffer does (or at EOF), so a
-        value cut by a block boundary (``12|34``) is never taken for a shorter one. A
-        decode error near the buffer's end means "read more"; elsewhere it means broken.
-        """
-        raw_decode = _DECODER.raw_decode
-        sf, tf, scalars = self.src.source_field, self.src.target_field, _SCALARS
-        buf, pos, eof = "", 0, False
-        line, line_pos = 1, 0
-        facts: list[RawFact] = []
-
-        def more() -> bool:
-            nonlocal buf, pos, line_pos, eof
-            for text in texts:
-                if pos > len(buf) // 2:  # drop the consumed prefix, keep line bookkeeping
-                    line_at(pos)
-                    buf, line_pos, pos = buf[pos:], 0, 0
-                buf += text
-                return True
-            eof = True
-            return False
-
-        def skip_ws() -> bool:
-            """Advance pos to the next non-blank char; False at end of input."""
-            nonlocal pos
-            while True:
-                while pos < len(buf) and buf[pos] in _WS:
-                    pos += 1
-                if pos < len(buf):
-                    return True
-                if not more():
-                    return False
-
-        def line_at(p: int) -> int:
-            nonlocal line, line_pos
-            line += buf.count("\n", line_pos, p)
-            line_pos = p
-            return line
-
-        def broken(what: str) -> SourceError:
-            if pos < len(buf) and _SURROGATE.match(buf[pos]):
-                what = _BAD_BYTES.format(enc=self.src.encoding)
-            return SourceError(
-                f"{self.path}:{line_at(pos)}: broken JSON array: {what}"
-                f" ({self.stats.records} elements before it were read)"
-            )
-
-        if not skip_ws():
-            raise broken("empty file, expected a JSON array")
-        if buf[pos] != "[":
-            hint = " (one object per line? use format 'jsonl')" if buf[pos] == "{" else ""
-            raise broken(f"the file does not start with '['{hint}")
-        pos += 1
-        if not skip_ws():
-            raise broken("unexpected end of file, ']' missing")
-        if buf[pos] == "]":
-            pos += 1
-        else:
-            while True:
-                start = pos
-                unbuilt: str | None = None
-                try:
-                    obj, end = raw_decode(buf, pos)
-                    if end == len(buf) and not eof:
-                        raise json.JSONDecodeError("value may continue", buf, end)
-                except json.JSONDecodeError as exc:
-                    incomplete = exc.msg.startswith("Unterminated string") or (
-                        exc.pos >= len(buf) - 16
-                    )
-                    if not eof and incomplete:
-                        if len(buf) - start > MAX_ELEMENT:
-                            raise broken(f"element larger than {MAX_ELEMENT} characters") from None
-                        more()  # pos is still the element's start; more() may move both
-                        continue
-                    pos = exc.pos
-                    raise broken(exc.msg) from None
-                except (ValueError, RecursionError) as exc:
-                    # Valid JSON that Python will not build (nested too deep, an integer
-                    # of thousands of digits): skip the element by scanning for its end.
-                    # The buffer at least doubles between scans: linear, whatever read_size.
-                    while (skipped := _value_end(buf, pos)) is None and not eof:
-                        if len(buf) - pos > MAX_ELEMENT:
-                            raise broken(f"element larger than {MAX_ELEMENT} characters") from None
-                        wanted = 2 * (len(buf) - pos)
-                        while len(buf) - pos < wanted and more():
-                            pass
-                    if skipped is None:
-                        raise broken(_unparsable(exc)) from None
-                    start = pos  # more() may have moved the buffer
-                    obj, end, unbuilt = None, skipped, _unparsable(exc)
-                lineno = line_at(start)
-                self.stats.records += 1
-                if unbuilt is not None:
-                    self.bad(lineno, unbuilt)
-                elif self.dirty and _SURROGATE.search(buf, start, end):
-                    self.bad(lineno, _BAD_BYTES.format(enc=self.src.encoding))
-                elif type(obj) is dict and (
-                    type(s := obj.get(sf, _MISSING)) in scalars
-                    and type(t := obj.get(tf, _MISSING)) in scalars
-                ):
-                    facts.append((s, t, lineno))
-                    if len(facts) >= CHUNK_SIZE:
-                        yield facts
-                        facts = []
-                elif not isinstance(obj, dict):
-                    self.bad(lineno, f"element is {type(obj).__name__}, not an object")
-                else:
-                    self.bad_fact(obj, lineno)
-                pos = end
-                if not skip_ws():
-                    raise broken("unexpected end of file, ']' missing")
-                if buf[pos] == "]":
-                    pos += 1
-                    break
-                if buf[pos] != ",":
-                    raise broken(f"expected ',' or ']', found {buf[pos]!r}")
-                pos += 1
-                if not skip_ws():
-                    raise broken("unexpected end of file after ','")
-                if buf[pos] == "]":
-                    raise broken("trailing ',' before ']'")
-        if facts:
-            yield facts
-        if skip_ws():
-            raise broken("data after the closing ']'")
-
     def bad_fact(self, obj: Any, lineno: int) -> None:
         """Report why a decoded JSON record is not a fact (the slow path)."""
         if not isinstance(obj, dict):
             self.bad(lineno, f"record is {type(obj).__name__}, not an object")
             return
         for name in (self.src.source_field, self.src.target_field):
-            value = obj.get(name, _MISSING)
-            if value is _MISSING:
+            value = obj.get(name, MISSING)
+            if value is MISSING:
                 self.bad(lineno, f"missing {name}")
                 return
-            if type(value) not in _SCALARS:
+            if type(value) not in SCALARS:
                 self.bad(lineno, f"{name} is {type(value).__name__}, not a scalar")
                 return
 
@@ -542,7 +380,7 @@ class FileSource:
     async def facts(self) -> AsyncIterator[list[RawFact]]:
         """Yield facts in chunks of at most CHUNK_SIZE, parsing in a worker thread."""
         self._stats = ReadStats()
-        read = _Read(self, structlog.get_logger("syncd.source"))
+        read = FileRead(self, structlog.get_logger("syncd.source"))
         gen = read.chunks()
         lock = threading.Lock()
         abandoned = False
