@@ -43,7 +43,8 @@ from bench.common import (
     write_fixture,
 )
 from syncd.cmdb import apis
-from syncd.cmdb.client import PAGE_LIMIT, CmdbClient
+from syncd.cmdb.apis import PAGE_LIMIT
+from syncd.cmdb.client import CmdbClient
 from syncd.config import CmdbSettings
 from syncd.outcome import Verdict
 from syncd.watch import parse_answer

@@ -16,7 +16,8 @@ from typing import Any, Protocol
 import structlog
 
 from syncd.backoff import pair_next_attempt
-from syncd.cmdb.client import PAGE_LIMIT, CmdbClient, CmdbError
+from syncd.cmdb.apis import PAGE_LIMIT
+from syncd.cmdb.client import CmdbClient, CmdbError
 from syncd.config import RelationSettings, SyncSettings
 from syncd.isolate import Detail, IsolationBudget, batch_outcome, settle_batch
 from syncd.known import Known, RelationRefused

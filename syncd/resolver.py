@@ -18,7 +18,8 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from syncd.cmdb import apis
-from syncd.cmdb.client import PAGE_LIMIT, CmdbClient, CmdbError
+from syncd.cmdb.apis import PAGE_LIMIT
+from syncd.cmdb.client import CmdbClient, CmdbError
 from syncd.outcome import Answer, Verdict
 
 HOST = "host"

@@ -8,6 +8,13 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+PAGE_LIMIT = 500
+"""bk-cmdb's page.limit and ``in``-array maximum for searches."""
+
+HOST_PAGE_LIMIT = 1000
+"""list_hosts_without_biz's page.limit maximum (bk-cmdb ``BasePage.Validate``); its
+``host_property_filter`` has no ``in`` cap."""
+
 
 @dataclass(frozen=True, slots=True)
 class Api:

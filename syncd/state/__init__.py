@@ -1,6 +1,8 @@
 """The known state, kept in SQLite: the database (:mod:`.db`) and its queries (:mod:`.store`)."""
 
-from syncd.state.db import APPLICATION_ID, SCHEMA_VERSION, Database, StateError, StateLocked
+from syncd.state.db import Database
+from syncd.state.errors import StateError, StateLocked
+from syncd.state.schema import APPLICATION_ID, SCHEMA_VERSION
 from syncd.state.store import Absence, Created, Failed, Held, Seen, StateStore
 
 __all__ = [

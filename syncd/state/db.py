@@ -1,5 +1,8 @@
 """The state database: opening, checking, moving aside, locking, transactions.
 
+The schema and its check live in :mod:`syncd.state.schema`, the file lock in
+:mod:`syncd.state.lock`, the errors in :mod:`syncd.state.errors`.
+
 Why SQLite and why like this:
 
 * The state must survive restarts and ``kill -9`` at any moment. Every write is one
@@ -21,7 +24,6 @@ Why SQLite and why like this:
 from __future__ import annotations
 
 import contextlib
-import fcntl
 import os
 import sqlite3
 import threading
@@ -31,67 +33,9 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import IO, Any
 
-SCHEMA_VERSION = 2
-APPLICATION_ID = 0x73796E63  # "sync": tells our files from any other SQLite database
-
-SCHEMA = """
-CREATE TABLE meta (
-    key   TEXT PRIMARY KEY,
-    value TEXT NOT NULL
-) WITHOUT ROWID;
-
-CREATE TABLE relations (
-    id                INTEGER PRIMARY KEY,
-    name              TEXT NOT NULL UNIQUE,
-    last_resync       REAL,              -- NULL until a full resync from the CMDB completed
-    last_good_desired INTEGER            -- size of the last desired set read without error
-);
-
-CREATE TABLE pairs (
-    rel            INTEGER NOT NULL,
-    src            INTEGER NOT NULL CHECK (typeof(src) = 'integer' AND src >= 0),
-    dst            INTEGER NOT NULL CHECK (typeof(dst) = 'integer' AND dst >= 0),
-    association_id INTEGER,              -- NULL: known to exist, id not looked up yet
-    owned          INTEGER NOT NULL DEFAULT 0,  -- 1 = syncd created it
-    first_seen     REAL NOT NULL,
-    absent_since   REAL,                 -- first cycle the source no longer had it
-    absent_cycles  INTEGER NOT NULL DEFAULT 0,
-    PRIMARY KEY (rel, src, dst)
-) WITHOUT ROWID;
-
-CREATE TABLE failures (
-    rel          INTEGER NOT NULL,
-    src          INTEGER NOT NULL,
-    dst          INTEGER NOT NULL,
-    kind         TEXT NOT NULL,
-    message      TEXT NOT NULL,
-    attempts     INTEGER NOT NULL,
-    next_attempt REAL,                   -- NULL: held until the next full resync
-    last_failed  REAL NOT NULL,
-    PRIMARY KEY (rel, src, dst)
-) WITHOUT ROWID;
-"""
-
-INFLIGHT = """
-CREATE TABLE IF NOT EXISTS inflight (
-    rel   INTEGER NOT NULL,
-    src   INTEGER NOT NULL,
-    dst   INTEGER NOT NULL,
-    since REAL NOT NULL,                 -- when the create was about to be sent
-    PRIMARY KEY (rel, src, dst)
-) WITHOUT ROWID
-"""
-"""Creates syncd sent whose answer it has not recorded yet (schema 2). Written before the
-request leaves, so an answer lost to a 504 or a kill still proves who created the pair."""
-
-_TABLES = frozenset({"meta", "relations", "pairs", "failures", "inflight"})
-_COLUMNS = {
-    "relations": {"id", "name", "last_resync", "last_good_desired"},
-    "pairs": {"rel", "src", "dst", "association_id", "owned", "first_seen", "absent_since"},
-    "failures": {"rel", "src", "dst", "kind", "message", "attempts", "next_attempt"},
-    "inflight": {"rel", "src", "dst", "since"},
-}
-"""Columns each table must have (checked at open): a file without them is not ours to use."""
+from syncd.state.errors import StateError, Unusable
+from syncd.state.lock import take_lock
+from syncd.state.schema import check_and_init
 
 # SQLite primary result codes that say "try later", not "this file is bad".
 _TRANSIENT_CODES = frozenset(
@@ -113,29 +57,6 @@ stop signal is heard within one (the rest of the wait is a Python loop)."""
 
 stop_waiting = threading.Event()
 """Set when the process is stopping: a wait for another program's lock gives up."""
-
-
-class StateError(Exception):
-    """The state store cannot do what was asked (locked, disk full, closed, bad input)."""
-
-
-class StateLocked(StateError):
-    """Another process holds the state file: one writer per state file."""
-
-    def __init__(self, path: Path, holder: str) -> None:
-        super().__init__(
-            f"state file {path} is in use by another syncd (pid {holder or 'unknown'}); "
-            "one syncd per state file"
-        )
-        self.holder = holder
-
-
-class SchemaMismatch(StateError):
-    """The file is a syncd state store of a schema this syncd does not know: kept as it is."""
-
-
-class Unusable(Exception):
-    """The file at the state path is not a state store we can use; move it aside."""
 
 
 def _is_transient(exc: sqlite3.Error) -> bool:
@@ -168,7 +89,7 @@ class Database:
             path.parent.mkdir(parents=True, exist_ok=True)
         except OSError as exc:
             raise StateError(f"cannot create the state directory {path.parent}: {exc}") from exc
-        held = _take_lock(path) if lock else None
+        held = take_lock(path) if lock else None
         try:
             return cls._open_or_replace(path, held)
         except BaseException:
@@ -305,31 +226,6 @@ def scalar(db: sqlite3.Connection, sql: str, *args: Any) -> int:
     return int(db.execute(sql, args).fetchone()[0])
 
 
-def _take_lock(path: Path) -> IO[str]:
-    """An exclusive flock on '<path>.lock', with our pid in it for the next one to name."""
-    lock_path = path.with_name(path.name + ".lock")
-    try:
-        fh = open(lock_path, "a+", encoding="ascii")  # noqa: SIM115 - held until close()
-    except OSError as exc:
-        try:  # a read-only directory: an existing lock file still locks (no pid in it)
-            fh = open(lock_path, encoding="ascii")  # noqa: SIM115 - held until close()
-        except OSError:
-            raise StateError(f"cannot open the state lock {lock_path}: {exc}") from exc
-    try:
-        fcntl.flock(fh, fcntl.LOCK_EX | fcntl.LOCK_NB)
-    except BlockingIOError:
-        fh.seek(0)
-        holder = fh.read(20).strip()
-        fh.close()
-        raise StateLocked(path, holder) from None
-    if fh.writable():
-        fh.seek(0)
-        fh.truncate()
-        fh.write(f"{os.getpid()}\n")
-        fh.flush()
-    return fh
-
-
 def _connect(path: Path, *, readonly: bool = False) -> sqlite3.Connection:
     """Connect, check the file is ours (or new) and bring the schema up to date."""
     if path.exists() and not path.is_file():
@@ -356,7 +252,7 @@ def _connect(path: Path, *, readonly: bool = False) -> sqlite3.Connection:
         raise Unusable(str(exc)) from exc
     try:
         conn.execute(f"PRAGMA busy_timeout = {_BUSY_TIMEOUT_MS}")
-        _check_and_init(conn, readonly=readonly)
+        check_and_init(conn, readonly=readonly)
         conn.execute(f"PRAGMA busy_timeout = {min(_BUSY_SLICE_MS, _BUSY_TIMEOUT_MS)}")
         conn.execute("PRAGMA synchronous = NORMAL")
         conn.execute("PRAGMA temp_store = MEMORY")
@@ -383,74 +279,6 @@ def _readonly_uri(path: Path) -> str:
     wal = path.with_name(path.name + "-wal")
     mode = "mode=ro" if wal.exists() else "mode=ro&immutable=1"
     return f"{path.resolve().as_uri()}?{mode}"
-
-
-def _check_and_init(conn: sqlite3.Connection, *, readonly: bool = False) -> None:
-    """The schema check at open: create a new file's schema, or prove an old one is ours."""
-    app_id = conn.execute("PRAGMA application_id").fetchone()[0]
-    version = conn.execute("PRAGMA user_version").fetchone()[0]
-    tables = {r[0] for r in conn.execute("SELECT name FROM sqlite_master WHERE type='table'")}
-    if app_id == 0 and not tables and not readonly:
-        _create(conn)
-        return
-    if app_id != APPLICATION_ID:
-        raise Unusable("not a syncd state database")
-    if version > SCHEMA_VERSION:
-        raise SchemaMismatch(
-            f"state schema version {version} is newer than this syncd understands "
-            f"({SCHEMA_VERSION}); run the newer syncd, or move the file away to rebuild "
-            "the state from the CMDB"
-        )
-    missing = _TABLES - tables - ({"inflight"} if version < 2 else set())
-    if missing:
-        raise Unusable(f"missing tables: {', '.join(sorted(missing))}")
-    for table in sorted(_COLUMNS.keys() & tables):
-        have = {r[1] for r in conn.execute(f"PRAGMA table_info({table})")}
-        lacking = _COLUMNS[table] - have
-        if lacking:
-            raise Unusable(f"table {table} lacks columns: {', '.join(sorted(lacking))}")
-    check = conn.execute("PRAGMA quick_check(1)").fetchone()[0]
-    if check != "ok":
-        raise Unusable(f"integrity check failed: {check}")
-    if not readonly:
-        _wal(conn)
-        if version < SCHEMA_VERSION:
-            _migrate(conn)
-
-
-def _migrate(conn: sqlite3.Connection) -> None:
-    """Bring an older store up to date in place (1 -> 2: the in-flight creates)."""
-    conn.execute("BEGIN IMMEDIATE")
-    conn.execute(INFLIGHT)
-    conn.execute(
-        "INSERT INTO meta(key, value) VALUES ('schema_version', ?)"
-        " ON CONFLICT (key) DO UPDATE SET value = excluded.value",
-        (str(SCHEMA_VERSION),),
-    )
-    conn.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
-    conn.execute("COMMIT")
-
-
-def _create(conn: sqlite3.Connection) -> None:
-    _wal(conn)
-    conn.execute("BEGIN IMMEDIATE")
-    for statement in SCHEMA.split(";"):
-        if statement.strip():
-            conn.execute(statement)
-    conn.execute(INFLIGHT)
-    conn.execute(
-        "INSERT INTO meta(key, value) VALUES ('schema_version', ?), ('created', ?)",
-        (str(SCHEMA_VERSION), time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())),
-    )
-    conn.execute(f"PRAGMA application_id = {APPLICATION_ID}")
-    conn.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
-    conn.execute("COMMIT")
-
-
-def _wal(conn: sqlite3.Connection) -> None:
-    mode = conn.execute("PRAGMA journal_mode = WAL").fetchone()[0]
-    if str(mode).lower() != "wal":
-        raise Unusable(f"cannot switch to WAL journal mode (got {mode})")
 
 
 def _move_aside(path: Path) -> Path:

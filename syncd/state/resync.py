@@ -10,7 +10,8 @@ from __future__ import annotations
 import sqlite3
 from collections.abc import Iterable
 
-from syncd.state.db import Database, StateError, scalar
+from syncd.state.db import Database, scalar
+from syncd.state.errors import StateError
 
 
 class Resync:

@@ -16,6 +16,7 @@ from typing import NamedTuple
 
 from syncd.pairs import PairKey, pack, pack_all, unpack_all
 from syncd.state.db import Database
+from syncd.state.meta import Meta
 from syncd.state.resync import Resync
 
 _BULK_LOOKUP = 2_000  # above this many keys a relation scan beats point lookups
@@ -63,8 +64,8 @@ def _as_set(keys: Iterable[PairKey]) -> set[PairKey] | frozenset[PairKey]:
     return keys if isinstance(keys, set | frozenset) else set(keys)
 
 
-class StateStore(Resync):
-    """Known pairs, failures and per-relation baselines, over one :class:`Database`."""
+class StateStore(Meta, Resync):
+    """Known pairs and failures, over one :class:`Database` (baselines: :class:`Meta`)."""
 
     def __init__(self, database: Database) -> None:
         self.database = database
@@ -132,26 +133,6 @@ class StateStore(Resync):
                 "SELECT last_resync FROM relations WHERE name = ?", (relation,)
             ).fetchone()
             return None if row is None or row[0] is None else float(row[0])
-
-    def watch_cursor(self, bk_obj_id: str) -> str | None:
-        """Where the watch of one object's associations goes on from after a restart."""
-        with self._db.read() as db:
-            row = db.execute(
-                "SELECT value FROM meta WHERE key = ?", (_watch_cursor_key(bk_obj_id),)
-            ).fetchone()
-            return None if row is None else str(row[0])
-
-    def set_watch_cursor(self, bk_obj_id: str, cursor: str | None) -> None:
-        """Keep (or, with None, drop: the known state is not in step with any cursor)."""
-        with self._db.tx() as db:
-            if cursor is None:
-                db.execute("DELETE FROM meta WHERE key = ?", (_watch_cursor_key(bk_obj_id),))
-                return
-            db.execute(
-                "INSERT INTO meta(key, value) VALUES (?, ?)"
-                " ON CONFLICT (key) DO UPDATE SET value = excluded.value",
-                (_watch_cursor_key(bk_obj_id), cursor),
-            )
 
     def owned_keys(self, relation: str) -> set[PairKey]:
         """Pairs syncd itself created (the only ones a later prune may delete)."""
@@ -408,66 +389,3 @@ class StateStore(Resync):
                 " WHERE rel = ? AND src = ? AND dst = ?",
                 ((rel, s, d) for s, d in absent),
             )
-
-    # ------------------------------------------------------------------ baselines
-
-    # Two sizes of a relation's source guard against a broken read. The source size is
-    # the last read's, for the empty-source guard; the prune baseline is the last size
-    # pruning accepted, for the shrink guard. A resync resets both (the operator's word).
-
-    def source_size(self, relation: str) -> int:
-        """Pairs the source had at its last committed read (0: none yet)."""
-        with self._db.read() as db:
-            row = db.execute(
-                "SELECT value FROM meta WHERE key = ?", (_source_size_key(relation),)
-            ).fetchone()
-            return 0 if row is None else int(row[0])
-
-    def set_source_size(self, relation: str, count: int) -> None:
-        with self._db.tx() as db:
-            db.execute(
-                "INSERT INTO meta(key, value) VALUES (?, ?)"
-                " ON CONFLICT (key) DO UPDATE SET value = excluded.value",
-                (_source_size_key(relation), str(count)),
-            )
-
-    def prune_baseline(self, relation: str) -> int | None:
-        """Size of the last desired set pruning accepted (a guard against a truncated source)."""
-        with self._db.read() as db:
-            row = db.execute(
-                "SELECT last_good_desired FROM relations WHERE name = ?", (relation,)
-            ).fetchone()
-            return None if row is None or row[0] is None else int(row[0])
-
-    def set_prune_baseline(self, relation: str, count: int) -> None:
-        with self._db.tx() as db:
-            rel = self._db.rel_w(db, relation)
-            db.execute("UPDATE relations SET last_good_desired = ? WHERE id = ?", (count, rel))
-
-    def source_baseline(self, relation: str, source: str) -> int | None:
-        """One of a relation's several sources: the size pruning last accepted from it."""
-        with self._db.read() as db:
-            row = db.execute(
-                "SELECT value FROM meta WHERE key = ?", (_source_baseline_key(relation, source),)
-            ).fetchone()
-            return None if row is None else int(row[0])
-
-    def set_source_baseline(self, relation: str, source: str, count: int) -> None:
-        with self._db.tx() as db:
-            db.execute(
-                "INSERT INTO meta(key, value) VALUES (?, ?)"
-                " ON CONFLICT (key) DO UPDATE SET value = excluded.value",
-                (_source_baseline_key(relation, source), str(count)),
-            )
-
-
-def _source_size_key(relation: str) -> str:
-    return f"last_desired:{relation}"
-
-
-def _watch_cursor_key(bk_obj_id: str) -> str:
-    return f"watch_cursor:{bk_obj_id}"
-
-
-def _source_baseline_key(relation: str, source: str) -> str:
-    return f"prune_baseline:{relation}/{source}"

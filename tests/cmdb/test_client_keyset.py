@@ -9,7 +9,8 @@ import pytest
 from pydantic import SecretStr
 
 from syncd.cmdb import apis
-from syncd.cmdb.client import PAGE_LIMIT, CmdbClient
+from syncd.cmdb.apis import PAGE_LIMIT
+from syncd.cmdb.client import CmdbClient
 from syncd.cmdb.keyset import keyset_rules, next_key
 from syncd.config import CmdbSettings
 from syncd.simulator import Simulator

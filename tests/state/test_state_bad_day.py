@@ -10,7 +10,7 @@ import pytest
 
 from syncd.pairs import pack
 from syncd.state import SCHEMA_VERSION, Created, Failed, Seen, StateError, StateStore
-from syncd.state.db import SchemaMismatch
+from syncd.state.errors import SchemaMismatch
 from tests.mounts import fill, read_only, small_fs
 
 R = "switch-host"
