@@ -42,10 +42,10 @@ from bench.common import (
     write_csv,
     write_fixture,
 )
+from syncd.answer import Verdict
 from syncd.cmdb import apis
 from syncd.cmdb.client import PAGE_LIMIT, CmdbClient
 from syncd.config import CmdbSettings
-from syncd.outcome import Verdict
 from syncd.watch import parse_answer
 
 RATE = 100.0

@@ -17,9 +17,9 @@ from collections.abc import AsyncIterator, Callable, Collection, Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
+from syncd.answer import Answer, Verdict
 from syncd.cmdb import apis
 from syncd.cmdb.client import PAGE_LIMIT, CmdbClient, CmdbError
-from syncd.outcome import Answer, Verdict
 
 HOST = "host"
 

@@ -41,8 +41,8 @@ from typing import Any, NamedTuple, Protocol
 
 import structlog
 
+from syncd.answer import Verdict
 from syncd.config import RelationSettings, Settings
-from syncd.outcome import Verdict
 from syncd.pairs import PairKey, pack
 from syncd.reconcile import Reconciler
 
