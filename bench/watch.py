@@ -46,7 +46,7 @@ from syncd.answer import Verdict
 from syncd.cmdb import apis
 from syncd.cmdb.client import PAGE_LIMIT, CmdbClient
 from syncd.config import CmdbSettings
-from syncd.watch import parse_answer
+from syncd.watchevents import parse_answer
 
 RATE = 100.0
 """syncd's rate_limit in both scenarios (bk-cmdb's own default limit)."""
