@@ -35,10 +35,10 @@ from bench.common import (
     write_fixture,
 )
 from bench.throughput import _send_phase
+from syncd.answer import Verdict
 from syncd.cmdb.client import CmdbClient
 from syncd.cmdb.ratelimit import AdaptiveRateLimiter, RateBudgets
 from syncd.config import CmdbSettings
-from syncd.outcome import Verdict
 
 RATE = 100.0
 CONCURRENCY = 32

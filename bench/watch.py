@@ -42,12 +42,12 @@ from bench.common import (
     write_csv,
     write_fixture,
 )
+from syncd.answer import Verdict
 from syncd.cmdb import apis
 from syncd.cmdb.apis import PAGE_LIMIT
 from syncd.cmdb.client import CmdbClient
 from syncd.config import CmdbSettings
-from syncd.outcome import Verdict
-from syncd.watch import parse_answer
+from syncd.watchevents import parse_answer
 
 RATE = 100.0
 """syncd's rate_limit in both scenarios (bk-cmdb's own default limit)."""

@@ -15,6 +15,7 @@ from typing import Any, Protocol
 
 import structlog
 
+from syncd.answer import Answer, IndexKind, Verdict
 from syncd.backoff import pair_next_attempt
 from syncd.cmdb.apis import PAGE_LIMIT
 from syncd.cmdb.client import CmdbClient, CmdbError
@@ -22,15 +23,7 @@ from syncd.config import RelationSettings, SyncSettings
 from syncd.isolate import Detail, IsolationBudget, batch_outcome, settle_batch
 from syncd.known import Known, RelationRefused
 from syncd.log import log_pairs, wants
-from syncd.outcome import (
-    Answer,
-    BatchOutcome,
-    IndexKind,
-    Verdict,
-    classify_batch,
-    pair_fields,
-    whole_failure,
-)
+from syncd.outcome import BatchOutcome, classify_batch, pair_fields, whole_failure
 from syncd.pairs import PairKey, pack, unpack
 from syncd.precheck import HostCheck, host_sides, split_stale, stale_outcome
 from syncd.refusal import looked_up_sides

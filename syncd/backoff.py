@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import random
 
-from syncd.outcome import IndexKind
+from syncd.answer import IndexKind
 
 
 def request_delay(

@@ -24,18 +24,8 @@ from collections.abc import Awaitable, Callable, Iterator, Sequence
 from dataclasses import dataclass, field, replace
 from enum import StrEnum
 
-from syncd.outcome import (
-    Answer,
-    BadAnswer,
-    BatchOutcome,
-    FailedPair,
-    IndexKind,
-    LogLine,
-    RequestLines,
-    Verdict,
-    pair_fields,
-    split_batch_data,
-)
+from syncd.answer import Answer, BadAnswer, IndexKind, Verdict, split_batch_data
+from syncd.outcome import BatchOutcome, FailedPair, LogLine, RequestLines, pair_fields
 from syncd.refusal import Refusal, Scope, read_refusal
 
 Detail = tuple[int, int]

@@ -15,9 +15,10 @@ from __future__ import annotations
 import time
 from collections.abc import Callable, Iterable, Sequence
 
+from syncd.answer import IndexKind
 from syncd.cmdb.apis import HOST_PAGE_LIMIT
 from syncd.cmdb.client import CmdbClient
-from syncd.outcome import BatchOutcome, FailedPair, IndexKind, LogLine, pair_fields
+from syncd.outcome import BatchOutcome, FailedPair, LogLine, pair_fields
 from syncd.refusal import INT64_MAX
 from syncd.tasks import together
 

@@ -21,13 +21,13 @@ from typing import Protocol
 
 import structlog
 
+from syncd.answer import Verdict
 from syncd.apply import Applier, SendBatch
 from syncd.cmdb.client import CmdbClient, CmdbError
 from syncd.config import RelationSettings, Settings
 from syncd.desired import Desired, DesiredReader, SourceFactory, make_source, size_key
 from syncd.known import Known, RelationRefused
 from syncd.log import relation_context
-from syncd.outcome import Verdict
 from syncd.pairs import PairKey
 from syncd.plan import PruneInputs, RelationPlan, plan
 from syncd.report import CycleReport, RelationReport

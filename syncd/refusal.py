@@ -25,7 +25,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from enum import StrEnum
 
-from syncd.outcome import (
+from syncd.answer import (
     CCERR_PARSE_AUTH_ATTRIBUTE,
     RELATION_CODES,
     Answer,

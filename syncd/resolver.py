@@ -17,10 +17,10 @@ from collections.abc import AsyncIterator, Callable, Collection, Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
+from syncd.answer import Answer, Verdict
 from syncd.cmdb import apis
 from syncd.cmdb.apis import PAGE_LIMIT
 from syncd.cmdb.client import CmdbClient, CmdbError
-from syncd.outcome import Answer, Verdict
 
 HOST = "host"
 

@@ -16,10 +16,10 @@ import pytest
 from aiohttp import web
 from structlog.testing import capture_logs
 
+from syncd.answer import Verdict
 from syncd.cmdb import client as client_mod
 from syncd.cmdb.client import CmdbClient, CmdbError
 from syncd.config import CmdbSettings
-from syncd.outcome import Verdict
 
 SECRET = "s3cret-app-XYZ"
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]

@@ -2,7 +2,7 @@
 
 Every call goes through ``call``: a slot from the concurrency semaphore and
 the rate limiter per attempt (not held while backing off), then the answer is
-classified (``syncd.outcome``) and acted on. Retryable and ambiguous answers are
+classified (``syncd.answer``) and acted on. Retryable and ambiguous answers are
 retried with jittered exponential backoff; ``batch_create_instance_association``
 is idempotent per pair (a repeat answers "already exists"), so retrying an
 ambiguous batch is safe and the resend's per-index answers are the truth.
@@ -22,6 +22,7 @@ from urllib.parse import urljoin
 import aiohttp
 import structlog
 
+from syncd.answer import Answer, Verdict, classify_response, classify_transport_error
 from syncd.backoff import request_delay
 from syncd.batching import MAX_BATCH
 from syncd.cmdb import apis
@@ -33,7 +34,6 @@ from syncd.cmdb.reads import CmdbError as CmdbError  # imported from here in man
 from syncd.config import CmdbSettings
 from syncd.configcheck import security_warnings
 from syncd.httpbody import BodyTooLarge, read_capped, safe_url
-from syncd.outcome import Answer, Verdict, classify_response, classify_transport_error
 from syncd.slots import away
 
 log = structlog.get_logger("syncd.cmdb")

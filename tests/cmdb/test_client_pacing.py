@@ -9,9 +9,9 @@ import aiohttp
 import pytest
 from pydantic import SecretStr
 
+from syncd.answer import Verdict
 from syncd.cmdb.client import CmdbClient
 from syncd.config import CmdbSettings
-from syncd.outcome import Verdict
 from syncd.simulator import Simulator
 from tests.helpers import ASST
 

@@ -6,10 +6,10 @@ from collections.abc import Callable, Sequence
 
 import pytest
 
+from syncd.answer import Answer, IndexKind
 from syncd.cmdb.client import CmdbClient
 from syncd.config import CmdbSettings
 from syncd.isolate import Detail, IsolationBudget, Settled, settle_batch
-from syncd.outcome import Answer, IndexKind
 from syncd.refusal import looked_up_sides
 from syncd.simulator import Simulator, SimulatorOptions
 from tests.helpers import ASST

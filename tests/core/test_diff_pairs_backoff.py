@@ -7,9 +7,9 @@ import random
 from hypothesis import given
 from hypothesis import strategies as st
 
+from syncd.answer import IndexKind
 from syncd.backoff import pair_next_attempt, request_delay
 from syncd.diff import diff
-from syncd.outcome import IndexKind
 from syncd.pairs import MAX_ID, pack, unpack, unpack_all
 
 ids = st.integers(0, MAX_ID)

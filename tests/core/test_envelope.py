@@ -6,7 +6,7 @@ import json
 
 import pytest
 
-from syncd.outcome import Answer, BadAnswer, IndexKind, Verdict, classify_response, split_batch_data
+from syncd.answer import Answer, BadAnswer, IndexKind, Verdict, classify_response, split_batch_data
 
 
 def classify(doc: object, status: int = 200, headers: dict[str, str] | None = None) -> Answer:

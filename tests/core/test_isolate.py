@@ -18,6 +18,7 @@ from dataclasses import dataclass, field
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from syncd.answer import Answer, IndexKind, classify_response
 from syncd.isolate import (
     UNIFORM_LIMIT,
     Detail,
@@ -27,7 +28,6 @@ from syncd.isolate import (
     settle_batch,
 )
 from syncd.metrics import Metrics
-from syncd.outcome import Answer, IndexKind, classify_response
 from syncd.refusal import Scope, looked_up_sides
 
 SWITCH_HOST = looked_up_sides("bk_switch", "host")

@@ -6,7 +6,7 @@ import json
 
 import pytest
 
-from syncd.outcome import (
+from syncd.answer import (
     BadAnswer,
     IndexKind,
     Verdict,

@@ -7,8 +7,8 @@ import json
 from hypothesis import given
 from hypothesis import strategies as st
 
+from syncd.answer import Answer, Verdict, classify_response
 from syncd.desired import BadValue, to_id
-from syncd.outcome import Answer, Verdict, classify_response
 from syncd.pairs import MAX_ID, pack, pack_raw
 
 raw = st.one_of(

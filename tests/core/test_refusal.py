@@ -6,8 +6,8 @@ import json
 
 import pytest
 
+from syncd.answer import Answer, IndexKind, Verdict, classify_response
 from syncd.backoff import pair_next_attempt
-from syncd.outcome import Answer, IndexKind, Verdict, classify_response
 from syncd.refusal import Scope, looked_up_sides, read_refusal
 
 SWITCH_HOST = looked_up_sides("bk_switch", "host")

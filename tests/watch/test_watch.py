@@ -18,7 +18,8 @@ from syncd.pairs import pack
 from syncd.reconcile import Reconciler
 from syncd.simulator import Fixture, Simulator, SimulatorOptions
 from syncd.state import StateStore
-from syncd.watch import Event, Watcher, WatchGap, event_time, last_wins, parse_answer
+from syncd.watch import Watcher
+from syncd.watchevents import Event, WatchGap, event_time, last_wins, parse_answer
 from tests.helpers import ASST, capture_logs, fixture_dict, load, write_config, write_csv
 
 OTHER = "bk_switch_default_host"
