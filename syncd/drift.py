@@ -18,6 +18,7 @@ import asyncio
 from collections import Counter
 from collections.abc import Callable
 from datetime import UTC, datetime
+from typing import Any
 
 from syncd.config import RelationSettings
 from syncd.pairs import PairKey
@@ -84,18 +85,7 @@ class DriftRepair:
             if event.key in drifted:
                 continue
             drifted.add(event.key)
-            log.warning(
-                "drift",
-                relation=rel.name,
-                bk_obj_asst_id=rel.bk_obj_asst_id,
-                change="deleted",
-                bk_inst_id=event.src,
-                bk_asst_inst_id=event.dst,
-                association_id=event.association_id,
-                at=_iso(event_time(event.cursor)),
-                by=event.by,
-                action="recreate",
-            )
+            _log_drift(log.warning, rel, event, "deleted", "recreate")
         if wanted:
             self.run(rel)
 
@@ -125,18 +115,7 @@ class DriftRepair:
         drifted = self.drifted.get(rel.name, set())
         for event in theirs:
             drifted.discard(event.key)
-            log.info(
-                "drift",
-                relation=rel.name,
-                bk_obj_asst_id=rel.bk_obj_asst_id,
-                change="created",
-                bk_inst_id=event.src,
-                bk_asst_inst_id=event.dst,
-                association_id=event.association_id,
-                at=_iso(event_time(event.cursor)),
-                by=event.by,
-                action="known",
-            )
+            _log_drift(log.info, rel, event, "created", "known")
 
     def count_repaired(self, rel: RelationSettings) -> None:
         drifted = self.drifted.get(rel.name)
@@ -155,3 +134,21 @@ def _iso(stamp: float | None) -> str | None:
     if stamp is None:
         return None
     return datetime.fromtimestamp(stamp, UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def _log_drift(
+    emit: Callable[..., Any], rel: RelationSettings, event: Event, change: str, action: str
+) -> None:
+    """One `drift` line: what changed in the CMDB behind syncd's back, and what syncd does."""
+    emit(
+        "drift",
+        relation=rel.name,
+        bk_obj_asst_id=rel.bk_obj_asst_id,
+        change=change,
+        bk_inst_id=event.src,
+        bk_asst_inst_id=event.dst,
+        association_id=event.association_id,
+        at=_iso(event_time(event.cursor)),
+        by=event.by,
+        action=action,
+    )
