@@ -25,7 +25,7 @@ from dataclasses import dataclass, field, replace
 from enum import StrEnum
 
 from syncd.answer import Answer, BadAnswer, IndexKind, Verdict, split_batch_data
-from syncd.outcome import BatchOutcome, FailedPair, LogLine, RequestLines, pair_fields
+from syncd.outcome import BatchOutcome, DetailRows, LogLine, RequestLines
 from syncd.refusal import Refusal, Scope, read_refusal
 
 Detail = tuple[int, int]
@@ -323,9 +323,7 @@ def batch_outcome(
 
     ``verbose`` False leaves out the info lines of created and existing pairs.
     """
-    created: list[tuple[int, int, int]] = []
-    exists: list[tuple[int, int, int | None]] = []
-    failed: list[FailedPair] = []
+    rows = DetailRows()
     deferred: list[tuple[int, int]] = []
     lines: dict[int, list[LogLine]] = {ex.batch: [] for ex in iso.exchanges}
     for outcome in iso.outcomes:
@@ -333,33 +331,19 @@ def batch_outcome(
         if outcome.settled is Settled.DEFERRED or outcome.exchange is None:
             deferred.append((src, dst))
             continue
-        group = lines[outcome.exchange.batch]
         kind = outcome.kind if outcome.settled is Settled.ANSWERED else None
-        if kind is IndexKind.CREATED:
-            assert outcome.association_id is not None  # split_batch_data guarantees it
-            created.append((src, dst, outcome.association_id))
-            if verbose:
-                fields = pair_fields("created", "create", outcome.position, src, dst)
-                fields["association_id"] = outcome.association_id
-                group.append(("info", fields))
-        elif kind is IndexKind.EXISTS:
-            exists.append((src, dst, None))
-            if verbose:
-                group.append(("info", pair_fields("exists", "create", outcome.position, src, dst)))
-        else:
-            refused = outcome.exchange.answer.verdict is not Verdict.OK
-            failure = FailedPair(src, dst, kind, outcome.message, refused and kind is not None)
-            failed.append(failure)
-            fields = pair_fields(
-                "failed",
-                "create",
-                outcome.position,
-                src,
-                dst,
-                error=outcome.message,
-                reason=failure.reason,
-            )
-            group.append(("warning", fields))
+        refused = outcome.exchange.answer.verdict is not Verdict.OK
+        rows.add(
+            lines[outcome.exchange.batch],
+            outcome.position,
+            src,
+            dst,
+            kind,
+            outcome.association_id,
+            outcome.message,
+            verbose,
+            isolated=refused and kind is not None,
+        )
     requests = [
         RequestLines(ex.answer.request_id, sorted(lines[ex.batch], key=_line_index))
         for ex in iso.exchanges
@@ -370,9 +354,9 @@ def batch_outcome(
         answer = replace(iso.refused_by.answer, hint=iso.refusal.fix)
         refusal = f"{answer.error}; {iso.refusal.fix}"
     return BatchOutcome(
-        created,
-        exists,
-        failed,
+        rows.created,
+        rows.exists,
+        rows.failed,
         [line for group in requests for line in group.lines],
         refusal,
         answer,

@@ -52,6 +52,50 @@ class FailedPair:
         return "request" if self.kind is None else self.kind.value
 
 
+@dataclass(slots=True)
+class DetailRows:
+    """A batch's created / exists / failed rows as its details are decided, each with its
+    ``pair`` line: one place for what a decided detail becomes, whether the batch took one
+    request (``classify_batch``) or several (``syncd.isolate``)."""
+
+    created: list[tuple[int, int, int]] = field(default_factory=list)
+    exists: list[tuple[int, int, int | None]] = field(default_factory=list)
+    failed: list[FailedPair] = field(default_factory=list)
+
+    def add(
+        self,
+        lines: list[LogLine],
+        index: int | None,
+        src: int,
+        dst: int,
+        kind: IndexKind | None,
+        association_id: int | None,
+        message: str,
+        verbose: bool = True,
+        *,
+        isolated: bool = False,
+    ) -> None:
+        """Record one detail; ``verbose`` False leaves out the info lines of successes."""
+        if kind is IndexKind.CREATED:
+            assert association_id is not None  # split_batch_data guarantees it
+            self.created.append((src, dst, association_id))
+            if verbose:
+                fields = pair_fields("created", "create", index, src, dst)
+                fields["association_id"] = association_id
+                lines.append(("info", fields))
+        elif kind is IndexKind.EXISTS:
+            self.exists.append((src, dst, None))
+            if verbose:
+                lines.append(("info", pair_fields("exists", "create", index, src, dst)))
+        else:
+            failure = FailedPair(src, dst, kind, message, isolated)
+            self.failed.append(failure)
+            fields = pair_fields(
+                "failed", "create", index, src, dst, error=message, reason=failure.reason
+            )
+            lines.append(("warning", fields))
+
+
 @dataclass(frozen=True, slots=True)
 class RequestLines:
     """One request of a batch and the ``pair`` lines of the details it decided."""
@@ -111,31 +155,12 @@ def classify_batch(
             answer = replace(answer, verdict=Verdict.FAILED, message=f"syncd: {exc}", data=None)
     if answer.verdict is not Verdict.OK:
         return whole_failure(details, answer.error, answer)
-    created: list[tuple[int, int, int]] = []
-    exists: list[tuple[int, int, int | None]] = []
-    failed: list[FailedPair] = []
+    rows = DetailRows()
     lines: list[LogLine] = []
     for res in results:
         src, dst = details[res.index]
-        kind = res.kind
-        if kind is IndexKind.CREATED:
-            assert res.association_id is not None
-            created.append((src, dst, res.association_id))
-            if verbose:
-                fields = pair_fields("created", "create", res.index, src, dst)
-                fields["association_id"] = res.association_id
-                lines.append(("info", fields))
-        elif kind is IndexKind.EXISTS:
-            exists.append((src, dst, None))
-            if verbose:
-                lines.append(("info", pair_fields("exists", "create", res.index, src, dst)))
-        else:
-            failed.append(FailedPair(src, dst, kind, res.message))
-            fields = pair_fields(
-                "failed", "create", res.index, src, dst, error=res.message, reason=kind.value
-            )
-            lines.append(("warning", fields))
-    return BatchOutcome(created, exists, failed, lines, None, answer)
+        rows.add(lines, res.index, src, dst, res.kind, res.association_id, res.message, verbose)
+    return BatchOutcome(rows.created, rows.exists, rows.failed, lines, None, answer)
 
 
 def whole_failure(
