@@ -11,6 +11,8 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
 from syncd.cmdb.client import CmdbClient
 from syncd.config import Settings
@@ -336,3 +338,46 @@ async def test_a_refused_watch_says_so_once_and_syncing_goes_on(tmp_path: Path) 
     assert len(failed) >= 2  # at start-up, then each retry
     assert [line["log_level"] for line in failed].count("warning") <= 2  # prime + 1st retry
     assert "9900403" in failed[0]["error"]
+
+
+_json = st.recursive(
+    st.none() | st.booleans() | st.integers() | st.floats(allow_nan=False) | st.text(max_size=8),
+    lambda inner: (
+        st.lists(inner, max_size=4) | st.dictionaries(st.text(max_size=12), inner, max_size=4)
+    ),
+    max_leaves=20,
+)
+_event = st.fixed_dictionaries(
+    {
+        "bk_cursor": st.text(max_size=6) | st.integers(),
+        "bk_event_type": st.sampled_from(["create", "delete", "update", ""]) | _json,
+        "bk_detail": _json
+        | st.fixed_dictionaries(
+            {
+                "id": _json,
+                "bk_obj_asst_id": st.just(ASST) | _json,
+                "bk_inst_id": _json,
+                "bk_asst_inst_id": _json,
+            }
+        ),
+    }
+)
+
+
+@given(
+    st.one_of(
+        _json,
+        st.fixed_dictionaries(
+            {"bk_watched": st.booleans() | _json, "bk_events": st.lists(_event | _json, max_size=5)}
+        ),
+    )
+)
+def test_parse_answer_is_total_over_hostile_answers(data: object) -> None:
+    """Whatever a CMDB (or something in front of it) answers, the watch gets events and a
+    cursor, or a WatchGap (which means: relist): never another exception."""
+    try:
+        events, cursor, _ = parse_answer(data)
+    except WatchGap:
+        return
+    assert isinstance(cursor, str) and cursor
+    assert all(isinstance(e, Event) for e in events)
