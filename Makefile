@@ -17,8 +17,8 @@ demo: venv
 	$(BIN)/syncd demo
 
 lint: venv
-	$(BIN)/ruff check syncd tests bench
-	$(BIN)/ruff format --check syncd tests bench
+	$(BIN)/ruff check syncd cmdb_simulator tests bench
+	$(BIN)/ruff format --check syncd cmdb_simulator tests bench
 	$(BIN)/lint-imports
 
 typecheck: venv

@@ -220,7 +220,7 @@ def run_syncd_once(config: Path, out: Path, profile: Path | None = None) -> Chil
 
 @dataclass
 class Simulator:
-    """``python -m syncd.simulator`` in its own process."""
+    """``python -m cmdb_simulator`` in its own process."""
 
     fixture: Path
     rate_limit: float | None = None
@@ -233,7 +233,7 @@ class Simulator:
     _proc: subprocess.Popen[bytes] | None = field(default=None, repr=False)
 
     def __enter__(self) -> Simulator:
-        args = [sys.executable, "-m", "syncd.simulator", "--listen", "127.0.0.1:0"]
+        args = [sys.executable, "-m", "cmdb_simulator", "--listen", "127.0.0.1:0"]
         args += ["--fixture", str(self.fixture)]
         # Unlimited unless asked: `syncd simulate` now defaults to bk-cmdb's 100/s (issue 11).
         args += ["--rate-limit", "off" if self.rate_limit is None else str(self.rate_limit)]

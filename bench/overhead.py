@@ -31,11 +31,11 @@ CONCURRENCY = 16
 _PARSE_DIFF = """
 import asyncio, json, sys, time
 from pathlib import Path
-from syncd.batching import plan_batches
+from syncd.core.batching import plan_batches
 from syncd.cmdb.client import CmdbClient
-from syncd.config import load_settings
-from syncd.diff import diff
-from syncd.desired import make_source, read_ids
+from syncd.config.settings import load_settings
+from syncd.core.diff import diff
+from syncd.engine.desired import make_source, read_ids
 from syncd.state import StateStore
 
 settings = load_settings(Path(sys.argv[1]))

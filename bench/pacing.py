@@ -35,10 +35,10 @@ from bench.common import (
     write_fixture,
 )
 from bench.throughput import _send_phase
-from syncd.answer import Verdict
 from syncd.cmdb.client import CmdbClient
 from syncd.cmdb.ratelimit import AdaptiveRateLimiter, RateBudgets
-from syncd.config import CmdbSettings
+from syncd.config.settings import CmdbSettings
+from syncd.core.answer import Verdict
 
 RATE = 100.0
 CONCURRENCY = 32
@@ -171,7 +171,7 @@ def _syncd(workdir: Path, pairs: int, rate: float, concurrency: int) -> dict[str
     topology = write_csv(workdir / "topology.csv", grid(switches, hosts))
     with Simulator(fixture, None, LATENCY_MS, PER_DETAIL_MS) as sim:
         cfg = write_config(workdir, sim.url, topology, rate_limit=rate, concurrency=concurrency)
-        child = run_syncd_once(cfg, workdir / "syncd.log")
+        child = run_syncd_once(cfg, workdir / "syncd.support.log")
         stats = sim.stats()
     counts, cycle = pair_counts(child)
     cycle_s = float(cycle["duration"]) if cycle is not None else child.wall

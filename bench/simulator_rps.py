@@ -1,6 +1,6 @@
 """How many 200-detail batch creates per second the simulator serves (latency 0).
 
-Starts ``python -m syncd.simulator`` in its own process (so client and server do
+Starts ``python -m cmdb_simulator`` in its own process (so client and server do
 not share a CPU-bound event loop), then drives it with N concurrent aiohttp
 workers for a few seconds per scenario:
 
@@ -121,7 +121,7 @@ def main() -> int:
             [
                 sys.executable,
                 "-m",
-                "syncd.simulator",
+                "cmdb_simulator",
                 "--fixture",
                 str(fixture),
                 "--rate-limit",

@@ -107,7 +107,7 @@ def run(
         cfg = write_config(
             workdir, sim.url, topology, rate_limit=rate, concurrency=concurrency, level=level
         )
-        child = run_syncd_once(cfg, workdir / "syncd.log", profile)
+        child = run_syncd_once(cfg, workdir / "syncd.support.log", profile)
         stats = sim.stats()
     with Simulator(fixture, rate, latency_ms, per_detail_ms) as sim:
         floor_s = asyncio.run(_floor(sim.url, list(grid(switches, hosts)), concurrency))

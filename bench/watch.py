@@ -42,12 +42,12 @@ from bench.common import (
     write_csv,
     write_fixture,
 )
-from syncd.answer import Verdict
 from syncd.cmdb import apis
 from syncd.cmdb.apis import PAGE_LIMIT
 from syncd.cmdb.client import CmdbClient
-from syncd.config import CmdbSettings
-from syncd.watchevents import parse_answer
+from syncd.config.settings import CmdbSettings
+from syncd.core.answer import Verdict
+from syncd.core.watchevents import parse_answer
 
 RATE = 100.0
 """syncd's rate_limit in both scenarios (bk-cmdb's own default limit)."""
@@ -152,7 +152,7 @@ def drift(workdir: Path, deleted: int) -> dict[str, Any]:
     gone = set(desired[1::2][:deleted])
     with Simulator(fixture, None, LATENCY_MS, PER_DETAIL_MS) as sim:
         cfg = write_config(workdir, sim.url, topology, rate_limit=RATE, concurrency=CONCURRENCY)
-        log = workdir / "syncd.log"
+        log = workdir / "syncd.support.log"
         with log.open("wb") as out:
             proc = subprocess.Popen(
                 [sys.executable, "-m", "syncd", "run", "--config", str(cfg)],

@@ -15,8 +15,8 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from syncd import __version__
-from syncd.config import EX_CONFIG, ConfigError, Settings, load_settings
-from syncd.configcheck import security_warnings
+from syncd.config.checks import security_warnings
+from syncd.config.settings import EX_CONFIG, ConfigError, Settings, load_settings
 
 EX_TEMPFAIL = 75
 """sysexits.h: temporary failure (the ops port is taken); worth a retry later."""
@@ -60,7 +60,7 @@ def build_parser() -> argparse.ArgumentParser:
     demo = sub.add_parser("demo", help="the daemon against the built-in simulator, two cycles")
     demo.add_argument("--dir", type=Path, default=Path("config/demo"), help="demo files")
     simulate = sub.add_parser("simulate", help="serve the built-in CMDB simulator")
-    from syncd.simulator import cli as sim_cli
+    from cmdb_simulator import cli as sim_cli
 
     sim_cli.add_arguments(simulate)
     return parser
@@ -83,22 +83,22 @@ def main(argv: list[str] | None = None) -> int:
     if command not in ("run", "once"):
         signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGHUP})
     if command == "simulate":
-        from syncd.simulator import cli as sim_cli
+        from cmdb_simulator import cli as sim_cli
 
         return sim_cli.run(args)
     if command == "demo":
-        from syncd.demo import run_demo
+        from syncd.commands.demo import run_demo
 
         return run_demo(args.dir)
     settings = _load(args.config)
-    from syncd import log
+    from syncd.support import log
 
     if command == "plan":
         log.configure(settings.log.level, "json", stream=sys.stderr)
         return asyncio.run(_plan(settings, as_json=args.json))
     log.configure(settings.log.level, settings.log.format)
     if command == "resync":
-        from syncd.control import ControlError, ops_url_for, request_resync
+        from syncd.runtime.control import ControlError, ops_url_for, request_resync
 
         ops = settings.ops
         url = ops_url_for(ops.host, ops.port) if ops.enabled and ops.port else None
@@ -114,15 +114,15 @@ def main(argv: list[str] | None = None) -> int:
         names = ", ".join(r.name for r in settings.relations)
         print(f"syncd: config OK: {len(settings.relations)} relation(s): {names}")
         return 0
-    from syncd.daemon import Daemon
+    from syncd.runtime.daemon import Daemon
 
     once = command == "once"
     progress = None
     if once and sys.stderr.isatty():
-        from syncd.progress import ProgressBar
+        from syncd.runtime.progress import ProgressBar
 
         progress = ProgressBar(sys.stderr)
-    from syncd.ops import OpsUnavailable
+    from syncd.runtime.ops import OpsUnavailable
 
     daemon = Daemon(settings, once=once, progress=progress)
     try:
@@ -137,9 +137,9 @@ async def _plan(settings: Settings, *, as_json: bool) -> int:
     import tempfile
 
     from syncd.cmdb.client import CmdbClient, CmdbError
-    from syncd.plan import RelationPlan
-    from syncd.planview import plan_document, render_json, render_text
-    from syncd.reconcile import Reconciler
+    from syncd.commands.planview import plan_document, render_json, render_text
+    from syncd.core.plan import RelationPlan
+    from syncd.engine.reconcile import Reconciler
     from syncd.sources.base import SourceError
 
     with tempfile.TemporaryDirectory(prefix="syncd-plan-") as tmp:

@@ -7,7 +7,7 @@ from typing import Any
 
 import pytest
 
-from syncd.simulator import Fixture, Simulator, SimulatorOptions
+from cmdb_simulator import Fixture, Simulator, SimulatorOptions
 from tests.helpers import Proc, fixture_dict
 
 

@@ -18,9 +18,9 @@ import structlog.testing
 from structlog.contextvars import merge_contextvars
 
 from syncd.cmdb.client import CmdbClient
-from syncd.config import Settings, load_settings
-from syncd.reconcile import Reconciler
-from syncd.report import CycleReport
+from syncd.config.settings import Settings, load_settings
+from syncd.engine.reconcile import Reconciler
+from syncd.engine.report import CycleReport
 from syncd.state import StateStore
 
 REPO = Path(__file__).resolve().parent.parent
@@ -229,7 +229,7 @@ class Proc:
 
 def start_simulator(procs: list[Proc], fixture: Path, *args: str) -> str:
     proc = Proc(
-        ["-m", "syncd.simulator", "--listen", "127.0.0.1:0", "--fixture", str(fixture), *args]
+        ["-m", "cmdb_simulator", "--listen", "127.0.0.1:0", "--fixture", str(fixture), *args]
     )
     procs.append(proc)
     line = proc.wait_for(lambda l: l.get("event") == "simulator_listening", timeout=20)

@@ -2,7 +2,7 @@
 
 Every call goes through ``call``: a slot from the concurrency semaphore and
 the rate limiter per attempt (not held while backing off), then the answer is
-classified (``syncd.answer``) and acted on. Retryable and ambiguous answers are
+classified (``syncd.core.answer``) and acted on. Retryable and ambiguous answers are
 retried with jittered exponential backoff; ``batch_create_instance_association``
 is idempotent per pair (a repeat answers "already exists"), so retrying an
 ambiguous batch is safe and the resend's per-index answers are the truth.
@@ -22,19 +22,19 @@ from urllib.parse import urljoin
 import aiohttp
 import structlog
 
-from syncd.answer import Answer, Verdict, classify_response, classify_transport_error
-from syncd.backoff import request_delay
-from syncd.batching import MAX_BATCH
 from syncd.cmdb import apis
 from syncd.cmdb.apis import PAGE_LIMIT, Api
 from syncd.cmdb.gateway import frame
 from syncd.cmdb.ratelimit import RateBudgets
 from syncd.cmdb.reads import AssociationReads
 from syncd.cmdb.reads import CmdbError as CmdbError  # imported from here in many places
-from syncd.config import CmdbSettings
-from syncd.configcheck import security_warnings
-from syncd.httpbody import BodyTooLarge, read_capped, safe_url
-from syncd.slots import away
+from syncd.config.checks import security_warnings
+from syncd.config.settings import CmdbSettings
+from syncd.core.answer import Answer, Verdict, classify_response, classify_transport_error
+from syncd.core.backoff import request_delay
+from syncd.core.batching import MAX_BATCH
+from syncd.support.httpbody import BodyTooLarge, read_capped, safe_url
+from syncd.support.slots import away
 
 log = structlog.get_logger("syncd.cmdb")
 

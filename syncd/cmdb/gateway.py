@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from syncd.cmdb.apis import Api
-from syncd.config import CmdbSettings
+from syncd.config.settings import CmdbSettings
 
 
 @dataclass(frozen=True, slots=True)

@@ -12,10 +12,10 @@ from typing import Any
 
 import structlog
 
-from syncd.answer import Answer, Verdict
 from syncd.cmdb import apis
 from syncd.cmdb.apis import HOST_PAGE_LIMIT, PAGE_LIMIT, Api
 from syncd.cmdb.keyset import keyset_rules, next_key
+from syncd.core.answer import Answer, Verdict
 
 log = structlog.get_logger("syncd.cmdb")
 

@@ -30,7 +30,6 @@ from typing import Any, Literal
 
 import structlog
 
-from syncd.secretfile import open_regular
 from syncd.sources.base import CHUNK_SIZE, RawFact, ReadStats, SourceError
 from syncd.sources.jsonstream import (
     DECODER,
@@ -40,6 +39,7 @@ from syncd.sources.jsonstream import (
     json_array_chunks,
     unparsable,
 )
+from syncd.support.secretfile import open_regular
 
 FileFormat = Literal["auto", "csv", "jsonl", "json"]
 

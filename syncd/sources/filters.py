@@ -15,8 +15,8 @@ from fnmatch import translate
 
 from pydantic import Field
 
-from syncd.sections import _Section
 from syncd.sources.base import RawFact, RawValue, ReadStats, Source
+from syncd.support.sections import _Section
 
 
 class FilterSettings(_Section):

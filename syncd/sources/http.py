@@ -19,10 +19,10 @@ from urllib.parse import urljoin, urlsplit, urlunsplit
 import aiohttp
 import structlog
 
-from syncd.httpbody import BodyTooLarge, origin_of, read_capped, safe_url
 from syncd.sources.base import RawFact, ReadStats, SourceError, chunked, redact
 from syncd.sources.paths import PathMissing, PathStep, compile_path, get_path, scalar
 from syncd.sources.settings import HttpCommonSettings, HttpSourceSettings
+from syncd.support.httpbody import BodyTooLarge, origin_of, read_capped, safe_url
 
 log = structlog.get_logger("syncd.sources")
 

@@ -29,11 +29,11 @@ from urllib.parse import urlencode, urljoin, urlsplit
 
 import structlog
 
-from syncd.httpbody import safe_url
 from syncd.sources.base import RawFact, RawValue, ReadStats, SourceError, chunked
 from syncd.sources.http import _rebase, iter_json_pages, open_session
 from syncd.sources.paging import Page, PagingDrift, PagingError, first_failure, read_pages
 from syncd.sources.settings import NetBoxSourceSettings
+from syncd.support.httpbody import safe_url
 
 log = structlog.get_logger("syncd.sources")
 

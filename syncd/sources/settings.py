@@ -15,12 +15,12 @@ from typing import Annotated, Literal
 
 from pydantic import Field, SecretStr, field_validator, model_validator
 
-from syncd.httpbody import check_url
-from syncd.secretfile import SecretFileError, read_secret_file
-from syncd.sections import FileSourceSettings, NamedSourceSettings, _Section
 from syncd.sources.base import SourceError
 from syncd.sources.lldpd import LocalSide, NeighborKey
 from syncd.sources.paths import compile_path, path_validator
+from syncd.support.httpbody import check_url
+from syncd.support.secretfile import SecretFileError, read_secret_file
+from syncd.support.sections import FileSourceSettings, NamedSourceSettings, _Section
 
 _NETBOX_KEY = re.compile(
     r"^(name|primary_ip|primary_ip4|primary_ip6|oob_ip|serial|asset_tag|custom_fields\.\w+)$"

@@ -3,7 +3,7 @@
 The database itself (opening, checks, transactions) is :mod:`syncd.state.db`; this is
 what the stages ask and tell it, in typed rows. Relations are stored as small integer
 ids, not repeated names, which keeps a million-pair table compact. Pairs are exchanged
-with callers as PairKeys (:mod:`syncd.pairs`) so set arithmetic stays in C.
+with callers as PairKeys (:mod:`syncd.core.pairs`) so set arithmetic stays in C.
 """
 
 from __future__ import annotations
@@ -14,7 +14,7 @@ from collections.abc import Iterable, Sequence
 from pathlib import Path
 from typing import NamedTuple
 
-from syncd.pairs import PairKey, pack, pack_all, unpack_all
+from syncd.core.pairs import PairKey, pack, pack_all, unpack_all
 from syncd.state.db import Database
 from syncd.state.meta import Meta
 from syncd.state.resync import Resync

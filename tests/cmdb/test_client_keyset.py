@@ -8,12 +8,12 @@ from typing import Any
 import pytest
 from pydantic import SecretStr
 
+from cmdb_simulator import Simulator
 from syncd.cmdb import apis
 from syncd.cmdb.apis import PAGE_LIMIT
 from syncd.cmdb.client import CmdbClient
 from syncd.cmdb.keyset import keyset_rules, next_key
-from syncd.config import CmdbSettings
-from syncd.simulator import Simulator
+from syncd.config.settings import CmdbSettings
 from tests.helpers import ASST
 
 # 6 switches x 200 hosts: 1,200 associations, pages of 500, 500 and 200.

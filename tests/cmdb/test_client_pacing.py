@@ -9,10 +9,10 @@ import aiohttp
 import pytest
 from pydantic import SecretStr
 
-from syncd.answer import Verdict
+from cmdb_simulator import Simulator
 from syncd.cmdb.client import CmdbClient
-from syncd.config import CmdbSettings
-from syncd.simulator import Simulator
+from syncd.config.settings import CmdbSettings
+from syncd.core.answer import Verdict
 from tests.helpers import ASST
 
 

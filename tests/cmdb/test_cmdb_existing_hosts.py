@@ -6,12 +6,12 @@ from collections.abc import Callable, Sequence
 
 import pytest
 
-from syncd.answer import Answer, IndexKind
+from cmdb_simulator import Simulator, SimulatorOptions
 from syncd.cmdb.client import CmdbClient
-from syncd.config import CmdbSettings
-from syncd.isolate import Detail, IsolationBudget, Settled, settle_batch
-from syncd.refusal import looked_up_sides
-from syncd.simulator import Simulator, SimulatorOptions
+from syncd.config.settings import CmdbSettings
+from syncd.core.answer import Answer, IndexKind
+from syncd.core.isolate import Detail, IsolationBudget, Settled, settle_batch
+from syncd.core.refusal import looked_up_sides
 from tests.helpers import ASST
 
 

@@ -6,8 +6,8 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from syncd.batching import Mapping, plan_batches
-from syncd.pairs import pack, unpack
+from syncd.core.batching import Mapping, plan_batches
+from syncd.core.pairs import pack, unpack
 
 pairs_st = st.sets(st.tuples(st.integers(0, 30), st.integers(0, 30)), max_size=400)
 

@@ -8,8 +8,8 @@ from typing import Any
 from hypothesis import given
 from hypothesis import strategies as st
 
-from syncd.answer import Answer, IndexKind, Verdict
-from syncd.outcome import classify_batch
+from syncd.core.answer import Answer, IndexKind, Verdict
+from syncd.core.outcome import classify_batch
 
 details_st = st.lists(
     st.tuples(st.integers(0, 50), st.integers(1000, 1050)), min_size=1, max_size=30, unique=True

@@ -7,10 +7,10 @@ import random
 from hypothesis import given
 from hypothesis import strategies as st
 
-from syncd.answer import IndexKind
-from syncd.backoff import pair_next_attempt, request_delay
-from syncd.diff import diff
-from syncd.pairs import MAX_ID, pack, unpack, unpack_all
+from syncd.core.answer import IndexKind
+from syncd.core.backoff import pair_next_attempt, request_delay
+from syncd.core.diff import diff
+from syncd.core.pairs import MAX_ID, pack, unpack, unpack_all
 
 ids = st.integers(0, MAX_ID)
 

@@ -6,7 +6,14 @@ import json
 
 import pytest
 
-from syncd.answer import Answer, BadAnswer, IndexKind, Verdict, classify_response, split_batch_data
+from syncd.core.answer import (
+    Answer,
+    BadAnswer,
+    IndexKind,
+    Verdict,
+    classify_response,
+    split_batch_data,
+)
 
 
 def classify(doc: object, status: int = 200, headers: dict[str, str] | None = None) -> Answer:
@@ -42,7 +49,7 @@ def test_code_as_a_string_and_no_data_key() -> None:
         {"result": False, "bk_error_code": "1199045", "bk_error_msg": "host 9 has no relations"}
     )
     assert ans.code == 1199045 and ans.data is None
-    # About a detail (syncd.refusal names it), not the relation; the hint still explains.
+    # About a detail (syncd.core.refusal names it), not the relation; the hint still explains.
     assert ans.verdict is Verdict.FAILED
     assert "does not exist" in ans.hint
 

@@ -18,8 +18,8 @@ from dataclasses import dataclass, field
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from syncd.answer import Answer, IndexKind, classify_response
-from syncd.isolate import (
+from syncd.core.answer import Answer, IndexKind, classify_response
+from syncd.core.isolate import (
     UNIFORM_LIMIT,
     Detail,
     IsolationBudget,
@@ -27,8 +27,8 @@ from syncd.isolate import (
     isolation_bound,
     settle_batch,
 )
-from syncd.metrics import Metrics
-from syncd.refusal import Scope, looked_up_sides
+from syncd.core.refusal import Scope, looked_up_sides
+from syncd.runtime.metrics import Metrics
 
 SWITCH_HOST = looked_up_sides("bk_switch", "host")
 TOPO_PANIC = "'topo' Internal Server Error"
@@ -351,11 +351,11 @@ async def test_decided_by_groups_each_request_with_what_it_decided() -> None:
     assert sorted(o.index for _, outcomes in groups for o in outcomes) == [0, 1, 2, 3]
 
 
-# -- a settled batch as rows and lines (syncd.isolate.batch_outcome) ---------------------
+# -- a settled batch as rows and lines (syncd.core.isolate.batch_outcome) ---------------------
 
 
 async def test_batch_outcome_logs_each_detail_once_under_its_request() -> None:
-    from syncd.isolate import batch_outcome
+    from syncd.core.isolate import batch_outcome
 
     cmdb = AuthOnCmdb(switches={1, 2}, hosts={1001, 1002}, poison={2})
     details = [(1, 1001), (1, 999), (2, 1002), (1, 1002), (3, 1001)]
@@ -382,7 +382,7 @@ async def test_batch_outcome_logs_each_detail_once_under_its_request() -> None:
 
 
 async def test_batch_outcome_of_a_relation_refusal_carries_the_fix() -> None:
-    from syncd.isolate import batch_outcome
+    from syncd.core.isolate import batch_outcome
 
     cmdb = AuthOnCmdb(switches={1}, hosts={1001}, relation="model")
     details = [(1, 1001)]
@@ -394,7 +394,7 @@ async def test_batch_outcome_of_a_relation_refusal_carries_the_fix() -> None:
 
 
 async def test_batch_outcome_defers_what_the_budget_cannot_pay() -> None:
-    from syncd.isolate import batch_outcome
+    from syncd.core.isolate import batch_outcome
 
     cmdb = AuthOnCmdb(switches={1}, hosts=set(range(1001, 1201)), poison={1})
     details = [(1, h) for h in range(1001, 1201)]

@@ -11,8 +11,8 @@ from typing import Any
 import pytest
 import structlog
 
-from syncd import log
-from syncd.outcome import pair_fields
+from syncd.core.outcome import pair_fields
+from syncd.support import log
 
 STAMP = re.compile(r'"timestamp": "(\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d(?:\.\d+)?Z)"')
 

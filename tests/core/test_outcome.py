@@ -6,7 +6,7 @@ import json
 
 import pytest
 
-from syncd.answer import (
+from syncd.core.answer import (
     BadAnswer,
     IndexKind,
     Verdict,

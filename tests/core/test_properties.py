@@ -7,9 +7,9 @@ import json
 from hypothesis import given
 from hypothesis import strategies as st
 
-from syncd.answer import Answer, Verdict, classify_response
-from syncd.desired import BadValue, to_id
-from syncd.pairs import MAX_ID, pack, pack_raw
+from syncd.core.answer import Answer, Verdict, classify_response
+from syncd.core.pairs import MAX_ID, pack, pack_raw
+from syncd.engine.desired import BadValue, to_id
 
 raw = st.one_of(
     st.integers(-5, MAX_ID + 5),

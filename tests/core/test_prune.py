@@ -5,7 +5,7 @@ from __future__ import annotations
 from hypothesis import given
 from hypothesis import strategies as st
 
-from syncd.prune import PruneGuards, decide_prune, source_guard
+from syncd.core.prune import PruneGuards, decide_prune, source_guard
 
 G = PruneGuards(grace_seconds=100, grace_cycles=2, max_count=10, max_fraction=0.5, max_shrink=0.5)
 
@@ -57,7 +57,7 @@ def test_never_more_than_caps_never_unripe(
 
 
 def test_sources_guard_names_the_source() -> None:
-    from syncd.prune import sources_guard
+    from syncd.core.prune import sources_guard
 
     assert sources_guard({"a": (5, 5), "b": (3, None)}, {}, G) is None
     assert sources_guard({"a": (5, 5)}, {"b": "exit 3"}, G) == (

@@ -6,9 +6,9 @@ import json
 
 import pytest
 
-from syncd.answer import Answer, IndexKind, Verdict, classify_response
-from syncd.backoff import pair_next_attempt
-from syncd.refusal import Scope, looked_up_sides, read_refusal
+from syncd.core.answer import Answer, IndexKind, Verdict, classify_response
+from syncd.core.backoff import pair_next_attempt
+from syncd.core.refusal import Scope, looked_up_sides, read_refusal
 
 SWITCH_HOST = looked_up_sides("bk_switch", "host")
 DETAILS = [(1, 1001), (2, 999), (3, 1002), (4, 999), (999, 1003)]

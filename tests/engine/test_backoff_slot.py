@@ -6,8 +6,8 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from syncd.simulator import Simulator
-from syncd.simulator.faults import FaultPlan
+from cmdb_simulator import Simulator
+from cmdb_simulator.faults import FaultPlan
 from tests.helpers import capture_logs, engine_for, load, write_config, write_csv
 
 

@@ -8,9 +8,9 @@ from pathlib import Path
 
 import pytest
 
+from cmdb_simulator import Simulator, SimulatorOptions
 from syncd.cmdb.client import CmdbClient
-from syncd.pairs import pack
-from syncd.simulator import Simulator, SimulatorOptions
+from syncd.core.pairs import pack
 from syncd.state import StateStore
 from tests.helpers import (
     ASST,

@@ -13,9 +13,9 @@ from typing import Any
 
 import pytest
 
+from cmdb_simulator import Simulator, SimulatorOptions
 from syncd.cmdb.client import CmdbClient
-from syncd.report import CycleReport
-from syncd.simulator import Simulator, SimulatorOptions
+from syncd.engine.report import CycleReport
 from tests.helpers import (
     ASST,
     Proc,
@@ -118,7 +118,7 @@ async def test_relation_refused_keeps_others_going(tmp_path: Path) -> None:
     fixture["apps"][0]["deny"] = [
         {"api": "batch_create_instance_association", "bk_obj_asst_id": ASST}
     ]
-    from syncd.simulator import Fixture
+    from cmdb_simulator import Fixture
 
     sim = Simulator(Fixture.from_dict(fixture), SimulatorOptions())
     async with sim.running(host="127.0.0.1", port=0) as url:

@@ -18,11 +18,11 @@ import aiohttp
 import pytest
 from aiohttp import web
 
-from syncd.batching import MAX_BATCH
-from syncd.config import ConfigError
-from syncd.isolate import isolation_bound
-from syncd.metrics import Metrics
-from syncd.simulator import Fixture, Simulator, SimulatorOptions
+from cmdb_simulator import Fixture, Simulator, SimulatorOptions
+from syncd.config.settings import ConfigError
+from syncd.core.batching import MAX_BATCH
+from syncd.core.isolate import isolation_bound
+from syncd.runtime.metrics import Metrics
 from tests.helpers import (
     ASST,
     REPO,

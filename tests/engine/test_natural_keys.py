@@ -5,7 +5,7 @@ from __future__ import annotations
 import sys
 from pathlib import Path
 
-from syncd.simulator import Fixture, Simulator, SimulatorOptions
+from cmdb_simulator import Fixture, Simulator, SimulatorOptions
 from tests.helpers import ASST, capture_logs, engine_for, load, pair_lines, write_config, write_csv
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "sources"))

@@ -4,10 +4,10 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from syncd.batching import Mapping
-from syncd.pairs import pack
-from syncd.plan import RelationPlan, plan
-from syncd.planview import plan_document, render_text
+from syncd.commands.planview import plan_document, render_text
+from syncd.core.batching import Mapping
+from syncd.core.pairs import pack
+from syncd.core.plan import RelationPlan, plan
 from tests.helpers import load, write_config, write_csv
 
 SECOND = """

@@ -6,8 +6,8 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from syncd.report import CycleReport
-from syncd.simulator import Simulator
+from cmdb_simulator import Simulator
+from syncd.engine.report import CycleReport
 from tests.helpers import (
     ASST,
     capture_logs,

@@ -5,13 +5,13 @@ from __future__ import annotations
 from collections.abc import Callable
 from pathlib import Path
 
-from syncd.apply import Details, send_batch
+from cmdb_simulator import Fixture, Simulator, SimulatorOptions
 from syncd.cmdb.client import CmdbClient
-from syncd.config import RelationSettings
-from syncd.desired import make_source
-from syncd.metrics import Metrics
-from syncd.outcome import BatchOutcome
-from syncd.simulator import Fixture, Simulator, SimulatorOptions
+from syncd.config.settings import RelationSettings
+from syncd.core.outcome import BatchOutcome
+from syncd.engine.apply import Details, send_batch
+from syncd.engine.desired import make_source
+from syncd.runtime.metrics import Metrics
 from syncd.sources.base import Source
 from tests.helpers import (
     ASST,

@@ -8,9 +8,9 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from syncd.daemon import Daemon
-from syncd.report import CycleReport, RelationReport
-from syncd.simulator import Fixture, Simulator, SimulatorOptions
+from cmdb_simulator import Fixture, Simulator, SimulatorOptions
+from syncd.engine.report import CycleReport, RelationReport
+from syncd.runtime.daemon import Daemon
 from tests.helpers import (
     ASST,
     capture_logs,

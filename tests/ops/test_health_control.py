@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from syncd.control import (
+from syncd.runtime.control import (
     ControlError,
     ops_url_for,
     read_pidfile,
@@ -19,9 +19,9 @@ from syncd.control import (
     request_resync,
     write_pidfile,
 )
-from syncd.health import Health
-from syncd.metrics import Metrics
-from syncd.ops import OpsServer
+from syncd.runtime.health import Health
+from syncd.runtime.metrics import Metrics
+from syncd.runtime.ops import OpsServer
 
 # -- health --------------------------------------------------------------------
 

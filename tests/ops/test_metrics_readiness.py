@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-from syncd.health import Health
-from syncd.metrics import Metrics
+from syncd.runtime.health import Health
+from syncd.runtime.metrics import Metrics
 
 
 def _samples(metrics: Metrics) -> dict[str, float]:

@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 from opstools import bind_notify_socket
 
-from syncd.notify import SystemdNotifier
+from syncd.runtime.notify import SystemdNotifier
 
 
 class Receiver:

@@ -160,7 +160,7 @@ def _base_env() -> dict[str, str]:
 
 def start_simulator(procs: list[Lines], tmp_path: Path) -> str:
     sim = Lines(
-        ["-m", "syncd.simulator", "--listen", "127.0.0.1:0", "--fixture",
+        ["-m", "cmdb_simulator", "--listen", "127.0.0.1:0", "--fixture",
          str(DEMO / "fixture.yaml")],
         _base_env(), tmp_path,
     )  # fmt: skip

@@ -9,9 +9,9 @@ import aiohttp
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
-from syncd.health import Health
-from syncd.metrics import Metrics
-from syncd.ops import OpsServer
+from syncd.runtime.health import Health
+from syncd.runtime.metrics import Metrics
+from syncd.runtime.ops import OpsServer
 
 
 class FakeClock:

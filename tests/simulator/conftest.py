@@ -8,7 +8,7 @@ import aiohttp
 import pytest
 from sim_client import Cmdb, fixture_doc
 
-from syncd.simulator import Fixture, Simulator, SimulatorOptions
+from cmdb_simulator import Fixture, Simulator, SimulatorOptions
 
 
 @pytest.fixture

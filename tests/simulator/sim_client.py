@@ -9,8 +9,8 @@ from typing import Any
 
 import aiohttp
 
-from syncd.simulator import Simulator
-from syncd.simulator.backend import BY_NAME
+from cmdb_simulator import Simulator
+from cmdb_simulator.backend import BY_NAME
 
 CONNECT = "bk_switch_connect_host"  # n:n
 MANAGE = "bk_switch_manage_host"  # 1:n

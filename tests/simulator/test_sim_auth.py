@@ -15,8 +15,8 @@ from typing import Any
 import pytest
 from sim_client import CONNECT, GATEWAYS, LANGS, Answer, Cmdb, fixture_doc
 
-from syncd.simulator import Fixture, FixtureError, Simulator, SimulatorOptions
-from syncd.simulator import cli as sim_cli
+from cmdb_simulator import Fixture, FixtureError, Simulator, SimulatorOptions
+from cmdb_simulator import cli as sim_cli
 
 API = "batch_create_instance_association"
 

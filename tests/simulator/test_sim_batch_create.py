@@ -12,7 +12,7 @@ from typing import Any
 import pytest
 from sim_client import CONNECT, GATEWAYS, LANGS, MANAGE, OWN, Cmdb
 
-from syncd.simulator import SimulatorOptions
+from cmdb_simulator import SimulatorOptions
 
 API = "batch_create_instance_association"
 

@@ -1,4 +1,4 @@
-"""``python -m syncd.simulator`` as a real process: the listening line, serving, clean exit."""
+"""``python -m cmdb_simulator`` as a real process: the listening line, serving, clean exit."""
 
 from __future__ import annotations
 
@@ -12,14 +12,14 @@ from pathlib import Path
 
 import pytest
 
-from syncd.simulator import cli as sim_cli
+from cmdb_simulator import cli as sim_cli
 
 REPO = Path(__file__).resolve().parents[2]
 
 
 def start(*args: str) -> subprocess.Popen[str]:
     return subprocess.Popen(
-        [sys.executable, "-m", "syncd.simulator", *args],
+        [sys.executable, "-m", "cmdb_simulator", *args],
         cwd=REPO,
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,

@@ -23,7 +23,7 @@ import aiohttp
 import pytest
 from sim_client import CONNECT, GATEWAYS, MANAGE, Answer, Cmdb, fixture_doc
 
-from syncd.simulator import (
+from cmdb_simulator import (
     ALL_FAULT_KINDS,
     FAULT_KINDS,
     Fixture,
@@ -31,9 +31,9 @@ from syncd.simulator import (
     Simulator,
     SimulatorOptions,
 )
-from syncd.simulator import cli as sim_cli
-from syncd.simulator.envelope import code_of
-from syncd.simulator.fixture import DenyRule
+from cmdb_simulator import cli as sim_cli
+from cmdb_simulator.envelope import code_of
+from cmdb_simulator.fixture import DenyRule
 
 RO = {"bk_app_code": "ro", "bk_app_secret": "ro-secret"}
 """May read, may not create or delete associations."""

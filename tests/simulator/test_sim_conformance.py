@@ -13,8 +13,8 @@ from typing import Any
 import pytest
 from sim_client import APP, CONNECT, GATEWAYS, LANGS, Cmdb
 
-from syncd.simulator import SimulatorOptions
-from syncd.simulator.envelope import code_of
+from cmdb_simulator import SimulatorOptions
+from cmdb_simulator.envelope import code_of
 
 AUTH_OFF = SimulatorOptions(auth=False)
 SEARCH = "search_instance_associations"

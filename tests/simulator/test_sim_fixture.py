@@ -8,7 +8,7 @@ from typing import Any
 
 import pytest
 
-from syncd.simulator import Fixture, FixtureError, Simulator
+from cmdb_simulator import Fixture, FixtureError, Simulator
 
 REPO = Path(__file__).resolve().parents[2]
 

@@ -5,9 +5,9 @@ from __future__ import annotations
 import random
 from typing import Any
 
-from syncd.simulator import Fixture
-from syncd.simulator.query import id_lower_bound
-from syncd.simulator.store import Store
+from cmdb_simulator import Fixture
+from cmdb_simulator.query import id_lower_bound
+from cmdb_simulator.store import Store
 
 MODELS = [
     ("bk_switch_connect_host", "bk_switch", "host"),

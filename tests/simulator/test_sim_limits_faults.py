@@ -9,7 +9,7 @@ import aiohttp
 import pytest
 from sim_client import CONNECT, GATEWAYS, Cmdb, fixture_doc
 
-from syncd.simulator import Fixture, Simulator, SimulatorOptions
+from cmdb_simulator import Fixture, Simulator, SimulatorOptions
 
 COUNT_PATH = "/api/v3/count/instance_associations/object/bk_switch"
 

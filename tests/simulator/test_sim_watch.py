@@ -19,10 +19,10 @@ import aiohttp
 import pytest
 from sim_client import APP, CONNECT, GATEWAYS, LANGS, Answer, Cmdb, fixture_doc
 
-from syncd.simulator import Fixture, Simulator, SimulatorOptions
-from syncd.simulator import cli as sim_cli
-from syncd.simulator.envelope import code_of
-from syncd.simulator.watch import NO_EVENT_CURSOR, EventChain, encode_cursor
+from cmdb_simulator import Fixture, Simulator, SimulatorOptions
+from cmdb_simulator import cli as sim_cli
+from cmdb_simulator.envelope import code_of
+from cmdb_simulator.watch import NO_EVENT_CURSOR, EventChain, encode_cursor
 
 INST_ASST = {"bk_resource": "inst_asst"}
 

@@ -6,9 +6,9 @@ import pytest
 from src_helpers import read_all, replay_netbox
 from test_src_resolver import cmdb_fixture, cmdb_settings
 
+from cmdb_simulator import Fixture, Simulator, SimulatorOptions
 from syncd.cmdb.client import CmdbClient
-from syncd.resolver import KeyResolver, KeySpec
-from syncd.simulator import Fixture, Simulator, SimulatorOptions
+from syncd.engine.resolver import KeyResolver, KeySpec
 from syncd.sources.netbox import NetBoxSource
 from syncd.sources.settings import NetBoxSourceSettings
 

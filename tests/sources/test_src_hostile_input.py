@@ -15,7 +15,7 @@ import pytest
 from src_helpers import read_all
 from structlog.testing import capture_logs
 
-from syncd.desired import BadValue, to_id
+from syncd.engine.desired import BadValue, to_id
 from syncd.sources.base import RawFact, SourceError
 from syncd.sources.command import CommandSource
 from syncd.sources.file import FileSource

@@ -21,13 +21,13 @@ import structlog
 from src_helpers import HERE, replay_netbox
 from test_src_resolver import cmdb_fixture
 
-from syncd import log as syncd_log
+from cmdb_simulator import Fixture, Simulator, SimulatorOptions
 from syncd.cli import main
-from syncd.config import ConfigError, Settings, load_settings
-from syncd.planview import plan_document, render_text
-from syncd.push import PushSources
-from syncd.report import RelationReport
-from syncd.simulator import Fixture, Simulator, SimulatorOptions
+from syncd.commands.planview import plan_document, render_text
+from syncd.config.settings import ConfigError, Settings, load_settings
+from syncd.engine.report import RelationReport
+from syncd.runtime.push import PushSources
+from syncd.support import log as syncd_log
 from tests.helpers import ASST, capture_logs, engine_for
 
 LLDPD = HERE / "fixtures" / "lldpd"

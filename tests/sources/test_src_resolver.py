@@ -8,10 +8,10 @@ from typing import Any
 import pytest
 from pydantic import SecretStr
 
+from cmdb_simulator import Fixture, Simulator, SimulatorOptions
 from syncd.cmdb.client import CmdbClient, CmdbError
-from syncd.config import CmdbSettings
-from syncd.resolver import KeyResolver, KeySpec
-from syncd.simulator import Fixture, Simulator, SimulatorOptions
+from syncd.config.settings import CmdbSettings
+from syncd.engine.resolver import KeyResolver, KeySpec
 
 SWITCH_NAME = KeySpec("bk_switch", "bk_inst_name")
 HOST_IP = KeySpec("host", "bk_host_innerip")

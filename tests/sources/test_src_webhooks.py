@@ -14,12 +14,12 @@ import pytest
 from src_helpers import NETBOX_FIXTURES
 from structlog.testing import capture_logs
 
-from syncd.config import ConfigError, NetBoxHookSettings, load_settings
-from syncd.health import Health
-from syncd.metrics import Metrics
-from syncd.ops import OpsServer
-from syncd.push import PushSources
-from syncd.webhooks import (
+from syncd.config.settings import ConfigError, NetBoxHookSettings, load_settings
+from syncd.runtime.health import Health
+from syncd.runtime.metrics import Metrics
+from syncd.runtime.ops import OpsServer
+from syncd.runtime.push import PushSources
+from syncd.runtime.webhooks import (
     Debouncer,
     NetBoxWebhook,
     PayloadError,
@@ -380,7 +380,7 @@ def test_owns_every_netbox_without_url() -> None:
     assert NetBoxHookSettings(secret=SECRET).owns("https://anything.example")  # type: ignore[arg-type]
 
 
-# -- wiring into the daemon (syncd.push) --------------------------------------------------
+# -- wiring into the daemon (syncd.runtime.push) --------------------------------------------------
 
 
 def test_push_sources_route_only_for_a_matching_netbox_relation(tmp_path: Path) -> None:

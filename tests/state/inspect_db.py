@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import NamedTuple
 
-from syncd.pairs import PairKey, pack
+from syncd.core.pairs import PairKey, pack
 from syncd.state import StateStore
 
 

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from syncd.pairs import pack
+from syncd.core.pairs import pack
 from syncd.state import SCHEMA_VERSION, Created, Failed, Seen, StateError, StateStore
 from syncd.state.errors import SchemaMismatch
 from tests.mounts import fill, read_only, small_fs

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from syncd.pairs import pack
+from syncd.core.pairs import pack
 from syncd.state import SCHEMA_VERSION, StateError, StateLocked, StateStore
 from tests.state.inspect_db import FailureRow, failures, last_resync, meta, relations
 

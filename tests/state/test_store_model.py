@@ -10,7 +10,7 @@ from hypothesis import settings
 from hypothesis import strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, invariant, rule
 
-from syncd.pairs import PairKey, pack
+from syncd.core.pairs import PairKey, pack
 from syncd.state import Created, Failed, Seen, StateStore
 from tests.state.inspect_db import failures
 

@@ -1,0 +1,1 @@
+"""Command-line jobs beside the daemon: ``syncd demo`` and the ``syncd plan`` view."""

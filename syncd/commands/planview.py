@@ -1,0 +1,180 @@
+"""Render ``syncd plan``: a terminal view and a stable JSON document.
+
+The JSON field names are a contract (documented in the README): scripts gate
+change windows on them, so fields are only ever added.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from syncd.config.settings import Settings
+from syncd.core.pairs import unpack
+from syncd.core.plan import RelationPlan
+
+PLAN_FORMAT_VERSION = 1
+
+
+def plan_document(
+    settings: Settings,
+    plans: list[RelationPlan | str],
+    association_ids: dict[str, dict[int, int | None]],
+) -> dict[str, Any]:
+    """The JSON plan. A ``str`` in ``plans`` is a relation that could not be planned."""
+    relations: list[dict[str, Any]] = []
+    changes = False
+    for rel, plan in zip(settings.relations, plans, strict=True):
+        entry: dict[str, Any] = {"relation": rel.name, "bk_obj_asst_id": rel.bk_obj_asst_id}
+        if isinstance(plan, str):
+            entry.update(_failed_entry(plan, rel.prune.enabled))
+            relations.append(entry)
+            continue
+        ids = association_ids.get(rel.name, {})
+        create = [_pair(k) for k in plan.to_create]
+        delete = [{**_pair(k), "association_id": ids.get(k)} for k in plan.prune.delete]
+        held = [
+            {**_pair(k), "reason": kind, "error": message}
+            for k, (kind, message) in sorted(plan.held.items())
+        ]
+        deferred = [_pair(k) for k in sorted(plan.deferred)]
+        unresolved = [
+            {"side": u.side, "key": u.key, "origin": u.origin, "source_name": u.source}
+            for u in sorted(plan.unresolved)
+        ]
+        sources = [
+            {
+                "name": s.name,
+                "type": s.type,
+                "desired": s.pairs,
+                "bad_records": s.bad_records,
+                "unresolved": s.unresolved,
+                "error": s.error,
+            }
+            for s in plan.sources
+        ]
+        changes = changes or bool(create or delete)
+        entry.update(
+            {
+                "error": None,
+                "desired": plan.desired,
+                "known": plan.known,
+                "counts": {
+                    "create": len(create),
+                    "delete": len(delete),
+                    "held": len(held),
+                    "deferred": len(deferred),
+                    "unresolved": len(unresolved),
+                    "absent": len(plan.absent),
+                    "bad_records": plan.bad_records,
+                },
+                "source_counts": dict(sorted(plan.source_counts.items())),
+                "sources": sources,
+                "create": create,
+                "delete": delete,
+                "held": held,
+                "deferred": deferred,
+                "unresolved": unresolved,
+                "prune": {
+                    "enabled": rel.prune.enabled,
+                    "blocked": plan.prune.blocked,
+                    "waiting": plan.prune.waiting,
+                    "capped": plan.prune.capped,
+                },
+            }
+        )
+        relations.append(entry)
+    return {"version": PLAN_FORMAT_VERSION, "changes": changes, "relations": relations}
+
+
+def _failed_entry(error: str, prune_enabled: bool) -> dict[str, Any]:
+    """A relation that could not be planned: every key, empty or null, so scripts need
+    no special case."""
+    counts = ("create", "delete", "held", "deferred", "unresolved", "absent", "bad_records")
+    return {
+        "error": error,
+        "desired": None,
+        "known": None,
+        "counts": dict.fromkeys(counts, 0),
+        "source_counts": {},
+        "sources": [],
+        "create": [],
+        "delete": [],
+        "held": [],
+        "deferred": [],
+        "unresolved": [],
+        "prune": {
+            "enabled": prune_enabled,
+            "blocked": "the relation could not be planned" if prune_enabled else None,
+            "waiting": 0,
+            "capped": 0,
+        },
+    }
+
+
+def _pair(key: int) -> dict[str, int]:
+    src, dst = unpack(key)
+    return {"bk_inst_id": src, "bk_asst_inst_id": dst}
+
+
+def render_json(doc: dict[str, Any]) -> str:
+    return json.dumps(doc, indent=2, ensure_ascii=False)
+
+
+def render_text(doc: dict[str, Any], *, limit: int = 20) -> str:
+    """A reviewer's view: counts first, then up to ``limit`` pairs of each kind."""
+    out: list[str] = []
+    for rel in doc["relations"]:
+        out.append(f"relation {rel['relation']} ({rel['bk_obj_asst_id']})")
+        if rel.get("error"):
+            out.append(f"  ERROR: {rel['error']}")
+            continue
+        c = rel["counts"]
+        out.append(
+            f"  desired {rel['desired']}, in CMDB {rel['known']}: "
+            f"create {c['create']}, delete {c['delete']}, held back {c['held']}, "
+            f"deferred {c['deferred']}, unresolved {c['unresolved']}, "
+            f"bad records {c['bad_records']}"
+        )
+        for label, sign, items in (
+            ("create", "+", rel["create"]),
+            ("delete", "-", rel["delete"]),
+        ):
+            for item in items[:limit]:
+                extra = f"  (association {item['association_id']})" if label == "delete" else ""
+                out.append(f"  {sign} {item['bk_inst_id']} -> {item['bk_asst_inst_id']}{extra}")
+            if len(items) > limit:
+                out.append(f"  {sign} ... and {len(items) - limit} more")
+        for item in rel["held"][:limit]:
+            out.append(
+                f"  ~ {item['bk_inst_id']} -> {item['bk_asst_inst_id']}  held: {item['reason']}"
+            )
+        if len(rel["held"]) > limit:
+            out.append(f"  ~ ... and {len(rel['held']) - limit} more held back")
+        several = len(rel["sources"]) > 1
+        for status in rel["sources"] if several else ():
+            if status["error"]:
+                out.append(f"  ! source {status['name']} failed: {status['error']}")
+            else:
+                out.append(
+                    f"  source {status['name']} ({status['type']}): {status['desired']} desired, "
+                    f"{status['unresolved']} unresolved, {status['bad_records']} bad records"
+                )
+        for item in rel["unresolved"][:limit]:
+            where = f"{item['source_name']}: {item['origin']}" if several else item["origin"]
+            out.append(f"  ? {item['side']} key {item['key']!r} not in the CMDB ({where})")
+        if len(rel["unresolved"]) > limit:
+            out.append(f"  ? ... and {len(rel['unresolved']) - limit} more unresolved")
+        prune = rel["prune"]
+        if not prune["enabled"]:
+            if c["absent"]:
+                out.append(f"  pruning off: {c['absent']} pair(s) absent from the source are kept")
+        elif prune["blocked"]:
+            out.append(f"  pruning blocked: {prune['blocked']}")
+        elif prune["waiting"] or prune["capped"]:
+            out.append(
+                f"  pruning: {prune['waiting']} in their grace period, "
+                f"{prune['capped']} over this cycle's cap"
+            )
+    out.append("changes pending" if doc["changes"] else "no changes")
+    return "\n".join(out)

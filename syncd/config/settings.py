@@ -1,0 +1,408 @@
+"""Configuration: one TOML file, every field overridable from the environment.
+
+Precedence, highest first: environment (``SYNCD_`` prefix, ``__`` for nesting,
+e.g. ``SYNCD_CMDB__RATE_LIMIT=50``), then the TOML file. Secrets are
+``SecretStr`` so they never print; they may also come from a file (systemd
+``LoadCredential=``, a Kubernetes Secret volume).
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import (
+    Field,
+    SecretStr,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
+from pydantic_settings import (
+    BaseSettings,
+    PydanticBaseSettingsSource,
+    SettingsConfigDict,
+    SettingsError,
+)
+
+from syncd.config.checks import UnusableConfig, check_usable
+from syncd.config.load import (
+    BadEnvironment,
+    env_overlay,
+    field_path,
+    resolve_relative,
+    resolve_secret_files,
+)
+from syncd.core.batching import MAX_BATCH
+from syncd.core.prune import PruneGuards
+from syncd.sources.filters import FilterSettings
+from syncd.sources.settings import SourceSettings
+from syncd.support.httpbody import check_url
+from syncd.support.secretfile import read_credential, read_secret_file
+from syncd.support.sections import _Section
+
+EX_CONFIG = 78
+"""sysexits.h: configuration error. systemd's unit does not restart on it."""
+
+CONFIG_ENV = "SYNCD_CONFIG"
+
+
+class ConfigError(Exception):
+    """The configuration is invalid; the message names the field and why."""
+
+
+class CmdbSettings(_Section):
+    """How to reach the CMDB and how hard to push it."""
+
+    url: str = Field(description="ESB or API gateway base URL")
+    gateway: Literal["esb", "apigw"] = "esb"
+    stage: str = Field("prod", description="API gateway stage (apigw only)")
+    app_code: str
+    app_secret: SecretStr | None = None
+    app_secret_file: Path | None = None
+    username: str = "admin"
+    bk_token: SecretStr | None = None
+    supplier_account: str = "0"
+    tenant_id: str | None = Field(None, description="X-Bk-Tenant-Id for multi-tenant CMDB 3.15")
+    language: Literal["en", "zh-cn"] = "en"
+    rate_limit: float = Field(50, gt=0, description="requests per second, all relations together")
+    read_rate_limit: float | None = Field(
+        None,
+        gt=0,
+        description="API gateway only: requests per second for reads (searches, counts, "
+        "lookups), a budget apart from writes; default rate_limit. The ESB shares one budget",
+    )
+    concurrency: int = Field(8, ge=1, le=256, description="requests in flight at most")
+    batch_size: int = Field(MAX_BATCH, ge=1, le=MAX_BATCH)
+    timeout: float = Field(60.0, gt=0, description="seconds for one request, end to end")
+    connect_timeout: float = Field(10.0, gt=0)
+    verify_tls: bool = True
+    ca_bundle: Path | None = None
+    max_retries: int = Field(6, ge=0, le=50, description="per request, for retryable failures")
+    retry_base: float = Field(0.5, gt=0, description="first backoff, seconds; doubles, jittered")
+    retry_cap: float = Field(30.0, gt=0, description="longest single backoff, seconds")
+
+    @field_validator("url")
+    @classmethod
+    def _url(cls, value: str) -> str:
+        return check_url(value).rstrip("/")
+
+    @model_validator(mode="after")
+    def _retry_order(self) -> CmdbSettings:
+        if self.retry_base > self.retry_cap:
+            raise ValueError(
+                f"retry_base ({self.retry_base:g}) is larger than retry_cap ({self.retry_cap:g})"
+            )
+        return self
+
+    @model_validator(mode="after")
+    def _secret(self) -> CmdbSettings:
+        if self.app_secret is None:
+            path = self.app_secret_file
+            if path is None:
+                creds = os.environ.get("CREDENTIALS_DIRECTORY")
+                candidate = Path(creds) / "app_secret" if creds else None
+                if candidate is None or not candidate.exists():
+                    raise ValueError(
+                        "no app secret: set cmdb.app_secret, cmdb.app_secret_file, "
+                        "or provide the systemd credential 'app_secret'"
+                    )
+                path = candidate
+            self.app_secret = SecretStr(read_secret_file(path, "app_secret_file"))
+        return self
+
+    def secret(self) -> str:
+        """The app secret in clear, for the wire only."""
+        assert self.app_secret is not None  # guaranteed by the validator
+        return self.app_secret.get_secret_value()
+
+
+class StateSettings(_Section):
+    path: Path = Path("./syncd-state.db")
+
+
+class SyncSettings(_Section):
+    interval: float = Field(300, gt=0, description="seconds between cycles")
+    shutdown_deadline: float = Field(30, ge=0, description="seconds to let requests finish")
+    pair_backoff_base: float = Field(
+        60, ge=0, description="first hold-back after a per-pair failure, seconds; doubles"
+    )
+    pair_backoff_cap: float = Field(3600, ge=0, description="longest per-pair hold-back, seconds")
+    empty_source_guard: int = Field(
+        10,
+        ge=0,
+        description="a source that returns nothing after returning at least this many pairs "
+        "fails the cycle (0: off)",
+    )
+    key_cache_ttl: float = Field(
+        600, ge=0, description="seconds a resolved natural key is trusted; SIGHUP clears it"
+    )
+    watch: bool = Field(
+        True,
+        description="`syncd run` follows the CMDB's association events after each list and "
+        "repairs pairs deleted behind its back within seconds",
+    )
+    relist_interval: float = Field(
+        86400, gt=0, description="seconds after which a watched relation is listed again anyway"
+    )
+    isolation_budget: int = Field(
+        1000,
+        ge=16,
+        le=1_000_000,
+        description="extra batch-create requests per cycle, all relations together, to find "
+        "the details a CMDB refuses as a whole; what is left waits for the next cycle (at "
+        "least 16: what one refused detail in a full batch of 200 may cost)",
+    )
+    host_precheck: Literal["auto", "on", "off"] = Field(
+        "auto",
+        description="confirm in bulk that a relation's hosts exist before sending pairs "
+        "naming them (list_hosts_without_biz, cached for key_cache_ttl); auto: on a "
+        "relation's first cycle and while its last cycle met a missing host",
+    )
+
+
+class LogSettings(_Section):
+    level: Literal["debug", "info", "warning", "error"] = "info"
+    format: Literal["auto", "json", "console"] = "auto"
+
+
+class OpsSettings(_Section):
+    enabled: bool = True
+    host: str = "127.0.0.1"
+    port: int = Field(9108, ge=0, le=65535)
+    pidfile: Path | None = None
+
+
+class NetBoxHookSettings(_Section):
+    """``POST /hooks/netbox``: a signed NetBox webhook starts a cycle (syncd.runtime.webhooks)."""
+
+    secret: SecretStr | None = None
+    secret_file: Path | None = None
+    url: str | None = Field(
+        None, description="the NetBox it belongs to (base URL); default: every netbox relation"
+    )
+    max_body: int = Field(1024 * 1024, ge=1024, description="bytes of a payload at most")
+    debounce: float = Field(
+        0.5, gt=0, le=1, description="quiet seconds that end a burst of changes: one cycle"
+    )
+    max_delay: float = Field(
+        30, gt=0, le=600, description="a burst longer than this still gets a cycle"
+    )
+
+    @model_validator(mode="after")
+    def _load_secret(self) -> NetBoxHookSettings:
+        if self.secret is None:
+            self.secret = SecretStr(
+                read_credential(self.secret_file, "netbox_webhook_secret", "hooks.netbox.secret")
+            )
+        if not self.secret.get_secret_value():
+            raise ValueError("hooks.netbox.secret is empty")
+        return self
+
+    def owns(self, netbox_url: str) -> bool:
+        """Whether a relation reading ``netbox_url`` is started by this webhook."""
+        if self.url is None:
+            return True
+        mine = self.url.rstrip("/").removesuffix("/api")
+        return netbox_url.rstrip("/").removesuffix("/api") == mine
+
+
+class HooksSettings(_Section):
+    """Sources that push changes to the ops server."""
+
+    netbox: NetBoxHookSettings | None = None
+
+
+class PruneSettings(_Section):
+    """Deleting pairs that left the source: off by default, guarded at every step."""
+
+    enabled: bool = False
+    grace_seconds: float = Field(3600, ge=0, description="absent at least this long")
+    grace_cycles: int = Field(3, ge=1, description="... and for this many cycles in a row")
+    max_count: int = Field(1000, ge=0, description="deletions per cycle at most")
+    max_fraction: float = Field(0.1, ge=0, le=1, description="of the relation's pairs per cycle")
+    max_shrink: float = Field(
+        0.5, ge=0, le=1, description="no pruning if the source shrank more than this"
+    )
+
+    def guards(self) -> PruneGuards:
+        return PruneGuards(
+            self.grace_seconds,
+            self.grace_cycles,
+            self.max_count,
+            self.max_fraction,
+            self.max_shrink,
+        )
+
+
+class RelationSettings(_Section):
+    """One bk_obj_asst_id kept in step with one source, or with the union of several."""
+
+    name: str = Field(pattern=r"^[A-Za-z0-9_.-]+$")
+    bk_obj_id: str = Field(min_length=1)
+    bk_asst_obj_id: str = Field(min_length=1)
+    bk_obj_asst_id: str = Field(min_length=1)
+    source: SourceSettings | None = None
+    sources: list[SourceSettings] | None = Field(
+        None, description="several sources: the desired set is their union"
+    )
+    filters: FilterSettings = FilterSettings()
+    source_key: str = Field(
+        "id",
+        min_length=1,
+        description="attribute naming the source instance: 'id' or e.g. bk_inst_name",
+    )
+    target_key: str = Field(
+        "id", min_length=1, description="attribute naming the target: 'id', bk_host_innerip, ..."
+    )
+    prune: PruneSettings = PruneSettings()
+
+    @model_validator(mode="after")
+    def _consistent(self) -> RelationSettings:
+        # The CMDB rejects these with 1199006; say so before sending anything.
+        if not self.bk_obj_asst_id.startswith(self.bk_obj_id + "_"):
+            raise ValueError(
+                f"bk_obj_asst_id {self.bk_obj_asst_id!r} must start with "
+                f"bk_obj_id {self.bk_obj_id!r} + '_'"
+            )
+        if not self.bk_obj_asst_id.endswith("_" + self.bk_asst_obj_id):
+            raise ValueError(
+                f"bk_obj_asst_id {self.bk_obj_asst_id!r} must end with "
+                f"'_' + bk_asst_obj_id {self.bk_asst_obj_id!r}"
+            )
+        return self
+
+    @model_validator(mode="after")
+    def _one_source_field(self) -> RelationSettings:
+        if self.source is not None and self.sources is not None:
+            raise ValueError("give either source = {...} or sources = [...], not both")
+        if self.source is None and self.sources is None:
+            raise ValueError("no source: give source = {...} or sources = [...]")
+        if self.sources is not None and not self.sources:
+            raise ValueError("sources = [] is empty: give at least one source")
+        first: dict[str, int] = {}
+        for i, (name, _) in enumerate(self.named_sources()):
+            if name in first:
+                raise ValueError(
+                    f"sources[{first[name]}] and sources[{i}] are both named {name!r}; "
+                    "give each source of a relation its own name"
+                )
+            first[name] = i
+        return self
+
+    @property
+    def several_sources(self) -> bool:
+        """Configured with ``sources = [...]``: guards and sizes are kept per source."""
+        return self.sources is not None
+
+    def source_settings(self) -> list[SourceSettings]:
+        """Every source of the relation, in configuration order."""
+        return (
+            list(self.sources) if self.sources is not None else [self.source] if self.source else []
+        )
+
+    def named_sources(self) -> list[tuple[str, SourceSettings]]:
+        """(name, settings) of every source: its ``name``, or ``<type>#<index>``."""
+        return [
+            (src.name or f"{src.type}#{i}", src) for i, src in enumerate(self.source_settings())
+        ]
+
+
+class Settings(BaseSettings):
+    """The whole configuration of one syncd instance."""
+
+    model_config = SettingsConfigDict(
+        env_prefix="SYNCD_",
+        env_nested_delimiter="__",
+        extra="forbid",
+    )
+
+    cmdb: CmdbSettings
+    state: StateSettings = StateSettings()
+    sync: SyncSettings = SyncSettings()
+    log: LogSettings = LogSettings()
+    ops: OpsSettings = OpsSettings()
+    hooks: HooksSettings = HooksSettings()
+    relations: list[RelationSettings] = Field(min_length=1)
+
+    @model_validator(mode="after")
+    def _unique(self) -> Settings:
+        seen: dict[str, str] = {}
+        names: set[str] = set()
+        for rel in self.relations:
+            if rel.name in names:
+                raise ValueError(f"relation name {rel.name!r} appears twice")
+            names.add(rel.name)
+            other = seen.get(rel.bk_obj_asst_id)
+            if other is not None:
+                raise ValueError(
+                    f"relations {other!r} and {rel.name!r} both sync {rel.bk_obj_asst_id!r}; "
+                    "give one relation several sources (sources = [...]) instead"
+                )
+            seen[rel.bk_obj_asst_id] = rel.name
+        return self
+
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        # The environment first, then the init arguments: load_settings passes the parsed
+        # TOML as init arguments, so one parse serves validation and error messages, and
+        # no module state carries the file's path.
+        return (env_settings, init_settings)
+
+
+def load_settings(path: Path | None = None, **overrides: Any) -> Settings:
+    """Load and validate the configuration, or raise ConfigError with one clear line.
+
+    Relative paths in the file (state, sources) are taken relative to the config
+    file's directory, so a config works wherever the daemon is started from.
+    ``overrides`` replace top-level sections of the file; the environment still wins.
+    """
+    if path is None:
+        env = os.environ.get(CONFIG_ENV)
+        path = Path(env) if env else None
+    if path is not None and not path.is_file():
+        raise ConfigError(f"config file {str(path)!r} does not exist or is not a file")
+    import tomllib
+
+    raw: dict[str, Any] = {}
+    if path is not None:
+        try:
+            raw = tomllib.loads(path.read_text(encoding="utf-8"))
+        except tomllib.TOMLDecodeError as exc:
+            raise ConfigError(f"config file {str(path)!r} is not valid TOML: {exc}") from None
+        except (OSError, UnicodeDecodeError) as exc:
+            raise ConfigError(f"config file {str(path)!r} is unreadable: {exc}") from None
+    if path is not None:
+        resolve_secret_files(raw, path.parent)
+    try:
+        effective, from_env = env_overlay(raw)
+    except BadEnvironment as exc:
+        raise ConfigError(str(exc)) from None
+    try:
+        settings = Settings(**{**raw, **overrides})
+    except ValidationError as exc:
+        err = exc.errors()[0]
+        where = field_path(tuple(err["loc"]), effective)
+        top = str(err["loc"][0]) if err["loc"] else ""
+        if top in from_env:
+            where += f" (from {from_env[top]})"
+        msg = err["msg"].removeprefix("Value error, ")
+        more = f" (and {exc.error_count() - 1} more)" if exc.error_count() > 1 else ""
+        raise ConfigError(f"config: {where}: {msg}{more}") from None
+    except SettingsError as exc:  # pydantic-settings could not parse an environment value
+        raise ConfigError(f"config: {exc}") from None
+    if path is not None:
+        resolve_relative(settings, path.parent)
+    try:
+        check_usable(settings)
+    except UnusableConfig as exc:
+        raise ConfigError(str(exc)) from None
+    return settings

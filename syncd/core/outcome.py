@@ -1,0 +1,178 @@
+"""What one answer to one batch came to: rows to record and ``pair`` lines to log. Pure, no I/O.
+
+Reading the answer itself (envelopes, codes, per-index texts) is :mod:`syncd.core.answer`.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field, replace
+from typing import Any
+
+from syncd.core.answer import Answer, BadAnswer, IndexKind, Verdict, split_batch_data
+
+Operation = str
+"""``create`` or ``delete``: which request a ``pair`` line is about."""
+
+LogLine = tuple[str, dict[str, Any]]
+"""(level, fields) of one ``pair`` line; the caller adds the bound context."""
+
+
+def pair_fields(
+    outcome: str,
+    operation: Operation,
+    index: int | None = None,
+    src: int | None = None,
+    dst: int | None = None,
+    **extra: Any,
+) -> dict[str, Any]:
+    """The fields of every ``pair`` line, in one order: what, which detail, which pair, more."""
+    fields: dict[str, Any] = {"outcome": outcome, "operation": operation}
+    if index is not None:
+        fields["index"] = index
+    if src is not None and dst is not None:
+        fields["bk_inst_id"] = src
+        fields["bk_asst_inst_id"] = dst
+    fields.update(extra)
+    return fields
+
+
+@dataclass(frozen=True, slots=True)
+class FailedPair:
+    """One detail the CMDB did not accept; ``kind`` None: the request failed as a whole."""
+
+    src: int
+    dst: int
+    kind: IndexKind | None
+    message: str
+    isolated: bool = False
+    """Refused by a whole-request refusal about it alone (syncd.core.isolate), not per index."""
+
+    @property
+    def reason(self) -> str:
+        return "request" if self.kind is None else self.kind.value
+
+
+@dataclass(slots=True)
+class DetailRows:
+    """A batch's created / exists / failed rows as its details are decided, each with its
+    ``pair`` line: one place for what a decided detail becomes, whether the batch took one
+    request (``classify_batch``) or several (``syncd.core.isolate``)."""
+
+    created: list[tuple[int, int, int]] = field(default_factory=list)
+    exists: list[tuple[int, int, int | None]] = field(default_factory=list)
+    failed: list[FailedPair] = field(default_factory=list)
+
+    def add(
+        self,
+        lines: list[LogLine],
+        index: int | None,
+        src: int,
+        dst: int,
+        kind: IndexKind | None,
+        association_id: int | None,
+        message: str,
+        verbose: bool = True,
+        *,
+        isolated: bool = False,
+    ) -> None:
+        """Record one detail; ``verbose`` False leaves out the info lines of successes."""
+        if kind is IndexKind.CREATED:
+            assert association_id is not None  # split_batch_data guarantees it
+            self.created.append((src, dst, association_id))
+            if verbose:
+                fields = pair_fields("created", "create", index, src, dst)
+                fields["association_id"] = association_id
+                lines.append(("info", fields))
+        elif kind is IndexKind.EXISTS:
+            self.exists.append((src, dst, None))
+            if verbose:
+                lines.append(("info", pair_fields("exists", "create", index, src, dst)))
+        else:
+            failure = FailedPair(src, dst, kind, message, isolated)
+            self.failed.append(failure)
+            fields = pair_fields(
+                "failed", "create", index, src, dst, error=message, reason=failure.reason
+            )
+            lines.append(("warning", fields))
+
+
+@dataclass(frozen=True, slots=True)
+class RequestLines:
+    """One request of a batch and the ``pair`` lines of the details it decided."""
+
+    request_id: str | None
+    lines: list[LogLine]
+
+
+@dataclass(frozen=True, slots=True)
+class BatchOutcome:
+    """What a batch came to: every detail exactly once, in one of the lists.
+
+    Usually one request (``lines`` under ``answer``'s request id). A batch the CMDB
+    refused as a whole and that was settled by more requests (``syncd.core.isolate``)
+    lists them in ``requests``, each with the lines of the details it decided, and
+    ``deferred`` holds what the cycle's isolation budget could not pay for.
+    """
+
+    created: list[tuple[int, int, int]]
+    """(src, dst, association_id): in the CMDB now, created by syncd."""
+    exists: list[tuple[int, int, int | None]]
+    """(src, dst, None): in the CMDB now, created by someone (or an earlier try)."""
+    failed: list[FailedPair]
+    lines: list[LogLine]
+    """One ``pair`` line per detail, in index order (known ones only with ``verbose``)."""
+    refusal: str | None = None
+    """Set when the CMDB refused the relation as a whole: why, and the fix."""
+    answer: Answer | None = None
+    requests: list[RequestLines] = field(default_factory=list)
+    """Every request sent for the batch, in order, when there was more than one way to
+    log it; empty: ``lines`` under ``answer``'s request id."""
+    deferred: list[tuple[int, int]] = field(default_factory=list)
+    """Details not decided this cycle (isolation budget spent, or stopped): not failed."""
+    isolation_requests: int = 0
+    """Requests beyond the batch's first (``syncd.core.isolate``)."""
+
+    def request_groups(self) -> list[RequestLines]:
+        """The ``pair`` lines grouped by the request that decided them, in order sent."""
+        if self.requests:
+            return self.requests
+        request_id = self.answer.request_id if self.answer is not None else None
+        return [RequestLines(request_id, self.lines)]
+
+
+def classify_batch(
+    details: list[tuple[int, int]], answer: Answer, *, verbose: bool = True
+) -> BatchOutcome:
+    """Turn the answer to ``details`` into rows and lines. Pure; total over any answer.
+
+    A malformed ``data`` fails the whole request (the pairs are retried, never assumed);
+    ``verbose`` False leaves out the info lines of created and existing pairs.
+    """
+    if answer.verdict is Verdict.OK:
+        try:
+            results = split_batch_data(answer.data, len(details))
+        except BadAnswer as exc:
+            answer = replace(answer, verdict=Verdict.FAILED, message=f"syncd: {exc}", data=None)
+    if answer.verdict is not Verdict.OK:
+        return whole_failure(details, answer.error, answer)
+    rows = DetailRows()
+    lines: list[LogLine] = []
+    for res in results:
+        src, dst = details[res.index]
+        rows.add(lines, res.index, src, dst, res.kind, res.association_id, res.message, verbose)
+    return BatchOutcome(rows.created, rows.exists, rows.failed, lines, None, answer)
+
+
+def whole_failure(
+    details: list[tuple[int, int]], error: str, answer: Answer | None = None
+) -> BatchOutcome:
+    """A request that failed as a whole: every detail failed, still one line each."""
+    refusal = None
+    if answer is not None and answer.verdict is Verdict.RELATION:
+        refusal = f"{answer.error}; {answer.hint}"
+    failed = [FailedPair(src, dst, None, error) for src, dst in details]
+    lines: list[LogLine] = [
+        ("warning", pair_fields("failed", "create", i, s, d, error=error, reason="request"))
+        for i, (s, d) in enumerate(details)
+    ]
+    return BatchOutcome([], [], failed, lines, refusal, answer)

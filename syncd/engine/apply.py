@@ -1,0 +1,377 @@
+"""Carry out a plan: send the creates, record each answer, delete what is pruned.
+
+The send step is one narrow seam, :data:`SendBatch`: a batch of details in, one
+outcome per detail out (:class:`syncd.core.outcome.BatchOutcome`). Whatever happens
+inside (one request, or a request split to isolate a refused detail) the rest of
+the cycle only sees the outcome, records it and logs its lines.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import itertools
+from collections.abc import Awaitable, Callable, Sequence
+from typing import Any, Protocol
+
+import structlog
+
+from syncd.cmdb.apis import PAGE_LIMIT
+from syncd.cmdb.client import CmdbClient, CmdbError
+from syncd.config.settings import RelationSettings, SyncSettings
+from syncd.core.answer import Answer, IndexKind, Verdict
+from syncd.core.backoff import pair_next_attempt
+from syncd.core.isolate import Detail, IsolationBudget, batch_outcome, settle_batch
+from syncd.core.outcome import BatchOutcome, classify_batch, pair_fields, whole_failure
+from syncd.core.pairs import PairKey, pack, unpack
+from syncd.core.refusal import looked_up_sides
+from syncd.engine.known import Known, RelationRefused
+from syncd.engine.precheck import HostCheck, host_sides, split_stale, stale_outcome
+from syncd.engine.report import RelationReport
+from syncd.state import Failed
+from syncd.support.log import log_pairs, wants
+from syncd.support.slots import Slot
+
+log = structlog.get_logger("syncd")
+
+Details = list[tuple[int, int]]
+SendBatch = Callable[[CmdbClient, RelationSettings, Details], Awaitable[BatchOutcome]]
+"""The send step: (client, relation, details) -> an outcome for every detail."""
+
+
+async def send_batch(client: CmdbClient, rel: RelationSettings, details: Details) -> BatchOutcome:
+    """One batch_create request, its answer classified."""
+    answer = await client.batch_create(
+        rel.bk_obj_id, rel.bk_asst_obj_id, rel.bk_obj_asst_id, details
+    )
+    return classify_batch(details, answer, verbose=wants("info"))
+
+
+class SettleBatch:
+    """The default send step: every batch settled by ``syncd.core.isolate.settle_batch``.
+
+    A batch the CMDB refuses as a whole is not lost: details the refusal names fail,
+    the rest is sent again; an unnamed parameter refusal is bisected within the
+    cycle's :class:`IsolationBudget` (shared by every relation); a relation-level
+    refusal stops the relation's other isolations too. Isolation requests go through
+    the same client (rate limit, concurrency, retries).
+    """
+
+    def __init__(self, budget: int, closed: asyncio.Event) -> None:
+        self.limit = budget
+        self.closed = closed
+        self.budget = IsolationBudget(budget)
+        self.refused: set[str] = set()
+
+    def begin_cycle(self) -> None:
+        """A new cycle: a full budget, no relation refused yet."""
+        self.budget = IsolationBudget(self.limit)
+        self.refused = set()
+
+    async def __call__(
+        self, client: CmdbClient, rel: RelationSettings, details: Details
+    ) -> BatchOutcome:
+        async def send(chunk: Sequence[Detail]) -> Answer:
+            return await client.batch_create(
+                rel.bk_obj_id, rel.bk_asst_obj_id, rel.bk_obj_asst_id, list(chunk)
+            )
+
+        def stop() -> bool:
+            return self.closed.is_set() or rel.name in self.refused
+
+        settled = await settle_batch(
+            details,
+            send,
+            looked_up=looked_up_sides(rel.bk_obj_id, rel.bk_asst_obj_id),
+            budget=self.budget,
+            stop=stop,
+        )
+        if settled.refusal is not None:
+            self.refused.add(rel.name)
+        return batch_outcome(details, settled, verbose=wants("info"))
+
+
+def refusal(rel: RelationSettings, answer: Answer) -> RelationRefused:
+    """The relation-level refusal an answer says (its verdict is RELATION)."""
+    return RelationRefused(
+        f"the CMDB refused {rel.bk_obj_asst_id}: {answer.error}",
+        answer.hint,
+        permission=answer.permission,
+        request_id=answer.request_id,
+    )
+
+
+CANCELLED = "request abandoned: the shutdown deadline passed or the relation failed"
+
+
+class PairObserver(Protocol):
+    def record_pair(self, relation: str, outcome: str, n: int = 1) -> None: ...
+    def record_isolation(self, relation: str, requests: int) -> None: ...
+
+
+class Applier:
+    """Sends a relation's batches and deletes, at most the client's concurrency at once."""
+
+    def __init__(
+        self,
+        client: CmdbClient,
+        known: Known,
+        sync: SyncSettings,
+        *,
+        observer: PairObserver | None = None,
+        send: SendBatch | None = None,
+    ) -> None:
+        self.client = client
+        self.known = known
+        self.sync = sync
+        self.observer = observer
+        self.closed = asyncio.Event()
+        """Set on stop: no new request starts; those in flight finish."""
+        self.send: SendBatch = (
+            send if send is not None else SettleBatch(sync.isolation_budget, self.closed)
+        )
+        self.hosts = HostCheck(client, sync.key_cache_ttl) if sync.host_precheck != "off" else None
+        self._sent_before: set[str] = set()
+        """Relations that sent host pairs in an earlier cycle of this process."""
+        self._met_missing_host: set[str] = set()
+        """Relations whose last cycle that sent anything met a missing host."""
+        # The client's concurrency, counted at launch so that a stop leaves queued
+        # batches unsent instead of queued inside the client.
+        self._window = asyncio.Semaphore(client.settings.concurrency)
+        self._batch_ids = itertools.count(1)
+        self.on_progress: Callable[[int, int], None] | None = None
+        self.progress = [0, 0]
+
+    def begin_cycle(self, *, resync: bool = False) -> None:
+        """A new cycle: progress from zero, a full isolation budget; SIGHUP also forgets
+        which hosts were confirmed."""
+        self.progress = [0, 0]
+        if isinstance(self.send, SettleBatch):
+            self.send.begin_cycle()
+        if resync and self.hosts is not None:
+            self.hosts.forget()
+
+    async def create(
+        self, rel: RelationSettings, batches: list[list[PairKey]], report: RelationReport
+    ) -> None:
+        """Send every batch; raises RelationRefused once the CMDB refused the relation."""
+        refused: list[RelationRefused] = []
+        if batches and any(host_sides(rel.bk_obj_id, rel.bk_asst_obj_id)):
+            precheck = self._wants_precheck(rel.name)
+            self._sent_before.add(rel.name)
+            self._met_missing_host.discard(rel.name)  # this cycle's answers decide again
+            if precheck:
+                batches = await self._precheck(rel, batches, report, refused)
+        self.progress[1] += sum(len(b) for b in batches)
+        async with asyncio.TaskGroup() as tg:
+            for batch in batches:
+                await self._window.acquire()
+                if self.closed.is_set() or refused:
+                    self._window.release()
+                    break
+                tg.create_task(self._create_one(rel, [unpack(k) for k in batch], report, refused))
+        if refused:
+            raise refused[0]
+
+    def _wants_precheck(self, name: str) -> bool:
+        """``on``: always. ``auto``: on a relation's first sending cycle (a first sync sends
+        many hosts at once) and while its last sending cycle met a missing host; a clean
+        relation then reacts to the rare refusal instead of paying a read each cycle."""
+        if self.hosts is None:
+            return False
+        if self.sync.host_precheck == "on":
+            return True
+        return name not in self._sent_before or name in self._met_missing_host
+
+    async def _precheck(
+        self,
+        rel: RelationSettings,
+        batches: list[list[PairKey]],
+        report: RelationReport,
+        refused: list[RelationRefused],
+    ) -> list[list[PairKey]]:
+        """Hold back pairs naming hosts the CMDB does not have, without sending them."""
+        assert self.hosts is not None
+        sides = host_sides(rel.bk_obj_id, rel.bk_asst_obj_id)
+        ids = {
+            pair[side]
+            for batch in batches
+            for pair in map(unpack, batch)
+            for side in (0, 1)
+            if sides[side]
+        }
+        try:
+            missing = await self.hosts.missing(ids)
+        except CmdbError as exc:
+            # Not fatal: the sends will meet the refusals and react to them.
+            log.warning("host_precheck_failed", error=str(exc))
+            return batches
+        if not missing:
+            return batches
+        kept: list[list[PairKey]] = []
+        stale: list[tuple[int, int, IndexKind]] = []
+        for batch in batches:
+            keep, gone = split_stale([unpack(k) for k in batch], missing, sides)
+            stale.extend(gone)
+            if not gone:
+                kept.append(batch)
+            elif keep:
+                kept.append([pack(s, d) for s, d in keep])
+        if stale:
+            self.record(rel, next(self._batch_ids), stale_outcome(stale), report, refused)
+        return kept
+
+    async def _create_one(
+        self,
+        rel: RelationSettings,
+        details: Details,
+        report: RelationReport,
+        refused: list[RelationRefused],
+    ) -> None:
+        batch_id = next(self._batch_ids)
+        slot = Slot(self._window)  # lent out while the client backs off
+        try:
+            self.known.intend(rel.name, details)  # durable before the request leaves
+            try:
+                with slot.bound():
+                    outcome = await self.send(self.client, rel, details)
+            except asyncio.CancelledError:
+                lost = whole_failure(details, CANCELLED)
+                log_pairs(lost.lines, batch=batch_id, request_id=None)
+                report.failed += len(details)
+                raise
+        finally:
+            slot.release()
+        report.sent += len(details)
+        self.record(rel, batch_id, outcome, report, refused)
+        self.progress[0] += len(details)
+        if self.on_progress is not None:
+            self.on_progress(self.progress[0], self.progress[1])
+
+    def record(
+        self,
+        rel: RelationSettings,
+        batch_id: int,
+        outcome: BatchOutcome,
+        report: RelationReport,
+        refused: list[RelationRefused],
+    ) -> None:
+        """Store the outcome (one transaction), count it, log its lines."""
+        answer = outcome.answer
+        if answer is not None and outcome.refusal is not None and not refused:
+            refused.append(refusal(rel, answer))
+        self.known.record(rel.name, outcome, self._schedule(rel.name, outcome))
+        report.created += len(outcome.created)
+        report.exists += len(outcome.exists)
+        report.failed += len(outcome.failed)
+        if self.observer is not None:
+            for name, rows in (("created", outcome.created), ("exists", outcome.exists)):
+                self.observer.record_pair(rel.name, name, len(rows))
+            self.observer.record_pair(rel.name, "failed", len(outcome.failed))
+        sides = host_sides(rel.bk_obj_id, rel.bk_asst_obj_id)
+        if any(
+            (f.kind is IndexKind.MISSING_SOURCE and sides[0])
+            or (f.kind is IndexKind.MISSING_TARGET and sides[1])
+            for f in outcome.failed
+        ):
+            self._met_missing_host.add(rel.name)
+        report.isolation_requests += outcome.isolation_requests
+        report.deferred += len(outcome.deferred)
+        if self.observer is not None:
+            self.observer.record_isolation(rel.name, outcome.isolation_requests)
+        groups = outcome.request_groups()
+        batches = [batch_id] + [next(self._batch_ids) for _ in groups[1:]]
+        for number, group in zip(batches, groups, strict=True):
+            log_pairs(group.lines, batch=number, request_id=group.request_id)
+        if outcome.isolation_requests or outcome.deferred:
+            log.info(
+                "batch_isolated",
+                batch=batch_id,
+                batches=batches,
+                isolation_requests=outcome.isolation_requests,
+                failed=len(outcome.failed),
+                deferred=len(outcome.deferred),
+                error=answer.error if answer is not None else None,
+            )
+
+    def _schedule(self, name: str, outcome: BatchOutcome) -> list[Failed]:
+        """When each failed pair may be sent again (per-pair backoff)."""
+        now = self.known.clock()
+        per_index = [f for f in outcome.failed if f.kind is not None]
+        attempts = (
+            self.known.store.failure_attempts(name, [pack(f.src, f.dst) for f in per_index])
+            if per_index
+            else {}
+        )
+        rows: list[Failed] = []
+        for f in outcome.failed:
+            when: float | None = now
+            if f.kind is not None:
+                n = attempts.get(pack(f.src, f.dst), 0) + 1
+                when = pair_next_attempt(
+                    f.kind,
+                    n,
+                    now,
+                    self.sync.pair_backoff_base,
+                    self.sync.pair_backoff_cap,
+                    isolated=f.isolated,
+                )
+            rows.append(Failed(f.src, f.dst, f.reason, f.message, when))
+        return rows
+
+    # -- deletes ----------------------------------------------------------------
+
+    async def delete(
+        self, rel: RelationSettings, keys: list[PairKey], report: RelationReport
+    ) -> None:
+        """Delete owned pairs that left the source, 500 ids a request, same limits as creates."""
+        ids = self.known.store.association_ids(rel.name, keys)
+        targets = [(k, i) for k in keys if (i := ids.get(k)) is not None]
+        if len(targets) < len(keys):
+            log.warning(
+                "prune_skipped_without_id",
+                pairs=len(keys) - len(targets),
+                hint="their association ids are unknown; they are retried after a lookup",
+            )
+        async with asyncio.TaskGroup() as tg:
+            for i in range(0, len(targets), PAGE_LIMIT):
+                await self._window.acquire()
+                if self.closed.is_set():
+                    self._window.release()
+                    break
+                tg.create_task(self._delete_one(rel, targets[i : i + PAGE_LIMIT], report))
+
+    async def _delete_one(
+        self, rel: RelationSettings, chunk: list[tuple[PairKey, int]], report: RelationReport
+    ) -> None:
+        batch_id = next(self._batch_ids)
+        slot = Slot(self._window)
+        try:
+            with slot.bound():
+                answer = await self.client.delete_associations(rel.bk_obj_id, [i for _, i in chunk])
+        finally:
+            slot.release()
+        ok = answer.verdict is Verdict.OK
+        if ok:
+            # Unknown ids are skipped by the CMDB: a pair already gone counts as deleted.
+            self.known.remove(rel.name, [k for k, _ in chunk])
+            report.deleted += len(chunk)
+            if self.observer is not None:
+                self.observer.record_pair(rel.name, "deleted", len(chunk))
+        else:
+            report.delete_failed += len(chunk)
+        extra: dict[str, Any] = {} if ok else {"error": answer.error}
+        lines = [
+            (
+                "info" if ok else "warning",
+                pair_fields(
+                    "deleted" if ok else "failed",
+                    "delete",
+                    index,
+                    *unpack(key),
+                    association_id=assoc_id,
+                    **extra,
+                ),
+            )
+            for index, (key, assoc_id) in enumerate(chunk)
+        ]
+        log_pairs(lines, batch=batch_id, request_id=answer.request_id)

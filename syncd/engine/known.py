@@ -1,0 +1,210 @@
+"""The known state: which pairs are in the CMDB, in memory and in the state store.
+
+The in-memory mirror (a set of PairKeys per relation, for set arithmetic at C
+speed) and the store change together, here and nowhere else. Known state comes
+from three places: memory, the state file after a restart, or the CMDB itself
+(a resync, the first time and on SIGHUP).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable
+from typing import Protocol
+
+import structlog
+
+from syncd.cmdb.client import CmdbClient, CmdbError
+from syncd.config.settings import RelationSettings
+from syncd.core.batching import Mapping
+from syncd.core.outcome import BatchOutcome
+from syncd.core.pairs import PairKey, pack
+from syncd.state import Created, Failed, Seen, StateStore
+from syncd.support.tasks import nothing, together
+
+log = structlog.get_logger("syncd")
+
+
+class RelationRefused(Exception):
+    """The CMDB refused the relation as a whole (credentials, permission, model).
+
+    Logged once, as ``relation_refused`` with ``fix``, however it was refused.
+    """
+
+    def __init__(
+        self,
+        error: str,
+        fix: str,
+        *,
+        permission: object = None,
+        request_id: str | None = None,
+    ) -> None:
+        super().__init__(f"{error}; {fix}")
+        self.error = error
+        self.fix = fix
+        self.permission = permission
+        self.request_id = request_id
+
+
+class ListObserver(Protocol):
+    """Told when a relation's full list (resync) starts and ends (the informer's watch)."""
+
+    def list_started(self, rel: RelationSettings) -> None: ...
+    def list_finished(self, rel: RelationSettings, *, ok: bool) -> None: ...
+
+
+class Known:
+    """Known pairs per relation: the mirror, the store, and the CMDB reads behind them."""
+
+    def __init__(self, client: CmdbClient, store: StateStore, clock: Callable[[], float]) -> None:
+        self.client = client
+        self.store = store
+        self.clock = clock
+        self._pairs: dict[str, set[PairKey]] = {}
+        self._mapping: dict[str, Mapping] = {}
+        self.lists: ListObserver | None = None
+
+    def pairs(self, name: str) -> set[PairKey]:
+        """The mirror (empty for a relation not observed yet)."""
+        return self._pairs.get(name, set())
+
+    def count(self, name: str) -> int:
+        return len(self._pairs.get(name, ()))
+
+    def mapping(self, name: str) -> Mapping:
+        return self._mapping[name]
+
+    # -- observing ------------------------------------------------------------
+
+    async def observe(self, rel: RelationSettings, *, resync: bool) -> tuple[set[PairKey], bool]:
+        """(known pairs, whether they were just read from the CMDB); loads the mapping too."""
+        need_mapping = resync or rel.name not in self._mapping
+        mapping = self.load_mapping(rel) if need_mapping else nothing()
+        _, resynced = await together(mapping, self._load(rel, resync=resync))
+        return self._pairs[rel.name], resynced
+
+    async def _load(self, rel: RelationSettings, *, resync: bool) -> bool:
+        if resync or not self.store.has_resynced(rel.name):
+            await self.resync(rel)
+            return True
+        if rel.name not in self._pairs:
+            # A million rows take a while: off the event loop, beside the source read.
+            self._pairs[rel.name] = await self.store.load_known_keys(rel.name)
+        return False
+
+    async def read_cmdb(self, rel: RelationSettings) -> set[PairKey]:
+        """What the CMDB holds now, without touching the state (``syncd plan``)."""
+        _, known = await together(self.load_mapping(rel), self._read(rel))
+        return known  # type: ignore[no-any-return]
+
+    async def _read(self, rel: RelationSettings) -> set[PairKey]:
+        known: set[PairKey] = set()
+        async for page in self.client.iter_associations(rel.bk_obj_id, rel.bk_obj_asst_id):
+            known.update(pack(s, d) for s, d, _ in page)
+        return known
+
+    async def load_mapping(self, rel: RelationSettings) -> None:
+        row = await self.client.find_object_association(rel.bk_obj_asst_id)
+        if row is None:
+            raise RelationRefused(
+                f"model association {rel.bk_obj_asst_id!r} does not exist in the CMDB",
+                "create it there or fix the relation's bk_obj_asst_id",
+            )
+        self._mapping[rel.name] = Mapping.parse(row.get("mapping"))
+
+    async def resync(self, rel: RelationSettings) -> None:
+        """Rebuild known state for one relation from the CMDB itself.
+
+        Pages are staged as they arrive and swapped in at the end in one
+        transaction: a crash or a failed read mid-resync leaves the old state.
+        Held-back pairs are released for the next try; their attempt counts stay.
+        """
+        name = rel.name
+        known: set[PairKey] = set()
+        self.store.begin_resync(name)
+        if self.lists is not None:
+            self.lists.list_started(rel)
+        try:
+            async for page in self.client.iter_associations(rel.bk_obj_id, rel.bk_obj_asst_id):
+                self.store.stage_resync(name, page)
+                known.update(pack(s, d) for s, d, _ in page)
+            added, removed = self.store.finish_resync(name, self.clock())
+        except BaseException:
+            self.store.abort_resync(name)
+            if self.lists is not None:
+                self.lists.list_finished(rel, ok=False)
+            raise
+        # A resync is the operator's word: accept the source's current size as the baseline.
+        self.store.set_prune_baseline(name, 0)
+        self._pairs[name] = known
+        log.info("resync", in_cmdb=len(known), added=added, removed=removed)
+        if self.lists is not None:
+            self.lists.list_finished(rel, ok=True)
+
+    # -- changing -------------------------------------------------------------
+
+    def intend(self, name: str, details: list[tuple[int, int]]) -> None:
+        """Before a create leaves: the pairs are in flight (durably), so an answer lost
+        on the way back still leaves them owned."""
+        self.store.intend(name, details, self.clock())
+
+    def record(self, name: str, outcome: BatchOutcome, failed: list[Failed]) -> None:
+        """One answer: store it in one transaction, then mirror what is now in the CMDB."""
+        self.store.record_answer(
+            name,
+            created=[Created(*row) for row in outcome.created],
+            exists=[Seen(*row) for row in outcome.exists],
+            failed=failed,
+            answered=[(f.src, f.dst) for f in outcome.failed if f.kind is not None],
+            now=self.clock(),
+        )
+        known = self._pairs[name]
+        known.update([pack(s, d) for s, d, _ in outcome.created])
+        known.update([pack(s, d) for s, d, _ in outcome.exists])
+
+    def holds(self, name: str, keys: Iterable[PairKey]) -> set[PairKey]:
+        """Which of ``keys`` are known (the mirror, or the store before it is loaded)."""
+        keys = set(keys)
+        if name in self._pairs:
+            return keys & self._pairs[name]
+        return {k for k, _ in self.store.association_ids(name, keys).items()}
+
+    def observed(
+        self, name: str, created: list[tuple[int, int, int | None]], deleted: list[PairKey]
+    ) -> None:
+        """Changes someone made in the CMDB (watch events): created pairs become known,
+        never owned; deleted ones are forgotten. Written to the store, then the mirror."""
+        if created:
+            self.store.record_answer(name, exists=[Seen(*row) for row in created], now=self.clock())
+        if deleted:
+            self.store.remove(name, deleted)
+        mirror = self._pairs.get(name)
+        if mirror is not None:
+            mirror.update([pack(s, d) for s, d, _ in created])
+            mirror.difference_update(deleted)
+
+    def remove(self, name: str, keys: Iterable[PairKey]) -> None:
+        """Pairs syncd deleted from the CMDB."""
+        keys = list(keys)
+        self.store.remove(name, keys)
+        self._pairs[name].difference_update(keys)
+
+    async def fill_association_ids(self, rel: RelationSettings) -> None:
+        """Pairs that came back "already exists" get their ids, looked up in bulk."""
+        missing = self.store.missing_association_ids(rel.name)
+        if not missing:
+            return
+        try:
+            found = await self.client.lookup_association_ids(
+                rel.bk_obj_id, rel.bk_obj_asst_id, missing
+            )
+        except CmdbError as exc:
+            log.warning("association_id_lookup_failed", error=str(exc))
+            return
+        self.store.set_association_ids(rel.name, [(s, d, i) for (s, d), i in found.items()])
+        gone = len(missing) - len(found)
+        if gone:
+            log.warning(
+                "association_ids_missing",
+                missing=gone,
+                hint="pairs known to syncd were not found in the CMDB; SIGHUP resyncs",
+            )

@@ -1,0 +1,112 @@
+"""What a cycle did: one RelationReport per relation, summed into a CycleReport.
+
+The ``relation`` and ``cycle`` log lines and the health/status summaries are
+built from these, so a field added here reaches all of them.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+from syncd.core.plan import UnresolvedKey
+
+
+@dataclass
+class RelationReport:
+    """What one relation's cycle did; logged as ``event=relation``."""
+
+    relation: str
+    desired: int = 0
+    known: int = 0
+    sent: int = 0
+    created: int = 0
+    exists: int = 0
+    failed: int = 0
+    held: int = 0
+    deferred: int = 0
+    pending: int = 0
+    """Planned creates not answered created/exists (stopped, refused, failed)."""
+    bad_records: int = 0
+    unresolved: int = 0
+    unresolved_keys: list[UnresolvedKey] = field(default_factory=list, repr=False)
+    """Keys that resolved to no instance (or to two), with their record and source."""
+    source_counts: dict[str, int] = field(default_factory=dict)
+    """What the source counted besides bad records (e.g. NetBox's ignored cables)."""
+    absent: int = 0
+    deleted: int = 0
+    delete_failed: int = 0
+    isolation_requests: int = 0
+    """Batch-create requests beyond each batch's first, to settle whole-request refusals."""
+    prune_blocked: str | None = None
+    resynced: bool = False
+    error: str | None = None
+    duration: float = 0.0
+
+    @property
+    def converged(self) -> bool:
+        """Nothing is left to do: every desired pair is in the CMDB.
+
+        Counted from what is left (not ``known >= desired``: known may hold pairs
+        the source no longer has while desired ones are missing).
+        """
+        return (
+            self.error is None
+            and self.pending == 0
+            and self.failed == 0
+            and self.held == 0
+            and self.deferred == 0
+            and self.unresolved == 0
+        )
+
+    def log_fields(self) -> dict[str, Any]:
+        """The ``relation`` line's fields (name and model id come from the bound context)."""
+        fields = asdict(self)
+        fields["duration"] = round(self.duration, 3)
+        fields.pop("relation")
+        fields.pop("unresolved_keys")
+        return fields
+
+
+@dataclass
+class CycleReport:
+    relations: list[RelationReport] = field(default_factory=list)
+    duration: float = 0.0
+    partial: bool = False
+    """Only some relations ran (a push asked for them), not every one."""
+
+    def updated_by(self, newer: CycleReport) -> CycleReport:
+        """This report with the relations ``newer`` ran replaced by their newer reports:
+        after a partial cycle, what every relation last did (readiness must not forget a
+        relation that failed in the last full cycle)."""
+        fresh = {r.relation: r for r in newer.relations}
+        merged = [fresh.pop(r.relation, r) for r in self.relations]
+        return CycleReport([*merged, *fresh.values()], newer.duration)
+
+    def total(self, name: str) -> int:
+        return sum(int(getattr(r, name)) for r in self.relations)
+
+    @property
+    def ok(self) -> bool:
+        """No relation-level failure (the readiness signal)."""
+        return all(r.error is None for r in self.relations)
+
+    @property
+    def converged(self) -> bool:
+        return all(r.converged for r in self.relations)
+
+    def summary(self) -> dict[str, Any]:
+        return {
+            "desired": self.total("desired"),
+            "known": self.total("known"),
+            "sent": self.total("sent"),
+            "isolation_requests": self.total("isolation_requests"),
+            "created": self.total("created"),
+            "exists": self.total("exists"),
+            "failed": self.total("failed"),
+            "held": self.total("held"),
+            "unresolved": self.total("unresolved"),
+            "deleted": self.total("deleted"),
+            "relations_failed": sum(1 for r in self.relations if r.error is not None),
+            "duration": round(self.duration, 3),
+        }

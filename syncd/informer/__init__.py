@@ -1,0 +1,3 @@
+"""List + watch: follow the CMDB's association events after a relation's list, repair drift,
+relist on gaps.
+"""

@@ -1,0 +1,3 @@
+"""The long-running process: the daemon, its ops server, health, metrics, systemd notify,
+pushes and webhooks.
+"""

@@ -1,0 +1,409 @@
+"""The daemon: wires config, state, client and engine together; owns lifecycle and signals.
+
+Signals only set flags and wake the loop; all work happens in the loop.
+SIGHUP asks for a full resync at the next opportunity (now, if idle).
+SIGTERM/SIGINT stop taking new batches, let requests in flight finish within
+``sync.shutdown_deadline``, and exit 0; a second one exits at once (state is
+transactional, so even that leaves it consistent).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import functools
+import os
+import signal
+import threading
+import time
+from collections import deque
+from collections.abc import AsyncIterator, Collection
+
+import structlog
+
+from syncd.cmdb.client import CmdbClient
+from syncd.config.settings import Settings
+from syncd.engine.reconcile import Reconciler
+from syncd.engine.report import CycleReport, RelationReport
+from syncd.informer.watch import Watcher
+from syncd.runtime.control import ControlError, remove_pidfile, write_pidfile
+from syncd.runtime.health import Health
+from syncd.runtime.metrics import Metrics
+from syncd.runtime.notify import SystemdNotifier
+from syncd.runtime.ops import OpsServer
+from syncd.runtime.progress import ProgressBar
+from syncd.runtime.push import PushSources
+from syncd.sources.watch import watch_file
+from syncd.state import StateError, StateLocked, StateStore
+from syncd.state.db import stop_waiting
+from syncd.support.log import relation_context
+from syncd.support.sections import FileSourceSettings
+
+log = structlog.get_logger("syncd")
+
+REPORTS_KEPT = 16
+EXIT_GRACE = 2.0
+"""Seconds past ``shutdown_deadline`` after the first stop signal before a forced exit."""
+EX_TEMPFAIL = 75
+"""Exit status when the state file is held by another syncd (sysexits' EX_TEMPFAIL)."""
+
+
+class Daemon:
+    """One syncd process."""
+
+    def __init__(
+        self,
+        settings: Settings,
+        *,
+        once: bool = False,
+        max_cycles: int | None = None,
+        progress: ProgressBar | None = None,
+    ) -> None:
+        self.settings = settings
+        self.once = once
+        self.max_cycles = 1 if once else max_cycles
+        self._stop = asyncio.Event()
+        self._wake = asyncio.Event()
+        self._resync = False
+        self._pending: set[str] = set()
+        self._everything = False
+        self._signals = 0
+        self.engine: Reconciler | None = None
+        self._watcher: Watcher | None = None
+        self._client: CmdbClient | None = None
+        self._state_error: str | None = None
+        self._event_loop: asyncio.AbstractEventLoop | None = None
+        self._stop_signalled = False
+        self._exit_guard: threading.Timer | None = None
+        self.last_report: CycleReport | None = None
+        self.reports: deque[CycleReport] = deque(maxlen=REPORTS_KEPT)
+        """The last few cycles' reports (a daemon runs for months: not all of them)."""
+        self.notifier = SystemdNotifier.from_env()
+        self.metrics = Metrics(sync_interval=settings.sync.interval)
+        # Ready means: the last cycle ended without a relation-level failure, and
+        # recently: one slow cycle is tolerated, two missed ones are not.
+        self.health = Health(max_age=2 * settings.sync.interval + 60)
+        self.metrics.report_readiness(lambda: self.health.ready()[0])
+        self.ops_url: str | None = None
+        self.progress = progress
+
+    # -- signals -------------------------------------------------------------
+
+    def request_resync(self) -> None:
+        """SIGHUP, ``syncd resync``, POST /resync: a full resync at the next turn."""
+        log.info("resync_requested")
+        self._resync = True
+        self._wake.set()
+        # systemd shows "reloading" until the resync cycle is done (READY=1 again).
+        self.notifier.reloading()
+
+    def request_cycle(self, reason: str, relations: Collection[str] | None = None) -> None:
+        """Run a cycle now (a source pushed or a watched file changed), of ``relations``
+        only when given; not a resync. Requests before the cycle starts coalesce."""
+        scope = {} if relations is None else {"relations": sorted(relations)}
+        log.info("cycle_requested", reason=reason, **scope)
+        if relations is None:
+            self._everything = True
+        else:
+            self._pending.update(relations)
+        self._wake.set()
+
+    def _take_scope(self, full: bool) -> set[str] | None:
+        """The relations the next cycle runs: None for every one (the interval, SIGHUP, a
+        request for all), else those pushes asked for since the last cycle began."""
+        pending, everything = self._pending, self._everything or full
+        self._pending, self._everything = set(), False
+        return None if everything or not pending else pending
+
+    def request_stop(self, signum: int | None = None) -> None:
+        if self._stop.is_set():
+            log.warning("second_stop_signal", signal=signum, action="exit now")
+            os._exit(128 + (signum or signal.SIGTERM))
+        self._arm_exit_guard(signum)
+        log.info("stopping", signal=signum, deadline=self.settings.sync.shutdown_deadline)
+        self._stop.set()
+        self._wake.set()
+        self.notifier.stopping()
+        if self.engine is not None:
+            self.engine.stop()
+
+    def _arm_exit_guard(self, signum: int | None) -> None:
+        """Whatever still runs after the deadline (a worker thread, a wait inside SQLite)
+        cannot keep the process: a timer thread ends it a moment after."""
+        if self._exit_guard is not None:
+            return
+        grace = self.settings.sync.shutdown_deadline + EXIT_GRACE
+        code = 128 + (signum or signal.SIGTERM)
+
+        def force() -> None:
+            log.error("shutdown_forced", waited=grace, action="exit now")
+            os._exit(code)
+
+        self._exit_guard = threading.Timer(grace, force)
+        self._exit_guard.daemon = True
+        self._exit_guard.start()
+
+    def _on_stop_signal(self, signum: int, _frame: object) -> None:
+        """SIGTERM/SIGINT, handled in Python (not by the loop): it runs even while the loop
+        thread waits in a state write, and the loop hears of it at once."""
+        if self._stop_signalled:
+            os._exit(128 + signum)  # the second one: at once, the state is transactional
+        self._stop_signalled = True
+        self._arm_exit_guard(signum)
+        stop_waiting.set()  # a state write waiting on another program's lock gives up
+        if self._event_loop is not None:
+            self._event_loop.call_soon_threadsafe(self.request_stop, signum)
+
+    def _install_signals(self, loop: asyncio.AbstractEventLoop) -> None:
+        self._event_loop = loop
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            signal.signal(sig, self._on_stop_signal)
+        loop.add_signal_handler(signal.SIGHUP, self.request_resync)
+        # Held since the first instruction (syncd/__main__.py): any pending one is a resync.
+        signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGHUP})
+
+    def _remove_signals(self, loop: asyncio.AbstractEventLoop) -> None:
+        loop.remove_signal_handler(signal.SIGHUP)
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            signal.signal(sig, signal.SIG_DFL)
+        if self._exit_guard is not None:
+            self._exit_guard.cancel()
+
+    # -- lifecycle -------------------------------------------------------------
+
+    async def run(self) -> int:
+        """Run until stopped (or one cycle for ``once``); returns the exit status.
+
+        Start-up enters every resource into one exit stack, so shutdown releases
+        exactly what was acquired, in reverse order, whatever failed on the way.
+        """
+        try:
+            async with contextlib.AsyncExitStack() as stack:
+                await self._startup(stack)
+                return await self._loop(stack)
+        except StateLocked as exc:
+            log.error("state_locked", error=str(exc), holder=exc.holder)
+            return EX_TEMPFAIL
+        raise AssertionError("unreachable")  # pragma: no cover (mypy: the stack may swallow)
+
+    async def _startup(self, stack: contextlib.AsyncExitStack) -> None:
+        """Signals, state, helper tasks, ops server, pidfile, client: each undone by the stack.
+
+        A state store that cannot be opened now (read-only, disk full, a newer schema) does
+        not stop the start: every cycle fails with one line until it can be (see
+        :meth:`_engine`); only another syncd holding it does (exit 75).
+        """
+        loop = asyncio.get_running_loop()
+        self._install_signals(loop)
+        stack.callback(self._stopped, loop)
+        store = self._open_state(stack)
+        push = PushSources(self.settings, self.request_cycle)
+        await stack.enter_async_context(self._helpers(push))
+        if self.settings.ops.enabled and not self.once:
+            ops = OpsServer(
+                self.health,
+                self.metrics,
+                self.request_resync,
+                host=self.settings.ops.host,
+                port=self.settings.ops.port,
+                routes=push.routes(),
+            )
+            self.ops_url = await ops.start()
+            stack.push_async_callback(ops.stop)
+        self._write_pidfile(stack)
+        watching = self.settings.sync.watch and not self.once
+        objects = {r.bk_obj_id for r in self.settings.relations} if watching else set()
+        client = await stack.enter_async_context(
+            CmdbClient(self.settings.cmdb, observer=self.metrics, watch_slots=len(objects))
+        )
+        stack.callback(self._stopping)
+        self._client = client
+        if store is not None:
+            self._make_engine(store)
+        log.info(
+            "started",
+            relations=[r.name for r in self.settings.relations],
+            state=str(self.settings.state.path),
+            gateway=self.settings.cmdb.gateway,
+            ops=self.ops_url,
+            pid=os.getpid(),
+        )
+        self.notifier.ready()
+        self.notifier.status("started; first cycle running")
+
+    def _open_state(self, stack: contextlib.AsyncExitStack) -> StateStore | None:
+        """The state store, closed by the stack; None (and one line) if it cannot be used now."""
+        path = self.settings.state.path
+        try:
+            store, warning = StateStore.open(path, lock=True)
+        except StateLocked:
+            raise
+        except StateError as exc:
+            self._state_error = str(exc)
+            log.error("state_unavailable", path=str(path), error=str(exc))
+            return None
+        stack.callback(store.close)
+        self._state_error = None
+        if warning:
+            log.warning("state_rebuilt", path=str(path), reason=warning)
+        return store
+
+    def _make_engine(self, store: StateStore) -> Reconciler:
+        assert self._client is not None, "the client opens before the engine is made"
+        self.engine = Reconciler(self.settings, self._client, store, observer=self.metrics)
+        self.engine.apply.on_progress = self.progress
+        if self._stop.is_set():
+            self.engine.stop()
+        return self.engine
+
+    def _engine(self, stack: contextlib.AsyncExitStack) -> Reconciler | None:
+        """The engine; the first turns after a failed open try the state store again."""
+        if self.engine is None:
+            store = self._open_state(stack)
+            if store is not None:
+                log.info("state_available", path=str(self.settings.state.path))
+                self._make_engine(store)
+        return self.engine
+
+    async def _start_watch(self, stack: contextlib.AsyncExitStack, engine: Reconciler) -> None:
+        """The CMDB watch (syncd.informer.watch), before the engine's first cycle: its "from now"
+        must precede the first list. Undone by the stack before the client closes."""
+        if not self.settings.sync.watch or self.once:
+            return
+        self._watcher = Watcher(self.settings, engine, observer=self.metrics)
+        self.health.watch = self._watcher.snapshot
+        await stack.enter_async_context(self._watcher.running())
+
+    def _state_unavailable_cycle(self) -> CycleReport:
+        """A cycle without a state store: each relation fails with one line, nothing is sent."""
+        error = f"state store unavailable: {self._state_error}"
+        reports = []
+        for rel in self.settings.relations:
+            with relation_context(rel.name, rel.bk_obj_asst_id, 0):
+                log.error("relation_failed", error=error)
+            reports.append(RelationReport(rel.name, error=error))
+        report = CycleReport(reports, 0.0)
+        self.metrics.record_cycle(0.0, ok=False)
+        log.info("cycle", **report.summary(), stopped=self._stop.is_set())
+        return report
+
+    @contextlib.asynccontextmanager
+    async def _helpers(self, push: PushSources) -> AsyncIterator[None]:
+        """Heartbeat, watchdog, file watchers and push sources (NetBox webhooks, watched
+        commands: see syncd/runtime/push.py): running inside, cancelled and reaped after."""
+        helpers_stop = asyncio.Event()
+        tasks = [asyncio.create_task(self.health.heartbeat_loop(helpers_stop))]
+        if self.notifier.watchdog_interval() is not None:
+            tasks.append(asyncio.create_task(self.notifier.watchdog_loop(helpers_stop)))
+        if not self.once:
+            for rel in self.settings.relations:
+                for src in rel.source_settings():
+                    if not (isinstance(src, FileSourceSettings) and src.watch):
+                        continue
+                    why = f"{rel.name}: {src.path} changed"
+                    wake = functools.partial(self.request_cycle, why, [rel.name])
+                    watcher = watch_file(src.path, wake, src.watch_interval, helpers_stop)
+                    tasks.append(asyncio.create_task(watcher))
+            tasks.extend(push.start(helpers_stop))
+        try:
+            yield
+        finally:
+            helpers_stop.set()
+            for task in tasks:
+                task.cancel()
+            await asyncio.gather(*tasks, return_exceptions=True)
+            push.close()
+
+    def _write_pidfile(self, stack: contextlib.AsyncExitStack) -> None:
+        pidfile = self.settings.ops.pidfile
+        if pidfile is None:
+            return
+        try:
+            write_pidfile(pidfile)
+        except (ControlError, OSError) as exc:
+            log.warning("pidfile_not_written", path=str(pidfile), error=str(exc))
+            return
+        stack.callback(remove_pidfile, pidfile)
+
+    def _stopping(self) -> None:
+        """First thing on the way out: the progress bar goes, systemd hears "stopping"."""
+        if self.progress is not None:
+            self.progress.close()
+        self.notifier.stopping()
+
+    def _stopped(self, loop: asyncio.AbstractEventLoop) -> None:
+        """Last thing on the way out."""
+        self._remove_signals(loop)
+        self.notifier.stopping()
+        self.notifier.close()
+        log.info("stopped")
+
+    async def _loop(self, stack: contextlib.AsyncExitStack) -> int:
+        cycles = 0
+        full_due = 0.0  # when the next cycle runs every relation: an interval after the last
+        while not self._stop.is_set():
+            resync, self._resync = self._resync, False
+            only = self._take_scope(resync or time.monotonic() >= full_due)
+            self._wake.clear()
+            engine = self._engine(stack)
+            if engine is not None and self._watcher is None:
+                await self._start_watch(stack, engine)
+            if engine is None:
+                report: CycleReport | None = self._state_unavailable_cycle()
+            else:
+                report = await self._run_cycle(engine, resync, only)
+            if only is None:
+                full_due = time.monotonic() + self.settings.sync.interval
+            cycles += 1
+            if resync:
+                self.notifier.ready()
+            if report is not None:
+                self.reports.append(report)
+                if only is not None and self.last_report is not None:
+                    report = self.last_report.updated_by(report)
+                self.last_report = report
+                summary = report.summary()
+                self.health.cycle_finished(report.ok, summary)
+                self.notifier.status(
+                    "last cycle: {desired} desired, {created} created, {exists} existed, "
+                    "{failed} failed, {held} held back, {relations_failed} relation(s) failed, "
+                    "{duration}s".format(**summary)
+                )
+            if self._stop.is_set():
+                break
+            if self.max_cycles is not None and cycles >= self.max_cycles:
+                break
+            if self._resync:
+                continue
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._wake.wait(), max(0.0, full_due - time.monotonic()))
+        if self.once:
+            return 0 if self.last_report is not None and self.last_report.converged else 1
+        return 0
+
+    async def _run_cycle(
+        self, engine: Reconciler, resync: bool, only: set[str] | None = None
+    ) -> CycleReport | None:
+        task = asyncio.create_task(engine.cycle(resync=resync, only=only))
+        stop_wait = asyncio.create_task(self._stop.wait())
+        try:
+            await asyncio.wait({task, stop_wait}, return_when=asyncio.FIRST_COMPLETED)
+            if task.done():
+                return task.result()
+            # Stopping: requests in flight get the deadline, then are abandoned.
+            deadline = self.settings.sync.shutdown_deadline
+            started = time.monotonic()
+            done, _ = await asyncio.wait({task}, timeout=deadline)
+            if done:
+                return task.result()
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+            log.warning(
+                "shutdown_deadline_passed",
+                deadline=deadline,
+                waited=round(time.monotonic() - started, 3),
+            )
+            return None
+        finally:
+            stop_wait.cancel()

@@ -1,0 +1,127 @@
+"""The ops HTTP server: /healthz, /readyz, /metrics, POST /resync.
+
+It runs inside the daemon's event loop on purpose: if the loop is stuck,
+/healthz cannot answer, which is exactly what a liveness probe should see.
+It listens on 127.0.0.1 by default; in a pod it listens on 0.0.0.0 so the
+kubelet can probe it. Nothing here is secret: health reasons, counts and metric
+labels only. POST /resync is unauthenticated but harmless (it only asks for
+one extra full cycle, and requests coalesce); it refuses browser requests
+(any ``Origin`` header) so a web page cannot trigger it cross-site.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable, Sequence
+from typing import Any
+
+import structlog
+from aiohttp import web
+
+from syncd.runtime.health import Health
+from syncd.runtime.metrics import Metrics
+
+log = structlog.get_logger("syncd.ops")
+
+Route = tuple[str, str, Callable[[web.Request], Awaitable[web.StreamResponse]]]
+"""(method, path, handler) of an extra endpoint, e.g. ``POST /hooks/netbox``."""
+
+
+class OpsUnavailable(OSError):
+    """The ops address is taken (or refused): exit 75, systemd tries again later."""
+
+
+class OpsServer:
+    """aiohttp app + runner; ``start`` returns the base URL (port 0 picks a free port)."""
+
+    def __init__(
+        self,
+        health: Health,
+        metrics: Metrics,
+        on_resync: Callable[[], None],
+        host: str = "127.0.0.1",
+        port: int = 9108,
+        routes: Sequence[Route] = (),
+    ) -> None:
+        self.health = health
+        self.metrics = metrics
+        self.on_resync = on_resync
+        self.host = host
+        self.port = port
+        self.routes = list(routes)
+        self.url: str | None = None
+        self._runner: web.AppRunner | None = None
+
+    def app(self) -> web.Application:
+        app = web.Application()
+        app.router.add_get("/", self._index)
+        app.router.add_get("/healthz", self._healthz)
+        app.router.add_get("/readyz", self._readyz)
+        app.router.add_get("/metrics", self._metrics)
+        app.router.add_post("/resync", self._resync)
+        for method, path, handler in self.routes:
+            app.router.add_route(method, path, handler)
+        return app
+
+    async def start(self) -> str:
+        # No access log: probes every few seconds would drown the sync's own lines.
+        runner = web.AppRunner(self.app(), access_log=None, handle_signals=False)
+        await runner.setup()
+        try:
+            site = web.TCPSite(runner, self.host, self.port)
+            await site.start()
+        except OSError as exc:
+            await runner.cleanup()
+            raise OpsUnavailable(
+                f"ops server cannot listen on {self.host}:{self.port}: "
+                f"{exc.strerror or exc} (another syncd, or set ops.port)"
+            ) from None
+        except BaseException:
+            await runner.cleanup()
+            raise
+        self._runner = runner
+        host, port = runner.addresses[0][:2]
+        self.port = int(port)
+        shown = f"[{host}]" if ":" in str(host) else str(host)
+        self.url = f"http://{shown}:{self.port}"
+        log.info("ops_listening", url=self.url)
+        return self.url
+
+    async def stop(self) -> None:
+        if self._runner is not None:
+            runner, self._runner = self._runner, None
+            await runner.cleanup()
+
+    # -- handlers -------------------------------------------------------------
+
+    async def _index(self, _: web.Request) -> web.Response:
+        extra = [path for _, path, _ in self.routes]
+        return web.json_response(
+            {"endpoints": ["/healthz", "/readyz", "/metrics", "/resync", *extra]}
+        )
+
+    async def _healthz(self, _: web.Request) -> web.Response:
+        ok, reason = self.health.alive()
+        return web.json_response({"ok": ok, "reason": reason}, status=200 if ok else 503)
+
+    async def _readyz(self, _: web.Request) -> web.Response:
+        now = self.health.clock()
+        ok, reason = self.health.ready(now)
+        body: dict[str, Any] = {"ok": ok, "reason": reason, **self.health.snapshot(now)}
+        return web.json_response(body, status=200 if ok else 503)
+
+    async def _metrics(self, _: web.Request) -> web.Response:
+        body, content_type = self.metrics.render()
+        return web.Response(body=body, headers={"Content-Type": content_type})
+
+    async def _resync(self, request: web.Request) -> web.Response:
+        if "Origin" in request.headers:
+            return web.json_response(
+                {"ok": False, "reason": "cross-origin requests are refused"}, status=403
+            )
+        try:
+            self.on_resync()
+        except Exception as exc:
+            log.error("resync_request_failed", error=f"{type(exc).__name__}: {exc}")
+            return web.json_response({"ok": False, "reason": "resync request failed"}, status=500)
+        log.info("resync_requested_http", peer=request.remote)
+        return web.json_response({"ok": True, "reason": "resync requested"}, status=202)

@@ -1,0 +1,3 @@
+"""Small building blocks with no knowledge of syncd's domain: logging, task groups, bounded
+HTTP bodies, secrets.
+"""
