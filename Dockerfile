@@ -15,6 +15,7 @@ ENV PIP_DISABLE_PIP_VERSION_CHECK=1 \
 WORKDIR /src
 COPY pyproject.toml README.md ./
 COPY syncd/ syncd/
+COPY cmdb_simulator/ cmdb_simulator/
 # Dependencies come as binary wheels (aiohttp, pydantic-core, ...): no compiler needed.
 RUN python3 -m venv /opt/syncd \
     && /opt/syncd/bin/pip wheel --no-cache-dir --no-deps --wheel-dir /wheels . \
