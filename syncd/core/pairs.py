@@ -67,3 +67,28 @@ def pack_raw(sources: Sequence[Any], targets: Sequence[Any]) -> Iterator[PairKey
     if min(src) < 0 or min(dst) < 0 or max(src) > MAX_ID or max(dst) > MAX_ID:
         return None
     return map(or_, map(lshift, src, repeat(_SHIFT)), dst)
+
+
+def pack_columns(src: Sequence[str], dst: Sequence[str]) -> list[PairKey] | None:
+    """Keys for two columns of ASCII-digit texts (checked by the caller), at C speed.
+
+    None when a value is out of range (or too long for ``int()``): the caller then takes
+    the per-value path, which names it. Leading zeros are read as ``to_id`` reads them.
+    """
+    try:
+        s = list(map(int, src))
+        d = list(map(int, dst))
+    except ValueError:  # more digits than int() converts
+        return None
+    if not s or max(s) > MAX_ID or max(d) > MAX_ID:
+        return None if s else []
+    return list(map(or_, map(lshift, s, repeat(_SHIFT)), d))
+
+
+def pack_texts(src: str, dst: str, sep: str = ",") -> list[PairKey]:
+    """Keys from two ``sep``-joined lists of decimal ids (SQLite's ``group_concat``)."""
+    if not src:
+        return []
+    return list(
+        map(or_, map(lshift, map(int, src.split(sep)), repeat(_SHIFT)), map(int, dst.split(sep)))
+    )
