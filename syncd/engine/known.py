@@ -8,20 +8,32 @@ from three places: memory, the state file after a restart, or the CMDB itself
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable
-from typing import Protocol
+import asyncio
+from collections.abc import Callable, Coroutine, Iterable, Iterator
+from typing import Any, Protocol, TypeVar
 
 import structlog
 
 from syncd.cmdb.client import CmdbClient, CmdbError
 from syncd.config.settings import RelationSettings
 from syncd.core.batching import Mapping
+from syncd.core.diff import known_beside
 from syncd.core.outcome import BatchOutcome
-from syncd.core.pairs import PairKey, pack
+from syncd.core.pairs import PairKey, pack, pack_texts
 from syncd.state import Created, Failed, Seen, StateStore
 from syncd.support.tasks import nothing, together
 
 log = structlog.get_logger("syncd")
+
+
+class HasPairs(Protocol):
+    """A read of the desired state (:class:`syncd.engine.desired.Desired`)."""
+
+    @property
+    def pairs(self) -> set[PairKey]: ...
+
+
+D = TypeVar("D", bound=HasPairs)
 
 
 class RelationRefused(Exception):
@@ -81,6 +93,31 @@ class Known:
         mapping = self.load_mapping(rel) if need_mapping else nothing()
         _, resynced = await together(mapping, self._load(rel, resync=resync))
         return self._pairs[rel.name], resynced
+
+    async def observe_beside(
+        self, rel: RelationSettings, desired: Coroutine[Any, Any, D], *, resync: bool
+    ) -> tuple[set[PairKey], bool, D]:
+        """:meth:`observe` while ``desired`` (the source's read) runs, and its result.
+
+        A mirror loaded from the state is built once both are in, beside the desired
+        pairs (:func:`syncd.core.diff.known_beside`): a million known pairs then cost a
+        set table, not a second million ints. The state is read a chunk at a time, in a
+        worker thread, once the source's read is in (both at once held ~16 MB more).
+        """
+        loading = not resync and rel.name not in self._pairs and self.store.has_resynced(rel.name)
+        if not loading:
+            (known, resynced), wanted = await together(self.observe(rel, resync=resync), desired)
+            return known, resynced, wanted
+        need_mapping = rel.name not in self._mapping
+        mapping = self.load_mapping(rel) if need_mapping else nothing()
+        _, wanted = await together(mapping, desired)
+
+        def chunks() -> Iterator[list[PairKey]]:
+            for src, dst in self.store.known_texts(rel.name):
+                yield pack_texts(src, dst)
+
+        self._pairs[rel.name] = await asyncio.to_thread(known_beside, wanted.pairs, chunks)
+        return self._pairs[rel.name], False, wanted
 
     async def _load(self, rel: RelationSettings, *, resync: bool) -> bool:
         if resync or not self.store.has_resynced(rel.name):
