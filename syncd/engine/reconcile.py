@@ -166,9 +166,8 @@ class Reconciler:
                     self.store.set_source_size(size_key(rel, name), 0)
                     self.store.set_source_baseline(rel.name, name, 0)
         try:
-            (known, report.resynced), desired = await together(
-                self.known.observe(rel, resync=resync),
-                self.desired.read(rel, self._last_sizes(rel)),
+            known, report.resynced, desired = await self.known.observe_beside(
+                rel, self.desired.read(rel, self._last_sizes(rel)), resync=resync
             )
         except (SourceError, CmdbError):
             if rel.prune.enabled:
