@@ -438,3 +438,22 @@ def test_readonly_open_never_creates_moves_or_repairs(db_path: Path) -> None:
     with pytest.raises(StateError, match="unusable"):
         StateStore.open_readonly(db_path)
     assert db_path.read_bytes() == b"garbage" * 100 and _aside(db_path) == []
+
+
+def test_known_texts_in_chunks_equal_known_keys(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import syncd.state.store as store_module
+    from syncd.core.pairs import pack_texts
+
+    monkeypatch.setattr(store_module, "_TEXT_CHUNK", 7)
+    st, _ = StateStore.open(tmp_path / "k.db")
+    rows = [(s, d, 10 * s + d + 1) for s in (1, 2, 2**59) for d in range(10)]
+    st.replace_from_cmdb("r", rows, 1.0)
+    st.replace_from_cmdb("other", [(5, 5, 1)], 1.0)
+    chunks = list(st.known_texts("r"))
+    assert len(chunks) == 5  # 30 pairs, 7 a chunk
+    keys = [k for s, d in chunks for k in pack_texts(s, d)]
+    assert keys == sorted(pack(s, d) for s, d, _ in rows)  # each pair once, in key order
+    assert st.known_keys("r") == set(keys)
+    assert list(st.known_texts("nope")) == []
