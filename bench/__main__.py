@@ -1,7 +1,10 @@
-"""``python -m bench [--quick] [--only NAME ...]``: run the scenarios, print a table, save JSON.
+"""``python -m bench [--quick] [--only NAME ...] [--compare OLD [NEW]]``: run the scenarios,
+print a table, save JSON.
 
 Every figure of one run, with the machine it ran on, goes to
-``bench/results/bench-<UTC time>[-quick].json`` (and ``latest.json``), so runs compare.
+``bench/results/bench-<UTC time>[-quick].json`` (and ``latest.json``), so runs compare:
+``--compare OLD`` prints this run's figures against an earlier results file,
+``--compare OLD NEW`` two files against each other without running anything.
 """
 
 from __future__ import annotations
@@ -26,6 +29,7 @@ from bench import (
     watch,
 )
 from bench.common import machine
+from bench.compare import compare, load
 
 RESULTS = Path(__file__).resolve().parent / "results"
 
@@ -147,7 +151,23 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--quick", action="store_true", help="small sizes (seconds, not minutes)")
     parser.add_argument("--only", nargs="*", default=[], choices=sorted(SIZES), metavar="NAME")
     parser.add_argument("--out", type=Path, default=RESULTS, help="directory for the JSON file")
+    parser.add_argument(
+        "--compare",
+        nargs="+",
+        type=Path,
+        metavar="FILE",
+        help="OLD: this run against an earlier results file; OLD NEW: two files, no run",
+    )
     args = parser.parse_args(argv)
+    if args.compare and len(args.compare) > 2:
+        parser.error("--compare takes OLD, or OLD and NEW")
+    try:
+        earlier = [load(path) for path in args.compare or ()]
+    except (OSError, ValueError) as exc:
+        parser.error(f"--compare: {exc}")
+    if len(earlier) == 2:
+        print(compare(earlier[0], earlier[1]))
+        return 0
     with tempfile.TemporaryDirectory(prefix="syncd-bench-") as tmp:
         results = run_all(args.quick, args.only, Path(tmp))
     print(table(results))
@@ -158,6 +178,8 @@ def main(argv: list[str] | None = None) -> int:
     path.write_text(text, encoding="utf-8")
     (args.out / ("latest-quick.json" if args.quick else "latest.json")).write_text(text)
     print(f"\nbench: results in {path}", file=sys.stderr)
+    if earlier:
+        print("\n" + compare(earlier[0], results))
     return 0
 
 
