@@ -85,10 +85,8 @@ def pack_columns(src: Sequence[str], dst: Sequence[str]) -> list[PairKey] | None
     return list(map(or_, map(lshift, s, repeat(_SHIFT)), d))
 
 
-def pack_texts(src: str, dst: str, sep: str = ",") -> list[PairKey]:
-    """Keys from two ``sep``-joined lists of decimal ids (SQLite's ``group_concat``)."""
-    if not src:
+def from_hex(text: str) -> list[PairKey]:
+    """Keys from comma-joined hex texts of packed keys (the state's ``printf('%x%016x')``)."""
+    if not text:
         return []
-    return list(
-        map(or_, map(lshift, map(int, src.split(sep)), repeat(_SHIFT)), map(int, dst.split(sep)))
-    )
+    return list(map(int, text.split(","), repeat(16)))

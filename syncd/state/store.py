@@ -10,13 +10,13 @@ from __future__ import annotations
 
 import asyncio
 import sqlite3
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Generator, Iterable, Sequence
 from pathlib import Path
 from typing import NamedTuple
 
-from syncd.core.pairs import PairKey, pack, pack_all, pack_texts, unpack_all
+from syncd.core.pairs import PairKey, from_hex, pack, pack_all, unpack_all
 from syncd.state.db import Database
-from syncd.state.errors import StateError
+from syncd.state.knowntext import KnownAhead, known_texts
 from syncd.state.meta import Meta
 from syncd.state.resync import Resync
 
@@ -65,35 +65,6 @@ def _as_set(keys: Iterable[PairKey]) -> set[PairKey] | frozenset[PairKey]:
     return keys if isinstance(keys, set | frozenset) else set(keys)
 
 
-_TEXT_CHUNK = 20_000
-_KNOWN_CHUNK = (
-    "SELECT group_concat(src), group_concat(dst), count(*) FROM"
-    " (SELECT src, dst FROM pairs WHERE rel = ?1 AND (src, dst) > (?2, ?3)"
-    " ORDER BY src, dst LIMIT ?4)"
-)
-
-
-def _known_texts(db: sqlite3.Connection, relation: str) -> Iterator[tuple[str, str]]:
-    """Chunks of (src ids, dst ids) in key order; each chunk goes on after the last one's
-    last pair. The row count is checked against the chunks at the end: a chunk that came
-    back in another order than asked would have skipped pairs, and the read fails."""
-    row = db.execute("SELECT id FROM relations WHERE name = ?", (relation,)).fetchone()
-    if row is None:
-        return
-    rel = int(row[0])
-    last_src, last_dst, seen = -1, -1, 0
-    while True:
-        src, dst, n = db.execute(_KNOWN_CHUNK, (rel, last_src, last_dst, _TEXT_CHUNK)).fetchone()
-        if not n:
-            break
-        seen += n
-        last_src, last_dst = int(src.rpartition(",")[2]), int(dst.rpartition(",")[2])
-        yield src, dst
-    total = db.execute("SELECT count(*) FROM pairs WHERE rel = ?", (rel,)).fetchone()[0]
-    if seen != total:
-        raise StateError(f"known pairs read as {seen} of {total}: the state read is not usable")
-
-
 class StateStore(Meta, Resync):
     """Known pairs and failures, over one :class:`Database` (baselines: :class:`Meta`)."""
 
@@ -131,24 +102,28 @@ class StateStore(Meta, Resync):
         A long scan on a connection of its own: call it from a worker thread.
         """
         keys: set[PairKey] = set()
-        for src, dst in self.known_texts(relation):
-            keys.update(pack_texts(src, dst))
+        for text in self.known_texts(relation):
+            keys.update(from_hex(text))
         return keys
 
-    def known_texts(self, relation: str) -> Iterator[tuple[str, str]]:
-        """The known pairs as text: per chunk, the src ids and the dst ids, comma-joined.
+    def known_texts(self, relation: str) -> Generator[str, None, None]:
+        """The known pairs as text, a chunk at a time: packed keys in hex, comma-joined.
 
-        A million pairs as ints cost ~40 MB and a tuple per row on the way; as text a
-        chunk at a time, little, and SQLite writes the text without holding the GIL
-        (:func:`~syncd.core.pairs.pack_texts` makes keys of a chunk). One read
-        transaction on a connection of its own: iterate it in a worker thread.
+        A million pairs as ints cost ~40 MB and a tuple per row on the way; SQLite
+        writes the text without holding the GIL, and :func:`~syncd.core.pairs.from_hex`
+        makes keys of a chunk with one ``int()`` each. One read transaction on a
+        connection of its own: iterate it in a worker thread (or :class:`KnownAhead`).
         """
         with self._db.scan() as db:
             db.execute("BEGIN")
             try:
-                yield from _known_texts(db, relation)
+                yield from known_texts(db, relation)
             finally:
                 db.execute("COMMIT")
+
+    def read_known_ahead(self, relation: str) -> KnownAhead:
+        """Start reading :meth:`known_texts` in a thread of its own; take them by chunks."""
+        return KnownAhead(self, relation)
 
     async def load_known_keys(self, relation: str) -> set[PairKey]:
         """:meth:`known_keys` off the event loop."""
