@@ -19,7 +19,7 @@ from syncd.config.settings import RelationSettings
 from syncd.core.batching import Mapping
 from syncd.core.diff import known_beside
 from syncd.core.outcome import BatchOutcome
-from syncd.core.pairs import PairKey, pack, pack_texts
+from syncd.core.pairs import PairKey, from_hex, pack
 from syncd.state import Created, Failed, Seen, StateStore
 from syncd.support.tasks import nothing, together
 
@@ -101,8 +101,8 @@ class Known:
 
         A mirror loaded from the state is built once both are in, beside the desired
         pairs (:func:`syncd.core.diff.known_beside`): a million known pairs then cost a
-        set table, not a second million ints. The state is read a chunk at a time, in a
-        worker thread, once the source's read is in (both at once held ~16 MB more).
+        set table, not a second million ints. The state is read ahead a few chunks at a
+        time by a thread of its own (:class:`syncd.state.store.KnownAhead`).
         """
         loading = not resync and rel.name not in self._pairs and self.store.has_resynced(rel.name)
         if not loading:
@@ -110,13 +110,19 @@ class Known:
             return known, resynced, wanted
         need_mapping = rel.name not in self._mapping
         mapping = self.load_mapping(rel) if need_mapping else nothing()
-        _, wanted = await together(mapping, desired)
+        ahead = self.store.read_known_ahead(rel.name)
+        try:
+            _, wanted = await together(mapping, desired)
+            passes = [ahead.chunks()]
 
-        def chunks() -> Iterator[list[PairKey]]:
-            for src, dst in self.store.known_texts(rel.name):
-                yield pack_texts(src, dst)
+            def chunks() -> Iterator[list[PairKey]]:
+                texts = passes.pop() if passes else self.store.known_texts(rel.name)
+                return map(from_hex, texts)
 
-        self._pairs[rel.name] = await asyncio.to_thread(known_beside, wanted.pairs, chunks)
+            known = await asyncio.to_thread(known_beside, wanted.pairs, chunks)
+        finally:
+            ahead.close()
+        self._pairs[rel.name] = known
         return self._pairs[rel.name], False, wanted
 
     async def _load(self, rel: RelationSettings, *, resync: bool) -> bool:
