@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Iterator, Sequence
 from itertools import repeat
-from operator import lshift, or_
+from operator import and_, lshift, or_, rshift
 from typing import Any
 
 PairKey = int
@@ -90,3 +90,10 @@ def from_hex(text: str) -> list[PairKey]:
     if not text:
         return []
     return list(map(int, text.split(","), repeat(16)))
+
+
+def ids_of(keys: Iterable[PairKey], side: int) -> Iterator[int]:
+    """The src (side 0) or dst (side 1) ids of many keys, at C speed."""
+    if side == 0:
+        return map(rshift, keys, repeat(_SHIFT))
+    return map(and_, keys, repeat(_MASK))

@@ -22,7 +22,7 @@ from syncd.core.answer import Answer, IndexKind, Verdict
 from syncd.core.backoff import pair_next_attempt
 from syncd.core.isolate import Detail, IsolationBudget, batch_outcome, settle_batch
 from syncd.core.outcome import BatchOutcome, classify_batch, pair_fields, whole_failure
-from syncd.core.pairs import PairKey, pack, unpack
+from syncd.core.pairs import PairKey, ids_of, pack, unpack
 from syncd.core.refusal import looked_up_sides
 from syncd.engine.known import Known, RelationRefused
 from syncd.engine.precheck import HostCheck, host_sides, split_stale, stale_outcome
@@ -192,13 +192,10 @@ class Applier:
         """Hold back pairs naming hosts the CMDB does not have, without sending them."""
         assert self.hosts is not None
         sides = host_sides(rel.bk_obj_id, rel.bk_asst_obj_id)
-        ids = {
-            pair[side]
-            for batch in batches
-            for pair in map(unpack, batch)
-            for side in (0, 1)
-            if sides[side]
-        }
+        ids: set[int] = set()
+        for side in (0, 1):
+            if sides[side]:
+                ids.update(*(ids_of(batch, side) for batch in batches))
         try:
             missing = await self.hosts.missing(ids)
         except CmdbError as exc:

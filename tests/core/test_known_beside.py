@@ -34,3 +34,11 @@ def test_shares_the_desired_key_objects() -> None:
     assert known == desired | {pack(9, 9)}
     by_value = {k: k for k in desired}
     assert all(by_value[k] is k for k in known if k in desired)
+
+
+def test_ids_of_both_sides() -> None:
+    from syncd.core.pairs import MAX_ID, ids_of, pack
+
+    keys = [pack(1, 2), pack(MAX_ID, 0), pack(0, MAX_ID)]
+    assert list(ids_of(keys, 0)) == [1, MAX_ID, 0]
+    assert list(ids_of(keys, 1)) == [2, 0, MAX_ID]
