@@ -48,10 +48,14 @@ SIZES = {
 
 TARGETS = {
     "throughput.efficiency >= 0.95": lambda r: r["throughput"]["efficiency"] >= 0.95,
-    "throughput.cpu_s_per_100k <= 2": lambda r: r["throughput"]["cpu_s_per_100k"] <= 2.0,
+    "throughput.cpu_s_per_100k <= 1": lambda r: r["throughput"]["cpu_s_per_100k"] <= 1.0,
+    "throughput.cycle_minus_send_s <= 0.1": lambda r: (
+        (r["throughput"].get("cycle_minus_send_s") or 1e9) <= 0.1
+    ),
     "baseline: syncd >= 10x faster": lambda r: r["ratios"]["baseline_over_syncd_cycle"] >= 10,
-    "diff_scale.noop_cycle_s < 2": lambda r: r["diff_scale"]["noop_cycle_s"] < 2.0,
-    "diff_scale.noop_max_rss_mb < 300": lambda r: r["diff_scale"]["noop_max_rss_mb"] < 300,
+    "diff_scale.noop_cycle_s <= 1": lambda r: r["diff_scale"]["noop_cycle_s"] <= 1.0,
+    "diff_scale.noop_max_rss_mb <= 200": lambda r: r["diff_scale"]["noop_max_rss_mb"] <= 200,
+    "diff_scale.changed_cycle_s <= 1.2": lambda r: r["diff_scale"]["changed_cycle_s"] <= 1.2,
     "netbox_read.speedup >= 3": lambda r: r["netbox_read"]["speedup"] >= 3,
     "pacing.new_peak_over_rate <= 1.1": lambda r: r["pacing"]["new_peak_over_rate"] <= 1.1,
     "pacing.new_throughput >= 0.95": lambda r: r["pacing"]["new_throughput"] >= 0.95,
