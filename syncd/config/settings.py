@@ -37,7 +37,7 @@ from syncd.config.load import (
 from syncd.core.batching import MAX_BATCH
 from syncd.core.prune import PruneGuards
 from syncd.sources.filters import FilterSettings
-from syncd.sources.settings import SourceSettings
+from syncd.sources.settings import NetBoxSourceSettings, SourceSettings
 from syncd.support.httpbody import check_url
 from syncd.support.secretfile import read_credential, read_secret_file
 from syncd.support.sections import _Section
@@ -172,6 +172,22 @@ class OpsSettings(_Section):
     host: str = "127.0.0.1"
     port: int = Field(9108, ge=0, le=65535)
     pidfile: Path | None = None
+    resync_token: SecretStr | None = None
+    resync_token_file: Path | None = Field(
+        None,
+        description="POST /resync then needs 'Authorization: Bearer <token>'; "
+        "required when ops.host is not a loopback address",
+    )
+
+    @model_validator(mode="after")
+    def _load_token(self) -> OpsSettings:
+        if self.resync_token is None and self.resync_token_file is not None:
+            self.resync_token = SecretStr(
+                read_credential(self.resync_token_file, "resync_token", "ops.resync_token")
+            )
+        if self.resync_token is not None and not self.resync_token.get_secret_value():
+            raise ValueError("ops.resync_token is empty")
+        return self
 
 
 class NetBoxHookSettings(_Section):
@@ -189,6 +205,18 @@ class NetBoxHookSettings(_Section):
     max_delay: float = Field(
         30, gt=0, le=600, description="a burst longer than this still gets a cycle"
     )
+    gather: float = Field(
+        0.05, ge=0, le=1, description="seconds a first change waits for its companions"
+    )
+    group_max: int = Field(100, ge=1, le=10_000, description="cables and devices a group at most")
+    replay_window: float = Field(
+        600, ge=0, description="seconds an identical delivery is recognised as a replay"
+    )
+    prune_at_once: bool = Field(
+        True, description="a deleted cable's owned pair is pruned at once (pruning on)"
+    )
+    retry_base: float = Field(1.0, gt=0, description="first retry of a failed push, seconds")
+    retry_cap: float = Field(60.0, gt=0, description="longest wait between push retries")
 
     @model_validator(mode="after")
     def _load_secret(self) -> NetBoxHookSettings:
@@ -209,9 +237,31 @@ class NetBoxHookSettings(_Section):
 
 
 class HooksSettings(_Section):
-    """Sources that push changes to the ops server."""
+    """Sources that push changes: on the ops server, or on a listener of their own."""
 
+    listen: str | None = Field(
+        None, description="host:port of a webhook-only listener (ops endpoints stay apart)"
+    )
     netbox: NetBoxHookSettings | None = None
+
+    @field_validator("listen")
+    @classmethod
+    def _listen(cls, value: str | None) -> str | None:
+        if value is not None:
+            split_listen(value)
+        return value
+
+    def address(self) -> tuple[str, int] | None:
+        return split_listen(self.listen) if self.listen is not None else None
+
+
+def split_listen(value: str) -> tuple[str, int]:
+    """``host:port`` (``[v6]:port``) -> (host, port), or ValueError naming what is wrong."""
+    host, sep, port = value.rpartition(":")
+    host = host.removeprefix("[").removesuffix("]")
+    if not sep or not host or not port.isascii() or not port.isdigit() or int(port) > 65535:
+        raise ValueError(f"{value!r} is not host:port (port 0..65535)")
+    return host, int(port)
 
 
 class PruneSettings(_Section):
@@ -341,6 +391,30 @@ class Settings(BaseSettings):
                     "give one relation several sources (sources = [...]) instead"
                 )
             seen[rel.bk_obj_asst_id] = rel.name
+        return self
+
+    @model_validator(mode="after")
+    def _hooks_can_work(self) -> Settings:
+        """A webhook that can never arrive, or would start nothing, is a config error."""
+        hook = self.hooks.netbox
+        if hook is None:
+            return self
+        if not self.ops.enabled and self.hooks.listen is None:
+            raise ValueError(
+                "hooks.netbox needs a listener: set ops.enabled = true or hooks.listen"
+            )
+        urls = [
+            src.url
+            for rel in self.relations
+            for src in rel.source_settings()
+            if isinstance(src, NetBoxSourceSettings)
+        ]
+        if not any(hook.owns(url) for url in urls):
+            raise ValueError(
+                f"hooks.netbox.url {hook.url!r} matches no netbox source "
+                f"(their urls: {', '.join(sorted(set(urls))) or 'none'}); it must be the "
+                "same base URL, spelt the same way (localhost is not 127.0.0.1)"
+            )
         return self
 
     @classmethod
