@@ -70,9 +70,14 @@ class OpsServer:
 
     async def start(self) -> str:
         # No access log: probes every few seconds would drown the sync's own lines.
-        # A small read buffer: what an idle or slow client can make each connection hold.
+        # A small read buffer (what an idle or slow client can make each connection hold),
+        # and a body left unread (a refused webhook) closes the connection at once.
         runner = web.AppRunner(
-            self.app(), access_log=None, handle_signals=False, read_bufsize=16 * 1024
+            self.app(),
+            access_log=None,
+            handle_signals=False,
+            read_bufsize=16 * 1024,
+            lingering_time=0,
         )
         await runner.setup()
         try:

@@ -149,8 +149,13 @@ class PushSources:
             return None
         app = web.Application()
         app.router.add_post(WEBHOOK_PATH, self.webhook.handle)
+        # lingering_time=0: a refused body is not read on to its end; the connection closes.
         runner = web.AppRunner(
-            app, access_log=None, handle_signals=False, read_bufsize=READ_BUFSIZE
+            app,
+            access_log=None,
+            handle_signals=False,
+            read_bufsize=READ_BUFSIZE,
+            lingering_time=0,
         )
         await runner.setup()
         host, port = self.listen
