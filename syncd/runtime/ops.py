@@ -30,6 +30,11 @@ Route = tuple[str, str, Callable[[web.Request], Awaitable[web.StreamResponse]]]
 """(method, path, handler) of an extra endpoint, e.g. ``POST /hooks/netbox``."""
 
 
+LINGER = 0.25
+"""Seconds a body left unread (a refused webhook) is still read and dropped, so an honest
+client gets its answer, before the connection is closed (aiohttp's default is 10)."""
+
+
 class OpsUnavailable(OSError):
     """The ops address is taken (or refused): exit 75, systemd tries again later."""
 
@@ -71,13 +76,13 @@ class OpsServer:
     async def start(self) -> str:
         # No access log: probes every few seconds would drown the sync's own lines.
         # A small read buffer (what an idle or slow client can make each connection hold),
-        # and a body left unread (a refused webhook) closes the connection at once.
+        # and a body left unread (a refused webhook) is dropped for LINGER s at most.
         runner = web.AppRunner(
             self.app(),
             access_log=None,
             handle_signals=False,
             read_bufsize=16 * 1024,
-            lingering_time=0,
+            lingering_time=LINGER,
         )
         await runner.setup()
         try:

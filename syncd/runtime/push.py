@@ -22,7 +22,7 @@ from aiohttp import web
 from syncd.config.settings import Settings
 from syncd.engine.report import CycleReport
 from syncd.runtime.changefeed import ApplyChange, ChangeFeed
-from syncd.runtime.ops import OpsUnavailable, Route
+from syncd.runtime.ops import LINGER, OpsUnavailable, Route
 from syncd.runtime.webhooks import Debouncer, NetBoxEvent, NetBoxWebhook, event_change
 from syncd.sources.lldpd import LldpdFormatError, watch_event
 from syncd.sources.settings import CommandSourceSettings, NetBoxSourceSettings
@@ -149,13 +149,13 @@ class PushSources:
             return None
         app = web.Application()
         app.router.add_post(WEBHOOK_PATH, self.webhook.handle)
-        # lingering_time=0: a refused body is not read on to its end; the connection closes.
+        # A refused body is read on (and dropped) for LINGER s at most, then the connection closes.
         runner = web.AppRunner(
             app,
             access_log=None,
             handle_signals=False,
             read_bufsize=READ_BUFSIZE,
-            lingering_time=0,
+            lingering_time=LINGER,
         )
         await runner.setup()
         host, port = self.listen

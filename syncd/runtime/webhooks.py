@@ -236,7 +236,7 @@ class NetBoxWebhook:
         self.relations = relations
         self.max_body = max_body
         self.read_timeout = read_timeout
-        self.budget = budget if budget is not None else BodyBudget(max(8 * max_body, 8 << 20))
+        self.budget = budget if budget is not None else BodyBudget(max(2 * max_body, 4 << 20))
         self.replays = ReplayGuard(replay_window, clock=clock)
         self.refusals = RefusalLog()
         self.counts: Counter[str] = Counter()

@@ -61,7 +61,8 @@ async def _apply(w: World, op: Op, next_id: list[int], names_free: list[int]) ->
     if not names_free:
         return None
     device = SERVERS[a % len(SERVERS)]
-    w.netbox.devices[device] = {**w.netbox.devices[device], "name": f"srv-wh-{names_free.pop():03d}"}
+    name = f"srv-wh-{names_free.pop():03d}"
+    w.netbox.devices[device] = {**w.netbox.devices[device], "name": name}
     for row in cables:
         end = row["b_terminations"][0]["object"]["device"]
         if end["id"] == device:

@@ -4,7 +4,7 @@ until a full read covers them; readiness while they wait."""
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Collection
+from collections.abc import Callable, Collection
 
 from syncd.engine.change import Change
 from syncd.engine.report import CycleReport, RelationReport
@@ -22,9 +22,18 @@ class Recorder:
         self.cycles: list[tuple[str, list[str], float]] = []
         self.delay = delay
         self.fail = fail
+        self.changed = asyncio.Event()
+
+    async def until(self, done: Callable[[], bool]) -> None:
+        """Wait (bounded) until ``done()``, woken by each apply or cycle request."""
+        async with asyncio.timeout(10):
+            while not done():
+                self.changed.clear()
+                await self.changed.wait()
 
     async def apply(self, name: str, change: Change) -> bool:
         self.groups.append((name, change, asyncio.get_running_loop().time()))
+        self.changed.set()
         await asyncio.sleep(self.delay)
         if self.fail:
             self.fail -= 1
@@ -33,6 +42,7 @@ class Recorder:
 
     def request(self, reason: str, relations: Collection[str]) -> None:
         self.cycles.append((reason, list(relations), asyncio.get_running_loop().time()))
+        self.changed.set()
 
 
 def test_take_bounds_a_group() -> None:
@@ -52,9 +62,7 @@ async def test_a_burst_is_applied_in_bounded_groups_as_it_comes() -> None:
     for cable in range(1, 51):  # 50 cable creations, one every 10 ms (a 0.5 s burst)
         assert feed.push(cables(cable), "dcim.cable created") == "applied"
         await asyncio.sleep(0.01)
-    async with asyncio.timeout(10):
-        while feed.pending or sum(g[1].size for g in rec.groups) < 50:
-            await asyncio.sleep(0.01)
+    await rec.until(lambda: sum(g[1].size for g in rec.groups) >= 50)
     stop.set()
     await task
     applied = [c for _, group, _ in rec.groups for c in group.cables]
@@ -74,9 +82,7 @@ async def test_a_failed_apply_wants_a_full_read_retried_with_backoff_until_cover
     stop = asyncio.Event()
     task = asyncio.create_task(feed.run(stop))
     feed.push(cables(7), "dcim.cable created")
-    async with asyncio.timeout(10):
-        while not rec.cycles:
-            await asyncio.sleep(0.01)
+    await rec.until(lambda: bool(rec.cycles))
     assert rec.cycles[0][1] == ["dc"]
     ok, reason = health.ready()
     assert not ok and "wait for a full read" in reason
@@ -85,9 +91,7 @@ async def test_a_failed_apply_wants_a_full_read_retried_with_backoff_until_cover
     for attempt in (1, 2):
         started = loop.time()
         feed.cycle_finished({"dc": False}, loop.time())
-        async with asyncio.timeout(10):
-            while len(rec.cycles) < attempt + 1:
-                await asyncio.sleep(0.01)
+        await rec.until(lambda n=attempt + 1: len(rec.cycles) >= n)
         waited = rec.cycles[-1][2] - started
         assert waited >= 0.05 * 2 ** (attempt - 1) * 0.9
     # A cycle that began before the last change does not cover it; one after does.

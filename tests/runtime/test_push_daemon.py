@@ -241,8 +241,10 @@ def test_300_connections_holding_most_of_a_1_mib_body_do_not_grow_memory(
             s.close()
     grown_mib = (peak - before) / 1024
     print(f"RSS grew by {grown_mib:.1f} MiB")  # shown with -s; the figure for the report
-    # Without the bound this grows by hundreds of MiB (every body buffered before the check).
-    assert grown_mib < 64, f"RSS grew by {grown_mib:.0f} MiB"
+    # Without the bound: 170-210 MiB here, ~360 MiB with a faster sender (every body buffered
+    # before its check). With it: ~2 MiB unsigned; 25-70 MiB with a wrong signature, mostly
+    # the allocator keeping the transient 256 KiB socket reads, not bodies (8 MiB budget).
+    assert grown_mib < 100, f"RSS grew by {grown_mib:.0f} MiB"
     status, _ = get(hooks + "/hooks/netbox")
     assert status in (404, 405)  # the listener still answers
     daemon.signal(signal.SIGTERM)
@@ -263,9 +265,11 @@ def test_a_failed_push_is_retried_and_the_pair_arrives_without_another_webhook(
     assert get(f"{ops}/readyz")[0] == 503  # the push (and the cycle it asked for) failed
     netbox.state.fail_requests = set()  # NetBox is back: no new webhook is sent
     daemon.wait_for(
-        lambda l: l.get("event") == "pair"
-        and l.get("outcome") == "created"
-        and (l.get("bk_inst_id"), l.get("bk_asst_inst_id")) == (1, 1001),
+        lambda l: (
+            l.get("event") == "pair"
+            and l.get("outcome") == "created"
+            and (l.get("bk_inst_id"), l.get("bk_asst_inst_id")) == (1, 1001)
+        ),
         start=mark,
         timeout=30,
     )

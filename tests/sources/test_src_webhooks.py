@@ -476,7 +476,9 @@ def test_check_config_exits_78_for_a_hook_without_a_listener(tmp_path: Path) -> 
 
 
 def test_a_listener_of_its_own_keeps_the_webhook_off_the_ops_server(tmp_path: Path) -> None:
-    text = f'[ops]\nenabled = false\n[hooks]\nlisten = "[::1]:0"\n[hooks.netbox]\nsecret = "{SECRET}"'
+    text = (
+        f'[ops]\nenabled = false\n[hooks]\nlisten = "[::1]:0"\n[hooks.netbox]\nsecret = "{SECRET}"'
+    )
     settings = load_settings(_config(tmp_path, text))
     push = PushSources(settings, lambda *_: None)
     assert push.routes() == [] and push.listen == ("::1", 0)
