@@ -181,7 +181,12 @@ class OpsSettings(_Section):
 
     @model_validator(mode="after")
     def _load_token(self) -> OpsSettings:
-        if self.resync_token is None and self.resync_token_file is not None:
+        creds = os.environ.get("CREDENTIALS_DIRECTORY")
+        credential = Path(creds) / "resync_token" if creds else None
+        if self.resync_token is None and (
+            self.resync_token_file is not None or (credential is not None and credential.is_file())
+        ):
+            # Optional: the file, else the systemd credential resync_token when present.
             self.resync_token = SecretStr(
                 read_credential(self.resync_token_file, "resync_token", "ops.resync_token")
             )

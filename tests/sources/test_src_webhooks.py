@@ -512,3 +512,23 @@ async def test_no_hook_section_means_no_endpoint() -> None:
             assert resp.status == 404
     finally:
         await server.stop()
+
+
+def test_resync_token_from_a_file_or_the_credential(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.delenv("CREDENTIALS_DIRECTORY", raising=False)
+    assert load_settings(_config(tmp_path, "")).ops.resync_token is None  # optional
+    (tmp_path / "resync.token").write_text("tok-1\n", encoding="utf-8")
+    settings = load_settings(_config(tmp_path, '[ops]\nresync_token_file = "resync.token"'))
+    assert settings.ops.resync_token is not None
+    assert settings.ops.resync_token.get_secret_value() == "tok-1"
+    assert "tok-1" not in repr(settings)
+    creds = tmp_path / "creds"
+    creds.mkdir()
+    (creds / "resync_token").write_text("tok-2", encoding="utf-8")
+    monkeypatch.setenv("CREDENTIALS_DIRECTORY", str(creds))
+    token = load_settings(_config(tmp_path, "")).ops.resync_token
+    assert token is not None and token.get_secret_value() == "tok-2"
+    with pytest.raises(ConfigError, match="empty"):
+        load_settings(_config(tmp_path, '[ops]\nresync_token = ""'))
