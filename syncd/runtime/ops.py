@@ -7,8 +7,8 @@ kubelet can probe it. Nothing here is secret: health reasons, counts and metric
 labels only. POST /resync asks for one extra full
 cycle (requests coalesce); it refuses browser requests (any ``Origin`` header) so a
 web page cannot trigger it cross-site, and with ``ops.resync_token`` set it needs
-``Authorization: Bearer <token>``, which it must have when the server listens beyond
-loopback.
+``Authorization: Bearer <token>``; without one, a server listening beyond loopback takes
+it from loopback callers only (``syncd resync``, ``kubectl exec``).
 """
 
 from __future__ import annotations
@@ -137,9 +137,12 @@ class OpsServer:
         if "Origin" in request.headers:
             return "cross-origin requests are refused"
         if self._token is None:
-            if is_loopback(self.host):
+            if is_loopback(self.host) or is_loopback(request.remote or ""):
                 return None
-            return "ops.host is not loopback: set ops.resync_token_file to allow POST /resync"
+            return (
+                "ops.host is not loopback: a caller from another machine needs "
+                "ops.resync_token_file (and 'Authorization: Bearer <token>')"
+            )
         given = request.headers.get("Authorization", "")
         scheme, _, token = given.partition(" ")
         if scheme.lower() != "bearer" or not hmac.compare_digest(

@@ -210,17 +210,20 @@ async def test_resync_with_a_token_needs_it_and_refuses_guesses() -> None:
 
 
 @pytest.mark.parametrize(
-    ("host", "token", "allowed"),
+    ("host", "peer", "token", "allowed"),
     [
-        ("127.0.0.1", None, True),
-        ("::1", None, True),
-        ("localhost", None, True),
-        ("0.0.0.0", None, False),  # beyond loopback: no token, no resync over HTTP
-        ("192.0.2.7", None, False),
-        ("0.0.0.0", TOKEN, True),
+        ("127.0.0.1", "127.0.0.1", None, True),
+        ("::1", "::1", None, True),
+        ("localhost", "127.0.0.1", None, True),
+        ("0.0.0.0", "127.0.0.1", None, True),  # syncd resync / kubectl exec in the pod
+        ("0.0.0.0", "192.0.2.9", None, False),  # another machine, no token: refused
+        ("192.0.2.7", "192.0.2.9", None, False),
+        ("0.0.0.0", "192.0.2.9", TOKEN, True),
     ],
 )
-def test_resync_beyond_loopback_needs_a_token(host: str, token: str | None, allowed: bool) -> None:
+def test_resync_beyond_loopback_needs_a_token(
+    host: str, peer: str, token: str | None, allowed: bool
+) -> None:
     from aiohttp.test_utils import make_mocked_request
 
     server = OpsServer(
@@ -231,7 +234,8 @@ def test_resync_beyond_loopback_needs_a_token(host: str, token: str | None, allo
         resync_token=token,
     )
     headers = {"Authorization": f"Bearer {TOKEN}"} if token else {}
-    refused = server._resync_refusal(make_mocked_request("POST", "/resync", headers=headers))
+    request = make_mocked_request("POST", "/resync", headers=headers).clone(remote=peer)
+    refused = server._resync_refusal(request)
     assert (refused is None) == allowed
     if not allowed:
         assert "resync_token" in str(refused)
