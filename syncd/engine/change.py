@@ -185,7 +185,7 @@ class ChangeApplier:
         self, rel: RelationSettings, gone: set[PairKey], report: RelationReport, now: float
     ) -> None:
         """Delete the owned pairs the source said are gone, within the prune caps."""
-        owned = gone & self.known.store.owned_keys(rel.name)
+        owned = self.known.store.owned_among(rel.name, gone)
         if not owned:
             return
         guards = rel.prune.guards()
