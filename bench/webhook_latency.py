@@ -201,10 +201,10 @@ def _post(url: str, raw: bytes, signature: str) -> None:
 
 
 def _pair_line(outcome: str, pair: tuple[int, int]) -> Any:
-    return lambda l: (
-        l.get("event") == "pair"
-        and l.get("outcome") == outcome
-        and (l.get("bk_inst_id"), l.get("bk_asst_inst_id")) == pair
+    return lambda line: (
+        line.get("event") == "pair"
+        and line.get("outcome") == outcome
+        and (line.get("bk_inst_id"), line.get("bk_asst_inst_id")) == pair
     )
 
 
@@ -232,7 +232,6 @@ def run(workdir: Path, cables: int, cost_ms: float = COST_MS) -> dict[str, Any]:
     for old in workdir.glob("state.db*"):
         old.unlink()
     state, switches = _world(cables, cost_ms)
-    rows = state.lists["/api/dcim/cables/"]
     fixture = write_fixture(workdir / "cmdb.json", switches, cables + SPARE_HOSTS)
     served = _Served(state)
     out: dict[str, Any] = {"cables": cables, "cost_ms_per_row": cost_ms}
@@ -241,49 +240,18 @@ def run(workdir: Path, cables: int, cost_ms: float = COST_MS) -> dict[str, Any]:
             daemon = _Daemon(_config(workdir, sim.url, state.url))
             try:
                 started = time.perf_counter()
-                _, hook = daemon.wait(lambda l: l.get("event") == "hooks_listening")
-                _, cycle = daemon.wait(lambda l: l.get("event") == "cycle")
+                _, hook = daemon.wait(lambda line: line.get("event") == "hooks_listening")
+                _, cycle = daemon.wait(lambda line: line.get("event") == "cycle")
                 out["first_full_cycle_s"] = round(time.perf_counter() - started, 1)
                 out["first_cycle_created"] = cycle.get("created")
                 url, counter = str(hook["url"]), [0]
                 spare = iter(range(switches + cables + 1, switches + cables + SPARE_HOSTS + 1))
-                next_id = cables + 1
-                created, deleted, moved = [], [], []
 
                 def bk(device: int) -> int:
                     return int(state.devices[device]["custom_fields"]["bk_id"])
 
-                for _ in range(ROUNDS):
-                    # created
-                    host = next(spare)
-                    row = _cable(state, next_id, 1, host)
-                    next_id += 1
-                    rows.append(row)
-                    mark = len(daemon.lines)
-                    raw, sig = _delivery("created", row, counter)
-                    t0 = time.perf_counter()
-                    _post(url, raw, sig)
-                    t1, _ = daemon.wait(_pair_line("created", (1, bk(host))), mark)
-                    created.append(t1 - t0)
-                    # B end moved to another spare host
-                    old, new = host, next(spare)
-                    moved_row = _cable(state, row["id"], 1, new)
-                    rows[rows.index(row)] = moved_row
-                    mark = len(daemon.lines)
-                    raw, sig = _delivery("updated", moved_row, counter)
-                    t0 = time.perf_counter()
-                    _post(url, raw, sig)
-                    t1, _ = daemon.wait(_pair_line("created", (1, bk(new))), mark)
-                    daemon.wait(_pair_line("deleted", (1, bk(old))), mark)
-                    moved.append(t1 - t0)
-                    # deleted (pruning on: syncd created it)
-                    rows.remove(moved_row)
-                    mark = len(daemon.lines)
-                    raw, sig = _delivery("deleted", moved_row, counter)
-                    t0 = time.perf_counter()
-                    _post(url, raw, sig)
-                    t1, _ = daemon.wait(_pair_line("deleted", (1, bk(new))), mark)
-                    deleted.append(t1 - t0)
+                created, moved, deleted = _rounds(state, daemon, url, counter, spare, bk)
+                next_id = cables + ROUNDS + 1
                 out["create"] = _figures(created)
                 out["move_b_end"] = _figures(moved)
                 out["delete_pruned"] = _figures(deleted)
@@ -296,6 +264,40 @@ def run(workdir: Path, cables: int, cost_ms: float = COST_MS) -> dict[str, Any]:
     out["move_median_s"] = out["move_b_end"]["median_s"]
     out["delete_median_s"] = out["delete_pruned"]["median_s"]
     return out
+
+
+def _rounds(
+    state: StandIn, daemon: _Daemon, url: str, counter: list[int], spare: Any, bk: Any
+) -> tuple[list[float], list[float], list[float]]:
+    """ROUNDS x (a cable created, its B end moved, then deleted): seconds from each POST
+    to the CMDB's answer in the daemon's ``pair`` line."""
+    rows = state.lists["/api/dcim/cables/"]
+    next_id = len(rows) + 1
+    created, moved, deleted = [], [], []
+
+    def timed(event: str, row: dict[str, Any], outcome: str, pair: tuple[int, int]) -> float:
+        mark = len(daemon.lines)
+        raw, sig = _delivery(event, row, counter)
+        t0 = time.perf_counter()
+        _post(url, raw, sig)
+        t1, _ = daemon.wait(_pair_line(outcome, pair), mark)
+        return t1 - t0
+
+    for _ in range(ROUNDS):
+        host = next(spare)
+        row = _cable(state, next_id, 1, host)
+        next_id += 1
+        rows.append(row)
+        created.append(timed("created", row, "created", (1, bk(host))))
+        new = next(spare)
+        moved_row = _cable(state, row["id"], 1, new)
+        rows[rows.index(row)] = moved_row
+        mark = len(daemon.lines)
+        moved.append(timed("updated", moved_row, "created", (1, bk(new))))
+        daemon.wait(_pair_line("deleted", (1, bk(host))), mark)
+        rows.remove(moved_row)
+        deleted.append(timed("deleted", moved_row, "deleted", (1, bk(new))))
+    return created, moved, deleted
 
 
 def _burst(
@@ -320,13 +322,13 @@ def _burst(
     got: set[tuple[int, int]] = set()
     while time.monotonic() < deadline and got != wanted:
         got = {
-            (int(l["bk_inst_id"]), int(l["bk_asst_inst_id"]))
-            for _, l in daemon.lines[mark:]
-            if l.get("event") == "pair" and l.get("outcome") == "created"
+            (int(line["bk_inst_id"]), int(line["bk_asst_inst_id"]))
+            for _, line in daemon.lines[mark:]
+            if line.get("event") == "pair" and line.get("outcome") == "created"
         }
         time.sleep(0.05)
-    last = max(w for w, l in daemon.lines[mark:] if l.get("event") == "pair")
-    groups = sum(1 for _, l in daemon.lines[mark:] if l.get("event") == "change")
+    last = max(w for w, line in daemon.lines[mark:] if line.get("event") == "pair")
+    groups = sum(1 for _, line in daemon.lines[mark:] if line.get("event") == "change")
     return {
         "burst_first_pair_s": round(t_first - sent_at[first], 3),
         "burst_all_s": round(last - min(sent_at.values()), 3),

@@ -209,9 +209,7 @@ class DesiredReader:
             if read.error is not None and rel.several_sources:
                 with source_context(read.name):
                     log.error("source_failed", error=read.error)
-        if self.on_read is not None:
-            whole = all(r.desired is not None for r in reads) and len(made) == len(reads)
-            self.on_read(rel, made if whole else None)
+        self._tell(rel, reads, made)
         if all(read.desired is None for read in reads):
             if len(reads) == 1:
                 raise SourceError(reads[0].error)
@@ -219,6 +217,12 @@ class DesiredReader:
                 "every source failed: " + "; ".join(f"{read.name}: {read.error}" for read in reads)
             )
         return _union(reads)
+
+    def _tell(self, rel: RelationSettings, reads: list[_SourceRead], made: list[Source]) -> None:
+        """``on_read`` hears the sources when every one was read afresh and answered."""
+        if self.on_read is not None:
+            whole = all(r.desired is not None for r in reads) and len(made) == len(reads)
+            self.on_read(rel, made if whole else None)
 
     async def _collect(
         self, rel: RelationSettings, index: int, name: str, natural: bool

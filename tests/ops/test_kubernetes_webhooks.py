@@ -38,9 +38,7 @@ def docs(tmp_path_factory: pytest.TempPathFactory) -> dict[tuple[str, str], dict
     )
     assert res.returncode == 0, res.stderr
     return {
-        (doc["kind"], doc["metadata"]["name"]): doc
-        for doc in yaml.safe_load_all(res.stdout)
-        if doc
+        (doc["kind"], doc["metadata"]["name"]): doc for doc in yaml.safe_load_all(res.stdout) if doc
     }
 
 
