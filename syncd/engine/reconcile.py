@@ -152,6 +152,7 @@ class Reconciler:
                 except Exception as group:
                     report.error = _report_failure(rel, first_error(group))
                 report.duration = time.monotonic() - started
+                report.known = self._known_count(rel.name)
                 log.info(
                     "change",
                     cables=sorted(change.cables)[:20],

@@ -107,7 +107,9 @@ def event_change(event: NetBoxEvent) -> Change | None:
 
 
 def _int(value: Any) -> int | None:
-    return value if isinstance(value, int) and not isinstance(value, bool) else None
+    """A NetBox object id: a positive int64 (anything else names nothing)."""
+    ok = isinstance(value, int) and not isinstance(value, bool) and 0 < value < 2**63
+    return value if ok else None
 
 
 def _cable_ids(

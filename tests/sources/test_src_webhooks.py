@@ -533,3 +533,12 @@ def test_resync_token_from_a_file_or_the_credential(
     assert token is not None and token.get_secret_value() == "tok-2"
     with pytest.raises(ConfigError, match="empty"):
         load_settings(_config(tmp_path, '[ops]\nresync_token = ""'))
+
+
+@pytest.mark.parametrize("ident", [0, -1, 2**63, 10**30, True, "12", 1.5, None])
+def test_an_id_that_is_not_a_netbox_id_names_nothing(ident: object) -> None:
+    doc = json.loads(delivery("001")["body"])
+    doc["data"]["id"] = ident
+    event = parse_event(json.dumps(doc).encode())
+    assert event.object_id is None and event.cables == frozenset()
+    assert event_change(event) is None  # only a full read can tell
