@@ -274,3 +274,26 @@ async def test_no_full_read_yet_is_uncertain(tmp_path: Path) -> None:
         async with engine_for(settings) as engine:
             with pytest.raises(ChangeUncertain, match="no full NetBox read"):
                 await engine.apply_change(settings.relations[0], Change(cables=frozenset({1})))
+
+
+async def test_a_relation_with_several_sources_is_read_in_full(tmp_path: Path) -> None:
+    """The index holds one NetBox read; a relation that also reads a file cannot be
+    changed from NetBox alone: uncertain, the caller reads it in full."""
+    sim = Simulator(Fixture.from_dict(cmdb()), SimulatorOptions())
+    netbox = StandIn(lists={CABLES: [cable_row(10, 9)]}, devices=devices(), cost_ms=0)
+    async with serve_standin(netbox), sim.running(host="127.0.0.1", port=0) as url:
+        settings = config(tmp_path, url, netbox.url)
+        topo = tmp_path / "lab.csv"
+        topo.write_text("bk_inst_id,bk_asst_inst_id\nsw-wh-01,srv-wh-005\n", encoding="utf-8")
+        cfg = tmp_path / "syncd.toml"
+        text = cfg.read_text("utf-8")
+        start = text.index("source = {")
+        line = text[start : text.index("\n", start)]
+        both = f'sources = [{line.removeprefix("source = ")}, {{ type = "file", path = "{topo}" }}]'
+        cfg.write_text(text.replace(line, both), encoding="utf-8")
+        settings = load(cfg)
+        async with engine_for(settings) as engine:
+            assert (await engine.cycle()).ok
+            assert sim.pairs(ASST) == pairs(9, 13)
+            with pytest.raises(ChangeUncertain):
+                await engine.apply_change(settings.relations[0], Change(cables=frozenset({10})))
