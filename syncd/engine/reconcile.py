@@ -16,7 +16,6 @@ import asyncio
 import time
 import traceback
 from collections.abc import Callable, Collection
-from dataclasses import replace
 from typing import Protocol
 
 import structlog
@@ -24,9 +23,10 @@ import structlog
 from syncd.cmdb.client import CmdbClient, CmdbError
 from syncd.config.settings import RelationSettings, Settings
 from syncd.core.answer import Verdict
-from syncd.core.pairs import PairKey
-from syncd.core.plan import PruneInputs, RelationPlan, plan
-from syncd.engine.apply import Applier, SendBatch
+from syncd.core.moves import MOVE_BLOCKED, MOVE_CAPPED
+from syncd.core.pairs import PairKey, unpack
+from syncd.core.plan import MoveInputs, PruneInputs, RelationPlan, plan, relation_guard
+from syncd.engine.apply import Applier, Replaces, SendBatch
 from syncd.engine.desired import Desired, DesiredReader, SourceFactory, make_source, size_key
 from syncd.engine.known import Known, RelationRefused
 from syncd.engine.report import CycleReport, RelationReport
@@ -84,6 +84,9 @@ class Reconciler:
         self.last_desired: dict[str, set[PairKey]] = {}
         """Each relation's last source read (the same set, not a copy): what the watch
         (syncd.informer.watch) asks when a pair disappears."""
+        self.blocking: dict[str, set[PairKey]] = {}
+        """Each relation's known pairs that hold a desired pair back (a mapping conflict):
+        the watch runs the relation at once when one of them is deleted."""
         self._turns: dict[str, asyncio.Lock] = {}
         """One run of a relation at a time, whether a cycle or the watch started it."""
 
@@ -178,19 +181,67 @@ class Reconciler:
         self.last_desired[rel.name] = desired.pairs
         now = self.clock()
         decided = self.decide(rel, desired, known, now)
+        self.blocking[rel.name] = {
+            old
+            for key in decided.held.keys() & decided.blockers.keys()
+            for old in decided.blockers[key]
+        }
         _fill_report(report, desired, decided)
         self.commit_observations(rel, desired, decided, now)
         if self.stopping:
             return
+        batches, replaces = decided.batches, None
+        if decided.moves:
+            batches, replaces = await self.clear_for_moves(rel, decided, report)
         try:
-            await self.apply.create(rel, decided.batches, report)
+            await self.apply.create(rel, batches, report, replaces=replaces)
         finally:
             report.pending -= report.created + report.exists
         if self.stopping:
             return
         await self.known.fill_association_ids(rel)
+        await self.known.learn_blockers(rel, report.conflicts)
         if decided.prune.delete and not self.stopping:
             await self.apply.delete(rel, decided.prune.delete, report)
+
+    async def clear_for_moves(
+        self, rel: RelationSettings, decided: RelationPlan, report: RelationReport
+    ) -> tuple[list[list[PairKey]], Replaces]:
+        """A move's first step: delete every pair the moves replace (all before any create).
+
+        Returns the batches without the creates whose old pair could not be deleted (they
+        are tried again next cycle), and what each remaining create replaces.
+        """
+        deletes = sorted({old for move in decided.moves for old in move.replaces})
+        ids = self.store.association_ids(rel.name, deletes)
+        if any(ids.get(k) is None for k in deletes):
+            await self.known.fill_association_ids(rel)
+            ids = self.store.association_ids(rel.name, deletes)
+        replaced_by = {old: move.create for move in decided.moves for old in move.replaces}
+        gone = await self.apply.delete(rel, deletes, report, replaced_by=replaced_by)
+        ready = {m.create for m in decided.moves if all(old in gone for old in m.replaces)}
+        waiting = len(decided.moves) - len(ready)
+        if waiting:
+            report.moves_held += waiting
+            log.warning(
+                "moves_waiting",
+                moves=waiting,
+                reason="a pair they replace could not be deleted; tried again next cycle",
+            )
+        unready = {m.create for m in decided.moves} - ready
+        batches = [
+            b for b in ([k for k in batch if k not in unready] for batch in decided.batches) if b
+        ]
+        replaces: Replaces = {
+            move.create: [
+                {"bk_inst_id": s, "bk_asst_inst_id": d, "association_id": ids.get(old)}
+                for old in move.replaces
+                for s, d in [unpack(old)]
+            ]
+            for move in decided.moves
+            if move.create in ready
+        }
+        return batches, replaces
 
     def _last_sizes(self, rel: RelationSettings) -> dict[str, int]:
         """Each source's size at its last read, for the empty-source guard."""
@@ -203,25 +254,32 @@ class Reconciler:
     ) -> RelationPlan:
         """The pure plan, over what the store says about held, owned and absent pairs."""
         name = rel.name
+        guards = rel.prune.guards()
+        last_good = self.store.prune_baseline(name)
+        sizes: dict[str, tuple[int, int | None]] = {}
+        if rel.several_sources:
+            sizes = {
+                s.name: (s.pairs, self.store.source_baseline(name, s.name))
+                for s in desired.sources
+                if s.pairs is not None
+            }
+        blocked = relation_guard(len(desired.pairs), last_good, guards, sizes, desired.failed)
         prune = None
         if rel.prune.enabled:
             owned = self.store.owned_keys(name)
             prune = PruneInputs(
-                guards=rel.prune.guards(),
+                guards=guards,
                 owned=owned,
                 absent_before=self.store.absent_info(name, owned - desired.pairs),
-                last_good_desired=self.store.prune_baseline(name),
+                last_good_desired=last_good,
+                source_sizes=sizes,
+                failed_sources=desired.failed if rel.several_sources else {},
             )
-            if rel.several_sources:
-                prune = replace(
-                    prune,
-                    source_sizes={
-                        s.name: (s.pairs, self.store.source_baseline(name, s.name))
-                        for s in desired.sources
-                        if s.pairs is not None
-                    },
-                    failed_sources=desired.failed,
-                )
+        moves = MoveInputs(
+            rel.moves.guards(),
+            (lambda: prune.owned) if prune is not None else lambda: self.store.owned_keys(name),
+            blocked,
+        )
         decided = plan(
             name,
             desired.pairs,
@@ -231,7 +289,10 @@ class Reconciler:
             batch_size=self.settings.cmdb.batch_size,
             now=now,
             prune=prune,
+            moves=moves,
+            uncertainty=desired.uncertainty,
         )
+        decided.guard = blocked
         decided.bad_records = desired.bad_records
         decided.unresolved = list(desired.unresolved)
         decided.source_counts = dict(desired.source_counts)
@@ -253,18 +314,20 @@ class Reconciler:
         if rel.several_sources:
             for status in answered:
                 self.store.set_source_size(size_key(rel, status.name), status.pairs or 0)
-        if not rel.prune.enabled:
-            return
-        self.store.mark_present(name, desired.pairs)
-        if not desired.failed:
-            # A failed source's pairs look absent; their absence is not counted.
-            self.store.mark_absent(name, decided.owned_absent, now)
-        if decided.prune.blocked is None:
+        _log_holds(rel, decided)
+        if decided.guard is None:
+            # The size the source guard compares with, for pruning and moves alike.
             self.store.set_prune_baseline(name, len(desired.pairs))
             if rel.several_sources:
                 for status in answered:
                     self.store.set_source_baseline(name, status.name, status.pairs or 0)
-        else:
+        if not rel.prune.enabled:
+            return
+        self.store.mark_present(name, desired.pairs | decided.kept.keys())
+        if not desired.failed:
+            # A failed source's pairs look absent; their absence is not counted.
+            self.store.mark_absent(name, decided.owned_absent, now)
+        if decided.prune.blocked is not None:
             log.warning("prune_blocked", reason=decided.prune.blocked)
 
     async def plan_relation(self, rel: RelationSettings) -> RelationPlan:
@@ -289,6 +352,35 @@ def _fill_report(report: RelationReport, desired: Desired, decided: RelationPlan
     report.pending = len(decided.to_create)
     report.prune_blocked = decided.prune.blocked
     report.error = desired.failure
+    report.kept_uncertain = len(decided.kept)
+    report.moves_held = sum(1 for r, _ in decided.held.values() if r in (MOVE_CAPPED, MOVE_BLOCKED))
+
+
+KEPT_SAMPLE = 20
+"""Kept pairs named on the ``prune_kept`` line; ``syncd plan`` lists every one."""
+
+
+def _log_holds(rel: RelationSettings, decided: RelationPlan) -> None:
+    """Once per cycle: what moves and pruning held back, and why."""
+    if decided.moves_capped or decided.moves_blocked:
+        log.warning(
+            "moves_held",
+            capped=decided.moves_capped,
+            blocked=decided.moves_blocked,
+            hint="they run in a later cycle",
+        )
+    if decided.kept:
+        sample = sorted(decided.kept.items())[:KEPT_SAMPLE]
+        log.info(
+            "prune_kept",
+            pairs=len(decided.kept),
+            reason="a fact with an unresolved key could still state them",
+            kept=[
+                {"bk_inst_id": s, "bk_asst_inst_id": d, "key": why}
+                for key, why in sample
+                for s, d in [unpack(key)]
+            ],
+        )
 
 
 def _report_failure(rel: RelationSettings, exc: BaseException) -> str:
