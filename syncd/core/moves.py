@@ -117,6 +117,10 @@ def name_pair(key: PairKey) -> str:
     return f"{src}->{dst}"
 
 
+def _names(keys: Iterable[PairKey]) -> str:
+    return ", ".join(name_pair(k) for k in keys)
+
+
 def _why_held(
     blockers: tuple[PairKey, ...],
     desired: Set[PairKey],
@@ -181,13 +185,17 @@ def plan_moves(
     free = frozenset(creates - blockers.keys())
     if candidates and blocked is not None:
         for move in candidates:
-            held[move.create] = (MOVE_BLOCKED, f"no moves this cycle: {blocked}")
+            held[move.create] = (
+                MOVE_BLOCKED,
+                f"would replace {_names(move.replaces)}; no moves this cycle: {blocked}",
+            )
         return MovePlan(free, [], held, blockers, 0, blocked)
     chosen, capped = _take_sets(candidates, guards.cap(len(known)))
     for move in capped:
         held[move.create] = (
             MOVE_CAPPED,
-            f"the per-cycle move cap ({guards.cap(len(known))}) is reached; moved in a later cycle",
+            f"would replace {_names(move.replaces)}; the per-cycle move cap "
+            f"({guards.cap(len(known))}) is reached: moved in a later cycle",
         )
     return MovePlan(free, chosen, held, blockers, len(capped), None)
 

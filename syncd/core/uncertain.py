@@ -95,3 +95,33 @@ def kept_for_uncertainty(
 def describe(side: str, key: str, origin: str) -> Reason:
     """The reason text for a fact's unresolved key (``side``: source or target)."""
     return f"{side} key {key!r} did not resolve ({origin})"
+
+
+class OpenSides:
+    """Builds a read's :class:`Uncertainty` from its facts that did not fully resolve."""
+
+    def __init__(self) -> None:
+        self.by_source: dict[int, Reason] = {}
+        self.by_target: dict[int, Reason] = {}
+        self.everything: Reason | None = None
+
+    def add(
+        self, src_key: object, dst_key: object, src: int | None, dst: int | None, origin: str
+    ) -> None:
+        """One fact: its raw keys, what each resolved to (None: nothing), its origin."""
+        if src is not None and dst is not None:
+            return
+        if src is not None:
+            self.by_source.setdefault(src, describe("target", str(dst_key), origin))
+        elif dst is not None:
+            self.by_target.setdefault(dst, describe("source", str(src_key), origin))
+        elif self.everything is None:
+            self.everything = (
+                f"both keys of a fact did not resolve ({src_key!r} -> {dst_key!r}, {origin}):"
+                " it could be any pair"
+            )
+
+    def uncertainty(self) -> Uncertainty:
+        if not (self.by_source or self.by_target or self.everything):
+            return CERTAIN
+        return Uncertainty(self.by_source, self.by_target, self.everything)

@@ -18,7 +18,7 @@ from syncd.config.settings import RelationSettings
 from syncd.core.outcome import LogLine, pair_fields
 from syncd.core.pairs import MAX_ID, PairKey, pack, pack_raw
 from syncd.core.plan import SourceStatus, UnresolvedKey
-from syncd.core.uncertain import CERTAIN, Uncertainty, describe
+from syncd.core.uncertain import CERTAIN, OpenSides, Uncertainty
 from syncd.engine.resolver import KeyResolver, KeySpec
 from syncd.sources import registry
 from syncd.sources.base import RawValue, Source, SourceError
@@ -338,7 +338,7 @@ def build_pairs(
     desired = Desired(set(), collected.bad, [], dict(collected.counts))
     reported: set[tuple[int, str]] = set()
     lines: list[LogLine] = []
-    open_sides = _OpenSides()
+    open_sides = OpenSides()
     for fact in collected.facts:
         found = [
             value if isinstance(value, int) else maps[side].get(value)
@@ -348,7 +348,7 @@ def build_pairs(
             desired.pairs.add(pack(found[0], found[1]))
             continue
         origin = source.origin(fact[2])
-        open_sides.add(fact, found, origin)
+        open_sides.add(fact[0], fact[1], found[0], found[1], origin)
         side = 0 if found[0] is None else 1
         value = str(fact[side])
         if (side, value) not in reported:
@@ -359,32 +359,6 @@ def build_pairs(
     desired.uncertainty = open_sides.uncertainty()
     log_pairs(lines)
     return desired
-
-
-class _OpenSides:
-    """The resolved ends of facts whose other end did not resolve (syncd.core.uncertain)."""
-
-    def __init__(self) -> None:
-        self.by_source: dict[int, str] = {}
-        self.by_target: dict[int, str] = {}
-        self.everything: str | None = None
-
-    def add(self, fact: Fact, found: list[int | None], origin: str) -> None:
-        src, dst = found
-        if src is not None:
-            self.by_source.setdefault(src, describe("target", str(fact[1]), origin))
-        elif dst is not None:
-            self.by_target.setdefault(dst, describe("source", str(fact[0]), origin))
-        elif self.everything is None:
-            self.everything = (
-                f"both keys of a fact did not resolve ({fact[0]!r} -> {fact[1]!r}, {origin}):"
-                " it could be any pair"
-            )
-
-    def uncertainty(self) -> Uncertainty:
-        if not (self.by_source or self.by_target or self.everything):
-            return CERTAIN
-        return Uncertainty(self.by_source, self.by_target, self.everything)
 
 
 def _unresolved_line(spec: KeySpec, key: UnresolvedKey) -> LogLine:
