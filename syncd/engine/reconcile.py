@@ -15,7 +15,7 @@ from __future__ import annotations
 import asyncio
 import time
 import traceback
-from collections.abc import Callable, Collection
+from collections.abc import Callable, Collection, Mapping
 from typing import Protocol
 
 import structlog
@@ -24,6 +24,7 @@ from syncd.cmdb.client import CmdbClient, CmdbError
 from syncd.config.settings import RelationSettings, Settings
 from syncd.core.answer import Verdict
 from syncd.core.moves import MOVE_BLOCKED, MOVE_CAPPED
+from syncd.core.outcome import LogLine, pair_fields
 from syncd.core.pairs import PairKey, unpack
 from syncd.core.plan import MoveInputs, PruneInputs, RelationPlan, plan, relation_guard
 from syncd.engine.apply import Applier, Replaces, SendBatch
@@ -33,7 +34,7 @@ from syncd.engine.report import CycleReport, RelationReport
 from syncd.engine.resolver import KeyResolver
 from syncd.sources.base import SourceError
 from syncd.state import StateError, StateStore
-from syncd.support.log import relation_context
+from syncd.support.log import log_pairs, relation_context
 from syncd.support.tasks import first_error, together
 
 log = structlog.get_logger("syncd")
@@ -315,6 +316,7 @@ class Reconciler:
             for status in answered:
                 self.store.set_source_size(size_key(rel, status.name), status.pairs or 0)
         _log_holds(rel, decided)
+        self._log_blocked(rel, decided)
         if decided.guard is None:
             # The size the source guard compares with, for pruning and moves alike.
             self.store.set_prune_baseline(name, len(desired.pairs))
@@ -329,6 +331,35 @@ class Reconciler:
             self.store.mark_absent(name, decided.owned_absent, now)
         if decided.prune.blocked is not None:
             log.warning("prune_blocked", reason=decided.prune.blocked)
+
+    def _log_blocked(self, rel: RelationSettings, decided: RelationPlan) -> None:
+        """One ``held`` line per create a known pair blocks and no move replaces this cycle,
+        naming the blocking pairs (ids and association id) and what to do."""
+        named = {
+            key: why
+            for key, why in decided.held.items()
+            if key in decided.blockers and why[0] not in (MOVE_CAPPED, MOVE_BLOCKED)
+        }
+        if not named:
+            return
+        blocking = {old for key in named for old in decided.blockers[key]}
+        ids = self.store.association_ids(rel.name, blocking)
+        lines: list[LogLine] = [
+            (
+                "warning",
+                pair_fields(
+                    "held",
+                    "create",
+                    None,
+                    *unpack(key),
+                    reason=reason,
+                    error=message,
+                    blocked_by=blocked_by(decided.blockers[key], ids),
+                ),
+            )
+            for key, (reason, message) in sorted(named.items())
+        ]
+        log_pairs(lines)
 
     async def plan_relation(self, rel: RelationSettings) -> RelationPlan:
         """What a cycle would do now against a fresh read of the CMDB; changes nothing."""
@@ -354,6 +385,17 @@ def _fill_report(report: RelationReport, desired: Desired, decided: RelationPlan
     report.error = desired.failure
     report.kept_uncertain = len(decided.kept)
     report.moves_held = sum(1 for r, _ in decided.held.values() if r in (MOVE_CAPPED, MOVE_BLOCKED))
+
+
+def blocked_by(
+    blockers: tuple[PairKey, ...], ids: Mapping[PairKey, int | None]
+) -> list[dict[str, int | None]]:
+    """The blocking pairs as a line or the plan names them."""
+    return [
+        {"bk_inst_id": s, "bk_asst_inst_id": d, "association_id": ids.get(old)}
+        for old in blockers
+        for s, d in [unpack(old)]
+    ]
 
 
 KEPT_SAMPLE = 20
