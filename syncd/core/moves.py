@@ -5,7 +5,8 @@ either side has at most one partner. A desired pair that shares its constrained 
 with a known pair is refused by the CMDB while that pair stands. What syncd does depends
 on the blocking pair:
 
-- the source states it too: the source contradicts the model; held (``source_conflict``);
+- the source states it too: the source contradicts the model; held (``conflict_1_n`` /
+  ``conflict_1_1``, the reasons the CMDB's refusal would get);
 - a fact with an unresolved key could still mean it: held (``uncertain_blocker``): only a
   fact that resolves both ends replaces a pair;
 - syncd did not create it (someone else did, or a resync found it): held
@@ -28,7 +29,8 @@ from dataclasses import dataclass, field
 from syncd.core.batching import Mapping as AssociationMapping
 from syncd.core.pairs import PairKey, unpack
 
-SOURCE_CONFLICT = "source_conflict"
+SOURCE_CONFLICT = ("conflict_1_n", "conflict_1_1")
+"""The reasons of a source that states both pairs: the CMDB's own conflict reasons."""
 UNCERTAIN_BLOCKER = "uncertain_blocker"
 FOREIGN_BLOCKER = "foreign_blocker"
 MOVE_CAPPED = "move_capped"
@@ -127,12 +129,13 @@ def _why_held(
     owned: Set[PairKey],
     kept: Mapping[PairKey, str],
     guards: MoveGuards,
+    mapping: AssociationMapping,
 ) -> tuple[str, str] | None:
     """Why a blocked create cannot move (reason, message), or None: it can."""
     stated = [b for b in blockers if b in desired]
     if stated:
         return (
-            SOURCE_CONFLICT,
+            SOURCE_CONFLICT[mapping is AssociationMapping.ONE_ONE],
             f"the source also states {name_pair(stated[0])}, which the model's mapping "
             "allows only one of: fix the source",
         )
@@ -177,7 +180,7 @@ def plan_moves(
     held: dict[PairKey, tuple[str, str]] = {}
     candidates: list[Move] = []
     for create in sorted(blockers):
-        why = _why_held(blockers[create], desired, mine, kept, guards)
+        why = _why_held(blockers[create], desired, mine, kept, guards, mapping)
         if why is None:
             candidates.append(Move(create, blockers[create]))
         else:

@@ -105,7 +105,7 @@ def test_a_free_create_is_not_a_move_and_owned_is_not_read() -> None:
     [
         (set(), {}, MoveGuards(), set(), FOREIGN_BLOCKER),
         ({P(1, 101)}, {P(1, 101): "target key 'x'"}, MoveGuards(), set(), UNCERTAIN_BLOCKER),
-        ({P(1, 101)}, {}, MoveGuards(), {P(1, 101)}, SOURCE_CONFLICT),
+        ({P(1, 101)}, {}, MoveGuards(), {P(1, 101)}, SOURCE_CONFLICT[0]),
         ({P(1, 101)}, {}, MoveGuards(enabled=False), set(), MOVES_OFF),
     ],
 )
