@@ -11,7 +11,7 @@ from __future__ import annotations
 import asyncio
 import itertools
 from collections.abc import Awaitable, Callable, Mapping, Sequence
-from typing import Any, Protocol
+from typing import Protocol
 
 import structlog
 
@@ -21,10 +21,11 @@ from syncd.config.settings import RelationSettings, SyncSettings
 from syncd.core.answer import Answer, IndexKind, Verdict
 from syncd.core.backoff import pair_next_attempt
 from syncd.core.isolate import Detail, IsolationBudget, batch_outcome, settle_batch
-from syncd.core.outcome import BatchOutcome, LogLine, classify_batch, pair_fields, whole_failure
+from syncd.core.outcome import BatchOutcome, classify_batch, whole_failure
 from syncd.core.pairs import PairKey, pack, unpack
 from syncd.core.refusal import looked_up_sides
 from syncd.engine.known import Known, RelationRefused
+from syncd.engine.moving import Replaces, count_moves, delete_fields, mark_moves
 from syncd.engine.precheck import HostCheck, host_sides, split_stale, stale_outcome
 from syncd.engine.report import RelationReport
 from syncd.state import Failed
@@ -98,24 +99,6 @@ def refusal(rel: RelationSettings, answer: Answer) -> RelationRefused:
         permission=answer.permission,
         request_id=answer.request_id,
     )
-
-
-Replaces = Mapping[PairKey, list[dict[str, int | None]]]
-"""A move's create -> the old pairs deleted for it (ids and association id, as logged)."""
-
-
-def mark_moves(lines: list[LogLine], replaces: Replaces) -> list[LogLine]:
-    """A move's create lines: ``operation: "move"``, ``step: "create"`` and ``replaces``."""
-    out: list[LogLine] = []
-    for level, fields in lines:
-        src, dst = fields.get("bk_inst_id"), fields.get("bk_asst_inst_id")
-        old = (
-            replaces.get(pack(src, dst)) if isinstance(src, int) and isinstance(dst, int) else None
-        )
-        if old is not None and fields.get("operation") == "create":
-            fields = {**fields, "operation": "move", "step": "create", "replaces": old}
-        out.append((level, fields))
-    return out
 
 
 CANCELLED = "request abandoned: the shutdown deadline passed or the relation failed"
@@ -314,7 +297,11 @@ class Applier:
         if self.observer is not None:
             self.observer.record_isolation(rel.name, outcome.isolation_requests)
         if replaces:
-            self._count_moves(rel.name, outcome, replaces, report)
+            moved, failed = count_moves(outcome, replaces)
+            report.moved += moved
+            report.move_failed += failed
+            if self.observer is not None and moved:
+                self.observer.record_pair(rel.name, "moved", moved)
         groups = outcome.request_groups()
         batches = [batch_id] + [next(self._batch_ids) for _ in groups[1:]]
         for number, group in zip(batches, groups, strict=True):
@@ -330,15 +317,6 @@ class Applier:
                 deferred=len(outcome.deferred),
                 error=answer.error if answer is not None else None,
             )
-
-    def _count_moves(
-        self, name: str, outcome: BatchOutcome, replaces: Replaces, report: RelationReport
-    ) -> None:
-        done = sum(1 for s, d, _ in (*outcome.created, *outcome.exists) if pack(s, d) in replaces)
-        report.moved += done
-        report.move_failed += sum(1 for f in outcome.failed if pack(f.src, f.dst) in replaces)
-        if self.observer is not None and done:
-            self.observer.record_pair(name, "moved", done)
 
     def _schedule(self, name: str, outcome: BatchOutcome) -> list[Failed]:
         """When each failed pair may be sent again (per-pair backoff)."""
@@ -437,29 +415,3 @@ class Applier:
             for index, (key, assoc_id) in enumerate(chunk)
         ]
         log_pairs(lines, batch=batch_id, request_id=answer.request_id)
-
-
-def delete_fields(
-    ok: bool,
-    index: int,
-    key: PairKey,
-    association_id: int,
-    error: str | None,
-    replaced_by: Mapping[PairKey, PairKey] | None,
-) -> dict[str, Any]:
-    """A delete's ``pair`` line: a prune's, or a move's first step (``replaced_by``)."""
-    extra: dict[str, Any] = {} if ok else {"error": error}
-    operation = "delete"
-    if replaced_by is not None:
-        operation = "move"
-        new_src, new_dst = unpack(replaced_by[key])
-        extra["step"] = "delete"
-        extra["replaced_by"] = {"bk_inst_id": new_src, "bk_asst_inst_id": new_dst}
-    return pair_fields(
-        "deleted" if ok else "failed",
-        operation,
-        index,
-        *unpack(key),
-        association_id=association_id,
-        **extra,
-    )

@@ -15,7 +15,7 @@ from __future__ import annotations
 import asyncio
 import time
 import traceback
-from collections.abc import Callable, Collection, Mapping
+from collections.abc import Callable, Collection
 from typing import Protocol
 
 import structlog
@@ -24,17 +24,18 @@ from syncd.cmdb.client import CmdbClient, CmdbError
 from syncd.config.settings import RelationSettings, Settings
 from syncd.core.answer import Verdict
 from syncd.core.moves import MOVE_BLOCKED, MOVE_CAPPED
-from syncd.core.outcome import LogLine, pair_fields
-from syncd.core.pairs import PairKey, unpack
+from syncd.core.pairs import PairKey
 from syncd.core.plan import MoveInputs, PruneInputs, RelationPlan, plan, relation_guard
-from syncd.engine.apply import Applier, Replaces, SendBatch
+from syncd.core.uncertain import CERTAIN, Uncertainty, certainly_absent
+from syncd.engine.apply import Applier, SendBatch
 from syncd.engine.desired import Desired, DesiredReader, SourceFactory, make_source, size_key
 from syncd.engine.known import Known, RelationRefused
+from syncd.engine.moving import blocking_pairs, clear_for_moves, log_blocked, log_holds
 from syncd.engine.report import CycleReport, RelationReport
 from syncd.engine.resolver import KeyResolver
 from syncd.sources.base import SourceError
 from syncd.state import StateError, StateStore
-from syncd.support.log import log_pairs, relation_context
+from syncd.support.log import relation_context
 from syncd.support.tasks import first_error, together
 
 log = structlog.get_logger("syncd")
@@ -50,6 +51,7 @@ class EngineObserver(Protocol):
     def record_pair(self, relation: str, outcome: str, n: int = 1) -> None: ...
     def record_isolation(self, relation: str, requests: int) -> None: ...
     def set_relation_gauges(self, relation: str, desired: int, known: int, failed: int) -> None: ...
+    def set_kept_uncertain(self, relation: str, pairs: int) -> None: ...
     def mark_success(self, relation: str) -> None: ...
     def record_cycle(self, seconds: float, *, ok: bool = True) -> None: ...
 
@@ -85,11 +87,21 @@ class Reconciler:
         self.last_desired: dict[str, set[PairKey]] = {}
         """Each relation's last source read (the same set, not a copy): what the watch
         (syncd.informer.watch) asks when a pair disappears."""
+        self.last_uncertainty: dict[str, Uncertainty] = {}
+        """What the last read left open (:mod:`syncd.core.uncertain`)."""
         self.blocking: dict[str, set[PairKey]] = {}
         """Each relation's known pairs that hold a desired pair back (a mapping conflict):
         the watch runs the relation at once when one of them is deleted."""
         self._turns: dict[str, asyncio.Lock] = {}
         """One run of a relation at a time, whether a cycle or the watch started it."""
+
+    def may_delete(self, name: str, key: PairKey) -> bool:
+        """For a path that deletes one pair outside a cycle (a webhook, the watch): only a
+        pair the last read certainly does not state; nothing before a relation was read."""
+        desired = self.last_desired.get(name)
+        if desired is None:
+            return False
+        return certainly_absent(key, desired, self.last_uncertainty.get(name, CERTAIN))
 
     @property
     def stopping(self) -> bool:
@@ -149,6 +161,7 @@ class Reconciler:
             if self.observer is not None:
                 failing = report.failed + report.held
                 self.observer.set_relation_gauges(rel.name, report.desired, report.known, failing)
+                self.observer.set_kept_uncertain(rel.name, report.kept_uncertain)
                 if report.error is None:
                     self.observer.mark_success(rel.name)
             return report
@@ -180,6 +193,7 @@ class Reconciler:
                 log.warning("prune_blocked", reason=SOURCE_FAILED)
             raise
         self.last_desired[rel.name] = desired.pairs
+        self.last_uncertainty[rel.name] = desired.uncertainty
         now = self.clock()
         decided = self.decide(rel, desired, known, now)
         self.blocking[rel.name] = {
@@ -193,7 +207,7 @@ class Reconciler:
             return
         batches, replaces = decided.batches, None
         if decided.moves:
-            batches, replaces = await self.clear_for_moves(rel, decided, report)
+            batches, replaces = await clear_for_moves(self.apply, rel, decided, report)
         try:
             await self.apply.create(rel, batches, report, replaces=replaces)
         finally:
@@ -204,45 +218,6 @@ class Reconciler:
         await self.known.learn_blockers(rel, report.conflicts)
         if decided.prune.delete and not self.stopping:
             await self.apply.delete(rel, decided.prune.delete, report)
-
-    async def clear_for_moves(
-        self, rel: RelationSettings, decided: RelationPlan, report: RelationReport
-    ) -> tuple[list[list[PairKey]], Replaces]:
-        """A move's first step: delete every pair the moves replace (all before any create).
-
-        Returns the batches without the creates whose old pair could not be deleted (they
-        are tried again next cycle), and what each remaining create replaces.
-        """
-        deletes = sorted({old for move in decided.moves for old in move.replaces})
-        ids = self.store.association_ids(rel.name, deletes)
-        if any(ids.get(k) is None for k in deletes):
-            await self.known.fill_association_ids(rel)
-            ids = self.store.association_ids(rel.name, deletes)
-        replaced_by = {old: move.create for move in decided.moves for old in move.replaces}
-        gone = await self.apply.delete(rel, deletes, report, replaced_by=replaced_by)
-        ready = {m.create for m in decided.moves if all(old in gone for old in m.replaces)}
-        waiting = len(decided.moves) - len(ready)
-        if waiting:
-            report.moves_held += waiting
-            log.warning(
-                "moves_waiting",
-                moves=waiting,
-                reason="a pair they replace could not be deleted; tried again next cycle",
-            )
-        unready = {m.create for m in decided.moves} - ready
-        batches = [
-            b for b in ([k for k in batch if k not in unready] for batch in decided.batches) if b
-        ]
-        replaces: Replaces = {
-            move.create: [
-                {"bk_inst_id": s, "bk_asst_inst_id": d, "association_id": ids.get(old)}
-                for old in move.replaces
-                for s, d in [unpack(old)]
-            ]
-            for move in decided.moves
-            if move.create in ready
-        }
-        return batches, replaces
 
     def _last_sizes(self, rel: RelationSettings) -> dict[str, int]:
         """Each source's size at its last read, for the empty-source guard."""
@@ -315,8 +290,8 @@ class Reconciler:
         if rel.several_sources:
             for status in answered:
                 self.store.set_source_size(size_key(rel, status.name), status.pairs or 0)
-        _log_holds(rel, decided)
-        self._log_blocked(rel, decided)
+        log_holds(decided)
+        log_blocked(decided, self.store.association_ids(rel.name, blocking_pairs(decided)))
         if decided.guard is None:
             # The size the source guard compares with, for pruning and moves alike.
             self.store.set_prune_baseline(name, len(desired.pairs))
@@ -331,35 +306,6 @@ class Reconciler:
             self.store.mark_absent(name, decided.owned_absent, now)
         if decided.prune.blocked is not None:
             log.warning("prune_blocked", reason=decided.prune.blocked)
-
-    def _log_blocked(self, rel: RelationSettings, decided: RelationPlan) -> None:
-        """One ``held`` line per create a known pair blocks and no move replaces this cycle,
-        naming the blocking pairs (ids and association id) and what to do."""
-        named = {
-            key: why
-            for key, why in decided.held.items()
-            if key in decided.blockers and why[0] not in (MOVE_CAPPED, MOVE_BLOCKED)
-        }
-        if not named:
-            return
-        blocking = {old for key in named for old in decided.blockers[key]}
-        ids = self.store.association_ids(rel.name, blocking)
-        lines: list[LogLine] = [
-            (
-                "warning",
-                pair_fields(
-                    "held",
-                    "create",
-                    None,
-                    *unpack(key),
-                    reason=reason,
-                    error=message,
-                    blocked_by=blocked_by(decided.blockers[key], ids),
-                ),
-            )
-            for key, (reason, message) in sorted(named.items())
-        ]
-        log_pairs(lines)
 
     async def plan_relation(self, rel: RelationSettings) -> RelationPlan:
         """What a cycle would do now against a fresh read of the CMDB; changes nothing."""
@@ -385,44 +331,6 @@ def _fill_report(report: RelationReport, desired: Desired, decided: RelationPlan
     report.error = desired.failure
     report.kept_uncertain = len(decided.kept)
     report.moves_held = sum(1 for r, _ in decided.held.values() if r in (MOVE_CAPPED, MOVE_BLOCKED))
-
-
-def blocked_by(
-    blockers: tuple[PairKey, ...], ids: Mapping[PairKey, int | None]
-) -> list[dict[str, int | None]]:
-    """The blocking pairs as a line or the plan names them."""
-    return [
-        {"bk_inst_id": s, "bk_asst_inst_id": d, "association_id": ids.get(old)}
-        for old in blockers
-        for s, d in [unpack(old)]
-    ]
-
-
-KEPT_SAMPLE = 20
-"""Kept pairs named on the ``prune_kept`` line; ``syncd plan`` lists every one."""
-
-
-def _log_holds(rel: RelationSettings, decided: RelationPlan) -> None:
-    """Once per cycle: what moves and pruning held back, and why."""
-    if decided.moves_capped or decided.moves_blocked:
-        log.warning(
-            "moves_held",
-            capped=decided.moves_capped,
-            blocked=decided.moves_blocked,
-            hint="they run in a later cycle",
-        )
-    if decided.kept:
-        sample = sorted(decided.kept.items())[:KEPT_SAMPLE]
-        log.info(
-            "prune_kept",
-            pairs=len(decided.kept),
-            reason="a fact with an unresolved key could still state them",
-            kept=[
-                {"bk_inst_id": s, "bk_asst_inst_id": d, "key": why}
-                for key, why in sample
-                for s, d in [unpack(key)]
-            ],
-        )
 
 
 def _report_failure(rel: RelationSettings, exc: BaseException) -> str:
