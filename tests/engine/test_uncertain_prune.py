@@ -139,3 +139,21 @@ async def test_an_unresolved_side_never_moves(
         assert [(h["bk_inst_id"], h["bk_asst_inst_id"], h["reason"]) for h in held] == [
             (3, 1004, "uncertain_blocker")
         ]
+
+
+async def test_a_single_pair_delete_path_asks_the_same_rule(
+    tmp_path: Path, sim_factory: Callable[..., Simulator]
+) -> None:
+    from syncd.core.pairs import pack
+
+    sim = sim_factory(switches=10, hosts=30, mapping="1:n")
+    async with sim.running(host="127.0.0.1", port=0) as url:
+        rig = Rig(tmp_path, url)
+        async with engine_for(rig.settings) as engine:
+            assert not engine.may_delete("switch-host", pack(5, 1013))  # nothing read yet
+            rig.topo.write_text(rows(RENAMED, {DROPPED}))
+            await engine.cycle()
+            assert engine.may_delete("switch-host", pack(*DROPPED))
+            assert not engine.may_delete("switch-host", pack(1, 1002))  # its switch is renamed
+            assert not engine.may_delete("switch-host", pack(2, 1004))  # its host is readdressed
+            assert not engine.may_delete("switch-host", pack(2, 1005))  # still stated
