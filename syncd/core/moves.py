@@ -205,6 +205,10 @@ def plan_moves(
 
 def move_sets(moves: list[Move]) -> list[list[Move]]:
     """Moves that share a replaced pair, grouped (a swap or a chain is one set), in order."""
+    olds = [old for move in moves for old in move.replaces]
+    if len(olds) == len(moves) == len(set(olds)):
+        # The usual 1:n re-cabling: each move replaces one pair no other move replaces.
+        return [[move] for move in sorted(moves, key=lambda m: m.create)]
     parent: dict[PairKey, PairKey] = {}
 
     def find(node: PairKey) -> PairKey:
@@ -229,6 +233,8 @@ def move_sets(moves: list[Move]) -> list[list[Move]]:
 def _take_sets(moves: list[Move], cap: int) -> tuple[list[Move], list[Move]]:
     """Whole sets, in order, each taken if it still fits within ``cap``; the rest wait
     (a set larger than the cap on its own waits until the cap is raised)."""
+    if len(moves) <= cap:
+        return moves, []
     chosen: list[Move] = []
     left: list[Move] = []
     for group in move_sets(moves):

@@ -267,3 +267,14 @@ def test_moves_never_delete_what_they_must_not(
     assert all(not find_blockers([c], known, mapping) for c in mp.free)
     for create, (_, message) in mp.held.items():
         assert any(f"{s}->{d}" in message for s, d in map(unpack, mp.blockers[create]))
+
+
+def test_move_sets_group_shared_deletes_and_keep_singletons_apart() -> None:
+    from syncd.core.moves import Move, move_sets
+
+    a = Move(P(1, 102), (P(1, 101), P(2, 102)))
+    b = Move(P(2, 101), (P(1, 101), P(2, 102)))
+    c = Move(P(3, 105), (P(4, 105),))
+    d = Move(P(5, 106), (P(6, 106),))
+    assert move_sets([c, a, b]) == [[a, b], [c]]
+    assert move_sets([d, c]) == [[c], [d]]  # the fast path: one pair each, none shared
