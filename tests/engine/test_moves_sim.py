@@ -232,3 +232,30 @@ async def test_a_create_failing_after_its_delete_is_retried(
         rig.engine_kw = {}
         second = await rig.cycle([(2, 1001)])
         assert sim.pairs(ASST) == {(2, 1001)} and second.relations[0].created == 1
+
+
+async def test_an_unknown_blocker_is_looked_up_once_then_held_by_name(
+    tmp_path: Path, sim_factory: Callable[..., Simulator]
+) -> None:
+    sim = sim_factory(switches=4, hosts=5, mapping="1:n")
+    async with sim.running(host="127.0.0.1", port=0) as url:
+        rig = Rig(tmp_path, url)
+        await rig.cycle([(2, 1002)])
+        # Someone else cables host 1001 behind syncd's back (no watch here): syncd's known
+        # state does not have it, so the first try is refused ...
+        async with engine_for(rig.settings) as engine:
+            await engine.client.batch_create("bk_switch", "host", ASST, [(1, 1001)])
+        first = await rig.cycle([(2, 1001), (2, 1002)])
+        assert first.relations[0].failed == 1
+        assert rig.lines(outcome="failed", reason="conflict_1_n")
+        # ... the blocker is looked up and known (not owned): later cycles hold the pair by
+        # name without sending it, and never delete someone else's pair.
+        before = sim.stats()["requests_by_api"].get("batch_create_instance_association", 0)
+        second = await rig.cycle([(2, 1001), (2, 1002)])
+        after = sim.stats()["requests_by_api"].get("batch_create_instance_association", 0)
+        assert after == before and second.relations[0].held == 1
+        assert (
+            rig.lines(outcome="held", reason="foreign_blocker")[-1]["blocked_by"][0]["bk_inst_id"]
+            == 1
+        )
+        assert sim.pairs(ASST) == {(1, 1001), (2, 1002)}
