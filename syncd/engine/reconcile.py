@@ -293,14 +293,19 @@ class Reconciler:
         log_holds(decided)
         log_blocked(decided, self.store.association_ids(rel.name, blocking_pairs(decided)))
         if decided.guard is None:
-            # The size the source guard compares with, for pruning and moves alike.
-            self.store.set_prune_baseline(name, len(desired.pairs))
-            if rel.several_sources:
-                for status in answered:
+            # The size the source guard compares with, for pruning and moves alike
+            # (written only when it changed: no transaction per cycle for a steady source).
+            if self.store.prune_baseline(name) != len(desired.pairs):
+                self.store.set_prune_baseline(name, len(desired.pairs))
+            for status in answered if rel.several_sources else ():
+                if self.store.source_baseline(name, status.name) != (status.pairs or 0):
                     self.store.set_source_baseline(name, status.name, status.pairs or 0)
         if not rel.prune.enabled:
             return
-        self.store.mark_present(name, desired.pairs | decided.kept.keys())
+        # Kept pairs may be stated: their absence is not counted (no copy of a large set
+        # when nothing is kept).
+        present = desired.pairs | decided.kept.keys() if decided.kept else desired.pairs
+        self.store.mark_present(name, present)
         if not desired.failed:
             # A failed source's pairs look absent; their absence is not counted.
             self.store.mark_absent(name, decided.owned_absent, now)
