@@ -259,3 +259,35 @@ async def test_an_unknown_blocker_is_looked_up_once_then_held_by_name(
             == 1
         )
         assert sim.pairs(ASST) == {(1, 1001), (2, 1002)}
+
+
+async def test_plan_shows_moves_old_to_new_and_changes_pending(
+    tmp_path: Path, sim_factory: Callable[..., Simulator]
+) -> None:
+    from syncd.cli import _named_pairs
+    from syncd.commands.planview import plan_document, render_text
+
+    sim = sim_factory(switches=4, hosts=5, mapping="1:n")
+    async with sim.running(host="127.0.0.1", port=0) as url:
+        rig = Rig(tmp_path, url)
+        await rig.cycle(V1)
+        ids = {(a["bk_inst_id"], a["bk_asst_inst_id"]): a["id"] for a in sim.associations(ASST)}
+        write_csv(rig.topo, V2)
+        async with engine_for(rig.settings) as engine:
+            plan = await engine.plan_relation(rig.settings.relations[0])
+            named = engine.store.association_ids("switch-host", _named_pairs(plan))
+        doc = plan_document(rig.settings, [plan], {"switch-host": named})
+        rel = doc["relations"][0]
+        assert doc["changes"] is True  # syncd plan exits 2
+        assert rel["counts"]["move"] == 2 and rel["counts"]["create"] == 0 and rel["create"] == []
+        assert rel["move"][0] == {
+            "bk_inst_id": 2,
+            "bk_asst_inst_id": 1001,
+            "replaces": [
+                {"bk_inst_id": 1, "bk_asst_inst_id": 1001, "association_id": ids[(1, 1001)]}
+            ],
+        }
+        text = render_text(doc)
+        assert f"> 1 -> 1001 (association {ids[(1, 1001)]})  =>  2 -> 1001" in text
+        assert "move 2" in text and text.endswith("changes pending")
+        assert sim.pairs(ASST) == set(V1)  # a plan writes nothing
