@@ -19,6 +19,7 @@ from bench import (
     baseline,
     diff_scale,
     isolation,
+    moves,
     netbox_read,
     overhead,
     pacing,
@@ -41,6 +42,7 @@ SIZES = {
     "isolation": (10_000, 2_000),
     "drift": (1_000, 100),
     "relist": (1_000_000, 5_000),
+    "moves": (10_000, 1_000),
     "webhook": (1_500, 300),
     "webhook_large": (50_000, 1_500),
 }
@@ -87,6 +89,7 @@ def run_all(quick: bool, only: list[str], workdir: Path) -> dict[str, Any]:
         "isolation": isolation.run,
         "drift": watch.drift,
         "relist": watch.relist,
+        "moves": moves.run,
         "webhook": webhook_latency.run,
         "webhook_large": webhook_latency.run,
     }

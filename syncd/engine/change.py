@@ -8,11 +8,15 @@ built from every full read) and sends just the difference, through the same appl
 (rate budget, batches, ``pair`` lines, state) as a cycle.
 
 It only acts when it can be sure: a relation with one NetBox source in ``cables`` mode,
-read in full at least once by this process. Anything else raises :class:`ChangeUncertain`
-and the caller asks for a full read instead. A pair the change removes is deleted at once
-only when pruning is on, syncd owns it, and the count stays within the prune caps; with
-``hooks.netbox.prune_at_once = false`` its absence is only recorded, and the full cycle's
-grace decides (an incremental delete is the source stating an absence for that cable).
+read in full at least once by this process, and no create blocked by a known pair under
+a ``1:n`` / ``1:1`` mapping (a move: :mod:`syncd.core.moves` decides it in the cycle).
+Anything else raises :class:`ChangeUncertain` and the caller asks for a full read instead.
+A pair the change removes is deleted at once only when pruning is on, syncd owns it, no
+unresolved key could still mean it (``Reconciler.may_delete``,
+:func:`syncd.core.uncertain.certainly_absent`), and the count stays within the prune caps;
+with ``hooks.netbox.prune_at_once = false`` its absence is only recorded, and the full
+cycle's grace decides (an incremental delete is the source stating an absence for that
+cable).
 """
 
 from __future__ import annotations
@@ -26,11 +30,14 @@ import structlog
 from syncd.config.settings import RelationSettings
 from syncd.core.batching import plan_batches
 from syncd.core.change import Delta, Entry, RecordIndex
+from syncd.core.moves import find_blockers
 from syncd.core.pairs import PairKey
+from syncd.core.uncertain import CERTAIN, Uncertainty
 from syncd.engine.apply import Applier
 from syncd.engine.desired import (
     BadValue,
     Collected,
+    Desired,
     Fact,
     SourceFactory,
     build_pairs,
@@ -101,6 +108,8 @@ class ChangeApplier:
         *,
         batch_size: int,
         last_desired: dict[str, set[PairKey]],
+        uncertainty: dict[str, Uncertainty],
+        may_delete: Callable[[str, PairKey], bool],
         source_factory: SourceFactory = make_source,
         clock: Callable[[], float] = time.time,
     ) -> None:
@@ -109,6 +118,10 @@ class ChangeApplier:
         self.resolver = resolver
         self.batch_size = batch_size
         self.last_desired = last_desired
+        self.uncertainty = uncertainty
+        """Each relation's open keys (the reconciler's, from its last read): a change's
+        unresolved facts are added, so later deletes respect them too."""
+        self.may_delete = may_delete
         self.source_factory = source_factory
         self.clock = clock
         self.prune_at_once = True
@@ -155,16 +168,24 @@ class ChangeApplier:
     ) -> None:
         name = rel.name
         origin = {f: r for r, e in delta.records.items() for f in e.facts}
-        entered = await self._keys(rel, delta.entered, origin, source, log_unresolved=True)
-        left = await self._keys(rel, delta.left, origin, source, log_unresolved=False)
+        read = await self._keys(rel, delta.entered, origin, source, log_unresolved=True)
+        entered = read.pairs
+        left = (await self._keys(rel, delta.left, origin, source, log_unresolved=False)).pairs
         left -= entered
-        desired = self.last_desired.setdefault(name, set())
-        desired.update(entered)
-        desired.difference_update(left)
         now = self.clock()
         known = self.known.pairs(name)
         held = self.known.store.held_back(name, now)
         to_create = [k for k in sorted(entered) if k not in known and k not in held]
+        if find_blockers(to_create, known, self.known.mapping(name)):
+            # A move under 1:n / 1:1: the old pair must go first, and the cycle's move
+            # logic (syncd.core.moves) decides whether it may.
+            raise ChangeUncertain("a create is blocked by a known pair (a move): a full read")
+        desired = self.last_desired.setdefault(name, set())
+        desired.update(entered)
+        desired.difference_update(left)
+        if read.uncertainty:
+            before = self.uncertainty.get(name, CERTAIN)
+            self.uncertainty[name] = before.merged(read.uncertainty)
         report.desired = len(desired)
         report.held = len(entered & held.keys())
         report.pending = len(to_create)
@@ -184,8 +205,12 @@ class ChangeApplier:
     async def _prune(
         self, rel: RelationSettings, gone: set[PairKey], report: RelationReport, now: float
     ) -> None:
-        """Delete the owned pairs the source said are gone, within the prune caps."""
-        owned = self.known.store.owned_among(rel.name, gone)
+        """Delete the owned pairs the source said are gone, within the prune caps, and never
+        one an unresolved fact could still mean (``may_delete``)."""
+        sure = {k for k in gone if self.may_delete(rel.name, k)}
+        if len(sure) < len(gone):
+            log.info("prune_kept", pairs=len(gone) - len(sure), reason="an unresolved key")
+        owned = self.known.store.owned_among(rel.name, sure)
         if not owned:
             return
         guards = rel.prune.guards()
@@ -206,8 +231,9 @@ class ChangeApplier:
         source: Source,
         *,
         log_unresolved: bool,
-    ) -> set[PairKey]:
-        """Raw pairs to pair keys: ids checked, natural keys resolved (the resolver's cache)."""
+    ) -> Desired:
+        """Raw pairs to pair keys: ids checked, natural keys resolved (the resolver's cache);
+        what did not resolve is in the answer's ``uncertainty``."""
         specs = key_specs(rel)
         facts: list[Fact] = []
         for src, dst in raw:
@@ -223,4 +249,4 @@ class ChangeApplier:
             await resolve_side(spec, side, facts, self.resolver) for side, spec in enumerate(specs)
         ]
         collected = Collected(facts, 0, {})
-        return build_pairs(specs, maps, source, collected, "netbox", quiet=not log_unresolved).pairs
+        return build_pairs(specs, maps, source, collected, "netbox", quiet=not log_unresolved)

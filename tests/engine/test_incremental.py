@@ -297,3 +297,59 @@ async def test_a_relation_with_several_sources_is_read_in_full(tmp_path: Path) -
             assert sim.pairs(ASST) == pairs(9, 13)
             with pytest.raises(ChangeUncertain):
                 await engine.apply_change(settings.relations[0], Change(cables=frozenset({10})))
+
+
+async def test_a_rename_the_cmdb_does_not_know_yet_keeps_the_old_pair(tmp_path: Path) -> None:
+    """Never prune on uncertainty: srv-wh-001 renamed in NetBox to a name the CMDB does not
+    have. The fact still states a cable; its target did not resolve, so every pair of the
+    switch it could mean stays (Reconciler.may_delete), nothing is deleted."""
+    async with world(tmp_path, [cable_row(10, 9)]) as w:
+        w.netbox.devices[9] = {**w.netbox.devices[9], "name": "srv-wh-renamed"}
+        with capture_logs() as logs:
+            report = await w.engine.apply_change(
+                w.settings.relations[0], Change(devices=frozenset({9}))
+            )
+        assert report.error is None and report.deleted == 0
+        assert w.sim.pairs(ASST) == pairs(9)
+        assert [line["event"] for line in logs].count("prune_kept") == 1
+        assert [p["key"] for p in pair_lines(logs) if p["outcome"] == "unresolved"] == [
+            "srv-wh-renamed"
+        ]
+
+
+async def test_prune_at_once_off_records_the_absence_for_the_cycle(tmp_path: Path) -> None:
+    async with world(tmp_path, [cable_row(10, 9), cable_row(11, 10, port=2)]) as w:
+        w.engine.changes.prune_at_once = False
+        w.cables[:] = [c for c in w.cables if c["id"] != 10]
+        with capture_logs() as logs:
+            report = await w.engine.apply_change(
+                w.settings.relations[0], Change(cables=frozenset({10}))
+            )
+        assert report.deleted == 0 and report.absent == 1
+        assert w.sim.pairs(ASST) == pairs(9, 10)
+        assert "prune_waiting" in [line["event"] for line in logs]
+        await w.engine.cycle()  # the cycle's grace (0 s, 1 cycle here) decides
+        assert w.sim.pairs(ASST) == pairs(10)
+
+
+async def test_a_move_under_1_n_is_left_to_the_cycle(tmp_path: Path) -> None:
+    """Under 1:n a host has one switch: the new pair is blocked by the old one until it is
+    deleted, which the cycle's move logic decides; the change is uncertain."""
+    doc = cmdb()
+    doc["objects"]["bk_switch"].append({"bk_inst_id": 2, "bk_inst_name": "sw-wh-02"})
+    doc["model_associations"][0]["mapping"] = "1:n"
+    sim = Simulator(Fixture.from_dict(doc), SimulatorOptions())
+    two = {**devices(), 7: {"id": 7, "name": "sw-wh-02", "role": {"slug": "switch"}}}
+    netbox = StandIn(lists={CABLES: [cable_row(10, 9)]}, devices=two, cost_ms=0)
+    async with serve_standin(netbox), sim.running(host="127.0.0.1", port=0) as url:
+        settings = config(tmp_path, url, netbox.url)
+        async with engine_for(settings) as engine:
+            assert (await engine.cycle()).ok and sim.pairs(ASST) == pairs(9)
+            moved = cable_row(10, 9)
+            moved["a_terminations"][0]["object"]["device"] = {"id": 7, "name": "sw-wh-02"}
+            netbox.lists[CABLES][:] = [moved]
+            with pytest.raises(ChangeUncertain, match="blocked"):
+                await engine.apply_change(settings.relations[0], Change(cables=frozenset({10})))
+            assert sim.pairs(ASST) == pairs(9)  # nothing was touched
+            await engine.cycle()  # the full read the caller asks for moves it
+            assert sim.pairs(ASST) == {(2, 1001)}
