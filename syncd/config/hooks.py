@@ -55,11 +55,12 @@ class NetBoxHookSettings(_Section):
     )
     max_body: int = Field(1024 * 1024, ge=1024, description="bytes of a payload at most")
     debounce: float = Field(
-        0.5, gt=0, le=1, description="quiet seconds that end a burst of changes: one cycle"
+        0.5, gt=0, le=1, description="unused: deliveries are applied as they come (gather)"
     )
     max_delay: float = Field(
-        30, gt=0, le=600, description="a burst longer than this still gets a cycle"
+        30, gt=0, le=600, description="unused: deliveries are applied as they come (group_max)"
     )
+    """Accepted (and checked) so that configs written for cycle-per-burst webhooks load."""
     gather: float = Field(
         0.05, ge=0, le=1, description="seconds a first change waits for its companions"
     )

@@ -157,11 +157,11 @@ def parse_event(body: bytes) -> NetBoxEvent:
 
 
 class Debouncer:
-    """Coalesce a burst of pokes into one call of ``fire(count)``.
+    """Coalesce a burst of pokes into one call of ``fire(count)`` (a watched command's
+    notifications: each asks for a cycle).
 
     It fires ``quiet`` seconds after the last poke, so a single change is acted on within
-    ``quiet`` and the 500 POSTs of a bulk edit (NetBox's worker sends them one after the
-    other, well under ``quiet`` apart) are one call; but never later than ``max_delay``
+    ``quiet`` and a burst of notifications is one call; but never later than ``max_delay``
     after the first poke of a burst, so a never-ending stream still gets cycles.
     Must be poked from the event loop's thread.
     """
