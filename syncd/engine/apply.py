@@ -10,8 +10,8 @@ from __future__ import annotations
 
 import asyncio
 import itertools
-from collections.abc import Awaitable, Callable, Mapping, Sequence
-from typing import Protocol
+from collections.abc import Awaitable, Callable, Coroutine, Mapping, Sequence
+from typing import Any, Protocol
 
 import structlog
 
@@ -24,7 +24,7 @@ from syncd.core.isolate import Detail, IsolationBudget, batch_outcome, settle_ba
 from syncd.core.outcome import BatchOutcome, classify_batch, whole_failure
 from syncd.core.pairs import PairKey, ids_of, pack, unpack
 from syncd.core.refusal import looked_up_sides
-from syncd.engine.known import Known, RelationRefused
+from syncd.engine.known import D, Known, RelationRefused
 from syncd.engine.moving import Replaces, count_moves, delete_fields, mark_moves
 from syncd.engine.precheck import HostCheck, host_sides, split_stale, stale_outcome
 from syncd.engine.report import RelationReport
@@ -182,6 +182,19 @@ class Applier:
                 tg.create_task(self._create_one(rel, details, report, refused, replaces))
         if refused:
             raise refused[0]
+
+    async def read_then_ask_hosts(self, rel: RelationSettings, read: Coroutine[Any, Any, D]) -> D:
+        """``read`` (a first sync's source read), then the host pre-check of every pair it
+        gave, started at once: it then overlaps the resync and the plan, not follows them."""
+        desired = await read
+        sides = host_sides(rel.bk_obj_id, rel.bk_asst_obj_id)
+        if self.hosts is not None and any(sides) and self._wants_precheck(rel.name):
+            ids: set[int] = set()
+            for side in (0, 1):
+                if sides[side]:
+                    ids.update(ids_of(desired.pairs, side))
+            self.hosts.ask_ahead(ids)
+        return desired
 
     def _wants_precheck(self, name: str) -> bool:
         """``on``: always. ``auto``: on a relation's first sending cycle (a first sync sends
