@@ -223,8 +223,12 @@ class Reconciler:
                     self.store.set_source_size(size_key(rel, name), 0)
                     self.store.set_source_baseline(rel.name, name, 0)
         try:
+            read = self.desired.read(rel, self._last_sizes(rel))
+            if not resync and not self.store.has_resynced(rel.name):
+                # A first sync sends (nearly) everything: check its hosts during the resync.
+                read = self.apply.read_then_ask_hosts(rel, read)
             known, report.resynced, desired = await self.known.observe_beside(
-                rel, self.desired.read(rel, self._last_sizes(rel)), resync=resync
+                rel, read, resync=resync
             )
         except (SourceError, CmdbError):
             if rel.prune.enabled:
