@@ -457,6 +457,8 @@ class Backend:
         if isinstance(raw, Malformed):
             raw = watch.NOT_JSON
         resource = params.get("bk_resource")
+        if self.fault == "watch-expired" and isinstance(raw, dict) and raw.get("bk_cursor"):
+            raise CmdbError(watch.EVENT_CHAIN_NODE_NOT_EXIST)
         return await watch.serve(
             self.chain,
             resource if isinstance(resource, str) else "",

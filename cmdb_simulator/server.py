@@ -52,6 +52,7 @@ from cmdb_simulator.messages import (
     AUDIT_SAVE_FAILED,
     CORE_SERVICE_CONCURRENT,
     ESB_ARGUMENT_ERROR,
+    EVENT_CHAIN_NODE_NOT_EXIST,
     ESB_BAD_AUTH_HEADER,
     ESB_BAD_TOKEN,
     ESB_COMMON_ERROR,
@@ -379,7 +380,11 @@ class Simulator:
                 if denial is not None:
                     denial.filter = False  # the topo server's RespNoAuth: proxied, no data
                     data = denial
-        needs = {"core-busy": CORE_SERVICE_CONCURRENT, "audit-fail": AUDIT_SAVE_FAILED}
+        needs = {
+            "core-busy": CORE_SERVICE_CONCURRENT,
+            "audit-fail": AUDIT_SAVE_FAILED,
+            "watch-expired": EVENT_CHAIN_NODE_NOT_EXIST,
+        }
         if fault in needs and not (isinstance(data, CmdbError) and data.code == needs[fault]):
             fault = None
         if fault is not None:
