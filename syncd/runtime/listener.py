@@ -61,8 +61,11 @@ class ListenerLimits:
 
 
 def open_file_limit() -> int:
-    """The soft RLIMIT_NOFILE (unlimited reads as a large number)."""
-    soft, _ = resource.getrlimit(resource.RLIMIT_NOFILE)
+    """The soft RLIMIT_NOFILE (unlimited reads as a large number; unreadable as 1024)."""
+    try:
+        soft, _ = resource.getrlimit(resource.RLIMIT_NOFILE)
+    except (OSError, ValueError):
+        return 1024
     return 1 << 20 if soft == resource.RLIM_INFINITY else int(soft)
 
 
@@ -215,7 +218,8 @@ class Listener:
         self.name = name
         self.host = host
         self.port = port
-        self.cap = self.limits.connection_cap(nofile)
+        self.nofile = open_file_limit() if nofile is None else nofile
+        self.cap = self.limits.connection_cap(self.nofile)
         self.lines = RateLimitedLine(name, self.limits.log_interval, time.monotonic)
         self._idle: OrderedDict[_Guard, None] = OrderedDict()
         self._open: set[_Guard] = set()

@@ -82,7 +82,12 @@ class OpsServer:
         self.listener = listener
         shown = f"[{host}]" if ":" in host else host
         self.url = f"http://{shown}:{self.port}"
-        log.info("ops_listening", url=self.url, max_connections=listener.cap)
+        log.info(
+            "ops_listening",
+            url=self.url,
+            max_connections=listener.cap,
+            open_files_limit=listener.nofile,
+        )
         return self.url
 
     async def stop(self) -> None:
