@@ -10,9 +10,9 @@ from __future__ import annotations
 
 import json
 import uuid
-from urllib.parse import quote
 from dataclasses import dataclass
 from typing import Any
+from urllib.parse import quote
 
 from syncd.cmdb.apis import Api
 from syncd.config.settings import CmdbSettings
