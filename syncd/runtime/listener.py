@@ -73,10 +73,18 @@ class RateLimitedLine:
     """One log line per kind at most every ``interval`` seconds; the rest are counted,
     and the count of those held back is written by the next line (or a flush timer)."""
 
-    def __init__(self, name: str, interval: float, clock: Callable[[], float]) -> None:
+    def __init__(
+        self,
+        name: str,
+        interval: float,
+        clock: Callable[[], float],
+        count: Callable[[str, str], None] | None = None,
+    ) -> None:
         self.name = name
         self.interval = interval
         self.clock = clock
+        self.count = count
+        """Told of every hit (listener, kind): the metrics count them all."""
         self.total: Counter[str] = Counter()
         self._held: Counter[str] = Counter()
         self._last: dict[str, float] = {}
@@ -85,6 +93,8 @@ class RateLimitedLine:
 
     def hit(self, event: str, **fields: Any) -> None:
         self.total[event] += 1
+        if self.count is not None:
+            self.count(self.name, event.removeprefix("http_"))
         self._held[event] += 1
         self._last_fields[event] = fields
         now = self.clock()
@@ -213,6 +223,7 @@ class Listener:
         port: int,
         limits: ListenerLimits | None = None,
         nofile: int | None = None,
+        count: Callable[[str, str], None] | None = None,
     ) -> None:
         self.limits = limits or ListenerLimits()
         self.name = name
@@ -220,7 +231,7 @@ class Listener:
         self.port = port
         self.nofile = open_file_limit() if nofile is None else nofile
         self.cap = self.limits.connection_cap(self.nofile)
-        self.lines = RateLimitedLine(name, self.limits.log_interval, time.monotonic)
+        self.lines = RateLimitedLine(name, self.limits.log_interval, time.monotonic, count)
         self._idle: OrderedDict[_Guard, None] = OrderedDict()
         self._open: set[_Guard] = set()
         self._by_handler: dict[RequestHandler, _Guard] = {}

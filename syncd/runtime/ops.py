@@ -70,7 +70,12 @@ class OpsServer:
     async def start(self) -> str:
         # No access log: probes every few seconds would drown the sync's own lines.
         listener = Listener(
-            self.app(), name="ops", host=self.host, port=self.port, limits=self.limits
+            self.app(),
+            name="ops",
+            host=self.host,
+            port=self.port,
+            limits=self.limits,
+            count=self.metrics.record_http_trouble,
         )
         try:
             host, self.port = await listener.start()

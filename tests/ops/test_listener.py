@@ -120,6 +120,7 @@ async def test_malformed_http_is_one_counted_line_never_a_traceback(
     statuses: list[bytes] = []
     with capture_logs() as logs:
         async with _ops() as server:
+            server_metrics = server.metrics
             host, port = (server.url or "").removeprefix("http://").rsplit(":", 1)
             for _ in range(10):
                 for request in MALFORMED:
@@ -140,6 +141,8 @@ async def test_malformed_http_is_one_counted_line_never_a_traceback(
     assert 1 <= len(rejected) <= 3, rejected
     assert sum(line["count"] for line in rejected) == 30
     assert rejected[-1]["total"] == 30 and rejected[0]["listener"] == "ops"
+    counted = server_metrics.http_trouble.labels(listener="ops", kind="request_rejected")
+    assert counted._value.get() == 30
 
 
 def test_the_connection_cap_stays_well_below_the_open_file_limit() -> None:
