@@ -208,6 +208,7 @@ class _Guard(asyncio.Protocol):
         self._timer = None
         if self.transport is not None and not self.transport.is_closing():
             self.listener.lines.hit("http_connection_dropped", reason=why)
+            self.listener._left(self)  # its place is free now, not a loop turn later
             self.transport.abort()
 
 
