@@ -48,6 +48,11 @@ class ListenerLimits:
     max_line_size: int = 8190
     max_field_size: int = 8190
     max_headers: int = 64
+    read_bufsize: int = 16 * 1024
+    """What a connection may hold unread: an idle or slow client's share of memory."""
+    linger: float = 0.25
+    """Seconds a body left unread (a refused request) is still read and dropped, so an
+    honest client gets its answer, before the connection closes (aiohttp's default: 10)."""
     fd_share: int = 8
     """The listener takes at most 1/fd_share of the open-file limit (1024 -> 128)."""
     log_interval: float = 10.0
@@ -243,7 +248,8 @@ class Listener:
             handle_signals=False,
             logger=quiet_logger(name, self.lines),
             keepalive_timeout=self.limits.header_timeout,
-            lingering_time=1.0,
+            lingering_time=self.limits.linger,
+            read_bufsize=self.limits.read_bufsize,
             max_line_size=self.limits.max_line_size,
             max_field_size=self.limits.max_field_size,
             max_headers=self.limits.max_headers,

@@ -101,3 +101,17 @@ def test_unit_raises_the_open_file_limit_and_the_listeners_stay_below_it() -> No
     cap = ListenerLimits().connection_cap(nofile)
     # Two listeners (ops, webhooks) at their cap leave three quarters for everything else.
     assert 2 * cap <= nofile // 4
+
+
+def test_the_unit_names_the_optional_credentials_the_config_reads() -> None:
+    """The commented LoadCredential= lines use the ids syncd looks for (a typo there would
+    leave the webhook secret or the resync token unread)."""
+    text = UNIT.read_text(encoding="utf-8")
+    optional = re.findall(r"^#LoadCredential=(\w+):/etc/syncd/(\w+)$", text, re.MULTILINE)
+    assert optional == [
+        ("netbox_webhook_secret", "netbox_webhook_secret"),
+        ("resync_token", "resync_token"),
+    ]
+    settings = (REPO / "syncd" / "config" / "settings.py").read_text(encoding="utf-8")
+    for name, _ in optional:
+        assert f'"{name}"' in settings, name

@@ -27,6 +27,7 @@ from syncd.commands.planview import plan_document, render_text
 from syncd.config.settings import ConfigError, Settings, load_settings
 from syncd.engine.report import RelationReport
 from syncd.runtime.push import PushSources
+from syncd.runtime.webhooks import parse_event
 from syncd.support import log as syncd_log
 from tests.helpers import ASST, capture_logs, engine_for
 
@@ -403,6 +404,12 @@ def test_pushes_reach_a_relation_through_any_of_its_sources(tmp_path: Path) -> N
     push = PushSources(load_settings(cfg), lambda why, rels: asked.append((why, list(rels))))
     assert push.webhook is not None and push.webhook.relations == ["dc"]
     assert [s.name for s in push.streams] == ["dc"]
-    push.webhook.on_change("netbox webhook")
+    # Several sources: a pushed change cannot be applied on its own; a site change asks
+    # for a full read of the relation right away (a cable change does once its apply says so).
+    site = parse_event(b'{"event": "updated", "object_type": "dcim.site", "data": {"id": 1}}')
+    assert push.webhook.on_event(site) == "full_read"
     push._debouncers[0].fire(2)
-    assert asked == [("netbox webhook", ["dc"]), ("dc: 2 change(s) from lldpcli", ["dc"])]
+    assert asked == [
+        ("netbox webhook: dcim.site updated", ["dc"]),
+        ("dc: 2 change(s) from lldpcli", ["dc"]),
+    ]
