@@ -209,12 +209,21 @@ async def test_netbox_and_two_lldpd_hosts_sync_one_association(tmp_path: Path) -
         assert [(l["source_name"], l["relation"]) for l in failed] == [("lab-b", "dc")]
         assert "lab-b" in next(l for l in logs if l["event"] == "prune_blocked")["reason"]
 
-        # 3. Everyone answers again: pruning proceeds, and only lab-a's dropped pair goes
-        # (lab-b's pairs were never counted absent while it failed).
+        # 3. Everyone answers again: pruning proceeds, but lab-a's dropped pair sw-d -- srv-07
+        # stays: lab-a still states an unresolved neighbour (sw-x) of srv-07, which could be
+        # sw-d under a new name (never prune on uncertainty).
         lab_b.fail(False)
         rel, _ = await one_cycle(settings)
         assert rel.error is None and rel.prune_blocked is None
-        assert rel.deleted == 1
+        assert rel.deleted == 0 and rel.kept_uncertain == 1
+        assert (4, 1007) in sim.pairs(ASST)
+
+        # 4. lab-a stops stating sw-x: only lab-a's dropped pair goes (lab-b's pairs were
+        # never counted absent while it failed).
+        lab_a.sees("sw-c")
+        rel, _ = await one_cycle(settings)
+        assert rel.error is None and rel.prune_blocked is None
+        assert rel.deleted == 1 and rel.kept_uncertain == 0
         assert sim.pairs(ASST) == NETBOX_PAIRS | {(3, 1007), (1, 1001), (4, 1001)}
 
 
