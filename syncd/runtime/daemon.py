@@ -220,6 +220,7 @@ class Daemon:
             self.request_cycle,
             self._apply_change,
             count_webhook=self.metrics.record_webhook,
+            count_http=self.metrics.record_http_trouble,
         )
         if push.webhook is not None:
             self.metrics.webhook_results(RESULTS)

@@ -51,6 +51,7 @@ class PushSources:
         apply_change: ApplyChange = _no_apply,
         *,
         count_webhook: Callable[[str], None] | None = None,
+        count_http: Callable[[str, str], None] | None = None,
     ) -> None:
         self.request_cycle = request_cycle
         self.webhook: NetBoxWebhook | None = None
@@ -59,6 +60,7 @@ class PushSources:
         self.streams: list[StreamSupervisor] = []
         self._debouncers: list[Debouncer] = []
         self._listener: Listener | None = None
+        self._count_http = count_http
         self.url: str | None = None
         hook = settings.hooks.netbox
         if hook is not None:
@@ -154,7 +156,9 @@ class PushSources:
         # deadlines, small read buffers; a refused body is dropped for LINGER s at most.
         host, port = self.listen
         limits = ListenerLimits(read_bufsize=READ_BUFSIZE, linger=LINGER)
-        listener = Listener(app, name="hooks", host=host, port=port, limits=limits)
+        listener = Listener(
+            app, name="hooks", host=host, port=port, limits=limits, count=self._count_http
+        )
         try:
             bound_host, bound_port = await listener.start()
         except OSError as exc:
