@@ -229,6 +229,14 @@ class Answer:
     retry_after: float | None = None
     permission: Any = None
     hint: str = ""
+    after_ambiguous: bool = False
+    """An earlier attempt of the same request ended ambiguously (the CMDB may have acted):
+    an "already exists" in this answer may be syncd's own create."""
+
+    @property
+    def may_have_acted(self) -> bool:
+        """The CMDB may have carried out (part of) this request without saying so."""
+        return self.verdict is Verdict.AMBIGUOUS or self.after_ambiguous
 
     @property
     def rate_limited(self) -> bool:

@@ -131,6 +131,17 @@ class BatchOutcome:
     """Details not decided this cycle (isolation budget spent, or stopped): not failed."""
     isolation_requests: int = 0
     """Requests beyond the batch's first (``syncd.core.isolate``)."""
+    reclaim: frozenset[tuple[int, int]] = frozenset()
+    """Details sent in a request whose answer came after (or was) an ambiguous end: the
+    CMDB may have created them unseen, so their "already exists" is syncd's own create."""
+
+    def unanswered(self) -> list[tuple[int, int]]:
+        """Details the CMDB may have created without saying so: their request failed as a
+        whole (or was not sent again) after an ambiguous end."""
+        if not self.reclaim:
+            return []
+        left = [(f.src, f.dst) for f in self.failed if f.kind is None] + self.deferred
+        return [pair for pair in left if pair in self.reclaim]
 
     def request_groups(self) -> list[RequestLines]:
         """The ``pair`` lines grouped by the request that decided them, in order sent."""

@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import itertools
 from collections.abc import Awaitable, Callable, Sequence
+from dataclasses import replace
 from typing import Any, Protocol
 
 import structlog
@@ -43,7 +44,10 @@ async def send_batch(client: CmdbClient, rel: RelationSettings, details: Details
     answer = await client.batch_create(
         rel.bk_obj_id, rel.bk_asst_obj_id, rel.bk_obj_asst_id, details
     )
-    return classify_batch(details, answer, verbose=wants("info"))
+    outcome = classify_batch(details, answer, verbose=wants("info"))
+    if answer.may_have_acted:
+        return replace(outcome, reclaim=frozenset(details))
+    return outcome
 
 
 class SettleBatch:
@@ -70,10 +74,15 @@ class SettleBatch:
     async def __call__(
         self, client: CmdbClient, rel: RelationSettings, details: Details
     ) -> BatchOutcome:
+        reclaim: set[Detail] = set()
+
         async def send(chunk: Sequence[Detail]) -> Answer:
-            return await client.batch_create(
+            answer = await client.batch_create(
                 rel.bk_obj_id, rel.bk_asst_obj_id, rel.bk_obj_asst_id, list(chunk)
             )
+            if answer.may_have_acted:
+                reclaim.update(chunk)
+            return answer
 
         def stop() -> bool:
             return self.closed.is_set() or rel.name in self.refused
@@ -87,7 +96,8 @@ class SettleBatch:
         )
         if settled.refusal is not None:
             self.refused.add(rel.name)
-        return batch_outcome(details, settled, verbose=wants("info"))
+        outcome = batch_outcome(details, settled, verbose=wants("info"))
+        return replace(outcome, reclaim=frozenset(reclaim)) if reclaim else outcome
 
 
 def refusal(rel: RelationSettings, answer: Answer) -> RelationRefused:
@@ -229,20 +239,27 @@ class Applier:
     ) -> None:
         batch_id = next(self._batch_ids)
         slot = Slot(self._window)  # lent out while the client backs off
+        attempt: int | None = None
         try:
-            self.known.intend(rel.name, details)  # durable before the request leaves
             try:
-                with slot.bound():
-                    outcome = await self.send(self.client, rel, details)
-            except asyncio.CancelledError:
-                lost = whole_failure(details, CANCELLED)
-                log_pairs(lost.lines, batch=batch_id, request_id=None)
-                report.failed += len(details)
-                raise
+                attempt = self.known.intend(rel.name, details)  # durable before it leaves
+                try:
+                    with slot.bound():
+                        outcome = await self.send(self.client, rel, details)
+                except asyncio.CancelledError:
+                    lost = whole_failure(details, CANCELLED)
+                    log_pairs(lost.lines, batch=batch_id, request_id=None)
+                    report.failed += len(details)
+                    raise
+            finally:
+                slot.release()
+            report.sent += len(details)
+            self.record(rel, batch_id, outcome, report, refused, attempt)
         finally:
-            slot.release()
-        report.sent += len(details)
-        self.record(rel, batch_id, outcome, report, refused)
+            # However it ended, the request is over: an attempt row left behind (cancelled,
+            # or its answer not recorded) is an ambiguous end from now on.
+            if attempt is not None:
+                self.known.store.release(attempt)
         self.progress[0] += len(details)
         if self.on_progress is not None:
             self.on_progress(self.progress[0], self.progress[1])
@@ -254,12 +271,13 @@ class Applier:
         outcome: BatchOutcome,
         report: RelationReport,
         refused: list[RelationRefused],
+        attempt: int | None = None,
     ) -> None:
         """Store the outcome (one transaction), count it, log its lines."""
         answer = outcome.answer
         if answer is not None and outcome.refusal is not None and not refused:
             refused.append(refusal(rel, answer))
-        self.known.record(rel.name, outcome, self._schedule(rel.name, outcome))
+        self.known.record(rel.name, outcome, self._schedule(rel.name, outcome), attempt)
         report.created += len(outcome.created)
         report.exists += len(outcome.exists)
         report.failed += len(outcome.failed)
