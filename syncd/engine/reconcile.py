@@ -28,6 +28,7 @@ from syncd.core.pairs import PairKey
 from syncd.core.plan import PruneInputs, RelationPlan, plan
 from syncd.engine.apply import Applier, SendBatch
 from syncd.engine.desired import Desired, DesiredReader, SourceFactory, make_source, size_key
+from syncd.engine.identity import IdentityCheck, check_identities
 from syncd.engine.known import Known, RelationRefused
 from syncd.engine.report import CycleReport, RelationReport
 from syncd.engine.resolver import KeyResolver
@@ -86,6 +87,8 @@ class Reconciler:
         (syncd.informer.watch) asks when a pair disappears."""
         self._turns: dict[str, asyncio.Lock] = {}
         """One run of a relation at a time, whether a cycle or the watch started it."""
+        self.identities: IdentityCheck | None = None
+        """What the state was found to describe (syncd.engine.identity), once checked."""
 
     @property
     def stopping(self) -> bool:
@@ -158,6 +161,9 @@ class Reconciler:
 
     async def run(self, rel: RelationSettings, report: RelationReport, resync: bool) -> None:
         """observe -> pull -> diff -> batch -> send/record -> fill ids -> prune."""
+        if self.identities is None:
+            # Before any relation touches the state: is it still about what it describes?
+            self.identities = check_identities(self.store, self.settings.relations, write=True)
         if resync:
             # The operator's word: whatever size the source has now is accepted.
             self.store.set_source_size(rel.name, 0)
