@@ -58,10 +58,11 @@ def identity_of(rel: RelationSettings) -> Identity:
 
 
 def check_identities(
-    store: StateStore, relations: list[RelationSettings], *, write: bool
+    store: StateStore, relations: list[RelationSettings], *, write: bool, quiet: bool = False
 ) -> IdentityCheck:
     """Hold the configuration against the state (see the module); ``write`` False only
-    says what would happen (``syncd plan``, a read-only store). Logs what it finds."""
+    says what would happen (a read-only store). Logs what it finds unless ``quiet``."""
+    say = _Quiet() if quiet else log
     stored = store.stored_identities()
     configured = {rel.name: identity_of(rel) for rel in relations}
     check = IdentityCheck()
@@ -73,7 +74,7 @@ def check_identities(
             stored[aside] = stored.pop(name)
             if write:
                 store.rename_relation(name, aside)
-            log.warning(
+            say.warning(
                 "relation_changed",
                 relation=name,
                 was=old._asdict(),
@@ -91,7 +92,7 @@ def check_identities(
             stored[name] = stored.pop(claims[0])
             if write:
                 store.rename_relation(claims[0], name)
-            log.info("relation_renamed", relation=name, was=claims[0])
+            say.info("relation_renamed", relation=name, was=claims[0])
     if write:
         for name, ident in configured.items():
             if stored.get(name) is None:
@@ -101,7 +102,7 @@ def check_identities(
             continue
         known, owned = store.pair_counts(name)
         check.orphans.append(Orphan(name, was, known, owned))
-        log.warning(
+        say.warning(
             "orphaned_state",
             relation=name,
             bk_obj_asst_id=was.bk_obj_asst_id if was is not None else None,
@@ -120,3 +121,11 @@ def _aside_name(name: str, old: Identity, taken: set[str]) -> str:
         n += 1
         candidate = f"{base}#{n}"
     return candidate
+
+
+class _Quiet:
+    def info(self, *args: object, **kw: object) -> None:
+        pass
+
+    def warning(self, *args: object, **kw: object) -> None:
+        pass
