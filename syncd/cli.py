@@ -103,7 +103,8 @@ def main(argv: list[str] | None = None) -> int:
         ops = settings.ops
         url = ops_url_for(ops.host, ops.port) if ops.enabled and ops.port else None
         try:
-            print(f"syncd: {request_resync(pidfile=ops.pidfile, ops_url=url)}")
+            said = request_resync(pidfile=ops.pidfile, ops_url=url, token=ops.resync_token)
+            print(f"syncd: {said}")
         except ControlError as exc:
             print(f"syncd: {exc}", file=sys.stderr)
             return 1

@@ -50,7 +50,11 @@ def resolve_secret_files(raw: dict[str, Any], base: Path) -> None:
     resolved after validation)."""
     hooks = raw.get("hooks")
     netbox = hooks.get("netbox") if isinstance(hooks, dict) else None
-    for section, key in ((raw.get("cmdb"), "app_secret_file"), (netbox, "secret_file")):
+    for section, key in (
+        (raw.get("cmdb"), "app_secret_file"),
+        (netbox, "secret_file"),
+        (raw.get("ops"), "resync_token_file"),
+    ):
         if isinstance(section, dict) and isinstance(section.get(key), str):
             secret = Path(section[key])
             if not secret.is_absolute():

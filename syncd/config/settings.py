@@ -172,6 +172,28 @@ class OpsSettings(_Section):
     host: str = "127.0.0.1"
     port: int = Field(9108, ge=0, le=65535)
     pidfile: Path | None = None
+    resync_token_file: Path | None = Field(
+        None,
+        description="bearer token that lets POST /resync lift prune guards (default: the "
+        "systemd credential resync_token; none: only SIGHUP lifts them)",
+    )
+    resync_token: SecretStr | None = None
+    """Given inline, or read from ``resync_token_file`` or the credential."""
+
+    @model_validator(mode="after")
+    def _load_token(self) -> OpsSettings:
+        if self.resync_token is not None:
+            if not self.resync_token.get_secret_value().strip():
+                raise ValueError("ops.resync_token is empty")
+            return self
+        try:
+            text = read_credential(self.resync_token_file, "resync_token", "ops.resync_token")
+        except ValueError:
+            if self.resync_token_file is not None:
+                raise
+            return self  # neither the file nor the credential: no token
+        self.resync_token = SecretStr(text)
+        return self
 
 
 class NetBoxHookSettings(_Section):

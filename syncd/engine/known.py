@@ -133,8 +133,6 @@ class Known:
             if self.lists is not None:
                 self.lists.list_finished(rel, ok=False)
             raise
-        # A resync is the operator's word: accept the source's current size as the baseline.
-        self.store.set_prune_baseline(name, 0)
         self._pairs[name] = known
         log.info("resync", in_cmdb=len(known), added=added, removed=removed)
         if self.lists is not None:

@@ -4,9 +4,10 @@ It runs inside the daemon's event loop on purpose: if the loop is stuck,
 /healthz cannot answer, which is exactly what a liveness probe should see.
 It listens on 127.0.0.1 by default; in a pod it listens on 0.0.0.0 so the
 kubelet can probe it. Nothing here is secret: health reasons, counts and metric
-labels only. POST /resync is unauthenticated but harmless (it only asks for
-one extra full cycle, and requests coalesce); it refuses browser requests
-(any ``Origin`` header) so a web page cannot trigger it cross-site.
+labels only. POST /resync without credentials asks for one extra full cycle that
+lifts no prune guard (requests coalesce); with the resync token it also lifts them
+(:mod:`syncd.runtime.resyncauth`). It refuses browser requests (any ``Origin``
+header) so a web page cannot trigger it cross-site.
 """
 
 from __future__ import annotations
@@ -16,9 +17,11 @@ from typing import Any
 
 import structlog
 from aiohttp import web
+from pydantic import SecretStr
 
 from syncd.runtime.health import Health
 from syncd.runtime.metrics import Metrics
+from syncd.runtime.resyncauth import REFUSAL, ResyncGrant, grant
 
 log = structlog.get_logger("syncd.ops")
 
@@ -41,10 +44,16 @@ class OpsServer:
         host: str = "127.0.0.1",
         port: int = 9108,
         routes: Sequence[Route] = (),
+        resync_token: SecretStr | None = None,
+        on_lift: Callable[[], None] | None = None,
     ) -> None:
         self.health = health
         self.metrics = metrics
         self.on_resync = on_resync
+        """A resync that lifts no guard."""
+        self.on_lift = on_lift
+        """A resync that lifts the prune guards (the resync token was given)."""
+        self.resync_token = resync_token if on_lift is not None else None
         self.host = host
         self.port = port
         self.routes = list(routes)
@@ -118,10 +127,17 @@ class OpsServer:
             return web.json_response(
                 {"ok": False, "reason": "cross-origin requests are refused"}, status=403
             )
+        decided = grant(request.headers.get("Authorization"), self.resync_token)
+        if decided is ResyncGrant.REFUSED:
+            log.warning("resync_refused", peer=request.remote)
+            reason = REFUSAL[self.resync_token is not None]
+            return web.json_response({"ok": False, "reason": reason}, status=403)
+        lift = decided is ResyncGrant.LIFT
         try:
-            self.on_resync()
+            (self.on_lift if lift and self.on_lift is not None else self.on_resync)()
         except Exception as exc:
             log.error("resync_request_failed", error=f"{type(exc).__name__}: {exc}")
             return web.json_response({"ok": False, "reason": "resync request failed"}, status=500)
-        log.info("resync_requested_http", peer=request.remote)
-        return web.json_response({"ok": True, "reason": "resync requested"}, status=202)
+        log.info("resync_requested_http", peer=request.remote, lifts_guards=lift)
+        reason = "resync requested" + ("" if lift else "; prune guards stay")
+        return web.json_response({"ok": True, "reason": reason, "lifts_guards": lift}, status=202)

@@ -90,4 +90,3 @@ async def test_a_recent_killed_attempt_makes_its_exists_owned(
         for _ in range(2):
             await rig.cycle(OURS, advance=60)
         assert FOREIGN in rig.deleted() and FOREIGN not in sim.pairs(ASST)
-

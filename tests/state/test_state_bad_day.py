@@ -63,9 +63,7 @@ def test_an_ambiguous_end_proves_ownership_within_the_window_only(tmp_path: Path
     st, _ = StateStore.open(tmp_path / "s.db")
     attempt = st.intend(R, [(1, 10), (1, 11), (1, 12)], now=1.0)
     # Every try of the request timed out: the CMDB may have created all three.
-    st.record_answer(
-        R, attempt=attempt, unanswered=[(1, 10), (1, 11), (1, 12)], failed=[], now=2.0
-    )
+    st.record_answer(R, attempt=attempt, unanswered=[(1, 10), (1, 11), (1, 12)], failed=[], now=2.0)
     st.release(attempt)
     assert st.in_flight(R) == {pack(1, 10), pack(1, 11), pack(1, 12)}
     retry = st.intend(R, [(1, 10)], now=100.0)  # the next cycle sends it again
