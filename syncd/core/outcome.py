@@ -171,7 +171,10 @@ def classify_batch(
     for res in results:
         src, dst = details[res.index]
         rows.add(lines, res.index, src, dst, res.kind, res.association_id, res.message, verbose)
-    return BatchOutcome(rows.created, rows.exists, rows.failed, lines, None, answer)
+    reclaim = frozenset(details) if answer.after_ambiguous else frozenset()
+    return BatchOutcome(
+        rows.created, rows.exists, rows.failed, lines, None, answer, reclaim=reclaim
+    )
 
 
 def whole_failure(
@@ -186,4 +189,5 @@ def whole_failure(
         ("warning", pair_fields("failed", "create", i, s, d, error=error, reason="request"))
         for i, (s, d) in enumerate(details)
     ]
-    return BatchOutcome([], [], failed, lines, refusal, answer)
+    reclaim = frozenset(details) if answer is not None and answer.may_have_acted else frozenset()
+    return BatchOutcome([], [], failed, lines, refusal, answer, reclaim=reclaim)

@@ -44,10 +44,7 @@ async def send_batch(client: CmdbClient, rel: RelationSettings, details: Details
     answer = await client.batch_create(
         rel.bk_obj_id, rel.bk_asst_obj_id, rel.bk_obj_asst_id, details
     )
-    outcome = classify_batch(details, answer, verbose=wants("info"))
-    if answer.may_have_acted:
-        return replace(outcome, reclaim=frozenset(details))
-    return outcome
+    return classify_batch(details, answer, verbose=wants("info"))
 
 
 class SettleBatch:
