@@ -48,7 +48,8 @@ async def send_batch(client: CmdbClient, rel: RelationSettings, details: Details
 
 
 class SettleBatch:
-    """The default send step: every batch settled by ``syncd.core.isolate.settle_batch``.
+    """The default send step: a batch answered per index is classified at once; one the
+    CMDB refuses as a whole is settled by ``syncd.core.isolate.settle_batch``.
 
     A batch the CMDB refuses as a whole is not lost: details the refusal names fail,
     the rest is sent again; an unnamed parameter refusal is bisected within the
@@ -81,12 +82,25 @@ class SettleBatch:
                 reclaim.update(chunk)
             return answer
 
+        answer = await send(details)
+        if answer.verdict is Verdict.OK:
+            # Answered per index (the common case): no isolation machinery.
+            return classify_batch(details, answer, verbose=wants("info"))
+        first: Answer | None = answer
+
+        async def resend(chunk: Sequence[Detail]) -> Answer:
+            nonlocal first
+            if first is not None:  # the batch's own request, answered above
+                answer, first = first, None
+                return answer
+            return await send(chunk)
+
         def stop() -> bool:
             return self.closed.is_set() or rel.name in self.refused
 
         settled = await settle_batch(
             details,
-            send,
+            resend,
             looked_up=looked_up_sides(rel.bk_obj_id, rel.bk_asst_obj_id),
             budget=self.budget,
             stop=stop,
