@@ -22,6 +22,7 @@ EX_TEMPFAIL = 75
 """sysexits.h: temporary failure (the ops port is taken); worth a retry later."""
 
 if TYPE_CHECKING:
+    from syncd.core.plan import RelationPlan
     from syncd.state import StateStore
 
 
@@ -103,8 +104,8 @@ def main(argv: list[str] | None = None) -> int:
         ops = settings.ops
         url = ops_url_for(ops.host, ops.port) if ops.enabled and ops.port else None
         try:
-            said = request_resync(pidfile=ops.pidfile, ops_url=url, token=ops.resync_token)
-            print(f"syncd: {said}")
+            token = ops.resync_token.get_secret_value() if ops.resync_token else None
+            print(f"syncd: {request_resync(pidfile=ops.pidfile, ops_url=url, token=token)}")
         except ControlError as exc:
             print(f"syncd: {exc}", file=sys.stderr)
             return 1
@@ -139,18 +140,17 @@ async def _plan(settings: Settings, *, as_json: bool) -> int:
 
     from syncd.cmdb.client import CmdbClient, CmdbError
     from syncd.commands.planview import plan_document, render_json, render_text
-    from syncd.core.plan import RelationPlan
     from syncd.engine.identity import check_identities
     from syncd.engine.reconcile import Reconciler
     from syncd.sources.base import SourceError
 
     with tempfile.TemporaryDirectory(prefix="syncd-plan-") as tmp:
         store = _plan_store(settings.state.path, Path(tmp) / "state.db")
-        moves = check_identities(store, settings.relations, write=False, quiet=True).moves
-        if moves:
+        relocates = check_identities(store, settings.relations, write=False, quiet=True).relocates
+        if relocates:
             # Plan against what a start would make of the state: on a copy of it.
             store = _state_copy(store, Path(tmp) / "moved.db")
-        identities = check_identities(store, settings.relations, write=moves)
+        identities = check_identities(store, settings.relations, write=relocates)
         try:
             async with CmdbClient(settings.cmdb) as client:
                 reconciler = Reconciler(settings, client, store)
@@ -163,7 +163,7 @@ async def _plan(settings: Settings, *, as_json: bool) -> int:
                     except Exception as exc:  # RelationRefused and kin: report, don't crash
                         plans.append(f"{type(exc).__name__}: {exc}")
                 ids = {
-                    rel.name: store.association_ids(rel.name, plan.prune.delete)
+                    rel.name: store.association_ids(rel.name, _named_pairs(plan))
                     for rel, plan in zip(settings.relations, plans, strict=True)
                     if not isinstance(plan, str)
                 }
@@ -189,6 +189,14 @@ def _state_copy(store: StateStore, path: Path) -> StateStore:
         copy.close()
         store.close()
     return StateStore.open(path)[0]
+
+
+def _named_pairs(plan: RelationPlan) -> set[int]:
+    """The known pairs a plan names (deleted, replaced, blocking, kept): their ids are shown."""
+    named = set(plan.prune.delete) | plan.kept.keys()
+    named.update(old for move in plan.moves for old in move.replaces)
+    named.update(old for olds in plan.blockers.values() for old in olds)
+    return named
 
 
 def _plan_store(path: Path, scratch: Path) -> StateStore:

@@ -49,7 +49,8 @@ class IdentityCheck:
     orphans: list[Orphan] = field(default_factory=list)
 
     @property
-    def moves(self) -> bool:
+    def relocates(self) -> bool:
+        """Some state would change hands (a relation changed or renamed)."""
         return bool(self.changed or self.renamed)
 
 

@@ -25,8 +25,6 @@ import urllib.error
 import urllib.request
 from pathlib import Path
 
-from pydantic import SecretStr
-
 
 class ControlError(Exception):
     """The daemon could not be reached; the message says why and what to check."""
@@ -130,11 +128,7 @@ def ops_url_for(host: str, port: int) -> str:
 
 
 def request_resync(
-    *,
-    pidfile: Path | None,
-    ops_url: str | None,
-    timeout: float = 5.0,
-    token: SecretStr | None = None,
+    *, pidfile: Path | None, ops_url: str | None, timeout: float = 5.0, token: str | None = None
 ) -> str:
     """Ask for a full resync that lifts the prune guards (the operator's resync); returns
     what happened, or raises ControlError.
@@ -204,9 +198,9 @@ def _signal_verified(pidfile: Path, signum: int) -> int:
 _OPENER = urllib.request.build_opener(urllib.request.ProxyHandler({}))
 
 
-def _post_resync(base: str, timeout: float, token: SecretStr | None) -> str:
+def _post_resync(base: str, timeout: float, token: str | None = None) -> str:
     url = base.rstrip("/") + "/resync"
-    headers = {} if token is None else {"Authorization": f"Bearer {token.get_secret_value()}"}
+    headers = {"Authorization": f"Bearer {token}"} if token else {}
     req = urllib.request.Request(url, data=b"", method="POST", headers=headers)
     try:
         with _OPENER.open(req, timeout=timeout) as resp:

@@ -125,6 +125,12 @@ class Metrics:
             ["object"],
             registry=reg,
         )
+        self.webhooks = Counter(
+            "syncd_webhooks_total",
+            "Webhook deliveries by outcome (applied, full_read, duplicate, unsigned, busy, ...).",
+            ["result"],
+            registry=reg,
+        )
         self.relists = Counter(
             "syncd_relists_total",
             "Lists a relation needed beyond its first (expired cursor, gap, relist_interval).",
@@ -140,6 +146,13 @@ class Metrics:
         self.failed = Gauge(
             "syncd_failed_pairs",
             "Pairs the CMDB refused and that are held back for now.",
+            ["relation"],
+            registry=reg,
+        )
+        self.kept_uncertain = Gauge(
+            "syncd_kept_uncertain_pairs",
+            "Pairs not in the source that pruning and moves keep, because a fact with an "
+            "unresolved key could still state them.",
             ["relation"],
             registry=reg,
         )
@@ -182,6 +195,14 @@ class Metrics:
     def set_watch_lag(self, bk_obj_id: str, seconds: float) -> None:
         self.watch_lag.labels(object=_label(bk_obj_id)).set(max(seconds, 0.0))
 
+    def record_webhook(self, result: str) -> None:
+        self.webhooks.labels(result=_label(result)).inc()
+
+    def webhook_results(self, results: tuple[str, ...]) -> None:
+        """Show every outcome from the start (at 0), so a rate() over it has a base."""
+        for result in results:
+            self.webhooks.labels(result=_label(result))
+
     def record_relist(self, relation: str, reason: str) -> None:
         self.relists.labels(relation=_label(relation), reason=_label(reason)).inc()
 
@@ -206,6 +227,9 @@ class Metrics:
         self.desired.labels(relation=rel).set(desired)
         self.known.labels(relation=rel).set(known)
         self.failed.labels(relation=rel).set(failed)
+
+    def set_kept_uncertain(self, relation: str, pairs: int) -> None:
+        self.kept_uncertain.labels(relation=_label(relation)).set(pairs)
 
     def mark_success(self, relation: str, when: float | None = None) -> None:
         """Alert on ``time() - syncd_last_success_timestamp_seconds`` growing."""

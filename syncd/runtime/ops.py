@@ -4,29 +4,36 @@ It runs inside the daemon's event loop on purpose: if the loop is stuck,
 /healthz cannot answer, which is exactly what a liveness probe should see.
 It listens on 127.0.0.1 by default; in a pod it listens on 0.0.0.0 so the
 kubelet can probe it. Nothing here is secret: health reasons, counts and metric
-labels only. POST /resync without credentials asks for one extra full cycle that
-lifts no prune guard (requests coalesce); with the resync token it also lifts them
-(:mod:`syncd.runtime.resyncauth`). It refuses browser requests (any ``Origin``
-header) so a web page cannot trigger it cross-site.
+labels only. POST /resync asks for one extra full
+cycle (requests coalesce); it refuses browser requests (any ``Origin`` header) so a
+web page cannot trigger it cross-site, and with ``ops.resync_token`` set it needs
+``Authorization: Bearer <token>``; without one, a server listening beyond loopback takes
+it from loopback callers only (``syncd resync``, ``kubectl exec``). Only a request with
+the token lifts the prune guards (:mod:`syncd.runtime.resyncauth`).
 """
 
 from __future__ import annotations
 
+import ipaddress
 from collections.abc import Awaitable, Callable, Sequence
 from typing import Any
 
 import structlog
 from aiohttp import web
-from pydantic import SecretStr
 
 from syncd.runtime.health import Health
 from syncd.runtime.metrics import Metrics
-from syncd.runtime.resyncauth import REFUSAL, ResyncGrant, grant
+from syncd.runtime.resyncauth import ResyncGrant, grant
 
 log = structlog.get_logger("syncd.ops")
 
 Route = tuple[str, str, Callable[[web.Request], Awaitable[web.StreamResponse]]]
 """(method, path, handler) of an extra endpoint, e.g. ``POST /hooks/netbox``."""
+
+
+LINGER = 0.25
+"""Seconds a body left unread (a refused webhook) is still read and dropped, so an honest
+client gets its answer, before the connection is closed (aiohttp's default is 10)."""
 
 
 class OpsUnavailable(OSError):
@@ -44,19 +51,19 @@ class OpsServer:
         host: str = "127.0.0.1",
         port: int = 9108,
         routes: Sequence[Route] = (),
-        resync_token: SecretStr | None = None,
+        resync_token: str | None = None,
         on_lift: Callable[[], None] | None = None,
     ) -> None:
         self.health = health
         self.metrics = metrics
         self.on_resync = on_resync
-        """A resync that lifts no guard."""
+        """A resync; without ``on_lift``, also the one the token asks for."""
         self.on_lift = on_lift
         """A resync that lifts the prune guards (the resync token was given)."""
-        self.resync_token = resync_token if on_lift is not None else None
         self.host = host
         self.port = port
         self.routes = list(routes)
+        self._token = resync_token.encode("utf-8") if resync_token else None
         self.url: str | None = None
         self._runner: web.AppRunner | None = None
 
@@ -73,7 +80,15 @@ class OpsServer:
 
     async def start(self) -> str:
         # No access log: probes every few seconds would drown the sync's own lines.
-        runner = web.AppRunner(self.app(), access_log=None, handle_signals=False)
+        # A small read buffer (what an idle or slow client can make each connection hold),
+        # and a body left unread (a refused webhook) is dropped for LINGER s at most.
+        runner = web.AppRunner(
+            self.app(),
+            access_log=None,
+            handle_signals=False,
+            read_bufsize=16 * 1024,
+            lingering_time=LINGER,
+        )
         await runner.setup()
         try:
             site = web.TCPSite(runner, self.host, self.port)
@@ -122,16 +137,21 @@ class OpsServer:
         body, content_type = self.metrics.render()
         return web.Response(body=body, headers={"Content-Type": content_type})
 
-    async def _resync(self, request: web.Request) -> web.Response:
+    def _resync_refusal(self, request: web.Request) -> str | None:
+        """Why this POST /resync is refused, or None."""
+        return self._resync_grant(request)[1]
+
+    def _resync_grant(self, request: web.Request) -> tuple[ResyncGrant, str | None]:
         if "Origin" in request.headers:
-            return web.json_response(
-                {"ok": False, "reason": "cross-origin requests are refused"}, status=403
-            )
-        decided = grant(request.headers.get("Authorization"), self.resync_token)
-        if decided is ResyncGrant.REFUSED:
-            log.warning("resync_refused", peer=request.remote)
-            reason = REFUSAL[self.resync_token is not None]
-            return web.json_response({"ok": False, "reason": reason}, status=403)
+            return ResyncGrant.REFUSED, "cross-origin requests are refused"
+        trusted = is_loopback(self.host) or is_loopback(request.remote or "")
+        return grant(request.headers.get("Authorization"), self._token, trusted=trusted)
+
+    async def _resync(self, request: web.Request) -> web.Response:
+        decided, refused = self._resync_grant(request)
+        if refused is not None:
+            log.warning("resync_refused", peer=request.remote, reason=refused)
+            return web.json_response({"ok": False, "reason": refused}, status=403)
         lift = decided is ResyncGrant.LIFT
         try:
             (self.on_lift if lift and self.on_lift is not None else self.on_resync)()
@@ -141,3 +161,13 @@ class OpsServer:
         log.info("resync_requested_http", peer=request.remote, lifts_guards=lift)
         reason = "resync requested" + ("" if lift else "; prune guards stay")
         return web.json_response({"ok": True, "reason": reason, "lifts_guards": lift}, status=202)
+
+
+def is_loopback(host: str) -> bool:
+    """Whether ``host`` (an address or ``localhost``) only listens on this machine."""
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host.strip("[]")).is_loopback
+    except ValueError:
+        return False

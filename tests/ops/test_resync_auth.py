@@ -9,7 +9,6 @@ from pathlib import Path
 
 import aiohttp
 import pytest
-from pydantic import SecretStr
 
 from syncd.config.settings import OpsSettings
 from syncd.runtime.control import request_resync
@@ -26,7 +25,7 @@ TOKEN = "k7-Very-Secret-token"
     ("header", "token", "expected"),
     [
         (None, None, ResyncGrant.PLAIN),
-        (None, TOKEN, ResyncGrant.PLAIN),
+        (None, TOKEN, ResyncGrant.REFUSED),  # a token configured: every request needs it
         (f"Bearer {TOKEN}", TOKEN, ResyncGrant.LIFT),
         (f"bearer   {TOKEN} ", TOKEN, ResyncGrant.LIFT),
         (f"Bearer {TOKEN}", None, ResyncGrant.REFUSED),  # no token: nothing can lift
@@ -41,7 +40,14 @@ TOKEN = "k7-Very-Secret-token"
     ],
 )
 def test_grant(header: str | None, token: str | None, expected: ResyncGrant) -> None:
-    assert grant(header, SecretStr(token) if token is not None else None) is expected
+    decided, why = grant(header, token.encode() if token is not None else None)
+    assert decided is expected and (why is None) == (expected is not ResyncGrant.REFUSED)
+    assert TOKEN not in str(why)
+
+
+def test_beyond_loopback_a_plain_resync_needs_the_token() -> None:
+    assert grant(None, None, trusted=False)[0] is ResyncGrant.REFUSED
+    assert grant(f"Bearer {TOKEN}", TOKEN.encode(), trusted=False)[0] is ResyncGrant.LIFT
 
 
 class Calls:
@@ -64,7 +70,7 @@ async def serve(token: str | None) -> tuple[OpsServer, str, Calls]:
         Metrics(process_metrics=False),
         plain,
         port=0,
-        resync_token=SecretStr(token) if token is not None else None,
+        resync_token=token,
         on_lift=lift,
     )
     return server, await server.start(), calls
@@ -83,7 +89,7 @@ async def post(http: aiohttp.ClientSession, url: str, auth: str | None) -> tuple
 
 
 async def test_without_credentials_a_resync_lifts_no_guard(http: aiohttp.ClientSession) -> None:
-    server, url, calls = await serve(TOKEN)
+    server, url, calls = await serve(None)
     try:
         status, body = await post(http, url, None)
     finally:
@@ -117,7 +123,9 @@ async def test_a_wrong_credential_does_nothing_and_is_never_logged(
     assert status == 403 and body["ok"] is False
     assert (calls.plain, calls.lift) == (0, 0)
     assert [line["event"] for line in logs] == ["resync_refused"]
-    assert TOKEN not in repr(logs) and auth not in repr(logs) and TOKEN not in repr(body)
+    presented = auth.partition(" ")[2] or auth
+    assert TOKEN not in repr(logs) + repr(body)
+    assert presented == "" or presented == "Bearer" or presented not in repr(logs)
 
 
 async def test_with_no_token_configured_nothing_lifts(http: aiohttp.ClientSession) -> None:
@@ -134,13 +142,15 @@ async def test_with_no_token_configured_nothing_lifts(http: aiohttp.ClientSessio
 async def test_syncd_resync_sends_the_token(tmp_path: Path) -> None:
     server, url, calls = await serve(TOKEN)
     try:
-        msg = await asyncio.to_thread(
-            request_resync, pidfile=None, ops_url=url, token=SecretStr(TOKEN)
-        )
-        plain = await asyncio.to_thread(request_resync, pidfile=None, ops_url=url)
+        msg = await asyncio.to_thread(request_resync, pidfile=None, ops_url=url, token=TOKEN)
     finally:
         await server.stop()
     assert msg == f"resync requested via {url}/resync" and calls.lift == 1
+    server, url, calls = await serve(None)
+    try:
+        plain = await asyncio.to_thread(request_resync, pidfile=None, ops_url=url)
+    finally:
+        await server.stop()
     assert "prune guards stay" in plain and calls.plain == 1
     assert TOKEN not in msg + plain
 

@@ -26,6 +26,14 @@ def post(url: str, auth: str | None = None) -> tuple[int, dict[str, object]]:
         return exc.code, json.loads(exc.read())
 
 
+def start(cfg: Path, procs: list[Proc]) -> tuple[Proc, str]:
+    daemon = Proc(["-m", "syncd", "run", "--config", str(cfg)])
+    procs.append(daemon)
+    ops = daemon.wait_for(lambda l: l.get("event") == "started")["ops"]
+    daemon.wait_for(lambda l: l.get("event") == "cycle")
+    return daemon, ops
+
+
 @pytest.mark.slow
 def test_only_the_token_lifts_the_shrink_guard(tmp_path: Path, procs: list[Proc]) -> None:
     fixture = tmp_path / "fixture.json"
@@ -41,31 +49,30 @@ def test_only_the_token_lifts_the_shrink_guard(tmp_path: Path, procs: list[Proc]
         extra="prune = { enabled = true, grace_seconds = 0, grace_cycles = 1, "
         "max_fraction = 1, max_shrink = 0.5 }",
     )
+    plain_cfg = cfg.read_text().replace("[ops]\nenabled = false", "[ops]\nenabled = true\nport = 0")
+    cfg.write_text(plain_cfg)
+    daemon, ops = start(cfg, procs)
+    write_csv(topology, full[:3])  # the source shrank 10 -> 3
+    for _ in range(2):  # any local user, no token configured: resyncs, lifts nothing
+        mark = len(daemon.lines)
+        status, body = post(ops)
+        assert status == 202 and body["lifts_guards"] is False
+        daemon.wait_for(lambda l: l.get("event") == "prune_blocked", start=mark, timeout=30)
+        daemon.wait_for(lambda l: l.get("event") == "cycle", start=mark, timeout=30)
+    status, body = post(ops, f"Bearer {TOKEN}")  # nothing to check it against
+    assert status == 403 and "no resync token is configured" in str(body["reason"])
+    assert not [l for l in daemon.lines if l.get("outcome") == "deleted"]
+    assert cmdb_pairs(cfg) == set(full)
+    daemon.proc.terminate()
+    assert daemon.wait() == 0
+    # The operator configures a token: only a request carrying it lifts the guard.
     (tmp_path / "token").write_text(TOKEN + "\n")
     cfg.write_text(
-        cfg.read_text().replace(
-            "[ops]\nenabled = false",
-            f'[ops]\nenabled = true\nport = 0\nresync_token_file = "{tmp_path / "token"}"',
-        )
+        plain_cfg.replace("port = 0", f'port = 0\nresync_token_file = "{tmp_path / "token"}"')
     )
-    daemon = Proc(["-m", "syncd", "run", "--config", str(cfg)])
-    procs.append(daemon)
-    ops = daemon.wait_for(lambda l: l.get("event") == "started")["ops"]
-    daemon.wait_for(lambda l: l.get("event") == "cycle")
-    write_csv(topology, full[:3])
-    mark = len(daemon.lines)
-    assert post(ops)[0] == 202  # a plain resync: the cycle sees the shrink
-    daemon.wait_for(lambda l: l.get("event") == "prune_blocked", start=mark, timeout=30)
-    daemon.wait_for(lambda l: l.get("event") == "cycle", start=mark, timeout=30)
+    daemon, ops = start(cfg, procs)
     for auth in (None, "Bearer wrong", f"Basic {TOKEN}"):
-        mark = len(daemon.lines)
-        status, body = post(ops, auth)
-        if auth is None:
-            assert status == 202 and body["lifts_guards"] is False
-            daemon.wait_for(lambda l: l.get("event") == "cycle", start=mark, timeout=30)
-        else:
-            assert status == 403
-        assert not [l for l in daemon.lines[mark:] if l.get("outcome") == "deleted"]
+        assert post(ops, auth)[0] == 403
     assert cmdb_pairs(cfg) == set(full)
     mark = len(daemon.lines)
     status, body = post(ops, f"Bearer {TOKEN}")

@@ -46,6 +46,10 @@ def test_an_exists_answering_a_first_attempt_is_not_owned(tmp_path: Path) -> Non
     )
     st.release(attempt)
     assert st.owned_keys(R) == {pack(1, 10)}
+    # The point lookup a pushed change uses says the same of a few keys.
+    asked = {pack(1, 10), pack(2, 20), pack(1, 11), pack(9, 99)}
+    assert st.owned_among(R, asked) == {pack(1, 10)}
+    assert st.owned_among("other", asked) == set()
     assert st.in_flight(R) == set()  # a definite answer settles the attempt
     st.close()
 
