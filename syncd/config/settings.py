@@ -16,6 +16,7 @@ from pydantic import (
     Field,
     SecretStr,
     ValidationError,
+    ValidationInfo,
     field_validator,
     model_validator,
 )
@@ -36,11 +37,13 @@ from syncd.config.load import (
     resolve_secret_files,
 )
 from syncd.core.batching import MAX_BATCH
+from syncd.core.identifiers import ASSOCIATION_ID_MAX, MODEL_ID_MAX, check_model_id
 from syncd.core.moves import MoveGuards
 from syncd.core.prune import PruneGuards
 from syncd.sources.filters import FilterSettings
 from syncd.sources.settings import NetBoxSourceSettings, SourceSettings
 from syncd.support.httpbody import check_url
+from syncd.support.printable import escape_controls
 from syncd.support.secretfile import read_secret_file
 from syncd.support.sections import _Section
 
@@ -51,7 +54,11 @@ CONFIG_ENV = "SYNCD_CONFIG"
 
 
 class ConfigError(Exception):
-    """The configuration is invalid; the message names the field and why."""
+    """The configuration is invalid; the message names the field and why, on one line
+    (control characters from names and values are shown escaped)."""
+
+    def __init__(self, message: str) -> None:
+        super().__init__(escape_controls(message))
 
 
 class CmdbSettings(_Section):
@@ -230,6 +237,14 @@ class RelationSettings(_Section):
     )
     prune: PruneSettings = PruneSettings()
     moves: MoveSettings = MoveSettings()
+
+    @field_validator("bk_obj_id", "bk_asst_obj_id", "bk_obj_asst_id")
+    @classmethod
+    def _bk_cmdb_id(cls, value: str, info: ValidationInfo) -> str:
+        # As bk-cmdb allows them (syncd.core.identifiers): they reach URL paths.
+        field = info.field_name or "id"
+        limit = ASSOCIATION_ID_MAX if field == "bk_obj_asst_id" else MODEL_ID_MAX
+        return check_model_id(value, field, limit=limit)
 
     @model_validator(mode="after")
     def _consistent(self) -> RelationSettings:
