@@ -31,6 +31,7 @@ from syncd.engine.desired import Desired, DesiredReader, SourceFactory, make_sou
 from syncd.engine.known import Known, RelationRefused
 from syncd.engine.report import CycleReport, RelationReport
 from syncd.engine.resolver import KeyResolver
+from syncd.engine.workqueue import Work, WorkQueue
 from syncd.sources.base import SourceError
 from syncd.state import StateError, StateStore
 from syncd.support.log import relation_context
@@ -84,8 +85,9 @@ class Reconciler:
         self.last_desired: dict[str, set[PairKey]] = {}
         """Each relation's last source read (the same set, not a copy): what the watch
         (syncd.informer.watch) asks when a pair disappears."""
-        self._turns: dict[str, asyncio.Lock] = {}
-        """One run of a relation at a time, whether a cycle or the watch started it."""
+        self.queue: WorkQueue[RelationReport] = WorkQueue(self._work)
+        """Every run of a relation goes through it, whoever asked (a cycle, the watch, a
+        push): one run of a relation at a time, requests meanwhile merged into the next."""
 
     @property
     def stopping(self) -> bool:
@@ -111,9 +113,13 @@ class Reconciler:
             relations = [r for r in relations if r.name in only]
         if resync:
             self.desired.forget()
-        async with asyncio.TaskGroup() as tg:
-            tasks = [tg.create_task(self.run_relation(r, resync)) for r in relations]
-        report = CycleReport([t.result() for t in tasks], time.monotonic() - started)
+        runs = [self.queue.add(Work(r.name, resync)) for r in relations]
+        try:
+            reports = await asyncio.gather(*runs)
+        except asyncio.CancelledError:
+            self.queue.cancel(r.name for r in relations)  # as a task group would
+            raise
+        report = CycleReport(list(reports), time.monotonic() - started)
         report.partial = len(relations) < len(self.settings.relations)
         if self.observer is not None:
             self.observer.record_cycle(report.duration, ok=report.ok)
@@ -122,16 +128,17 @@ class Reconciler:
         return report
 
     async def run_now(self, rel: RelationSettings, *, resync: bool = False) -> RelationReport:
-        """Run one relation outside the cycle (the watch: drift to repair, a relist due)."""
-        return await self.run_relation(rel, resync)
+        """Run one relation outside the cycle, through the queue; its report."""
+        return await self.queue.add(Work(rel.name, resync))
+
+    async def _work(self, work: Work) -> RelationReport:
+        """The queue's handler: one run of the relation the work names."""
+        rel = next(r for r in self.settings.relations if r.name == work.key)
+        return await self.run_relation(rel, work.resync)
 
     async def run_relation(self, rel: RelationSettings, resync: bool) -> RelationReport:
-        """One relation inside its error boundary and its bound log context."""
-        turn = self._turns.setdefault(rel.name, asyncio.Lock())
-        async with turn:
-            return await self._run_relation(rel, resync)
-
-    async def _run_relation(self, rel: RelationSettings, resync: bool) -> RelationReport:
+        """One relation inside its error boundary and its bound log context (only the
+        queue calls this: it keeps two runs of a relation apart)."""
         with relation_context(rel.name, rel.bk_obj_asst_id, self.cycles):
             report = RelationReport(rel.name)
             started = time.monotonic()

@@ -10,7 +10,9 @@ request never takes a writer's slot.
 What an event changes is :mod:`syncd.informer.drift`; reading the answers,
 :mod:`syncd.core.watchevents`; following each object's stream,
 :mod:`syncd.informer.stream`. This module holds them together: the hooks the
-reconciler calls around a list, the queue of runs, the relist timer, the tasks' lifecycle and the /readyz snapshot.
+reconciler calls around a list, the runs it asks of the engine's work queue
+(:mod:`syncd.engine.workqueue`), the relist timer, the tasks' lifecycle and the /readyz
+snapshot.
 
 No event may be lost between a list and the watch: the watch takes its "from now"
 cursor before the first list (start-up waits for it), events arriving during a list are
@@ -24,6 +26,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import time
 from collections import Counter
 from collections.abc import AsyncIterator, Callable
@@ -33,6 +36,7 @@ from syncd.config.settings import RelationSettings, Settings
 from syncd.core.pairs import PairKey
 from syncd.core.watchevents import Event
 from syncd.engine.reconcile import Reconciler
+from syncd.engine.workqueue import Work
 from syncd.informer.drift import DriftRepair
 from syncd.informer.stream import CATCH_UP_SHARE, ObjectFollowing, ObjectWatch, WatchObserver, log
 
@@ -71,10 +75,6 @@ class Watcher(ObjectFollowing):
         self._replay: dict[str, list[Event]] = {}
         """Events of relations being listed: applied again once the list is in."""
         self.relists: Counter[str] = Counter()
-        self._queue: dict[str, bool] = {}
-        """Relations to run now -> whether to list them again first."""
-        self._queued = asyncio.Event()
-        self._running: set[str] = set()
         self._catch_up = max(0.2, 1 / (CATCH_UP_SHARE * settings.cmdb.rate_limit))
         self._uncovered: set[str] = set()
         """Relations whose known state may miss events until they are listed again."""
@@ -111,7 +111,8 @@ class Watcher(ObjectFollowing):
     # -- queueing runs ----------------------------------------------------------------
 
     def request(self, rel: RelationSettings, *, relist: bool = False, reason: str = "") -> None:
-        """Run ``rel`` now (after its current run); ``relist``: list it from the CMDB first."""
+        """Run ``rel`` now (after its current run); ``relist``: list it from the CMDB first.
+        The engine's work queue runs it, merged with any other request waiting for it."""
         if relist:
             self.relists[reason] += 1
             if self.observer is not None:
@@ -120,33 +121,22 @@ class Watcher(ObjectFollowing):
             self._uncovered.add(rel.name)
             # Until the relist is in, the stored cursor does not describe the state.
             self.store.set_watch_cursor(rel.bk_obj_id, None)
-        self._queue[rel.name] = self._queue.get(rel.name, False) or relist
-        self._queued.set()
+        if self.engine.stopping:
+            return
+        run = self.engine.queue.add(Work(rel.name, relist))
+        run.add_done_callback(functools.partial(self._ran, rel, relist))
 
-    async def _runner(self) -> None:
-        """Runs queued relations, each once however often it was asked for meanwhile."""
-        names = {rel.name: rel for rel in self.settings.relations}
-        while True:
-            await self._queued.wait()
-            self._queued.clear()
-            queue, self._queue = self._queue, {}
-            if self.engine.stopping:
-                return
-            async with asyncio.TaskGroup() as tg:
-                for name, relist in queue.items():
-                    tg.create_task(self._run(names[name], relist))
-
-    async def _run(self, rel: RelationSettings, relist: bool) -> None:
-        self._running.add(rel.name)
+    def _ran(self, rel: RelationSettings, relist: bool, run: asyncio.Future[object]) -> None:
+        """After a run the watch asked for: count what it repaired, store the cursor."""
+        if not run.cancelled() and run.exception() is not None:
+            # The run's own boundary logs its failures; this is anything beyond it.
+            log.error("watch_run_failed", relation=rel.name, error=repr(run.exception()))
         try:
-            await self.engine.run_now(rel, resync=relist)
-        except Exception as exc:  # the run's own boundary logs; this keeps the runner
+            self.drift.count_repaired(rel)
+            if relist:
+                self._keep_cursor(self.objects[rel.bk_obj_id])
+        except Exception as exc:  # a callback: nobody else would see it
             log.error("watch_run_failed", relation=rel.name, error=repr(exc))
-        finally:
-            self._running.discard(rel.name)
-        self.drift.count_repaired(rel)
-        if relist:
-            self._keep_cursor(self.objects[rel.bk_obj_id])
 
     # -- the relist timer --------------------------------------------------------------
 
@@ -159,7 +149,7 @@ class Watcher(ObjectFollowing):
             now = self.clock()
             for rel in self.settings.relations:
                 last = self.store.last_resync(rel.name)
-                if last is None or rel.name in self._running or rel.name in self._queue:
+                if last is None or self.engine.queue.busy(rel.name):
                     continue
                 if now - last >= interval:
                     self.request(rel, relist=True, reason="interval")
@@ -188,7 +178,6 @@ class Watcher(ObjectFollowing):
                 self.observer.watching(rel.name)
         await self.prime()
         tasks = [asyncio.create_task(self._follow(w)) for w in self.objects.values()]
-        tasks.append(asyncio.create_task(self._runner()))
         tasks.append(asyncio.create_task(self._relist_timer()))
         log.info("watching", objects=sorted(self.objects))
         try:
