@@ -8,8 +8,9 @@ what an event means for a relation, and never talks to the CMDB.
   ``drift`` line and the relation runs now, which re-creates it (counted as
   ``syncd_pairs_total{outcome="repaired"}``);
 - a pair **created** by someone: known (not owned, so never pruned), never sent. Applied
-  :data:`ADOPT_GRACE` seconds after it arrives, by which time syncd's own creates have
-  been recorded from their answers and are not mistaken for someone else's.
+  the adoption grace (:class:`syncd.informer.stream.WatchTimings`) after it arrives, by
+  which time syncd's own creates have been recorded from their answers and are not
+  mistaken for someone else's.
 """
 
 from __future__ import annotations
@@ -26,9 +27,6 @@ from syncd.core.watchevents import Event, event_time, last_wins
 from syncd.engine.reconcile import Reconciler
 from syncd.informer.stream import ObjectWatch, WatchObserver, log
 
-ADOPT_GRACE = 1.0
-"""Seconds a create of an unknown pair waits before it is taken as someone else's."""
-
 
 class DriftRepair:
     """Applies one relation's events to the known state and asks for repairing runs."""
@@ -40,6 +38,7 @@ class DriftRepair:
         *,
         run: Callable[[RelationSettings], None],
         lost: Callable[[ObjectWatch, str], None],
+        adopt_grace: float = 1.0,
     ) -> None:
         self.engine = engine
         self.known = engine.known
@@ -47,6 +46,7 @@ class DriftRepair:
         self.run = run
         """Run a relation now (the watcher's queue)."""
         self.lost = lost
+        self.adopt_grace = adopt_grace
         """Start an object's watch over from now (every relation relists)."""
         self.drifted: dict[str, set[PairKey]] = {}
         """Pairs deleted behind syncd's back that the source wants: to be re-created."""
@@ -72,7 +72,7 @@ class DriftRepair:
             self._drifted(rel, [final[k] for k in gone])
         if creates:
             loop = asyncio.get_running_loop()
-            loop.call_later(ADOPT_GRACE, self._adopt_later, watch, rel, creates)
+            loop.call_later(self.adopt_grace, self._adopt_later, watch, rel, creates)
 
     def _drifted(self, rel: RelationSettings, deleted: list[Event]) -> None:
         desired = self.engine.last_desired.get(rel.name)

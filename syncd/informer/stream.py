@@ -30,16 +30,29 @@ if TYPE_CHECKING:
 
 log = structlog.get_logger("syncd.watch")
 
-PACE = 1.0
-"""Seconds between watch requests unless the last answer was full: events coming one by
-one (syncd's own creates among them) cost at most one read a second per object."""
 CATCH_UP_SHARE = 0.05
 """After a full answer (more events waiting, e.g. syncd's own creates of a large first
 sync), the watch asks again after ``1 / (share * rate_limit)`` seconds, 0.2 s at least:
 it takes at most 5% of the budget it shares with the writes on the ESB."""
-RETRY_BASE = 1.0
-RETRY_CAP = 30.0
-"""Pause after a failed watch request: doubles from RETRY_BASE up to RETRY_CAP."""
+
+
+@dataclass(frozen=True)
+class WatchTimings:
+    """The watch's waits, a parameter so tests need not sleep in real time."""
+
+    pace: float = 1.0
+    """Seconds between watch requests unless the last answer was full: events coming one
+    by one (syncd's own creates among them) cost at most one read a second per object."""
+    adopt_grace: float = 1.0
+    """Seconds a create of an unknown pair waits before it is taken as someone else's."""
+    prime_timeout: float = 10.0
+    """Start-up waits at most this long for the "from now" cursors."""
+    retry_base: float = 1.0
+    retry_cap: float = 30.0
+    """Pause after a failed watch request: doubles from retry_base up to retry_cap."""
+
+    def backoff(self, failures: int) -> float:
+        return float(min(self.retry_cap, self.retry_base * 2 ** min(failures - 1, 10)))
 
 
 class WatchObserver(Protocol):
@@ -68,7 +81,7 @@ class ObjectWatch:
     lost: str = "gap"
     """Why the next "from now" cursor is needed: the relist reason of the relations."""
     pending: dict[tuple[str, PairKey], Event] = field(default_factory=dict)
-    """Creates of unknown pairs waiting out ADOPT_GRACE, by (relation, pair)."""
+    """Creates of unknown pairs waiting out the adoption grace, by (relation, pair)."""
 
 
 class ObjectFollowing:
@@ -84,6 +97,7 @@ class ObjectFollowing:
     clock: Callable[[], float]
     monotonic: Callable[[], float]
     drift: DriftRepair
+    timings: WatchTimings
     _list_began: dict[str, float]
     _listed_at: dict[str, float]
     _replay: dict[str, list[Event]]
@@ -161,7 +175,7 @@ class ObjectFollowing:
                     traceback="".join(traceback.format_exception(exc)).strip(),
                 )
                 self._lost(watch, "gap")
-                await asyncio.sleep(_backoff(failures))
+                await asyncio.sleep(self.timings.backoff(failures))
 
     async def _turn(self, watch: ObjectWatch, failures: int) -> int:
         """One watch request and what follows from it; the failures so far."""
@@ -169,7 +183,7 @@ class ObjectFollowing:
             watch.state = "starting"
             if await self._from_now(watch, failures):
                 return 0
-            await asyncio.sleep(_backoff(failures + 1))
+            await asyncio.sleep(self.timings.backoff(failures + 1))
             return failures + 1
         watch.state = "watching"
         answer = await self.client.watch_associations(watch.bk_obj_id, watch.cursor)
@@ -179,7 +193,7 @@ class ObjectFollowing:
                 self._lost(watch, "expired")
                 return 0
             watch.state = "failing"
-            delay = _backoff(failures + 1)
+            delay = self.timings.backoff(failures + 1)
             # The first failure of a streak at warning, the rest (every 30 s) at debug.
             (log.warning if failures == 0 else log.debug)(
                 "watch_failed",
@@ -202,7 +216,7 @@ class ObjectFollowing:
         self._received(watch, events)
         watch.cursor = cursor
         self._keep_cursor(watch)
-        await asyncio.sleep(PACE if entries < EVENT_STEP else self._catch_up)
+        await asyncio.sleep(self.timings.pace if entries < EVENT_STEP else self._catch_up)
         return 0
 
     def _lost(self, watch: ObjectWatch, reason: str) -> None:
@@ -240,7 +254,3 @@ class ObjectFollowing:
             if rel.name in self._replay:
                 self._replay[rel.name].extend(mine)
             self.drift.apply(watch, rel, mine)
-
-
-def _backoff(failures: int) -> float:
-    return float(min(RETRY_CAP, RETRY_BASE * 2 ** min(failures - 1, 10)))

@@ -38,10 +38,16 @@ from syncd.core.watchevents import Event
 from syncd.engine.reconcile import Reconciler
 from syncd.engine.workqueue import Work
 from syncd.informer.drift import DriftRepair
-from syncd.informer.stream import CATCH_UP_SHARE, ObjectFollowing, ObjectWatch, WatchObserver, log
+from syncd.informer.stream import (
+    CATCH_UP_SHARE,
+    ObjectFollowing,
+    ObjectWatch,
+    WatchObserver,
+    WatchTimings,
+    log,
+)
 
-PRIME_TIMEOUT = 10.0
-"""Start-up waits at most this long for the "from now" cursors."""
+DEFAULT_TIMINGS = WatchTimings()
 
 
 class Watcher(ObjectFollowing):
@@ -55,6 +61,7 @@ class Watcher(ObjectFollowing):
         observer: WatchObserver | None = None,
         clock: Callable[[], float] = time.time,
         monotonic: Callable[[], float] = time.monotonic,
+        timings: WatchTimings = DEFAULT_TIMINGS,
     ) -> None:
         self.settings = settings
         self.engine = engine
@@ -64,7 +71,10 @@ class Watcher(ObjectFollowing):
         self.observer = observer
         self.clock = clock
         self.monotonic = monotonic
-        self.drift = DriftRepair(engine, observer, run=self.request, lost=self._lost)
+        self.timings = timings
+        self.drift = DriftRepair(
+            engine, observer, run=self.request, lost=self._lost, adopt_grace=timings.adopt_grace
+        )
         by_object: dict[str, list[RelationSettings]] = {}
         for rel in settings.relations:
             by_object.setdefault(rel.bk_obj_id, []).append(rel)
@@ -167,7 +177,7 @@ class Watcher(ObjectFollowing):
                 asks.append(self._from_now(watch))
         if asks:
             with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(asyncio.gather(*asks), PRIME_TIMEOUT)
+                await asyncio.wait_for(asyncio.gather(*asks), self.timings.prime_timeout)
 
     @contextlib.asynccontextmanager
     async def running(self) -> AsyncIterator[Watcher]:
