@@ -34,14 +34,15 @@ from typing import Any
 
 from syncd.config.settings import RelationSettings, Settings
 from syncd.core.pairs import PairKey
-from syncd.core.watchevents import Event
 from syncd.engine.reconcile import Reconciler
 from syncd.engine.workqueue import Work
 from syncd.informer.drift import DriftRepair
 from syncd.informer.stream import (
     CATCH_UP_SHARE,
-    ObjectFollowing,
+    ListBook,
+    ObjectStream,
     ObjectWatch,
+    StreamParts,
     WatchObserver,
     WatchTimings,
     log,
@@ -50,7 +51,7 @@ from syncd.informer.stream import (
 DEFAULT_TIMINGS = WatchTimings()
 
 
-class Watcher(ObjectFollowing):
+class Watcher:
     """The watch tasks of one daemon, and the hooks the reconciler calls."""
 
     def __init__(
@@ -75,19 +76,27 @@ class Watcher(ObjectFollowing):
         self.drift = DriftRepair(
             engine, observer, run=self.request, lost=self._lost, adopt_grace=timings.adopt_grace
         )
+        self.book = ListBook()
+        parts = StreamParts(
+            client=self.client,
+            store=self.store,
+            book=self.book,
+            request=self.request,
+            deliver=self.drift.apply,
+            observer=observer,
+            timings=timings,
+            catch_up=max(0.2, 1 / (CATCH_UP_SHARE * settings.cmdb.rate_limit)),
+            clock=clock,
+            monotonic=monotonic,
+        )
         by_object: dict[str, list[RelationSettings]] = {}
         for rel in settings.relations:
             by_object.setdefault(rel.bk_obj_id, []).append(rel)
-        self.objects = {obj: ObjectWatch(obj, rels) for obj, rels in by_object.items()}
-        self._list_began: dict[str, float] = {}
-        self._listed_at: dict[str, float] = {}
-        """Monotonic start of each relation's last good list in this process."""
-        self._replay: dict[str, list[Event]] = {}
-        """Events of relations being listed: applied again once the list is in."""
+        self.streams = {
+            obj: ObjectStream(ObjectWatch(obj, rels), parts) for obj, rels in by_object.items()
+        }
+        self.objects = {obj: stream.watch for obj, stream in self.streams.items()}
         self.relists: Counter[str] = Counter()
-        self._catch_up = max(0.2, 1 / (CATCH_UP_SHARE * settings.cmdb.rate_limit))
-        self._uncovered: set[str] = set()
-        """Relations whose known state may miss events until they are listed again."""
 
     @property
     def drifted(self) -> dict[str, set[PairKey]]:
@@ -101,22 +110,22 @@ class Watcher(ObjectFollowing):
     # -- hooks: the reconciler's lists ------------------------------------------------
 
     def list_started(self, rel: RelationSettings) -> None:
-        self._list_began[rel.name] = self.monotonic()
-        self._replay[rel.name] = []
+        self.book.began[rel.name] = self.monotonic()
+        self.book.replay[rel.name] = []
 
     def list_finished(self, rel: RelationSettings, *, ok: bool) -> None:
-        began = self._list_began.pop(rel.name, self.monotonic())
-        replay = self._replay.pop(rel.name, [])
+        began = self.book.began.pop(rel.name, self.monotonic())
+        replay = self.book.replay.pop(rel.name, [])
         if not ok:
             return  # the old known state stays, and already has these events
-        self._listed_at[rel.name] = began
+        self.book.listed_at[rel.name] = began
         if replay:
             self.drift.apply(self.objects[rel.bk_obj_id], rel, replay)
         watch = self.objects[rel.bk_obj_id]
         if began < watch.since:
             self.request(rel, relist=True, reason="gap")
         else:
-            self._uncovered.discard(rel.name)
+            self.book.uncovered.discard(rel.name)
 
     # -- queueing runs ----------------------------------------------------------------
 
@@ -128,7 +137,7 @@ class Watcher(ObjectFollowing):
             if self.observer is not None:
                 self.observer.record_relist(rel.name, reason)
             log.info("relist_requested", relation=rel.name, reason=reason)
-            self._uncovered.add(rel.name)
+            self.book.uncovered.add(rel.name)
             # Until the relist is in, the stored cursor does not describe the state.
             self.store.set_watch_cursor(rel.bk_obj_id, None)
         if self.engine.stopping:
@@ -144,7 +153,7 @@ class Watcher(ObjectFollowing):
         try:
             self.drift.count_repaired(rel)
             if relist:
-                self._keep_cursor(self.objects[rel.bk_obj_id])
+                self.streams[rel.bk_obj_id].keep_cursor()
         except Exception as exc:  # a callback: nobody else would see it
             log.error("watch_run_failed", relation=rel.name, error=repr(exc))
 
@@ -163,7 +172,7 @@ class Watcher(ObjectFollowing):
                     continue
                 if now - last >= interval:
                     self.request(rel, relist=True, reason="interval")
-                elif rel.name in self._uncovered and rel.name not in self._list_began:
+                elif rel.name in self.book.uncovered and rel.name not in self.book.began:
                     self.request(rel, relist=True, reason="retry")
 
     # -- lifecycle -------------------------------------------------------------------
@@ -171,10 +180,10 @@ class Watcher(ObjectFollowing):
     async def prime(self) -> None:
         """Resume stored cursors, or ask where "now" is, before the first list."""
         asks = []
-        for watch in self.objects.values():
-            self._resume(watch)
-            if watch.cursor is None:
-                asks.append(self._from_now(watch))
+        for stream in self.streams.values():
+            stream.resume()
+            if stream.watch.cursor is None:
+                asks.append(stream.from_now())
         if asks:
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(asyncio.gather(*asks), self.timings.prime_timeout)
@@ -187,7 +196,7 @@ class Watcher(ObjectFollowing):
             for rel in self.settings.relations:
                 self.observer.watching(rel.name)
         await self.prime()
-        tasks = [asyncio.create_task(self._follow(w)) for w in self.objects.values()]
+        tasks = [asyncio.create_task(s.follow()) for s in self.streams.values()]
         tasks.append(asyncio.create_task(self._relist_timer()))
         log.info("watching", objects=sorted(self.objects))
         try:
@@ -217,3 +226,7 @@ class Watcher(ObjectFollowing):
             "drift_pending": {k: len(v) for k, v in self.drifted.items() if v},
             "relists": dict(self.relists),
         }
+
+    def _lost(self, watch: ObjectWatch, reason: str) -> None:
+        """Start an object's watch over from now (every relation relists)."""
+        self.streams[watch.bk_obj_id].lost(reason)
