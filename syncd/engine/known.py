@@ -120,21 +120,21 @@ class Known:
         """
         name = rel.name
         known: set[PairKey] = set()
-        self.store.begin_resync(name)
+        self.store.resync.begin(name)
         if self.lists is not None:
             self.lists.list_started(rel)
         try:
             async for page in self.client.iter_associations(rel.bk_obj_id, rel.bk_obj_asst_id):
-                self.store.stage_resync(name, page)
+                self.store.resync.stage(name, page)
                 known.update(pack(s, d) for s, d, _ in page)
-            added, removed = self.store.finish_resync(name, self.clock())
+            added, removed = self.store.resync.finish(name, self.clock())
         except BaseException:
-            self.store.abort_resync(name)
+            self.store.resync.abort(name)
             if self.lists is not None:
                 self.lists.list_finished(rel, ok=False)
             raise
         # A resync is the operator's word: accept the source's current size as the baseline.
-        self.store.set_prune_baseline(name, 0)
+        self.store.meta.set_prune_baseline(name, 0)
         self._pairs[name] = known
         log.info("resync", in_cmdb=len(known), added=added, removed=removed)
         if self.lists is not None:

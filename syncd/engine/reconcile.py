@@ -167,11 +167,11 @@ class Reconciler:
         """observe -> pull -> diff -> batch -> send/record -> fill ids -> prune."""
         if resync:
             # The operator's word: whatever size the source has now is accepted.
-            self.store.set_source_size(rel.name, 0)
+            self.store.meta.set_source_size(rel.name, 0)
             if rel.several_sources:
                 for name, _ in rel.named_sources():
-                    self.store.set_source_size(size_key(rel, name), 0)
-                    self.store.set_source_baseline(rel.name, name, 0)
+                    self.store.meta.set_source_size(size_key(rel, name), 0)
+                    self.store.meta.set_source_baseline(rel.name, name, 0)
         try:
             (known, report.resynced), desired = await together(
                 self.known.observe(rel, resync=resync),
@@ -202,7 +202,8 @@ class Reconciler:
     def _last_sizes(self, rel: RelationSettings) -> dict[str, int]:
         """Each source's size at its last read, for the empty-source guard."""
         return {
-            name: self.store.source_size(size_key(rel, name)) for name, _ in rel.named_sources()
+            name: self.store.meta.source_size(size_key(rel, name))
+            for name, _ in rel.named_sources()
         }
 
     def decide(
@@ -217,13 +218,13 @@ class Reconciler:
                 guards=rel.prune.guards(),
                 owned=owned,
                 absent_before=self.store.absent_info(name, owned - desired.pairs),
-                last_good_desired=self.store.prune_baseline(name),
+                last_good_desired=self.store.meta.prune_baseline(name),
             )
             if rel.several_sources:
                 prune = replace(
                     prune,
                     source_sizes={
-                        s.name: (s.pairs, self.store.source_baseline(name, s.name))
+                        s.name: (s.pairs, self.store.meta.source_baseline(name, s.name))
                         for s in desired.sources
                         if s.pairs is not None
                     },
@@ -254,12 +255,12 @@ class Reconciler:
         writes nothing.
         """
         name = rel.name
-        if len(desired.pairs) != self.store.source_size(name):
-            self.store.set_source_size(name, len(desired.pairs))
+        if len(desired.pairs) != self.store.meta.source_size(name):
+            self.store.meta.set_source_size(name, len(desired.pairs))
         answered = [s for s in desired.sources if s.pairs is not None]
         if rel.several_sources:
             for status in answered:
-                self.store.set_source_size(size_key(rel, status.name), status.pairs or 0)
+                self.store.meta.set_source_size(size_key(rel, status.name), status.pairs or 0)
         if not rel.prune.enabled:
             return
         self.store.mark_present(name, desired.pairs)
@@ -267,10 +268,10 @@ class Reconciler:
             # A failed source's pairs look absent; their absence is not counted.
             self.store.mark_absent(name, decided.owned_absent, now)
         if decided.prune.blocked is None:
-            self.store.set_prune_baseline(name, len(desired.pairs))
+            self.store.meta.set_prune_baseline(name, len(desired.pairs))
             if rel.several_sources:
                 for status in answered:
-                    self.store.set_source_baseline(name, status.name, status.pairs or 0)
+                    self.store.meta.set_source_baseline(name, status.name, status.pairs or 0)
         else:
             log.warning("prune_blocked", reason=decided.prune.blocked)
 

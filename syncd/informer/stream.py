@@ -174,12 +174,12 @@ class ObjectStream:
         for rel in watch.relations:
             if rel.name in self.parts.book.uncovered or not self.parts.store.has_resynced(rel.name):
                 return
-        self.parts.store.set_watch_cursor(watch.bk_obj_id, watch.cursor)
+        self.parts.store.meta.set_watch_cursor(watch.bk_obj_id, watch.cursor)
 
     def resume(self) -> None:
         """Go on from the stored cursor if every relation's state goes with it."""
         watch = self.watch
-        stored = self.parts.store.watch_cursor(watch.bk_obj_id)
+        stored = self.parts.store.meta.watch_cursor(watch.bk_obj_id)
         if stored is not None and all(
             self.parts.store.has_resynced(r.name) for r in watch.relations
         ):
@@ -256,7 +256,7 @@ class ObjectStream:
         watch.cursor = None
         watch.lost = reason
         watch.since = math.inf  # every relation listed before the next cursor relists
-        self.parts.store.set_watch_cursor(watch.bk_obj_id, None)
+        self.parts.store.meta.set_watch_cursor(watch.bk_obj_id, None)
         for rel in watch.relations:
             self.parts.book.listed_at.pop(rel.name, None)
         log.info("watch_restarting", object=watch.bk_obj_id, reason=reason)

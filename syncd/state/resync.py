@@ -15,10 +15,15 @@ from syncd.state.errors import StateError
 
 
 class Resync:
-    """The resync half of :class:`syncd.state.StateStore`."""
+    """Full resyncs of the known state (``StateStore.resync``)."""
 
-    _db: Database
-    _staging: set[str]
+    def __init__(self, database: Database) -> None:
+        self._db = database
+        self._staging: set[str] = set()
+
+    def staging(self, relation: str) -> bool:
+        """Whether a resync of ``relation`` is being staged (answers go to the stage too)."""
+        return relation in self._staging
 
     def replace_from_cmdb(
         self, relation: str, rows: Iterable[tuple[int, int, int]], now: float
@@ -40,11 +45,11 @@ class Resync:
             self._stage_rows(db, rel, rows)
             return self._apply_stage(db, rel, now)
 
-    def begin_resync(self, relation: str) -> None:
+    def begin(self, relation: str) -> None:
         """Start a resync staged page by page (so 1M CMDB rows never sit in a Python list).
 
-        Feed pages with :meth:`stage_resync`, then :meth:`finish_resync` swaps them in in one
-        transaction, or :meth:`abort_resync` drops them. The stage lives in a TEMP table, so
+        Feed pages with :meth:`stage`, then :meth:`finish` swaps them in in one
+        transaction, or :meth:`abort` drops them. The stage lives in a TEMP table, so
         a crash mid-resync leaves the known state untouched. While staging, pairs recorded
         as created/existing are added to the stage too.
         """
@@ -53,15 +58,15 @@ class Resync:
             db.execute("DELETE FROM temp.stage WHERE rel = ?", (rel,))
             self._staging.add(relation)
 
-    def stage_resync(self, relation: str, rows: Iterable[tuple[int, int, int]]) -> None:
-        """Add one page of (src, dst, association_id) to a resync begun with begin_resync."""
+    def stage(self, relation: str, rows: Iterable[tuple[int, int, int]]) -> None:
+        """Add one page of (src, dst, association_id) to a resync begun with begin."""
         if relation not in self._staging:
             raise StateError(f"no resync of {relation!r} in progress")
         with self._db.tx() as db:
             rel = self._db.rel_w(db, relation)
             self._stage_rows(db, rel, rows)
 
-    def finish_resync(self, relation: str, now: float) -> tuple[int, int]:
+    def finish(self, relation: str, now: float) -> tuple[int, int]:
         """Make the staged rows the known state (see replace_from_cmdb); (added, removed)."""
         if relation not in self._staging:
             raise StateError(f"no resync of {relation!r} in progress")
@@ -71,7 +76,7 @@ class Resync:
         self._staging.discard(relation)
         return result
 
-    def abort_resync(self, relation: str) -> None:
+    def abort(self, relation: str) -> None:
         """Drop a staged resync; the known state stays as it was."""
         self._staging.discard(relation)
         with self._db.tx() as db:

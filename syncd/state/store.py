@@ -64,14 +64,17 @@ def _as_set(keys: Iterable[PairKey]) -> set[PairKey] | frozenset[PairKey]:
     return keys if isinstance(keys, set | frozenset) else set(keys)
 
 
-class StateStore(Meta, Resync):
-    """Known pairs and failures, over one :class:`Database` (baselines: :class:`Meta`)."""
+class StateStore:
+    """Known pairs and failures, over one :class:`Database`; its parts: ``meta``, ``resync``."""
 
     def __init__(self, database: Database) -> None:
         self.database = database
         self.path = database.path
         self._db = database
-        self._staging: set[str] = set()
+        self.meta = Meta(database)
+        """Source sizes, prune baselines, watch cursors."""
+        self.resync = Resync(database)
+        """Full resyncs, staged page by page."""
 
     @classmethod
     def open(cls, path: Path, *, lock: bool = False) -> tuple[StateStore, str | None]:
@@ -323,7 +326,7 @@ class StateStore(Meta, Resync):
                 "DELETE FROM failures WHERE rel = ? AND src = ? AND dst = ?",
                 [(rel, r[0], r[1]) for r in rows],
             )
-        if relation in self._staging:
+        if self.resync.staging(relation):
             # The snapshot must not drop them even if their page was read earlier.
             db.executemany(
                 "INSERT INTO temp.stage(rel, src, dst, aid) VALUES (?, ?, ?, ?)"

@@ -213,10 +213,10 @@ async def test_an_expired_cursor_relists_and_loses_nothing(tmp_path: Path) -> No
         settings = _settings(tmp_path, url, DESIRED)
         async with _daemon_like(settings) as (engine, _):
             assert (await engine.cycle()).converged
-            await _until(lambda: engine.store.watch_cursor("bk_switch") is not None)
+            await _until(lambda: engine.store.meta.watch_cursor("bk_switch") is not None)
         # syncd is away: its stored cursor ages past retention, and pairs disappear.
         store = StateStore.open(settings.state.path)[0]
-        assert store.watch_cursor("bk_switch") is not None
+        assert store.meta.watch_cursor("bk_switch") is not None
         store.close()
         gone = DESIRED[50:80]
         sim.delete_pairs(ASST, gone)
@@ -237,13 +237,14 @@ async def test_a_restart_goes_on_from_the_stored_cursor_without_a_relist(tmp_pat
         settings = _settings(tmp_path, url, DESIRED)
         async with _daemon_like(settings) as (engine, _):
             assert (await engine.cycle()).converged
-            await _until(lambda: engine.store.watch_cursor("bk_switch") is not None)
+            await _until(lambda: engine.store.meta.watch_cursor("bk_switch") is not None)
         gone = DESIRED[100:110]
         sim.delete_pairs(ASST, gone)  # while syncd is away
         with capture_logs() as logs:
             async with _daemon_like(settings) as (engine, watcher):
                 await _until(lambda: sim.pairs(ASST) == set(DESIRED))
-                assert watcher.repaired["switch-host"] == len(gone)
+                # Counted when the repairing run ends, a moment after its creates land.
+                await _until(lambda: watcher.repaired["switch-host"] == len(gone))
                 assert not watcher.relists
     assert not any(line.get("event") == "resync" for line in logs)  # the events sufficed
     drift = [line for line in logs if line.get("event") == "drift"]

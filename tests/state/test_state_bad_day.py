@@ -44,7 +44,7 @@ def test_a_resync_settles_what_was_in_flight(tmp_path: Path) -> None:
     st, _ = StateStore.open(tmp_path / "s.db")
     st.intend(R, [(1, 10), (1, 11)], now=1.0)
     # Killed before the answer: the CMDB has (1, 10), never got (1, 11).
-    st.replace_from_cmdb(R, [(1, 10, 100), (3, 30, 300)], now=2.0)
+    st.resync.replace_from_cmdb(R, [(1, 10, 100), (3, 30, 300)], now=2.0)
     assert st.owned_keys(R) == {pack(1, 10)}
     assert st.in_flight(R) == set()
     st.close()
