@@ -23,6 +23,7 @@ from syncd.sources.base import RawFact, ReadStats, SourceError, chunked, redact
 from syncd.sources.paths import PathMissing, PathStep, compile_path, get_path, scalar
 from syncd.sources.settings import HttpCommonSettings, HttpSourceSettings
 from syncd.support.httpbody import BodyTooLarge, origin_of, read_capped, safe_url
+from syncd.support.log import BadRecords
 
 log = structlog.get_logger("syncd.sources")
 
@@ -179,6 +180,7 @@ class HttpSource:
         self.settings = settings
         self.name = name
         self.label = f"http:{safe_url(settings.url)}"
+        self._bad_records = BadRecords(self.label)
         self._records = compile_path(settings.records) if settings.records is not None else None
         self._src = compile_path(settings.source_path)
         self._dst = compile_path(settings.target_path)
@@ -229,6 +231,7 @@ class HttpSource:
 
     async def facts(self) -> AsyncIterator[list[RawFact]]:
         self._stats = ReadStats()
+        self._bad_records = BadRecords(self.label)
         self._page_starts = []
         headers, secrets = self._headers()
         s = self.settings
@@ -263,14 +266,9 @@ class HttpSource:
                     chunk.append(fact)
                 for part in chunked(chunk):
                     yield part
+        self._bad_records.finish()
 
     def _bad(self, record: int, exc: Exception) -> None:
         self._stats.bad += 1
         reason = f"no {exc} in the record" if isinstance(exc, PathMissing) else str(exc)
-        log.warning(
-            "bad_record",
-            relation=self.name,
-            source=self.label,
-            origin=self.origin(record),
-            reason=reason,
-        )
+        self._bad_records.add(self.origin(record), reason)
