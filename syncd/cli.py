@@ -16,7 +16,8 @@ from typing import TYPE_CHECKING
 
 from syncd import __version__
 from syncd.config.checks import security_warnings
-from syncd.config.settings import EX_CONFIG, ConfigError, Settings, load_settings
+from syncd.config.load import load_settings
+from syncd.config.settings import EX_CONFIG, ConfigError, Settings
 
 EX_TEMPFAIL = 75
 """sysexits.h: temporary failure (the ops port is taken); worth a retry later."""

@@ -18,7 +18,8 @@ import structlog.testing
 from structlog.contextvars import merge_contextvars
 
 from syncd.cmdb.client import CmdbClient
-from syncd.config.settings import Settings, load_settings
+from syncd.config.load import load_settings
+from syncd.config.settings import Settings
 from syncd.engine.reconcile import Reconciler
 from syncd.engine.report import CycleReport
 from syncd.state import StateStore

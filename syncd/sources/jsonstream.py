@@ -13,12 +13,36 @@ from __future__ import annotations
 import json
 import re
 from collections.abc import Iterator
-from typing import TYPE_CHECKING
+from pathlib import Path
+from typing import Any, Protocol
 
-from syncd.sources.base import CHUNK_SIZE, RawFact, SourceError
+from syncd.sources.base import CHUNK_SIZE, RawFact, ReadStats, SourceError
 
-if TYPE_CHECKING:
-    from syncd.sources.file import FileRead
+
+class Fields(Protocol):
+    @property
+    def source_field(self) -> str: ...
+    @property
+    def target_field(self) -> str: ...
+
+
+class ArrayRead(Protocol):
+    """What the scanner needs of the file read it serves (syncd.sources.file.FileRead)."""
+
+    @property
+    def src(self) -> Fields: ...
+    @property
+    def path(self) -> Path: ...
+    @property
+    def stats(self) -> ReadStats: ...
+    @property
+    def dirty(self) -> bool: ...
+
+    def bad(self, line: int, reason: str) -> None: ...
+    def bad_fact(self, obj: Any, lineno: int) -> None: ...
+    def bad_bytes(self) -> str: ...
+    def undecodable(self, text: str, start: int = 0, end: int | None = None) -> bool: ...
+
 
 MAX_ELEMENT = 16 << 20
 """A JSON array element larger than this (in characters) is treated as broken."""
@@ -71,7 +95,7 @@ def _value_end(buf: str, pos: int) -> int | None:
     return None
 
 
-def json_array_chunks(read: FileRead, texts: Iterator[str]) -> Iterator[list[RawFact]]:
+def json_array_chunks(read: ArrayRead, texts: Iterator[str]) -> Iterator[list[RawFact]]:
     """Stream the elements of one top-level JSON array.
 
     ``buf[pos:]`` is unparsed text; ``line`` is the line number at ``line_pos``.

@@ -14,7 +14,8 @@ import pytest
 from src_helpers import NETBOX_FIXTURES
 from structlog.testing import capture_logs
 
-from syncd.config.settings import ConfigError, NetBoxHookSettings, load_settings
+from syncd.config.load import load_settings
+from syncd.config.settings import ConfigError, NetBoxHookSettings
 from syncd.runtime.health import Health
 from syncd.runtime.metrics import Metrics
 from syncd.runtime.ops import OpsServer
