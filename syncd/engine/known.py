@@ -18,7 +18,8 @@ from syncd.config.settings import RelationSettings
 from syncd.core.batching import Mapping
 from syncd.core.outcome import BatchOutcome
 from syncd.core.pairs import PairKey, pack
-from syncd.state import Created, Failed, Seen, StateStore
+from syncd.engine.guards import Guards
+from syncd.state import Created, Failed, Held, Seen, StateStore
 from syncd.support.tasks import nothing, together
 
 log = structlog.get_logger("syncd")
@@ -55,10 +56,19 @@ class ListObserver(Protocol):
 class Known:
     """Known pairs per relation: the mirror, the store, and the CMDB reads behind them."""
 
-    def __init__(self, client: CmdbClient, store: StateStore, clock: Callable[[], float]) -> None:
+    def __init__(
+        self,
+        client: CmdbClient,
+        store: StateStore,
+        clock: Callable[[], float],
+        *,
+        guards: Guards | None = None,
+    ) -> None:
         self.client = client
         self.store = store
         self.clock = clock
+        self.guards = guards or Guards(store)
+        """Told when a relation was listed again (its prune baseline starts over)."""
         self._pairs: dict[str, set[PairKey]] = {}
         self._mapping: dict[str, Mapping] = {}
         self.lists: ListObserver | None = None
@@ -69,6 +79,14 @@ class Known:
 
     def count(self, name: str) -> int:
         return len(self._pairs.get(name, ()))
+
+    def stored_count(self, name: str) -> int:
+        """The state's count (when the mirror was never loaded)."""
+        return self.store.count(name)
+
+    def held_back(self, name: str, now: float) -> dict[PairKey, Held]:
+        """Pairs whose last failure holds them back at ``now``."""
+        return self.store.held_back(name, now)
 
     def mapping(self, name: str) -> Mapping:
         return self._mapping[name]
@@ -133,8 +151,7 @@ class Known:
             if self.lists is not None:
                 self.lists.list_finished(rel, ok=False)
             raise
-        # A resync is the operator's word: accept the source's current size as the baseline.
-        self.store.meta.set_prune_baseline(name, 0)
+        self.guards.relisted(name)
         self._pairs[name] = known
         log.info("resync", in_cmdb=len(known), added=added, removed=removed)
         if self.lists is not None:

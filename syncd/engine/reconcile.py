@@ -16,7 +16,6 @@ import asyncio
 import time
 import traceback
 from collections.abc import Callable, Collection
-from dataclasses import replace
 from typing import Protocol
 
 import structlog
@@ -25,9 +24,10 @@ from syncd.cmdb.client import CmdbClient, CmdbError
 from syncd.config.settings import RelationSettings, Settings
 from syncd.core.answer import Verdict
 from syncd.core.pairs import PairKey
-from syncd.core.plan import PruneInputs, RelationPlan, plan
+from syncd.core.plan import RelationPlan, plan
 from syncd.engine.apply import Applier, SendBatch
-from syncd.engine.desired import Desired, DesiredReader, SourceFactory, make_source, size_key
+from syncd.engine.desired import Desired, DesiredReader, SourceFactory, make_source
+from syncd.engine.guards import Guards
 from syncd.engine.known import Known, RelationRefused
 from syncd.engine.report import CycleReport, RelationReport
 from syncd.engine.resolver import KeyResolver
@@ -73,7 +73,9 @@ class Reconciler:
         self.store = store
         self.observer = observer
         self.clock = clock
-        self.known = Known(client, store, clock)
+        self.guards = Guards(store)
+        """Source sizes, prune baselines and absence marks: the guards' memory."""
+        self.known = Known(client, store, clock, guards=self.guards)
         self.resolver = KeyResolver(client, ttl=settings.sync.key_cache_ttl)
         self.desired = DesiredReader(
             self.resolver,
@@ -159,23 +161,36 @@ class Reconciler:
     def _known_count(self, name: str) -> int:
         """The mirror's count, or the state's when the mirror was never loaded."""
         try:
-            return self.known.count(name) or self.store.count(name)
+            return self.known.count(name) or self.known.stored_count(name)
         except StateError:
             return 0
 
     async def run(self, rel: RelationSettings, report: RelationReport, resync: bool) -> None:
         """observe -> pull -> diff -> batch -> send/record -> fill ids -> prune."""
         if resync:
-            # The operator's word: whatever size the source has now is accepted.
-            self.store.meta.set_source_size(rel.name, 0)
-            if rel.several_sources:
-                for name, _ in rel.named_sources():
-                    self.store.meta.set_source_size(size_key(rel, name), 0)
-                    self.store.meta.set_source_baseline(rel.name, name, 0)
+            self.guards.accept_any_size(rel)
+        known, desired = await self._observe_and_pull(rel, report, resync)
+        now = self.clock()
+        decided = self.decide(rel, desired, known, now)
+        _fill_report(report, desired, decided)
+        self.guards.commit(rel, desired, decided, now)
+        if self.stopping:
+            return
+        await self._create(rel, decided, report)
+        if self.stopping:
+            return
+        await self.known.fill_association_ids(rel)
+        if decided.prune.delete and not self.stopping:
+            await self.apply.delete(rel, decided.prune.delete, report)
+
+    async def _observe_and_pull(
+        self, rel: RelationSettings, report: RelationReport, resync: bool
+    ) -> tuple[set[PairKey], Desired]:
+        """The known pairs and the source's, read together; a failed read blocks pruning."""
         try:
             (known, report.resynced), desired = await together(
                 self.known.observe(rel, resync=resync),
-                self.desired.read(rel, self._last_sizes(rel)),
+                self.desired.read(rel, self.guards.last_sizes(rel)),
             )
         except (SourceError, CmdbError):
             if rel.prune.enabled:
@@ -183,62 +198,30 @@ class Reconciler:
                 log.warning("prune_blocked", reason=SOURCE_FAILED)
             raise
         self.last_desired[rel.name] = desired.pairs
-        now = self.clock()
-        decided = self.decide(rel, desired, known, now)
-        _fill_report(report, desired, decided)
-        self.commit_observations(rel, desired, decided, now)
-        if self.stopping:
-            return
+        return known, desired
+
+    async def _create(
+        self, rel: RelationSettings, decided: RelationPlan, report: RelationReport
+    ) -> None:
         try:
             await self.apply.create(rel, decided.batches, report)
         finally:
             report.pending -= report.created + report.exists
-        if self.stopping:
-            return
-        await self.known.fill_association_ids(rel)
-        if decided.prune.delete and not self.stopping:
-            await self.apply.delete(rel, decided.prune.delete, report)
-
-    def _last_sizes(self, rel: RelationSettings) -> dict[str, int]:
-        """Each source's size at its last read, for the empty-source guard."""
-        return {
-            name: self.store.meta.source_size(size_key(rel, name))
-            for name, _ in rel.named_sources()
-        }
 
     def decide(
         self, rel: RelationSettings, desired: Desired, known: set[int], now: float
     ) -> RelationPlan:
-        """The pure plan, over what the store says about held, owned and absent pairs."""
+        """The pure plan, over what the state says about held, owned and absent pairs."""
         name = rel.name
-        prune = None
-        if rel.prune.enabled:
-            owned = self.store.owned_keys(name)
-            prune = PruneInputs(
-                guards=rel.prune.guards(),
-                owned=owned,
-                absent_before=self.store.absent_info(name, owned - desired.pairs),
-                last_good_desired=self.store.meta.prune_baseline(name),
-            )
-            if rel.several_sources:
-                prune = replace(
-                    prune,
-                    source_sizes={
-                        s.name: (s.pairs, self.store.meta.source_baseline(name, s.name))
-                        for s in desired.sources
-                        if s.pairs is not None
-                    },
-                    failed_sources=desired.failed,
-                )
         decided = plan(
             name,
             desired.pairs,
             known,
-            self.store.held_back(name, now),
+            self.known.held_back(name, now),
             mapping=self.known.mapping(name),
             batch_size=self.settings.cmdb.batch_size,
             now=now,
-            prune=prune,
+            prune=self.guards.prune_inputs(rel, desired),
         )
         decided.bad_records = desired.bad_records
         decided.unresolved = list(desired.unresolved)
@@ -246,41 +229,12 @@ class Reconciler:
         decided.sources = list(desired.sources)
         return decided
 
-    def commit_observations(
-        self, rel: RelationSettings, desired: Desired, decided: RelationPlan, now: float
-    ) -> None:
-        """Write what this cycle observed: the source's size, and who is absent since when.
-
-        Only the daemon's path calls this; ``syncd plan`` decides the same way and
-        writes nothing.
-        """
-        name = rel.name
-        if len(desired.pairs) != self.store.meta.source_size(name):
-            self.store.meta.set_source_size(name, len(desired.pairs))
-        answered = [s for s in desired.sources if s.pairs is not None]
-        if rel.several_sources:
-            for status in answered:
-                self.store.meta.set_source_size(size_key(rel, status.name), status.pairs or 0)
-        if not rel.prune.enabled:
-            return
-        self.store.mark_present(name, desired.pairs)
-        if not desired.failed:
-            # A failed source's pairs look absent; their absence is not counted.
-            self.store.mark_absent(name, decided.owned_absent, now)
-        if decided.prune.blocked is None:
-            self.store.meta.set_prune_baseline(name, len(desired.pairs))
-            if rel.several_sources:
-                for status in answered:
-                    self.store.meta.set_source_baseline(name, status.name, status.pairs or 0)
-        else:
-            log.warning("prune_blocked", reason=decided.prune.blocked)
-
     async def plan_relation(self, rel: RelationSettings) -> RelationPlan:
         """What a cycle would do now against a fresh read of the CMDB; changes nothing."""
         with relation_context(rel.name, rel.bk_obj_asst_id, self.cycles):
             known, desired = await together(
                 self.known.read_cmdb(rel),
-                self.desired.read(rel, self._last_sizes(rel)),
+                self.desired.read(rel, self.guards.last_sizes(rel)),
             )
             return self.decide(rel, desired, known, self.clock())
 
