@@ -11,7 +11,7 @@ from typing import Any
 
 from syncd.config.settings import Settings
 from syncd.core.pairs import unpack
-from syncd.core.plan import RelationPlan
+from syncd.core.plan import RelationPlan, SourceStatus
 
 PLAN_FORMAT_VERSION = 1
 
@@ -23,68 +23,70 @@ def plan_document(
 ) -> dict[str, Any]:
     """The JSON plan. A ``str`` in ``plans`` is a relation that could not be planned."""
     relations: list[dict[str, Any]] = []
-    changes = False
     for rel, plan in zip(settings.relations, plans, strict=True):
         entry: dict[str, Any] = {"relation": rel.name, "bk_obj_asst_id": rel.bk_obj_asst_id}
         if isinstance(plan, str):
             entry.update(_failed_entry(plan, rel.prune.enabled))
-            relations.append(entry)
-            continue
-        ids = association_ids.get(rel.name, {})
-        create = [_pair(k) for k in plan.to_create]
-        delete = [{**_pair(k), "association_id": ids.get(k)} for k in plan.prune.delete]
-        held = [
-            {**_pair(k), "reason": kind, "error": message}
-            for k, (kind, message) in sorted(plan.held.items())
-        ]
-        deferred = [_pair(k) for k in sorted(plan.deferred)]
-        unresolved = [
-            {"side": u.side, "key": u.key, "origin": u.origin, "source_name": u.source}
-            for u in sorted(plan.unresolved)
-        ]
-        sources = [
-            {
-                "name": s.name,
-                "type": s.type,
-                "desired": s.pairs,
-                "bad_records": s.bad_records,
-                "unresolved": s.unresolved,
-                "error": s.error,
-            }
-            for s in plan.sources
-        ]
-        changes = changes or bool(create or delete)
-        entry.update(
-            {
-                "error": None,
-                "desired": plan.desired,
-                "known": plan.known,
-                "counts": {
-                    "create": len(create),
-                    "delete": len(delete),
-                    "held": len(held),
-                    "deferred": len(deferred),
-                    "unresolved": len(unresolved),
-                    "absent": len(plan.absent),
-                    "bad_records": plan.bad_records,
-                },
-                "source_counts": dict(sorted(plan.source_counts.items())),
-                "sources": sources,
-                "create": create,
-                "delete": delete,
-                "held": held,
-                "deferred": deferred,
-                "unresolved": unresolved,
-                "prune": {
-                    "enabled": rel.prune.enabled,
-                    "blocked": plan.prune.blocked,
-                    "waiting": plan.prune.waiting,
-                    "capped": plan.prune.capped,
-                },
-            }
-        )
+        else:
+            entry.update(_planned_entry(plan, rel.prune.enabled, association_ids.get(rel.name, {})))
         relations.append(entry)
+    changes = any(entry.get("create") or entry.get("delete") for entry in relations)
     return {"version": PLAN_FORMAT_VERSION, "changes": changes, "relations": relations}
+
+
+def _planned_entry(
+    plan: RelationPlan, prune_enabled: bool, ids: dict[int, int | None]
+) -> dict[str, Any]:
+    """One planned relation's part of the document (field order is the output's)."""
+    create = [_pair(k) for k in plan.to_create]
+    delete = [{**_pair(k), "association_id": ids.get(k)} for k in plan.prune.delete]
+    held = [
+        {**_pair(k), "reason": kind, "error": message}
+        for k, (kind, message) in sorted(plan.held.items())
+    ]
+    deferred = [_pair(k) for k in sorted(plan.deferred)]
+    unresolved = [
+        {"side": u.side, "key": u.key, "origin": u.origin, "source_name": u.source}
+        for u in sorted(plan.unresolved)
+    ]
+    return {
+        "error": None,
+        "desired": plan.desired,
+        "known": plan.known,
+        "counts": {
+            "create": len(create),
+            "delete": len(delete),
+            "held": len(held),
+            "deferred": len(deferred),
+            "unresolved": len(unresolved),
+            "absent": len(plan.absent),
+            "bad_records": plan.bad_records,
+        },
+        "source_counts": dict(sorted(plan.source_counts.items())),
+        "sources": [_source(s) for s in plan.sources],
+        "create": create,
+        "delete": delete,
+        "held": held,
+        "deferred": deferred,
+        "unresolved": unresolved,
+        "prune": {
+            "enabled": prune_enabled,
+            "blocked": plan.prune.blocked,
+            "waiting": plan.prune.waiting,
+            "capped": plan.prune.capped,
+        },
+    }
+
+
+def _source(s: SourceStatus) -> dict[str, Any]:
+    return {
+        "name": s.name,
+        "type": s.type,
+        "desired": s.pairs,
+        "bad_records": s.bad_records,
+        "unresolved": s.unresolved,
+        "error": s.error,
+    }
 
 
 def _failed_entry(error: str, prune_enabled: bool) -> dict[str, Any]:

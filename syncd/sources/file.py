@@ -202,21 +202,7 @@ class FileRead:
         reader = csv.reader(lines)
         stats = self.stats
         sf, tf = self.src.source_field, self.src.target_field
-        header: list[str] | None = None
-        for row in reader:
-            if row and not (len(row) == 1 and not row[0].strip()):
-                header = [h.strip() for h in row]
-                break
-            stats.blank += 1
-        if header is None:
-            raise SourceError(f"{self.path}: empty file, no CSV header row")
-        missing = [f for f in (sf, tf) if f not in header]
-        if missing:
-            raise SourceError(
-                f"{self.path}: CSV header has no column {', '.join(map(repr, missing))}"
-                f" (columns: {', '.join(header)})"
-            )
-        si, ti, width = header.index(sf), header.index(tf), len(header)
+        si, ti, width = self._csv_header(reader)
         prev_end = reader.line_num
         facts: list[RawFact] = []
         while True:
@@ -253,6 +239,25 @@ class FileRead:
                     self.bad(start, f"{len(row)} fields, header has {width}")
         if facts:
             yield facts
+
+    def _csv_header(self, reader: Any) -> tuple[int, int, int]:
+        """Read up to the header row: the source and target columns, and the row width."""
+        sf, tf = self.src.source_field, self.src.target_field
+        header: list[str] | None = None
+        for row in reader:
+            if row and not (len(row) == 1 and not row[0].strip()):
+                header = [h.strip() for h in row]
+                break
+            self.stats.blank += 1
+        if header is None:
+            raise SourceError(f"{self.path}: empty file, no CSV header row")
+        missing = [f for f in (sf, tf) if f not in header]
+        if missing:
+            raise SourceError(
+                f"{self.path}: CSV header has no column {', '.join(map(repr, missing))}"
+                f" (columns: {', '.join(header)})"
+            )
+        return header.index(sf), header.index(tf), len(header)
 
     def jsonl_chunks(self, texts: Iterator[str]) -> Iterator[list[RawFact]]:
         stats = self.stats

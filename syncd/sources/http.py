@@ -86,41 +86,60 @@ async def iter_json_pages(
         pages += 1
         if pages > max_pages:
             raise SourceError(f"{what}: more than max_pages={max_pages} pages; raise max_pages")
-        where = f"GET {safe_url(current)}"
-        status, reason, content_type, link_next, body, final = await _get(
-            session, current, headers, secrets, what, max_body
-        )
-        if final != current:
-            where = f"GET {safe_url(current)} (redirected to {safe_url(final)})"
-        if status != 200:
-            snippet = redact(body[:200].decode("utf-8", "replace").strip(), secrets)
-            raise SourceError(f"{what}: {where}: HTTP {status} {reason}: {snippet!r}")
-        try:
-            doc = json.loads(body)
-        except RecursionError:
-            raise SourceError(f"{what}: {where}: answer is JSON nested too deep") from None
-        except ValueError:
-            snippet = redact(body[:120].decode("utf-8", "replace").strip(), secrets)
-            raise SourceError(
-                f"{what}: {where}: answer is not JSON ({content_type or 'no content type'}): "
-                f"{snippet!r}"
-            ) from None
+        doc, link_next = await _get_json(session, current, headers, secrets, what, max_body)
         yield current, doc
-        nxt: str | None = None
-        if pagination in ("auto", "next") and isinstance(doc, dict):
-            try:
-                value = get_path(doc, next_path)
-            except PathMissing:
-                value = None
-            if isinstance(value, str) and value:
-                nxt = value
-        if nxt is None and pagination in ("auto", "link") and link_next is not None:
-            nxt = str(link_next.get("url") or "") or None
+        nxt = _next_url(doc, link_next, pagination, next_path)
         if nxt is not None:
             nxt = urljoin(current, nxt)
             if origin_of(nxt) != origin_of(url):
                 nxt = _rebase(nxt, url)
         current = nxt
+
+
+async def _get_json(
+    session: aiohttp.ClientSession,
+    url: str,
+    headers: Mapping[str, str],
+    secrets: list[str],
+    what: str,
+    max_body: int,
+) -> tuple[Any, Any]:
+    """One page: its parsed body and its ``Link: rel=next``; SourceError short of JSON."""
+    where = f"GET {safe_url(url)}"
+    status, reason, content_type, link_next, body, final = await _get(
+        session, url, headers, secrets, what, max_body
+    )
+    if final != url:
+        where = f"GET {safe_url(url)} (redirected to {safe_url(final)})"
+    if status != 200:
+        snippet = redact(body[:200].decode("utf-8", "replace").strip(), secrets)
+        raise SourceError(f"{what}: {where}: HTTP {status} {reason}: {snippet!r}")
+    try:
+        return json.loads(body), link_next
+    except RecursionError:
+        raise SourceError(f"{what}: {where}: answer is JSON nested too deep") from None
+    except ValueError:
+        snippet = redact(body[:120].decode("utf-8", "replace").strip(), secrets)
+        raise SourceError(
+            f"{what}: {where}: answer is not JSON ({content_type or 'no content type'}): "
+            f"{snippet!r}"
+        ) from None
+
+
+def _next_url(
+    doc: Any, link_next: Any, pagination: str, next_path: tuple[PathStep, ...]
+) -> str | None:
+    """Where the next page is, as the answer says (before joining with its URL)."""
+    if pagination in ("auto", "next") and isinstance(doc, dict):
+        try:
+            value = get_path(doc, next_path)
+        except PathMissing:
+            value = None
+        if isinstance(value, str) and value:
+            return value
+    if pagination in ("auto", "link") and link_next is not None:
+        return str(link_next.get("url") or "") or None
+    return None
 
 
 MAX_REDIRECTS = 5
