@@ -23,6 +23,7 @@ EX_TEMPFAIL = 75
 """sysexits.h: temporary failure (the ops port is taken); worth a retry later."""
 
 if TYPE_CHECKING:
+    from syncd.core.plan import RelationPlan
     from syncd.state import StateStore
 
 
@@ -108,7 +109,8 @@ def main(argv: list[str] | None = None) -> int:
         ops = settings.ops
         url = ops_url_for(ops.host, ops.port) if ops.enabled and ops.port else None
         try:
-            print(f"syncd: {request_resync(pidfile=ops.pidfile, ops_url=url)}")
+            token = ops.resync_token.get_secret_value() if ops.resync_token else None
+            print(f"syncd: {request_resync(pidfile=ops.pidfile, ops_url=url, token=token)}")
         except ControlError as exc:
             print(f"syncd: {exc}", file=sys.stderr)
             return 1
@@ -143,7 +145,6 @@ async def _plan(settings: Settings, *, as_json: bool) -> int:
 
     from syncd.cmdb.client import CmdbClient, CmdbError
     from syncd.commands.planview import plan_document, render_json, render_text
-    from syncd.core.plan import RelationPlan
     from syncd.engine.reconcile import Reconciler
     from syncd.sources.base import SourceError
 
@@ -161,7 +162,7 @@ async def _plan(settings: Settings, *, as_json: bool) -> int:
                     except Exception as exc:  # RelationRefused and kin: report, don't crash
                         plans.append(f"{type(exc).__name__}: {exc}")
                 ids = {
-                    rel.name: store.association_ids(rel.name, plan.prune.delete)
+                    rel.name: store.association_ids(rel.name, _named_pairs(plan))
                     for rel, plan in zip(settings.relations, plans, strict=True)
                     if not isinstance(plan, str)
                 }
@@ -172,6 +173,14 @@ async def _plan(settings: Settings, *, as_json: bool) -> int:
     if any(isinstance(p, str) for p in plans):
         return 1
     return 2 if doc["changes"] else 0
+
+
+def _named_pairs(plan: RelationPlan) -> set[int]:
+    """The known pairs a plan names (deleted, replaced, blocking, kept): their ids are shown."""
+    named = set(plan.prune.delete) | plan.kept.keys()
+    named.update(old for move in plan.moves for old in move.replaces)
+    named.update(old for olds in plan.blockers.values() for old in olds)
+    return named
 
 
 def _plan_store(path: Path, scratch: Path) -> StateStore:

@@ -9,7 +9,7 @@ from __future__ import annotations
 import json
 from typing import Any
 
-from syncd.config.settings import Settings
+from syncd.config.settings import RelationSettings, Settings
 from syncd.core.pairs import unpack
 from syncd.core.plan import RelationPlan, SourceStatus
 
@@ -28,22 +28,33 @@ def plan_document(
         if isinstance(plan, str):
             entry.update(_failed_entry(plan, rel.prune.enabled))
         else:
-            entry.update(_planned_entry(plan, rel.prune.enabled, association_ids.get(rel.name, {})))
+            entry.update(_planned_entry(plan, rel, association_ids.get(rel.name, {})))
         relations.append(entry)
-    changes = any(entry.get("create") or entry.get("delete") for entry in relations)
+    changes = any(e.get("create") or e.get("delete") or e.get("move") for e in relations)
     return {"version": PLAN_FORMAT_VERSION, "changes": changes, "relations": relations}
 
 
 def _planned_entry(
-    plan: RelationPlan, prune_enabled: bool, ids: dict[int, int | None]
+    plan: RelationPlan, rel: RelationSettings, ids: dict[int, int | None]
 ) -> dict[str, Any]:
     """One planned relation's part of the document (field order is the output's)."""
-    create = [_pair(k) for k in plan.to_create]
+    moving = {m.create for m in plan.moves}
+    create = [_pair(k) for k in plan.to_create if k not in moving]
     delete = [{**_pair(k), "association_id": ids.get(k)} for k in plan.prune.delete]
+    move = [
+        {**_pair(m.create), "replaces": [_with_id(old, ids) for old in m.replaces]}
+        for m in plan.moves
+    ]
     held = [
         {**_pair(k), "reason": kind, "error": message}
+        | (
+            {"blocked_by": [_with_id(b, ids) for b in plan.blockers[k]]}
+            if k in plan.blockers
+            else {}
+        )
         for k, (kind, message) in sorted(plan.held.items())
     ]
+    kept = [{**_with_id(k, ids), "key": why} for k, why in sorted(plan.kept.items())]
     deferred = [_pair(k) for k in sorted(plan.deferred)]
     unresolved = [
         {"side": u.side, "key": u.key, "origin": u.origin, "source_name": u.source}
@@ -61,6 +72,8 @@ def _planned_entry(
             "unresolved": len(unresolved),
             "absent": len(plan.absent),
             "bad_records": plan.bad_records,
+            "move": len(move),
+            "kept_uncertain": len(kept),
         },
         "source_counts": dict(sorted(plan.source_counts.items())),
         "sources": [_source(s) for s in plan.sources],
@@ -70,12 +83,28 @@ def _planned_entry(
         "deferred": deferred,
         "unresolved": unresolved,
         "prune": {
-            "enabled": prune_enabled,
+            "enabled": rel.prune.enabled,
             "blocked": plan.prune.blocked,
             "waiting": plan.prune.waiting,
             "capped": plan.prune.capped,
         },
+        "move": move,
+        "kept": kept,
+        "moves": {
+            "enabled": rel.moves.enabled,
+            "blocked": plan.moves_blocked,
+            "capped": plan.moves_capped,
+        },
     }
+
+
+def _held(
+    key: int, kind: str, message: str, plan: RelationPlan, ids: dict[int, int | None]
+) -> dict[str, Any]:
+    entry = {**_pair(key), "reason": kind, "error": message}
+    if key in plan.blockers:
+        entry["blocked_by"] = [_with_id(b, ids) for b in plan.blockers[key]]
+    return entry
 
 
 def _source(s: SourceStatus) -> dict[str, Any]:
@@ -92,7 +121,17 @@ def _source(s: SourceStatus) -> dict[str, Any]:
 def _failed_entry(error: str, prune_enabled: bool) -> dict[str, Any]:
     """A relation that could not be planned: every key, empty or null, so scripts need
     no special case."""
-    counts = ("create", "delete", "held", "deferred", "unresolved", "absent", "bad_records")
+    counts = (
+        "create",
+        "delete",
+        "held",
+        "deferred",
+        "unresolved",
+        "absent",
+        "bad_records",
+        "move",
+        "kept_uncertain",
+    )
     return {
         "error": error,
         "desired": None,
@@ -111,12 +150,19 @@ def _failed_entry(error: str, prune_enabled: bool) -> dict[str, Any]:
             "waiting": 0,
             "capped": 0,
         },
+        "move": [],
+        "kept": [],
+        "moves": {"enabled": True, "blocked": None, "capped": 0},
     }
 
 
 def _pair(key: int) -> dict[str, int]:
     src, dst = unpack(key)
     return {"bk_inst_id": src, "bk_asst_inst_id": dst}
+
+
+def _with_id(key: int, ids: dict[int, int | None]) -> dict[str, int | None]:
+    return {**_pair(key), "association_id": ids.get(key)}
 
 
 def render_json(doc: dict[str, Any]) -> str:
@@ -137,6 +183,8 @@ def render_text(doc: dict[str, Any], *, limit: int = 20) -> str:
             f"create {c['create']}, delete {c['delete']}, held back {c['held']}, "
             f"deferred {c['deferred']}, unresolved {c['unresolved']}, "
             f"bad records {c['bad_records']}"
+            + (f", move {c['move']}" if c["move"] else "")
+            + (f", kept for uncertainty {c['kept_uncertain']}" if c["kept_uncertain"] else "")
         )
         for label, sign, items in (
             ("create", "+", rel["create"]),
@@ -147,9 +195,12 @@ def render_text(doc: dict[str, Any], *, limit: int = 20) -> str:
                 out.append(f"  {sign} {item['bk_inst_id']} -> {item['bk_asst_inst_id']}{extra}")
             if len(items) > limit:
                 out.append(f"  {sign} ... and {len(items) - limit} more")
+        _render_moves(out, rel, limit)
         for item in rel["held"][:limit]:
+            blockers = ", ".join(_named(b) for b in item.get("blocked_by", ()))
+            by = f" by {blockers}" if blockers else ""
             out.append(
-                f"  ~ {item['bk_inst_id']} -> {item['bk_asst_inst_id']}  held: {item['reason']}"
+                f"  ~ {item['bk_inst_id']} -> {item['bk_asst_inst_id']}  held: {item['reason']}{by}"
             )
         if len(rel["held"]) > limit:
             out.append(f"  ~ ... and {len(rel['held']) - limit} more held back")
@@ -167,6 +218,10 @@ def render_text(doc: dict[str, Any], *, limit: int = 20) -> str:
             out.append(f"  ? {item['side']} key {item['key']!r} not in the CMDB ({where})")
         if len(rel["unresolved"]) > limit:
             out.append(f"  ? ... and {len(rel['unresolved']) - limit} more unresolved")
+        for item in rel["kept"][:limit]:
+            out.append(f"  = {_named(item)}  kept: {item['key']}")
+        if len(rel["kept"]) > limit:
+            out.append(f"  = ... and {len(rel['kept']) - limit} more kept for uncertainty")
         prune = rel["prune"]
         if not prune["enabled"]:
             if c["absent"]:
@@ -180,3 +235,23 @@ def render_text(doc: dict[str, Any], *, limit: int = 20) -> str:
             )
     out.append("changes pending" if doc["changes"] else "no changes")
     return "\n".join(out)
+
+
+def _named(item: dict[str, Any]) -> str:
+    assoc = item.get("association_id")
+    where = f" (association {assoc})" if assoc is not None else ""
+    return f"{item['bk_inst_id']} -> {item['bk_asst_inst_id']}{where}"
+
+
+def _render_moves(out: list[str], rel: dict[str, Any], limit: int) -> None:
+    """``> old -> new``: each move with the pairs it replaces; then what holds moves back."""
+    for item in rel["move"][:limit]:
+        old = ", ".join(_named(r) for r in item["replaces"])
+        out.append(f"  > {old}  =>  {item['bk_inst_id']} -> {item['bk_asst_inst_id']}")
+    if len(rel["move"]) > limit:
+        out.append(f"  > ... and {len(rel['move']) - limit} more moves")
+    moves = rel["moves"]
+    if moves["blocked"]:
+        out.append(f"  moves blocked: {moves['blocked']}")
+    elif moves["capped"]:
+        out.append(f"  moves: {moves['capped']} over this cycle's cap")

@@ -1,24 +1,36 @@
 """What the guards remember between cycles: source sizes, prune baselines, absence marks.
 
-The empty-source guard compares a source's size with its last read; the prune guards
-compare the desired count with the last good one (per source, too) and count how long
-an owned pair has been absent. This module is the one reader and writer of those
-values in the state (``store.meta``, the absence marks), so the rules for when each is
-accepted live in one place; the decisions themselves are pure (:mod:`syncd.core.plan`).
+The empty-source guard compares a source's size with its last read; the relation guard
+(for pruning and moves alike) compares the desired count with the last good one (per
+source, too), and pruning counts how long an owned pair has been absent. This module is
+the one reader and writer of those values in the state (``store.meta``, the absence
+marks), so the rules for when each is accepted live in one place; the decisions
+themselves are pure (:mod:`syncd.core.plan`).
 """
 
 from __future__ import annotations
 
-from dataclasses import replace
+from typing import NamedTuple
 
 import structlog
 
 from syncd.config.settings import RelationSettings
-from syncd.core.plan import PruneInputs, RelationPlan
+from syncd.core.pairs import PairKey
+from syncd.core.plan import PruneInputs, RelationPlan, relation_guard
+from syncd.core.prune import PruneGuards
 from syncd.engine.desired import Desired, size_key
 from syncd.state import StateStore
 
 log = structlog.get_logger("syncd")
+
+
+class Baselines(NamedTuple):
+    """What one read is compared with, and the verdict of the relation guard."""
+
+    guards: PruneGuards
+    last_good: int | None
+    sizes: dict[str, tuple[int, int | None]]
+    blocked: str | None
 
 
 class Guards:
@@ -45,35 +57,47 @@ class Guards:
         """The known state was just read again from the CMDB: the prune baseline starts over."""
         self.store.meta.set_prune_baseline(name, 0)
 
-    def prune_inputs(self, rel: RelationSettings, desired: Desired) -> PruneInputs | None:
-        """What the prune decision needs from the state; None when the relation never prunes."""
-        if not rel.prune.enabled:
-            return None
+    def owned(self, name: str) -> set[PairKey]:
+        """The pairs syncd created (the only ones it may delete or move)."""
+        return self.store.owned_keys(name)
+
+    def seen(self, rel: RelationSettings, desired: Desired) -> Baselines:
+        """The baselines this read is compared with, and the relation guard's verdict."""
         name, meta = rel.name, self.store.meta
-        owned = self.store.owned_keys(name)
-        prune = PruneInputs(
-            guards=rel.prune.guards(),
-            owned=owned,
-            absent_before=self.store.absent_info(name, owned - desired.pairs),
-            last_good_desired=meta.prune_baseline(name),
-        )
-        if not rel.several_sources:
-            return prune
-        return replace(
-            prune,
-            source_sizes={
+        guards = rel.prune.guards()
+        last_good = meta.prune_baseline(name)
+        sizes: dict[str, tuple[int, int | None]] = {}
+        if rel.several_sources:
+            sizes = {
                 s.name: (s.pairs, meta.source_baseline(name, s.name))
                 for s in desired.sources
                 if s.pairs is not None
-            },
-            failed_sources=desired.failed,
+            }
+        blocked = relation_guard(len(desired.pairs), last_good, guards, sizes, desired.failed)
+        return Baselines(guards, last_good, sizes, blocked)
+
+    def prune_inputs(
+        self, rel: RelationSettings, desired: Desired, seen: Baselines
+    ) -> PruneInputs | None:
+        """What the prune decision needs from the state; None when the relation never prunes."""
+        if not rel.prune.enabled:
+            return None
+        owned = self.owned(rel.name)
+        return PruneInputs(
+            guards=seen.guards,
+            owned=owned,
+            absent_before=self.store.absent_info(rel.name, owned - desired.pairs),
+            last_good_desired=seen.last_good,
+            source_sizes=seen.sizes,
+            failed_sources=desired.failed if rel.several_sources else {},
         )
 
     def commit(
         self, rel: RelationSettings, desired: Desired, decided: RelationPlan, now: float
     ) -> None:
-        """Write what this cycle observed: the sources' sizes, who is absent since when, and
-        the baselines a read that passed the guards sets.
+        """Write what this cycle observed: the sources' sizes, the baselines a read that
+        passed the relation guard sets (for pruning and moves alike), and who is absent
+        since when.
 
         Only the daemon's path calls this; ``syncd plan`` decides the same way and
         writes nothing.
@@ -85,16 +109,21 @@ class Guards:
         if rel.several_sources:
             for status in answered:
                 meta.set_source_size(size_key(rel, status.name), status.pairs or 0)
+        if decided.guard is None:
+            # Written only when it changed: no transaction per cycle for a steady source.
+            if meta.prune_baseline(name) != len(desired.pairs):
+                meta.set_prune_baseline(name, len(desired.pairs))
+            for status in answered if rel.several_sources else ():
+                if meta.source_baseline(name, status.name) != (status.pairs or 0):
+                    meta.set_source_baseline(name, status.name, status.pairs or 0)
         if not rel.prune.enabled:
             return
-        self.store.mark_present(name, desired.pairs)
+        # Kept pairs may be stated: their absence is not counted (no copy of a large set
+        # when nothing is kept).
+        present = desired.pairs | decided.kept.keys() if decided.kept else desired.pairs
+        self.store.mark_present(name, present)
         if not desired.failed:
             # A failed source's pairs look absent; their absence is not counted.
             self.store.mark_absent(name, decided.owned_absent, now)
-        if decided.prune.blocked is None:
-            meta.set_prune_baseline(name, len(desired.pairs))
-            if rel.several_sources:
-                for status in answered:
-                    meta.set_source_baseline(name, status.name, status.pairs or 0)
-        else:
+        if decided.prune.blocked is not None:
             log.warning("prune_blocked", reason=decided.prune.blocked)

@@ -8,21 +8,27 @@ from three places: memory, the state file after a restart, or the CMDB itself
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable, Iterable
 from typing import Protocol
 
 import structlog
 
+from syncd.cmdb.apis import PAGE_LIMIT
 from syncd.cmdb.client import CmdbClient, CmdbError
 from syncd.config.settings import RelationSettings
 from syncd.core.batching import Mapping
 from syncd.core.outcome import BatchOutcome
-from syncd.core.pairs import PairKey, pack
+from syncd.core.pairs import PairKey, pack, unpack
 from syncd.engine.guards import Guards
 from syncd.state import Created, Failed, Held, Seen, StateStore
 from syncd.support.tasks import nothing, together
 
 log = structlog.get_logger("syncd")
+
+SENDING_MAX_AGE = 300.0
+"""Seconds a create may be awaited at most; an older one (its answer never recorded,
+e.g. cancelled at shutdown) no longer counts as in flight."""
 
 
 class RelationRefused(Exception):
@@ -72,6 +78,9 @@ class Known:
         self._pairs: dict[str, set[PairKey]] = {}
         self._mapping: dict[str, Mapping] = {}
         self.lists: ListObserver | None = None
+        self._sending: dict[str, dict[PairKey, float]] = {}
+        """Pairs of creates sent and not answered yet (monotonic time sent), in memory:
+        the watch sees their events before the answer and must not call them drift."""
 
     def pairs(self, name: str) -> set[PairKey]:
         """The mirror (empty for a relation not observed yet)."""
@@ -83,6 +92,10 @@ class Known:
     def stored_count(self, name: str) -> int:
         """The state's count (when the mirror was never loaded)."""
         return self.store.count(name)
+
+    def association_ids(self, name: str, keys: Iterable[PairKey]) -> dict[PairKey, int | None]:
+        """The stored association ids of ``keys`` (None: known, id not looked up yet)."""
+        return self.store.association_ids(name, keys)
 
     def held_back(self, name: str, now: float) -> dict[PairKey, Held]:
         """Pairs whose last failure holds them back at ``now``."""
@@ -163,6 +176,8 @@ class Known:
         """Before a create leaves: the pairs are in flight (durably), so an answer lost
         on the way back still leaves them owned."""
         self.store.intend(name, details, self.clock())
+        now = time.monotonic()
+        self._sending.setdefault(name, {}).update((pack(s, d), now) for s, d in details)
 
     def record(self, name: str, outcome: BatchOutcome, failed: list[Failed]) -> None:
         """One answer: store it in one transaction, then mirror what is now in the CMDB."""
@@ -177,6 +192,26 @@ class Known:
         known = self._pairs[name]
         known.update([pack(s, d) for s, d, _ in outcome.created])
         known.update([pack(s, d) for s, d, _ in outcome.exists])
+        sending = self._sending.get(name)
+        if sending:
+            for s, d, _ in outcome.created:
+                sending.pop(pack(s, d), None)
+            for s, d, _ in outcome.exists:
+                sending.pop(pack(s, d), None)
+            for f in outcome.failed:
+                sending.pop(pack(f.src, f.dst), None)
+            for s, d in outcome.deferred:
+                sending.pop(pack(s, d), None)
+
+    def sending(self, name: str, keys: Iterable[PairKey]) -> set[PairKey]:
+        """Which of ``keys`` syncd is creating right now (sent, answer not recorded)."""
+        sending = self._sending.get(name)
+        if not sending:
+            return set()
+        oldest = time.monotonic() - SENDING_MAX_AGE
+        for key in [k for k, sent in sending.items() if sent < oldest]:
+            del sending[key]  # never answered (cancelled): no longer in flight
+        return {k for k in keys if k in sending}
 
     def holds(self, name: str, keys: Iterable[PairKey]) -> set[PairKey]:
         """Which of ``keys`` are known (the mirror, or the store before it is loaded)."""
@@ -204,6 +239,39 @@ class Known:
         keys = list(keys)
         self.store.remove(name, keys)
         self._pairs[name].difference_update(keys)
+
+    async def learn_blockers(self, rel: RelationSettings, refused: list[PairKey]) -> int:
+        """Pairs the CMDB refused for a mapping conflict: find the pairs that block them and
+        make those known (not owned), so the next plan holds the refused pairs by their
+        blocker and releases them the moment it is gone, instead of resending each cycle.
+        Returns how many blockers were new."""
+        if not refused or self._mapping.get(rel.name, Mapping.N_N) is Mapping.N_N:
+            return 0
+        dsts = sorted({d for _, d in map(unpack, refused)})
+        queries = [("bk_asst_inst_id", dsts)]
+        if self._mapping[rel.name] is Mapping.ONE_ONE:
+            queries.append(("bk_inst_id", sorted({s for s, _ in map(unpack, refused)})))
+        found: list[tuple[int, int, int | None]] = []
+        try:
+            for fieldname, values in queries:
+                for i in range(0, len(values), PAGE_LIMIT):
+                    rule = {
+                        "field": fieldname,
+                        "operator": "in",
+                        "value": values[i : i + PAGE_LIMIT],
+                    }
+                    async for page in self.client.iter_associations(
+                        rel.bk_obj_id, rel.bk_obj_asst_id, [rule]
+                    ):
+                        found.extend(page)
+        except CmdbError as exc:
+            log.warning("blocker_lookup_failed", error=str(exc))
+            return 0
+        mirror = self._pairs.get(rel.name, set())
+        new = {pack(s, d): (s, d, i) for s, d, i in found if pack(s, d) not in mirror}
+        if new:
+            self.observed(rel.name, list(new.values()), [])
+        return len(new)
 
     async def fill_association_ids(self, rel: RelationSettings) -> None:
         """Pairs that came back "already exists" get their ids, looked up in bulk."""

@@ -16,6 +16,7 @@ import asyncio
 import time
 import traceback
 from collections.abc import Callable, Collection
+from dataclasses import dataclass, field
 from typing import Protocol
 
 import structlog
@@ -23,12 +24,16 @@ import structlog
 from syncd.cmdb.client import CmdbClient, CmdbError
 from syncd.config.settings import RelationSettings, Settings
 from syncd.core.answer import Verdict
+from syncd.core.moves import MOVE_BLOCKED, MOVE_CAPPED
 from syncd.core.pairs import PairKey
-from syncd.core.plan import RelationPlan, plan
+from syncd.core.plan import MoveInputs, RelationPlan, plan
+from syncd.core.uncertain import CERTAIN, Uncertainty, certainly_absent
 from syncd.engine.apply import Applier, SendBatch
+from syncd.engine.change import Change, ChangeApplier, ChangeUncertain
 from syncd.engine.desired import Desired, DesiredReader, SourceFactory, make_source
 from syncd.engine.guards import Guards
 from syncd.engine.known import Known, RelationRefused
+from syncd.engine.moving import blocking_pairs, clear_for_moves, log_blocked, log_holds
 from syncd.engine.report import CycleReport, RelationReport
 from syncd.engine.resolver import KeyResolver
 from syncd.engine.workqueue import Work, WorkQueue
@@ -44,12 +49,27 @@ EXPECTED = (SourceError, CmdbError, RelationRefused, StateError)
 SOURCE_FAILED = "the source failed this cycle"
 
 
+@dataclass(frozen=True)
+class ChangeWork(Work):
+    """A pushed change of one relation, applied in the relation's turn on the queue.
+
+    It merges with nothing: a change waits behind the other requests of its relation and
+    is applied on its own (its caller waits for its ``change`` report, or its
+    ChangeUncertain, to ask for a full read)."""
+
+    change: Change = field(default_factory=Change)
+
+    def merged(self, later: Work) -> Work | None:
+        return None
+
+
 class EngineObserver(Protocol):
     """Where the reconciler reports counts (the metrics registry implements this)."""
 
     def record_pair(self, relation: str, outcome: str, n: int = 1) -> None: ...
     def record_isolation(self, relation: str, requests: int) -> None: ...
     def set_relation_gauges(self, relation: str, desired: int, known: int, failed: int) -> None: ...
+    def set_kept_uncertain(self, relation: str, pairs: int) -> None: ...
     def mark_success(self, relation: str) -> None: ...
     def record_cycle(self, seconds: float, *, ok: bool = True) -> None: ...
 
@@ -86,10 +106,38 @@ class Reconciler:
         self.cycles = 0
         self.last_desired: dict[str, set[PairKey]] = {}
         """Each relation's last source read (the same set, not a copy): what the watch
-        (syncd.informer.watch) asks when a pair disappears."""
+        (syncd.informer.watch) asks when a pair disappears; pushed changes update it."""
+        self.last_uncertainty: dict[str, Uncertainty] = {}
+        """What the last read left open (:mod:`syncd.core.uncertain`)."""
+        self.blocking: dict[str, set[PairKey]] = {}
+        """Each relation's known pairs that hold a desired pair back (a mapping conflict):
+        the watch runs the relation at once when one of them is deleted."""
+        self.changes = ChangeApplier(
+            self.known,
+            self.apply,
+            self.resolver,
+            batch_size=settings.cmdb.batch_size,
+            last_desired=self.last_desired,
+            uncertainty=self.last_uncertainty,
+            may_delete=self.may_delete,
+            source_factory=source_factory,
+            clock=clock,
+        )
+        hook = settings.hooks.netbox
+        self.changes.prune_at_once = hook.prune_at_once if hook is not None else True
+        self.desired.on_read = self.changes.full_read
         self.queue: WorkQueue[RelationReport] = WorkQueue(self._work)
         """Every run of a relation goes through it, whoever asked (a cycle, the watch, a
-        push): one run of a relation at a time, requests meanwhile merged into the next."""
+        push, a pushed change): one run of a relation at a time, requests meanwhile merged
+        into the next."""
+
+    def may_delete(self, name: str, key: PairKey) -> bool:
+        """For a path that deletes one pair outside a cycle (a webhook, the watch): only a
+        pair the last read certainly does not state; nothing before a relation was read."""
+        desired = self.last_desired.get(name)
+        if desired is None:
+            return False
+        return certainly_absent(key, desired, self.last_uncertainty.get(name, CERTAIN))
 
     @property
     def stopping(self) -> bool:
@@ -133,10 +181,39 @@ class Reconciler:
         """Run one relation outside the cycle, through the queue; its report."""
         return await self.queue.add(Work(rel.name, resync))
 
+    async def apply_change(self, rel: RelationSettings, change: Change) -> RelationReport:
+        """A pushed change of ``rel`` (syncd.engine.change), in its turn on the queue, error
+        boundary and log context; ``change`` line at the end. Raises ChangeUncertain when
+        only a full read can say (the caller asks for one); any other failure is in the
+        report."""
+        return await self.queue.add(ChangeWork(rel.name, change=change))
+
     async def _work(self, work: Work) -> RelationReport:
-        """The queue's handler: one run of the relation the work names."""
+        """The queue's handler: one run (or one pushed change) of the relation named."""
         rel = next(r for r in self.settings.relations if r.name == work.key)
+        if isinstance(work, ChangeWork):
+            return await self._apply_change(rel, work.change)
         return await self.run_relation(rel, work.resync)
+
+    async def _apply_change(self, rel: RelationSettings, change: Change) -> RelationReport:
+        with relation_context(rel.name, rel.bk_obj_asst_id, self.cycles):
+            report = RelationReport(rel.name)
+            started = time.monotonic()
+            try:
+                await self.changes.apply(rel, change, report)
+            except ChangeUncertain:
+                raise
+            except Exception as group:
+                report.error = _report_failure(rel, first_error(group))
+            report.duration = time.monotonic() - started
+            report.known = self._known_count(rel.name)
+            log.info(
+                "change",
+                cables=sorted(change.cables)[:20],
+                devices=sorted(change.devices)[:20],
+                **report.log_fields(),
+            )
+            return report
 
     async def run_relation(self, rel: RelationSettings, resync: bool) -> RelationReport:
         """One relation inside its error boundary and its bound log context (only the
@@ -154,6 +231,7 @@ class Reconciler:
             if self.observer is not None:
                 failing = report.failed + report.held
                 self.observer.set_relation_gauges(rel.name, report.desired, report.known, failing)
+                self.observer.set_kept_uncertain(rel.name, report.kept_uncertain)
                 if report.error is None:
                     self.observer.mark_success(rel.name)
             return report
@@ -172,14 +250,20 @@ class Reconciler:
         known, desired = await self._observe_and_pull(rel, report, resync)
         now = self.clock()
         decided = self.decide(rel, desired, known, now)
+        self.blocking[rel.name] = {
+            old
+            for key in decided.held.keys() & decided.blockers.keys()
+            for old in decided.blockers[key]
+        }
         _fill_report(report, desired, decided)
-        self.guards.commit(rel, desired, decided, now)
+        self._commit(rel, desired, decided, now)
         if self.stopping:
             return
         await self._create(rel, decided, report)
         if self.stopping:
             return
         await self.known.fill_association_ids(rel)
+        await self.known.learn_blockers(rel, report.conflicts)
         if decided.prune.delete and not self.stopping:
             await self.apply.delete(rel, decided.prune.delete, report)
 
@@ -198,13 +282,26 @@ class Reconciler:
                 log.warning("prune_blocked", reason=SOURCE_FAILED)
             raise
         self.last_desired[rel.name] = desired.pairs
+        self.last_uncertainty[rel.name] = desired.uncertainty
         return known, desired
+
+    def _commit(
+        self, rel: RelationSettings, desired: Desired, decided: RelationPlan, now: float
+    ) -> None:
+        """What this cycle observed, written (daemon path only; ``syncd plan`` stops before)."""
+        self.guards.commit(rel, desired, decided, now)
+        log_holds(decided)
+        log_blocked(decided, self.known.association_ids(rel.name, blocking_pairs(decided)))
 
     async def _create(
         self, rel: RelationSettings, decided: RelationPlan, report: RelationReport
     ) -> None:
+        """The creates, after clearing the way for moves."""
+        batches, replaces = decided.batches, None
+        if decided.moves:
+            batches, replaces = await clear_for_moves(self.apply, rel, decided, report)
         try:
-            await self.apply.create(rel, decided.batches, report)
+            await self.apply.create(rel, batches, report, replaces=replaces)
         finally:
             report.pending -= report.created + report.exists
 
@@ -213,6 +310,13 @@ class Reconciler:
     ) -> RelationPlan:
         """The pure plan, over what the state says about held, owned and absent pairs."""
         name = rel.name
+        seen = self.guards.seen(rel, desired)
+        prune = self.guards.prune_inputs(rel, desired, seen)
+        moves = MoveInputs(
+            rel.moves.guards(),
+            (lambda: prune.owned) if prune is not None else lambda: self.guards.owned(name),
+            seen.blocked,
+        )
         decided = plan(
             name,
             desired.pairs,
@@ -221,8 +325,11 @@ class Reconciler:
             mapping=self.known.mapping(name),
             batch_size=self.settings.cmdb.batch_size,
             now=now,
-            prune=self.guards.prune_inputs(rel, desired),
+            prune=prune,
+            moves=moves,
+            uncertainty=desired.uncertainty,
         )
+        decided.guard = seen.blocked
         decided.bad_records = desired.bad_records
         decided.unresolved = list(desired.unresolved)
         decided.source_counts = dict(desired.source_counts)
@@ -251,6 +358,8 @@ def _fill_report(report: RelationReport, desired: Desired, decided: RelationPlan
     report.pending = len(decided.to_create)
     report.prune_blocked = decided.prune.blocked
     report.error = desired.failure
+    report.kept_uncertain = len(decided.kept)
+    report.moves_held = sum(1 for r, _ in decided.held.values() if r in (MOVE_CAPPED, MOVE_BLOCKED))
 
 
 def _report_failure(rel: RelationSettings, exc: BaseException) -> str:

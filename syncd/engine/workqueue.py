@@ -20,9 +20,10 @@ The API other parts use is small:
 ``queue.cancel(relations)`` / ``await queue.aclose()``
     abandon runs (a shutdown past its deadline).
 
-A richer request (an incremental change set, say) is a subclass of :class:`Work` that
-overrides :meth:`Work.merged` so two waiting requests of one key combine without losing
-either; the handler receives the merged item. Runs start as soon as their key is free;
+A richer request (a pushed change set, say) is a subclass of :class:`Work` that overrides
+:meth:`Work.merged`: it combines two waiting requests of one key without losing either, or
+answers None when they must run one after the other (the later one then waits behind the
+earlier, in order); the handler receives the merged item. Runs start as soon as their key is free;
 concurrency across keys is bounded by the number of relations, and requests to the CMDB by
 the client's own limits.
 """
@@ -45,8 +46,11 @@ class Work:
     key: str
     resync: bool = False
 
-    def merged(self, later: Work) -> Work:
-        """This waiting request combined with a ``later`` one of the same key."""
+    def merged(self, later: Work) -> Work | None:
+        """This waiting request combined with a ``later`` one of the same key; None when
+        the later one must run after it instead (it is of another kind)."""
+        if type(later) is not Work:
+            return None
         return Work(self.key, self.resync or later.resync)
 
 
@@ -62,18 +66,19 @@ class WorkQueue(Generic[R]):
     def __init__(self, handler: Callable[[Work], Coroutine[Any, Any, R]]) -> None:
         self._handler = handler
         self._running: dict[str, asyncio.Task[R]] = {}
-        self._waiting: dict[str, _Waiting[R]] = {}
+        self._waiting: dict[str, list[_Waiting[R]]] = {}
+        """Per key, the requests waiting for it to be free, in order (merged when they can)."""
         self.runs = 0
         """Runs started so far (tests and metrics read it)."""
 
     def add(self, work: Work) -> asyncio.Future[R]:
         """Ask for ``work``; the future of the run that covers it."""
-        waiting = self._waiting.get(work.key)
-        if waiting is not None:
-            waiting.work = waiting.work.merged(work)
-            return waiting.future
+        queue = self._waiting.setdefault(work.key, [])
+        if queue and (merged := queue[-1].work.merged(work)) is not None:
+            queue[-1].work = merged
+            return queue[-1].future
         future: asyncio.Future[R] = asyncio.get_running_loop().create_future()
-        self._waiting[work.key] = _Waiting(work, future)
+        queue.append(_Waiting(work, future))
         if work.key not in self._running:
             self._start(work.key)
         return future
@@ -85,8 +90,7 @@ class WorkQueue(Generic[R]):
     def cancel(self, keys: Iterable[str]) -> None:
         """Abandon ``keys``: the running runs are cancelled, the waiting ones dropped."""
         for key in keys:
-            waiting = self._waiting.pop(key, None)
-            if waiting is not None:
+            for waiting in self._waiting.pop(key, []):
                 waiting.future.cancel()
             task = self._running.get(key)
             if task is not None:
@@ -99,7 +103,10 @@ class WorkQueue(Generic[R]):
         await asyncio.gather(*tasks, return_exceptions=True)
 
     def _start(self, key: str) -> None:
-        waiting = self._waiting.pop(key)
+        queue = self._waiting[key]
+        waiting = queue.pop(0)
+        if not queue:
+            del self._waiting[key]
         self.runs += 1
         task = asyncio.get_running_loop().create_task(self._handler(waiting.work))
         self._running[key] = task

@@ -7,10 +7,13 @@ what an event means for a relation, and never talks to the CMDB.
 - a known pair **deleted** by someone: forgotten; if the source still wants it, one
   ``drift`` line and the relation runs now, which re-creates it (counted as
   ``syncd_pairs_total{outcome="repaired"}``);
+- a known pair **deleted** by someone that held a desired pair back (a mapping conflict):
+  the relation runs now, which sends the held pair;
 - a pair **created** by someone: known (not owned, so never pruned), never sent. Applied
   the adoption grace (:class:`syncd.informer.stream.WatchTimings`) after it arrives, by
   which time syncd's own creates have been recorded from their answers and are not
-  mistaken for someone else's.
+  mistaken for someone else's; a pair whose create syncd is still awaiting (a slow batch)
+  waits again until it is answered.
 """
 
 from __future__ import annotations
@@ -77,8 +80,14 @@ class DriftRepair:
     def _drifted(self, rel: RelationSettings, deleted: list[Event]) -> None:
         desired = self.engine.last_desired.get(rel.name)
         drifted = self.drifted.setdefault(rel.name, set())
+        blocking = self.engine.blocking.get(rel.name, set())
         wanted = 0
         for event in deleted:
+            if event.key in blocking:
+                blocking.discard(event.key)
+                wanted += 1
+                _log_drift(log.info, rel, event, "deleted", "release")
+                continue
             if desired is not None and event.key not in desired:
                 continue
             wanted += 1
@@ -105,6 +114,13 @@ class DriftRepair:
         due = [watch.pending.pop(k) for k in keys if k in watch.pending]
         if not due:
             return
+        sending = self.known.sending(rel.name, [e.key for e in due])
+        if sending:  # syncd's own create, not answered yet: look again later
+            later = [(rel.name, e.key) for e in due if e.key in sending]
+            watch.pending.update({(rel.name, e.key): e for e in due if e.key in sending})
+            loop = asyncio.get_running_loop()
+            loop.call_later(self.adopt_grace, self._adopt_later, watch, rel, later)
+            due = [e for e in due if e.key not in sending]
         known = self.known.holds(rel.name, [e.key for e in due])
         theirs = [e for e in due if e.key not in known]
         if not theirs:

@@ -50,9 +50,21 @@ class WatchTimings:
     retry_base: float = 1.0
     retry_cap: float = 30.0
     """Pause after a failed watch request: doubles from retry_base up to retry_cap."""
+    relist_floor: float = 10.0
+    relist_cap: float = 300.0
+    """Least time between two restarts of an object's watch (each relists its relations):
+    doubles from relist_floor up to relist_cap while restarts follow each other without a
+    good answer in between, so a CMDB answering 1103007 to everything costs a list every
+    few minutes, not a list a second. The first restart after a good answer is at once."""
 
     def backoff(self, failures: int) -> float:
         return float(min(self.retry_cap, self.retry_base * 2 ** min(failures - 1, 10)))
+
+    def restart_pause(self, restarts: int) -> float:
+        """0 for the first restart after a good answer, then relist_floor doubling."""
+        if restarts <= 0:
+            return 0.0
+        return float(min(self.relist_cap, self.relist_floor * 2 ** min(restarts - 1, 10)))
 
 
 class WatchObserver(Protocol):
@@ -82,6 +94,12 @@ class ObjectWatch:
     """Why the next "from now" cursor is needed: the relist reason of the relations."""
     pending: dict[tuple[str, PairKey], Event] = field(default_factory=dict)
     """Creates of unknown pairs waiting out the adoption grace, by (relation, pair)."""
+    next_request: float = -math.inf
+    """Monotonic time before which no watch request of this object leaves."""
+    restart_due: float = -math.inf
+    """Monotonic time before which the watch does not start over (see relist_floor)."""
+    restarts: int = 0
+    """Restarts since the last good answer: the exponent of the restart pause."""
 
 
 @dataclass
@@ -132,11 +150,13 @@ class ObjectStream:
     async def from_now(self, failures: int = 0) -> bool:
         """Take the "from now" cursor; True when got. Relations listed before it relist."""
         watch = self.watch
+        await self._paced()
         began = self.parts.monotonic()
         # Unfiltered, "now" is the newest event of any object; filtered, a newest event
         # of another object gives the no-event cursor: every event kept (hours) again.
         answer = await self.parts.client.watch_associations(None, None)
         if answer.verdict is not Verdict.OK:  # e.g. allowed to watch this object only
+            await self._paced()
             answer = await self.parts.client.watch_associations(watch.bk_obj_id, None)
         error = answer.error if answer.verdict is not Verdict.OK else None
         if error is None:
@@ -165,6 +185,17 @@ class ObjectStream:
                 self.parts.request(rel, relist=True, reason=watch.lost)
         self.keep_cursor()
         return True
+
+    async def _paced(self, after: float | None = None) -> None:
+        """Wait for the object's next request slot, then take it: whatever the CMDB
+        answers (errors, gaps, expired cursors), one request per ``after`` seconds (by
+        default the pace)."""
+        watch = self.watch
+        wait = watch.next_request - self.parts.monotonic()
+        if wait > 0:
+            await asyncio.sleep(wait)
+        pace = self.parts.timings.pace if after is None else after
+        watch.next_request = self.parts.monotonic() + pace
 
     def keep_cursor(self) -> None:
         """Store the cursor while every relation of the object is in step with it."""
@@ -210,10 +241,14 @@ class ObjectStream:
         watch = self.watch
         if watch.cursor is None:
             watch.state = "starting"
+            wait = watch.restart_due - self.parts.monotonic()
+            if wait > 0:
+                await asyncio.sleep(wait)
             if await self.from_now(failures):
                 return 0
             await asyncio.sleep(self.parts.timings.backoff(failures + 1))
             return failures + 1
+        await self._paced()
         watch.state = "watching"
         answer = await self.parts.client.watch_associations(watch.bk_obj_id, watch.cursor)
         if answer.verdict is not Verdict.OK:
@@ -242,12 +277,12 @@ class ObjectStream:
             return 0
         if failures:
             log.info("watch_recovered", object=watch.bk_obj_id, failures=failures)
+        watch.restarts = 0
         self._received(events)
         watch.cursor = cursor
         self.keep_cursor()
-        await asyncio.sleep(
-            self.parts.timings.pace if entries < EVENT_STEP else self.parts.catch_up
-        )
+        if entries >= EVENT_STEP:  # more are waiting: the next request may go sooner
+            watch.next_request = self.parts.monotonic() + self.parts.catch_up
         return 0
 
     def lost(self, reason: str) -> None:
@@ -259,7 +294,10 @@ class ObjectStream:
         self.parts.store.meta.set_watch_cursor(watch.bk_obj_id, None)
         for rel in watch.relations:
             self.parts.book.listed_at.pop(rel.name, None)
-        log.info("watch_restarting", object=watch.bk_obj_id, reason=reason)
+        pause = self.parts.timings.restart_pause(watch.restarts)
+        watch.restarts += 1
+        watch.restart_due = self.parts.monotonic() + pause
+        log.info("watch_restarting", object=watch.bk_obj_id, reason=reason, restart_in=pause)
 
     def _received(self, events: list[Event]) -> None:
         watch = self.watch

@@ -132,11 +132,23 @@ SERIES: dict[str, Series] = {
         "Seconds between the CMDB stamping the last event and syncd applying it.",
         ("object",),
     ),
+    "webhooks": Series(
+        Counter,
+        "syncd_webhooks_total",
+        "Webhook deliveries by outcome (applied, full_read, duplicate, unsigned, busy, ...).",
+        ("result",),
+    ),
     "relists": Series(
         Counter,
         "syncd_relists_total",
         "Lists a relation needed beyond its first (expired cursor, gap, relist_interval).",
         ("relation", "reason"),
+    ),
+    "http_trouble": Series(
+        Counter,
+        "syncd_http_rejected_total",
+        "HTTP connections and requests a listener refused, dropped or rejected as malformed.",
+        ("listener", "kind"),
     ),
     "desired": Series(Gauge, "syncd_desired_pairs", "Pairs the source wants.", ("relation",)),
     "known": Series(Gauge, "syncd_known_pairs", "Pairs known to be in the CMDB.", ("relation",)),
@@ -144,6 +156,13 @@ SERIES: dict[str, Series] = {
         Gauge,
         "syncd_failed_pairs",
         "Pairs the CMDB refused and that are held back for now.",
+        ("relation",),
+    ),
+    "kept_uncertain": Series(
+        Gauge,
+        "syncd_kept_uncertain_pairs",
+        "Pairs not in the source that pruning and moves keep, because a fact with an "
+        "unresolved key could still state them.",
         ("relation",),
     ),
 }
@@ -176,6 +195,9 @@ class Metrics:
     desired: Gauge
     known: Gauge
     failed: Gauge
+    webhooks: Counter
+    http_trouble: Counter
+    kept_uncertain: Gauge
 
     def __init__(self, *, process_metrics: bool = True, sync_interval: float | None = None) -> None:
         self.registry = CollectorRegistry(auto_describe=True)
@@ -218,6 +240,18 @@ class Metrics:
     def set_watch_lag(self, bk_obj_id: str, seconds: float) -> None:
         self.watch_lag.labels(object=_label(bk_obj_id)).set(max(seconds, 0.0))
 
+    def record_http_trouble(self, listener: str, kind: str) -> None:
+        """One refused or dropped connection, or one malformed request (runtime.listener)."""
+        self.http_trouble.labels(listener=_label(listener), kind=_label(kind)).inc()
+
+    def record_webhook(self, result: str) -> None:
+        self.webhooks.labels(result=_label(result)).inc()
+
+    def webhook_results(self, results: tuple[str, ...]) -> None:
+        """Show every outcome from the start (at 0), so a rate() over it has a base."""
+        for result in results:
+            self.webhooks.labels(result=_label(result))
+
     def record_relist(self, relation: str, reason: str) -> None:
         self.relists.labels(relation=_label(relation), reason=_label(reason)).inc()
 
@@ -242,6 +276,9 @@ class Metrics:
         self.desired.labels(relation=rel).set(desired)
         self.known.labels(relation=rel).set(known)
         self.failed.labels(relation=rel).set(failed)
+
+    def set_kept_uncertain(self, relation: str, pairs: int) -> None:
+        self.kept_uncertain.labels(relation=_label(relation)).set(pairs)
 
     def mark_success(self, relation: str, when: float | None = None) -> None:
         """Alert on ``time() - syncd_last_success_timestamp_seconds`` growing."""

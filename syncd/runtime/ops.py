@@ -3,14 +3,20 @@
 It runs inside the daemon's event loop on purpose: if the loop is stuck,
 /healthz cannot answer, which is exactly what a liveness probe should see.
 It listens on 127.0.0.1 by default; in a pod it listens on 0.0.0.0 so the
-kubelet can probe it. Nothing here is secret: health reasons, counts and metric
-labels only. POST /resync is unauthenticated but harmless (it only asks for
-one extra full cycle, and requests coalesce); it refuses browser requests
-(any ``Origin`` header) so a web page cannot trigger it cross-site.
+kubelet can probe it. It is a :class:`syncd.runtime.listener.Listener`: bounded
+connections and read deadlines, so no client can starve it or the daemon's files.
+Nothing here is secret: health reasons, counts and metric
+labels only. POST /resync asks for one extra full
+cycle (requests coalesce); it refuses browser requests (any ``Origin`` header) so a
+web page cannot trigger it cross-site, and with ``ops.resync_token`` set it needs
+``Authorization: Bearer <token>``; without one, a server listening beyond loopback takes
+it from loopback callers only (``syncd resync``, ``kubectl exec``).
 """
 
 from __future__ import annotations
 
+import hmac
+import ipaddress
 from collections.abc import Awaitable, Callable, Sequence
 from typing import Any
 
@@ -18,12 +24,18 @@ import structlog
 from aiohttp import web
 
 from syncd.runtime.health import Health
+from syncd.runtime.listener import Listener, ListenerLimits
 from syncd.runtime.metrics import Metrics
 
 log = structlog.get_logger("syncd.ops")
 
 Route = tuple[str, str, Callable[[web.Request], Awaitable[web.StreamResponse]]]
 """(method, path, handler) of an extra endpoint, e.g. ``POST /hooks/netbox``."""
+
+
+LINGER = 0.25
+"""Seconds a body left unread (a refused webhook) is still read and dropped, so an honest
+client gets its answer, before the connection is closed (aiohttp's default is 10)."""
 
 
 class OpsUnavailable(OSError):
@@ -41,6 +53,8 @@ class OpsServer:
         host: str = "127.0.0.1",
         port: int = 9108,
         routes: Sequence[Route] = (),
+        resync_token: str | None = None,
+        limits: ListenerLimits | None = None,
     ) -> None:
         self.health = health
         self.metrics = metrics
@@ -48,8 +62,10 @@ class OpsServer:
         self.host = host
         self.port = port
         self.routes = list(routes)
+        self._token = resync_token.encode("utf-8") if resync_token else None
+        self.limits = limits or ListenerLimits()
         self.url: str | None = None
-        self._runner: web.AppRunner | None = None
+        self.listener: Listener | None = None
 
     def app(self) -> web.Application:
         app = web.Application()
@@ -64,32 +80,36 @@ class OpsServer:
 
     async def start(self) -> str:
         # No access log: probes every few seconds would drown the sync's own lines.
-        runner = web.AppRunner(self.app(), access_log=None, handle_signals=False)
-        await runner.setup()
+        listener = Listener(
+            self.app(),
+            name="ops",
+            host=self.host,
+            port=self.port,
+            limits=self.limits,
+            count=self.metrics.record_http_trouble,
+        )
         try:
-            site = web.TCPSite(runner, self.host, self.port)
-            await site.start()
+            host, self.port = await listener.start()
         except OSError as exc:
-            await runner.cleanup()
             raise OpsUnavailable(
                 f"ops server cannot listen on {self.host}:{self.port}: "
                 f"{exc.strerror or exc} (another syncd, or set ops.port)"
             ) from None
-        except BaseException:
-            await runner.cleanup()
-            raise
-        self._runner = runner
-        host, port = runner.addresses[0][:2]
-        self.port = int(port)
-        shown = f"[{host}]" if ":" in str(host) else str(host)
+        self.listener = listener
+        shown = f"[{host}]" if ":" in host else host
         self.url = f"http://{shown}:{self.port}"
-        log.info("ops_listening", url=self.url)
+        log.info(
+            "ops_listening",
+            url=self.url,
+            max_connections=listener.cap,
+            open_files_limit=listener.nofile,
+        )
         return self.url
 
     async def stop(self) -> None:
-        if self._runner is not None:
-            runner, self._runner = self._runner, None
-            await runner.cleanup()
+        if self.listener is not None:
+            listener, self.listener = self.listener, None
+            await listener.stop()
 
     # -- handlers -------------------------------------------------------------
 
@@ -113,11 +133,30 @@ class OpsServer:
         body, content_type = self.metrics.render(request.headers.get("Accept"))
         return web.Response(body=body, headers={"Content-Type": content_type})
 
-    async def _resync(self, request: web.Request) -> web.Response:
+    def _resync_refusal(self, request: web.Request) -> str | None:
+        """Why this POST /resync is refused, or None."""
         if "Origin" in request.headers:
-            return web.json_response(
-                {"ok": False, "reason": "cross-origin requests are refused"}, status=403
+            return "cross-origin requests are refused"
+        if self._token is None:
+            if is_loopback(self.host) or is_loopback(request.remote or ""):
+                return None
+            return (
+                "ops.host is not loopback: a caller from another machine needs "
+                "ops.resync_token_file (and 'Authorization: Bearer <token>')"
             )
+        given = request.headers.get("Authorization", "")
+        scheme, _, token = given.partition(" ")
+        if scheme.lower() != "bearer" or not hmac.compare_digest(
+            token.strip().encode("utf-8", "replace"), self._token
+        ):
+            return "a valid 'Authorization: Bearer <ops.resync_token>' is required"
+        return None
+
+    async def _resync(self, request: web.Request) -> web.Response:
+        refused = self._resync_refusal(request)
+        if refused is not None:
+            log.warning("resync_refused", peer=request.remote, reason=refused)
+            return web.json_response({"ok": False, "reason": refused}, status=403)
         try:
             self.on_resync()
         except Exception as exc:
@@ -125,3 +164,13 @@ class OpsServer:
             return web.json_response({"ok": False, "reason": "resync request failed"}, status=500)
         log.info("resync_requested_http", peer=request.remote)
         return web.json_response({"ok": True, "reason": "resync requested"}, status=202)
+
+
+def is_loopback(host: str) -> bool:
+    """Whether ``host`` (an address or ``localhost``) only listens on this machine."""
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host.strip("[]")).is_loopback
+    except ValueError:
+        return False

@@ -179,3 +179,29 @@ async def test_a_richer_request_merges_its_own_way() -> None:
     rec.gate("a").set()
     await last
     assert rec.runs[-1] == Changes("a", changed=frozenset({1, 2}))
+
+
+@dataclass(frozen=True)
+class Apart(Work):
+    """A request that merges with nothing (as a pushed change that waits for its report)."""
+
+    n: int = 0
+
+    def merged(self, later: Work) -> Work | None:
+        return None
+
+
+async def test_requests_that_do_not_merge_wait_in_order_one_at_a_time() -> None:
+    rec = Recorder()
+    queue: WorkQueue[str] = WorkQueue(rec)
+    queue.add(Work("a"))
+    await _settle()
+    plain = queue.add(Work("a"))
+    first = queue.add(Apart("a", n=1))
+    second = queue.add(Apart("a", n=2))
+    again = queue.add(Work("a", resync=True))
+    assert len({id(f) for f in (plain, first, second, again)}) == 4
+    rec.gate("a").set()
+    await asyncio.gather(plain, first, second, again)
+    assert rec.runs == [Work("a"), Work("a"), Apart("a", n=1), Apart("a", n=2), Work("a", True)]
+    assert rec.overlaps == 0
