@@ -60,16 +60,19 @@ def _planned_entry(
         {"side": u.side, "key": u.key, "origin": u.origin, "source_name": u.source}
         for u in sorted(plan.unresolved)
     ]
+    counted: dict[str, list[dict[str, Any]]] = {
+        "create": create,
+        "delete": delete,
+        "held": held,
+        "deferred": deferred,
+        "unresolved": unresolved,
+    }
     return {
         "error": None,
         "desired": plan.desired,
         "known": plan.known,
         "counts": {
-            "create": len(create),
-            "delete": len(delete),
-            "held": len(held),
-            "deferred": len(deferred),
-            "unresolved": len(unresolved),
+            **{name: len(items) for name, items in counted.items()},
             "absent": len(plan.absent),
             "bad_records": plan.bad_records,
             "move": len(move),
@@ -77,17 +80,8 @@ def _planned_entry(
         },
         "source_counts": dict(sorted(plan.source_counts.items())),
         "sources": [_source(s) for s in plan.sources],
-        "create": create,
-        "delete": delete,
-        "held": held,
-        "deferred": deferred,
-        "unresolved": unresolved,
-        "prune": {
-            "enabled": rel.prune.enabled,
-            "blocked": plan.prune.blocked,
-            "waiting": plan.prune.waiting,
-            "capped": plan.prune.capped,
-        },
+        **counted,
+        "prune": _prune(plan, rel),
         "move": move,
         "kept": kept,
         "moves": {
@@ -95,6 +89,16 @@ def _planned_entry(
             "blocked": plan.moves_blocked,
             "capped": plan.moves_capped,
         },
+    }
+
+
+def _prune(plan: RelationPlan, rel: RelationSettings) -> dict[str, Any]:
+    prune = plan.prune
+    return {
+        "enabled": rel.prune.enabled,
+        "blocked": prune.blocked,
+        "waiting": prune.waiting,
+        "capped": prune.capped,
     }
 
 
