@@ -45,17 +45,15 @@ class Guards:
         return {name: meta.source_size(size_key(rel, name)) for name, _ in rel.named_sources()}
 
     def accept_any_size(self, rel: RelationSettings) -> None:
-        """A resync is the operator's word: whatever size the sources have now is accepted."""
+        """The operator's word (a resync, unless said otherwise): whatever size the sources
+        have now is accepted; the empty-source and shrink guards start over from it."""
         meta = self.store.meta
         meta.set_source_size(rel.name, 0)
+        meta.set_prune_baseline(rel.name, 0)
         if rel.several_sources:
             for name, _ in rel.named_sources():
                 meta.set_source_size(size_key(rel, name), 0)
                 meta.set_source_baseline(rel.name, name, 0)
-
-    def relisted(self, name: str) -> None:
-        """The known state was just read again from the CMDB: the prune baseline starts over."""
-        self.store.meta.set_prune_baseline(name, 0)
 
     def owned(self, name: str) -> set[PairKey]:
         """The pairs syncd created (the only ones it may delete or move)."""

@@ -32,6 +32,7 @@ from syncd.engine.apply import Applier, SendBatch
 from syncd.engine.change import Change, ChangeApplier, ChangeUncertain
 from syncd.engine.desired import Desired, DesiredReader, SourceFactory, make_source
 from syncd.engine.guards import Guards
+from syncd.engine.identity import IdentityCheck, check_identities
 from syncd.engine.known import Known, RelationRefused
 from syncd.engine.moving import blocking_pairs, clear_for_moves, log_blocked, log_holds
 from syncd.engine.report import CycleReport, RelationReport
@@ -95,7 +96,7 @@ class Reconciler:
         self.clock = clock
         self.guards = Guards(store)
         """Source sizes, prune baselines and absence marks: the guards' memory."""
-        self.known = Known(client, store, clock, guards=self.guards)
+        self.known = Known(client, store, clock)
         self.resolver = KeyResolver(client, ttl=settings.sync.key_cache_ttl)
         self.desired = DesiredReader(
             self.resolver,
@@ -130,6 +131,8 @@ class Reconciler:
         """Every run of a relation goes through it, whoever asked (a cycle, the watch, a
         push, a pushed change): one run of a relation at a time, requests meanwhile merged
         into the next."""
+        self.identities: IdentityCheck | None = None
+        """What the state was found to describe (syncd.engine.identity), once checked."""
 
     def may_delete(self, name: str, key: PairKey) -> bool:
         """For a path that deletes one pair outside a cycle (a webhook, the watch): only a
@@ -151,10 +154,17 @@ class Reconciler:
     # -- a cycle ------------------------------------------------------------------
 
     async def cycle(
-        self, *, resync: bool = False, only: Collection[str] | None = None
+        self,
+        *,
+        resync: bool = False,
+        only: Collection[str] | None = None,
+        lift_guards: bool | None = None,
     ) -> CycleReport:
         """One pass over every relation (or, for a push, over ``only`` those named),
-        concurrently, sharing the client's limits. A resync always covers every one."""
+        concurrently, sharing the client's limits. A resync always covers every one.
+        ``lift_guards`` (default: with a resync) is the operator's word that the sources'
+        current sizes are meant: the empty-source and shrink guards start over from them."""
+        lift = resync if lift_guards is None else lift_guards
         started = time.monotonic()
         self.cycles += 1
         self.apply.begin_cycle(resync=resync)
@@ -163,7 +173,7 @@ class Reconciler:
             relations = [r for r in relations if r.name in only]
         if resync:
             self.desired.forget()
-        runs = [self.queue.add(Work(r.name, resync)) for r in relations]
+        runs = [self.queue.add(Work(r.name, resync, lift)) for r in relations]
         try:
             reports = await asyncio.gather(*runs)
         except asyncio.CancelledError:
@@ -178,7 +188,8 @@ class Reconciler:
         return report
 
     async def run_now(self, rel: RelationSettings, *, resync: bool = False) -> RelationReport:
-        """Run one relation outside the cycle, through the queue; its report."""
+        """Run one relation outside the cycle, through the queue; its report (a relist the
+        watch asks for lifts no guard)."""
         return await self.queue.add(Work(rel.name, resync))
 
     async def apply_change(self, rel: RelationSettings, change: Change) -> RelationReport:
@@ -193,13 +204,14 @@ class Reconciler:
         rel = next(r for r in self.settings.relations if r.name == work.key)
         if isinstance(work, ChangeWork):
             return await self._apply_change(rel, work.change)
-        return await self.run_relation(rel, work.resync)
+        return await self.run_relation(rel, work.resync, work.lift_guards)
 
     async def _apply_change(self, rel: RelationSettings, change: Change) -> RelationReport:
         with relation_context(rel.name, rel.bk_obj_asst_id, self.cycles):
             report = RelationReport(rel.name)
             started = time.monotonic()
             try:
+                self.check_identities()
                 await self.changes.apply(rel, change, report)
             except ChangeUncertain:
                 raise
@@ -215,14 +227,16 @@ class Reconciler:
             )
             return report
 
-    async def run_relation(self, rel: RelationSettings, resync: bool) -> RelationReport:
+    async def run_relation(
+        self, rel: RelationSettings, resync: bool, lift_guards: bool = False
+    ) -> RelationReport:
         """One relation inside its error boundary and its bound log context (only the
         queue calls this: it keeps two runs of a relation apart)."""
         with relation_context(rel.name, rel.bk_obj_asst_id, self.cycles):
             report = RelationReport(rel.name)
             started = time.monotonic()
             try:
-                await self.run(rel, report, resync)
+                await self.run(rel, report, resync, lift_guards)
             except Exception as group:
                 report.error = _report_failure(rel, first_error(group))
             report.duration = time.monotonic() - started
@@ -236,6 +250,11 @@ class Reconciler:
                     self.observer.mark_success(rel.name)
             return report
 
+    def check_identities(self) -> None:
+        """Before any relation touches the state: is it still about what it describes?"""
+        if self.identities is None:
+            self.identities = check_identities(self.store, self.settings.relations, write=True)
+
     def _known_count(self, name: str) -> int:
         """The mirror's count, or the state's when the mirror was never loaded."""
         try:
@@ -243,9 +262,14 @@ class Reconciler:
         except StateError:
             return 0
 
-    async def run(self, rel: RelationSettings, report: RelationReport, resync: bool) -> None:
+    async def run(
+        self, rel: RelationSettings, report: RelationReport, resync: bool, lift: bool = False
+    ) -> None:
         """observe -> pull -> diff -> batch -> send/record -> fill ids -> prune."""
-        if resync:
+        self.check_identities()
+        if lift:
+            # The operator's word; a relist the watch asks for is not: only a person lifts
+            # a guard.
             self.guards.accept_any_size(rel)
         known, desired = await self._observe_and_pull(rel, report, resync)
         now = self.clock()

@@ -5,8 +5,8 @@ drift repair and a relist all *add* a key (the relation's name); the queue
 
 - runs a key at most once at a time (a request for a running key waits for that run to end
   and then runs once more: the running one may have read the source before the change);
-- deduplicates: requests for a key that is waiting merge into one run, the resync flag
-  included (one asking for a resync makes the merged run a resync);
+- deduplicates: requests for a key that is waiting merge into one run, the flags included
+  (one asking for a resync, or to lift the guards, makes the merged run do so);
 - gives every request the future of the run that covers it, so a cycle can wait for its
   relations and the watch can act after its repair.
 
@@ -41,17 +41,19 @@ R = TypeVar("R")
 
 @dataclass(frozen=True)
 class Work:
-    """A request to run one relation; ``resync``: list it from the CMDB first."""
+    """A request to run one relation; ``resync``: list it from the CMDB first;
+    ``lift_guards``: the operator's word that the sources' sizes now are meant."""
 
     key: str
     resync: bool = False
+    lift_guards: bool = False
 
     def merged(self, later: Work) -> Work | None:
         """This waiting request combined with a ``later`` one of the same key; None when
         the later one must run after it instead (it is of another kind)."""
         if type(later) is not Work:
             return None
-        return Work(self.key, self.resync or later.resync)
+        return Work(self.key, self.resync or later.resync, self.lift_guards or later.lift_guards)
 
 
 @dataclass

@@ -10,6 +10,8 @@ from __future__ import annotations
 import sqlite3
 from collections.abc import Iterable
 
+from syncd.core.pairs import unpack_all
+from syncd.state.attempts import Attempts
 from syncd.state.db import Database, scalar
 from syncd.state.errors import StateError
 
@@ -17,8 +19,10 @@ from syncd.state.errors import StateError
 class Resync:
     """Full resyncs of the known state (``StateStore.resync``)."""
 
-    def __init__(self, database: Database) -> None:
+    def __init__(self, database: Database, attempts: Attempts) -> None:
         self._db = database
+        self._attempts = attempts
+        """Settled by a full read: every create that is over is found or not."""
         self._staging: set[str] = set()
 
     def staging(self, relation: str) -> bool:
@@ -92,8 +96,7 @@ class Resync:
             ((rel, s, d, aid) for s, d, aid in rows),
         )
 
-    @staticmethod
-    def _apply_stage(db: sqlite3.Connection, rel: int, now: float) -> tuple[int, int]:
+    def _apply_stage(self, db: sqlite3.Connection, rel: int, now: float) -> tuple[int, int]:
         before = scalar(db, "SELECT count(*) FROM pairs WHERE rel = ?", rel)
         incoming = scalar(db, "SELECT count(*) FROM temp.stage WHERE rel = ?", rel)
         removed = 0
@@ -111,14 +114,12 @@ class Resync:
             " WHERE association_id IS NOT coalesce(excluded.association_id, association_id)",
             (rel, now),
         )
-        # A full read settles every create in flight: found, it is syncd's (the answer was
-        # lost); not found, it never happened.
-        db.execute(
-            "UPDATE pairs SET owned = 1 WHERE rel = ?1 AND owned = 0 AND EXISTS (SELECT 1"
-            " FROM inflight i WHERE i.rel = ?1 AND i.src = pairs.src AND i.dst = pairs.dst)",
-            (rel,),
+        # A full read settles every create that is over (syncd.state.attempts): found and
+        # ended ambiguously within the window, it is syncd's; else it never happened.
+        db.executemany(
+            "UPDATE pairs SET owned = 1 WHERE rel = ? AND src = ? AND dst = ? AND owned = 0",
+            ((rel, s, d) for s, d in unpack_all(self._attempts.settle(db, rel, now))),
         )
-        db.execute("DELETE FROM inflight WHERE rel = ?", (rel,))
         db.execute(
             "DELETE FROM failures WHERE rel = ?1 AND EXISTS (SELECT 1 FROM temp.stage s"
             " WHERE s.rel = ?1 AND s.src = failures.src AND s.dst = failures.dst)",

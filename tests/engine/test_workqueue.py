@@ -166,7 +166,7 @@ class Changes(Work):
 
     def merged(self, later: Work) -> Work:
         more = later.changed if isinstance(later, Changes) else frozenset()
-        return Changes(self.key, self.resync or later.resync, self.changed | more)
+        return Changes(self.key, resync=self.resync or later.resync, changed=self.changed | more)
 
 
 async def test_a_richer_request_merges_its_own_way() -> None:
@@ -204,4 +204,16 @@ async def test_requests_that_do_not_merge_wait_in_order_one_at_a_time() -> None:
     rec.gate("a").set()
     await asyncio.gather(plain, first, second, again)
     assert rec.runs == [Work("a"), Work("a"), Apart("a", n=1), Apart("a", n=2), Work("a", True)]
+
+
+async def test_the_lift_guards_flag_merges_like_the_resync_flag() -> None:
+    rec = Recorder()
+    queue: WorkQueue[str] = WorkQueue(rec)
+    queue.add(Work("a"))
+    await _settle()
+    queue.add(Work("a", lift_guards=True))
+    last = queue.add(Work("a", resync=True))
+    rec.gate("a").set()
+    await last
+    assert rec.runs[-1] == Work("a", resync=True, lift_guards=True)
     assert rec.overlaps == 0
