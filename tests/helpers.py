@@ -258,6 +258,12 @@ class ThreadSimulator:
             self._error = exc
             self._ready.set()
         finally:
+            # Requests still held (a long poll of a killed daemon) end with the loop.
+            pending = asyncio.all_tasks(self._loop)
+            for task in pending:
+                task.cancel()
+            if pending:
+                self._loop.run_until_complete(_reap(pending))
             self._loop.close()
 
     async def _serve(self) -> None:
@@ -273,6 +279,10 @@ class ThreadSimulator:
             with contextlib.suppress(RuntimeError):  # the loop already closed
                 self._loop.call_soon_threadsafe(stop.set)
         self._thread.join(10)
+
+
+async def _reap(tasks: set[asyncio.Task[Any]]) -> None:
+    await asyncio.gather(*tasks, return_exceptions=True)
 
 
 def start_simulator(procs: list[Any], fixture: Path, *args: str) -> str:
