@@ -106,11 +106,16 @@ class Resync:
                 " WHERE s.rel = ?1 AND s.src = pairs.src AND s.dst = pairs.dst)",
                 (rel,),
             ).rowcount
+        # Another association id under a known key is another instance: someone deleted
+        # syncd's pair and created theirs, so it is not syncd's to delete any more.
         db.execute(
             "INSERT INTO pairs(rel, src, dst, association_id, owned, first_seen)"
             " SELECT rel, src, dst, aid, 0, ?2 FROM temp.stage WHERE rel = ?1"
             " ON CONFLICT (rel, src, dst) DO UPDATE"
-            " SET association_id = coalesce(excluded.association_id, association_id)"
+            " SET association_id = coalesce(excluded.association_id, association_id),"
+            " owned = CASE WHEN excluded.association_id IS NOT NULL"
+            " AND association_id IS NOT NULL"
+            " AND excluded.association_id != association_id THEN 0 ELSE owned END"
             " WHERE association_id IS NOT coalesce(excluded.association_id, association_id)",
             (rel, now),
         )
