@@ -16,7 +16,8 @@ from typing import TYPE_CHECKING
 
 from syncd import __version__
 from syncd.config.checks import security_warnings
-from syncd.config.settings import EX_CONFIG, ConfigError, Settings, load_settings
+from syncd.config.load import load_settings
+from syncd.config.settings import EX_CONFIG, ConfigError, Settings
 
 EX_TEMPFAIL = 75
 """sysexits.h: temporary failure (the ops port is taken); worth a retry later."""
@@ -35,9 +36,9 @@ def _config_arg(parser: argparse.ArgumentParser) -> None:
     )
 
 
-def build_parser(*, simulator: bool = True) -> argparse.ArgumentParser:
-    """The command line; ``simulator=False`` leaves out ``simulate``'s own options, whose
-    import (the simulator's web server) costs every other command ~16 MB and 0.2 CPU-s."""
+def build_parser(*, simulate_options: bool = True) -> argparse.ArgumentParser:
+    """The command line; ``simulate_options=False`` leaves out the simulator's options,
+    whose import costs every other command a good part of its start-up."""
     parser = argparse.ArgumentParser(
         prog="syncd",
         description="Keep BlueKing CMDB instance associations in step with a topology source.",
@@ -63,7 +64,7 @@ def build_parser(*, simulator: bool = True) -> argparse.ArgumentParser:
     demo = sub.add_parser("demo", help="the daemon against the built-in simulator, two cycles")
     demo.add_argument("--dir", type=Path, default=Path("config/demo"), help="demo files")
     simulate = sub.add_parser("simulate", help="serve the built-in CMDB simulator")
-    if simulator:
+    if simulate_options:
         from cmdb_simulator import cli as sim_cli
 
         sim_cli.add_arguments(simulate)
@@ -83,7 +84,7 @@ def main(argv: list[str] | None = None) -> int:
     # the daemon handles it; other commands take it as usual.
     signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGHUP})
     words = sys.argv[1:] if argv is None else argv
-    args = build_parser(simulator="simulate" in words).parse_args(argv)
+    args = build_parser(simulate_options="simulate" in words).parse_args(argv)
     command: str = args.command
     if command not in ("run", "once"):
         signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGHUP})

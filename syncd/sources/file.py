@@ -27,8 +27,6 @@ from collections.abc import AsyncIterator, Generator, Iterator
 from pathlib import Path
 from typing import Any, Literal
 
-import structlog
-
 from syncd.sources.base import CHUNK_SIZE, PackedFacts, RawFact, ReadStats, SourceError
 from syncd.sources.csvfile import csv_chunks
 from syncd.sources.jsonstream import (
@@ -39,6 +37,7 @@ from syncd.sources.jsonstream import (
     json_array_chunks,
     unparsable,
 )
+from syncd.support.log import BadRecords
 from syncd.support.secretfile import open_regular
 
 FileFormat = Literal["auto", "csv", "jsonl", "json"]
@@ -46,8 +45,6 @@ FileFormat = Literal["auto", "csv", "jsonl", "json"]
 READ_SIZE = 1 << 20
 """Bytes read per block; the JSON array buffer holds about this much text."""
 
-MAX_LOGGED_BAD = 1000
-"""Bad records logged per read; the rest are only counted (a garbage file must not flood logs)."""
 
 _EXTENSIONS: dict[str, Literal["csv", "jsonl", "json"]] = {
     ".csv": "csv",
@@ -72,12 +69,11 @@ def _dirty(text: str) -> bool:
 class FileRead:
     """One pass over the file; runs entirely in worker threads."""
 
-    def __init__(self, src: FileSource, log: Any) -> None:
+    def __init__(self, src: FileSource) -> None:
         self.src = src
         self.path = src.path
         self.stats = src.stats
-        self.log = log
-        self.logged = 0
+        self.reporter = BadRecords(src.label)
         self.dirty = False  # some block held undecodable bytes: check records for them
         self.packed = False  # clean CSV blocks come as PackedFacts (FileSource.id_facts)
         self.fast_lines = 0
@@ -86,21 +82,10 @@ class FileRead:
 
     def bad(self, line: int, reason: str) -> None:
         self.stats.bad += 1
-        if self.logged < MAX_LOGGED_BAD:
-            self.logged += 1
-            self.log.warning(
-                "bad_record", source=self.src.label, origin=self.src.origin(line), reason=reason
-            )
+        self.reporter.add(self.src.origin(line), reason)
 
     def finish(self) -> None:
-        unlogged = self.stats.bad - self.logged
-        if unlogged > 0:
-            self.log.warning(
-                "bad_records_not_logged",
-                source=self.src.label,
-                count=unlogged,
-                reason=f"only the first {MAX_LOGGED_BAD} bad records of a read are logged",
-            )
+        self.reporter.finish()
 
     def undecodable(self, text: str, start: int = 0, end: int | None = None) -> bool:
         """Does ``text[start:end]`` hold bytes the encoding could not decode?"""
@@ -338,7 +323,7 @@ class FileSource:
 
     async def _read(self, *, packed: bool) -> AsyncIterator[list[RawFact] | PackedFacts]:
         self._stats = ReadStats()
-        read = FileRead(self, structlog.get_logger("syncd.source"))
+        read = FileRead(self)
         read.packed = packed
         gen = read.chunks()
         lock = threading.Lock()

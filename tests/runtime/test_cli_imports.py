@@ -12,10 +12,10 @@ from syncd.cli import build_parser
 
 
 def test_simulate_keeps_its_options() -> None:
-    args = build_parser(simulator=True).parse_args(["simulate", "--fixture", "f.json"])
+    args = build_parser(simulate_options=True).parse_args(["simulate", "--fixture", "f.json"])
     assert args.command == "simulate" and str(args.fixture) == "f.json"
     with pytest.raises(SystemExit):  # without them the options are unknown
-        build_parser(simulator=False).parse_args(["simulate", "--fixture", "f.json"])
+        build_parser(simulate_options=False).parse_args(["simulate", "--fixture", "f.json"])
 
 
 def test_other_commands_do_not_import_the_simulator(tmp_path: Path) -> None:
