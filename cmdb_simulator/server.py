@@ -20,7 +20,6 @@ from typing import Any
 
 from aiohttp import web
 
-from cmdb_simulator.authparse import AuthParser
 from cmdb_simulator.backend import (
     APIS,
     BY_NAME,
@@ -35,7 +34,7 @@ from cmdb_simulator.backend import (
 from cmdb_simulator.envelope import apigw_body, code_of, esb_body
 from cmdb_simulator.faults import FAULT_KINDS, FaultPlan, check_kinds
 from cmdb_simulator.fixture import Fixture, FixtureError, id_field
-from cmdb_simulator.iam import TOPO_AUTHORISED, Iam
+from cmdb_simulator.iam import TOPO_AUTHORISED, iam_can_map
 from cmdb_simulator.limits import ConcurrencyGate, RateDecision, RateLimiter
 from cmdb_simulator.messages import (
     APIGW_API_NOT_FOUND,
@@ -50,6 +49,7 @@ from cmdb_simulator.messages import (
     APIGW_NO_USER,
     APIGW_RATE_LIMITED,
     AUDIT_SAVE_FAILED,
+    AUTHORIZE_FAILED,
     CORE_SERVICE_CONCURRENT,
     ESB_ARGUMENT_ERROR,
     ESB_BAD_AUTH_HEADER,
@@ -79,7 +79,9 @@ from cmdb_simulator.messages import (
     esb_unknown_app,
 )
 from cmdb_simulator.stats import Stats
-from cmdb_simulator.store import Row, Store
+from cmdb_simulator.store import Row
+from cmdb_simulator.tenants import HEADER as TENANT_HEADER
+from cmdb_simulator.tenants import Tenancy, TenantData
 from cmdb_simulator.version import DEFAULT as DEFAULT_VERSION
 from cmdb_simulator.version import CmdbVersion
 from cmdb_simulator.watch import (
@@ -174,16 +176,26 @@ class Simulator:
     def __init__(self, fixture: Fixture, options: SimulatorOptions | None = None) -> None:
         self.fixture = fixture
         self.options = options or SimulatorOptions()
-        self.store = Store(fixture)
         self._stats = Stats()
-        self.events = EventChain(lambda: self.options.watch_retention_s)
-        self.store.on_change = self.events.record
-        self.backend = Backend(self.store, self._stats, self.events)
-        self.iam = Iam(fixture, self.store)
-        self.auth_parser = AuthParser(self.store)
+        self.tenancy = Tenancy(
+            fixture,
+            self._stats,
+            lambda: self.options.watch_retention_s,
+            tenant_line=self.version.tenants,
+        )
+        """Each tenant's data (one, ``default``, unless the fixture lists tenants); the
+        release line is read once, here: 3.15's rows carry no ``bk_supplier_account``."""
+        first = self.tenancy.default
+        self.store = first.store
+        self.events: EventChain = first.events
+        self.backend: Backend = first.backend
+        self.iam = first.iam
+        self.auth_parser = first.auth_parser
+        self._app_info = {a.bk_app_code: a for a in fixture.apps}
         self._apps = {a.bk_app_code: a.bk_app_secret for a in fixture.apps}
         self._tokens = None if fixture.bk_tokens is None else set(fixture.bk_tokens)
         self._rate = RateLimiter()
+        self._gw_rate = RateLimiter(fixed_window=True)
         self._gate = ConcurrencyGate()
         self._faults = FaultPlan(self.options.seed)
         self._runner: web.AppRunner | None = None
@@ -240,6 +252,10 @@ class Simulator:
         self.events.flush()
         return deleted
 
+    def tenant(self, tenant_id: str) -> TenantData:
+        """One tenant's data (KeyError for a tenant the fixture does not list)."""
+        return self.tenancy.data[tenant_id]
+
     def add_instances(self, bk_obj_id: str, instances: Iterable[Mapping[str, Any]]) -> None:
         """Add (or replace) instances; hosts need ``bk_host_id``, others ``bk_inst_id``."""
         key = id_field(bk_obj_id)
@@ -253,12 +269,14 @@ class Simulator:
         self.store.table(bk_obj_id).add(rows)
 
     def stats(self) -> dict[str, Any]:
+        """Counters; the data figures add up every tenant's."""
         snap = self._stats.snapshot()
-        snap["associations"] = len(self.store.rows)
-        snap["created_total"] = self.store.created_total
-        snap["deleted_total"] = self.store.deleted_total
-        snap["watch_events_total"] = self.events.total
-        snap["watch_events_retained"] = self.events.retained()
+        worlds = self.tenancy.data.values()
+        snap["associations"] = sum(len(w.store.rows) for w in worlds)
+        snap["created_total"] = sum(w.store.created_total for w in worlds)
+        snap["deleted_total"] = sum(w.store.deleted_total for w in worlds)
+        snap["watch_events_total"] = sum(w.events.total for w in worlds)
+        snap["watch_events_retained"] = sum(w.events.retained() for w in worlds)
         return snap
 
     def reset_stats(self) -> None:
@@ -323,13 +341,21 @@ class Simulator:
         return pace
 
     async def _act(
-        self, api: ApiSpec, params: Mapping[str, Any], body: Any, lang: Lang, app_code: str
+        self,
+        api: ApiSpec,
+        params: Mapping[str, Any],
+        body: Any,
+        lang: Lang,
+        app_code: str,
+        tenant: str | None = None,
     ) -> tuple[str | None, Any]:
         """Fault draw, latency, the API server's filters and the backend: (fault, data or error).
 
         In the order a real request meets them: the gateway (``502``, ``504``), the API
-        server's limiter (``cmdb-busy``), its auth filter when auth is on (attribute parse,
-        then IAM for writes; src/apiserver/service/service.go:88-92,167-170), the topo
+        server's limiter (``cmdb-busy``), on 3.15 its tenant check (``tenant``: the header
+        the gateway passed on, None from the ESB), its auth filter when auth is on
+        (attribute parse, then IAM for writes; src/apiserver/service/service.go:88-92,
+        167-170), the topo
         server's checks (reads are authorised there, after them; count never is), the core
         service (``core-busy``), the writes, then the audit log (``audit-fail``). A fault
         that never came into play is neither answered nor counted.
@@ -340,17 +366,32 @@ class Simulator:
             await asyncio.sleep(opts.latency_ms / 1000.0)
         data: Any = None
         auth = self.auth
+        version = self.version
         if fault in ("502", "504"):
             self._stats.fault(api.name, fault)
             return fault, None
+        world = self.tenancy.default
+        unknown_tenant: CmdbError | None = None
+        if version.tenants:
+            verified = self.tenancy.verify(tenant)
+            if isinstance(verified, CmdbError):
+                unknown_tenant = verified
+            else:
+                world = verified
         if fault == "cmdb-busy":
             data = CmdbError(TOO_MANY_REQUESTS, raw=TOO_MANY_REQUESTS_TEXT, filter=True)
-        elif auth and (failure := self.auth_parser.parse(api, params, body)) is not None:
+        elif unknown_tenant is not None:
+            data = unknown_tenant
+        elif auth and (failure := world.auth_parser.parse(api, params, body, version)):
             data = CmdbError(PARSE_AUTH_ATTRIBUTE_FAILED, raw=failure, filter=True)
+        elif auth and not iam_can_map(api, params, version):
+            # AdaptAuthOptions fails (src/ac/iam/iam.go:1308-1312, adaptor.go:196-203):
+            # the auth filter's BaseResp, no pause (filter.go:281-290).
+            data = CmdbError(AUTHORIZE_FAILED, filter=True)
         elif (
             auth
             and api.name not in TOPO_AUTHORISED
-            and (denial := self.iam.check(app_code, api, params, body)) is not None
+            and (denial := world.iam.check(app_code, api, params, body)) is not None
         ):
             data = denial
         else:
@@ -361,21 +402,21 @@ class Simulator:
                 ),
             )
             try:
-                data = await self.backend.call(
+                data = await world.backend.call(
                     api,
                     params,
                     body,
                     lang,
                     self._pacer(),
                     fault=fault,
-                    version=self.version,
+                    version=version,
                     costs=costs,
                 )
             except CmdbError as exc:
                 data = exc
-            self.events.flush()  # wake held watches now, not at their next look
+            world.events.flush()  # wake held watches now, not at their next look
             if auth and api.name in TOPO_AUTHORISED and not isinstance(data, CmdbError):
-                denial = self.iam.check(app_code, api, params, body)
+                denial = world.iam.check(app_code, api, params, body)
                 if denial is not None:
                     denial.filter = False  # the topo server's RespNoAuth: proxied, no data
                     data = denial
@@ -587,19 +628,28 @@ class Simulator:
             return self._gw_error(APIGW_INVALID_ARGS.with_reason(reason=refusal), headers, outcome)
         opts = self.options
         app_code = str(creds["bk_app_code"])
-        decision = self._rate.check(opts.rate_limit, app_code, api.name)
-        headers.update(self._rate_headers(decision))
-        if decision is not None and not decision.allowed:
-            return self._gw_error(APIGW_RATE_LIMITED, headers, outcome)
-        if not self._gate.try_enter(opts.max_in_flight):
-            return self._gw_error(APIGW_CONCURRENCY_LIMITED, headers, outcome)
+        tenant = request.headers.get(TENANT_HEADER)
+        if self.version.tenants:
+            tenant, cross = self.tenancy.gateway(self._app_info[app_code], tenant)
+            if cross is not None:
+                return self._gw_error(cross, headers, outcome)
+        # bk-concurrency-limit (priority 17660) runs before bk-resource-rate-limit (17653),
+        # one count per gateway, stage and app (bk-concurrency-limit.lua:44-58,83-89).
+        stage = request.match_info["stage"]
+        if not self._gate.try_enter(opts.max_in_flight, app_code):
+            key = f"bk-cmdb:{stage}:{app_code}"
+            return self._gw_error(APIGW_CONCURRENCY_LIMITED.with_reason(key=key), headers, outcome)
         try:
+            decision = self._gw_rate.check(opts.rate_limit, app_code, f"{stage}:{api.name}")
+            headers.update(self._rate_headers(decision))
+            if decision is not None and not decision.allowed:
+                return self._gw_error(APIGW_RATE_LIMITED, headers, outcome)
             try:
                 body = _parse(await request.read())
             except web.HTTPRequestEntityTooLarge:
                 return self._gw_error(APIGW_BODY_TOO_LARGE, headers, outcome)
             lang = apigw_language(request.headers.get("X-Bkcmdb-Language"))
-            fault, data = await self._act(api, params, body, lang, app_code)
+            fault, data = await self._act(api, params, body, lang, app_code, tenant)
             if fault == "502":
                 return self._gw_error(APIGW_BAD_GATEWAY, headers, outcome)
             if fault in ("504", "504-after"):
@@ -613,7 +663,7 @@ class Simulator:
                 return await self._drop(request, _dumps(doc), headers, outcome)
             return web.Response(body=_dumps(doc), content_type=_JSON, headers=headers)
         finally:
-            self._gate.leave()
+            self._gate.leave(app_code)
 
 
 __all__ = ["APIS", "Simulator", "SimulatorOptions"]

@@ -155,7 +155,12 @@ class DuplicateKeyError(Exception):
 class Store:
     """All data of one simulated CMDB."""
 
-    def __init__(self, fixture: Fixture) -> None:
+    def __init__(
+        self, fixture: Fixture, *, supplier_account: str | None = SUPPLIER_ACCOUNT
+    ) -> None:
+        self.supplier_account = supplier_account
+        """None on the multi-tenant line, whose rows have no ``bk_supplier_account``
+        (release-v3.15.1: src/common/metadata/association.go:542-559)."""
         self.tables: dict[str, ObjectTable] = {}
         self.models: dict[str, ModelAssociation] = {}
         self.model_ids: dict[str, int] = {}
@@ -239,8 +244,7 @@ class Store:
             "mapping": model.mapping,
             "on_delete": model.on_delete,
             "is_pre": False,
-            "bk_supplier_account": SUPPLIER_ACCOUNT,
-        }
+        } | _owner(self.supplier_account)
 
     def find_models(self, cond: Mapping[str, Any], *, check_dangerous: bool = True) -> list[Row]:
         """Model associations matching a Mongo condition; raises :class:`MongoError`."""
@@ -440,6 +444,10 @@ class Store:
         writer.insert(src, dst)
 
 
+def _owner(supplier_account: str | None) -> Row:
+    return {} if supplier_account is None else {"bk_supplier_account": supplier_account}
+
+
 def _drop_id(ids: list[int], row_id: int) -> None:
     i = bisect.bisect_left(ids, row_id)
     if i < len(ids) and ids[i] == row_id:
@@ -549,8 +557,9 @@ class PairWriter:
             "bk_asst_obj_id": self.asst_obj_id,
             "bk_obj_asst_id": asst_id,
             "bk_asst_id": self.kind,
-            "bk_supplier_account": SUPPLIER_ACCOUNT,
         }
+        if store.supplier_account is not None:
+            row["bk_supplier_account"] = store.supplier_account
         store.rows[new_id] = row
         if doubled:
             store.doubled.setdefault(key, []).append(new_id)
