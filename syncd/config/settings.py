@@ -9,6 +9,7 @@ e.g. ``SYNCD_CMDB__RATE_LIMIT=50``), then the TOML file. Secrets are
 from __future__ import annotations
 
 import os
+import re
 from pathlib import Path
 from typing import Any, Literal
 
@@ -47,6 +48,9 @@ EX_CONFIG = 78
 
 CONFIG_ENV = "SYNCD_CONFIG"
 
+_TENANT_ID = re.compile(r"[A-Za-z][A-Za-z0-9_-]{0,63}")
+"""What a tenant id may be: it goes into a header, so nothing that could break one."""
+
 
 class ConfigError(Exception):
     """The configuration is invalid; the message names the field and why."""
@@ -63,8 +67,14 @@ class CmdbSettings(_Section):
     app_secret_file: Path | None = None
     username: str = "admin"
     bk_token: SecretStr | None = None
-    supplier_account: str = "0"
-    tenant_id: str | None = Field(None, description="X-Bk-Tenant-Id for multi-tenant CMDB 3.15")
+    supplier_account: str = Field(
+        "0", description="bk_supplier_account / X-Bkcmdb-Supplier-Account (bk-cmdb 3.10-3.14)"
+    )
+    tenant_id: str | None = Field(
+        None,
+        description="bk-cmdb 3.15 (multi-tenant BlueKing): the tenant, sent as X-Bk-Tenant-Id "
+        "on every call through the API gateway instead of the supplier account",
+    )
     language: Literal["en", "zh-cn"] = "en"
     rate_limit: float = Field(50, gt=0, description="requests per second, all relations together")
     read_rate_limit: float | None = Field(
@@ -87,6 +97,27 @@ class CmdbSettings(_Section):
     @classmethod
     def _url(cls, value: str) -> str:
         return check_url(value).rstrip("/")
+
+    @field_validator("tenant_id")
+    @classmethod
+    def _tenant(cls, value: str | None) -> str | None:
+        if value is not None and not _TENANT_ID.fullmatch(value):
+            raise ValueError(
+                "must be a BlueKing tenant id: a letter, then letters, digits, '-' or '_' "
+                '(at most 64), e.g. "default" for a BlueKing that is not multi-tenant'
+            )
+        return value
+
+    @model_validator(mode="after")
+    def _tenant_gateway(self) -> CmdbSettings:
+        if self.tenant_id is not None and self.gateway == "esb":
+            raise ValueError(
+                'cmdb.tenant_id is set but cmdb.gateway is "esb": the ESB sends no '
+                "X-Bk-Tenant-Id, so a multi-tenant CMDB (3.15) refuses every ESB call with "
+                '1100005 invalid tenant. Set cmdb.gateway = "apigw" (and cmdb.url to the '
+                "API gateway), or remove cmdb.tenant_id for a CMDB that is not multi-tenant"
+            )
+        return self
 
     @model_validator(mode="after")
     def _retry_order(self) -> CmdbSettings:

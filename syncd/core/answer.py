@@ -213,6 +213,11 @@ RELATION_CODES: Mapping[int, str] = {
     1199006: "the CMDB rejected a parameter: check the relation's model ids",
     1199035: "too many details in one request: lower cmdb.batch_size",
     1199000: "the CMDB could not decode the request",
+    1100005: "the CMDB does not know the tenant: on a multi-tenant BlueKing (bk-cmdb 3.15) "
+    'set cmdb.tenant_id to your tenant and cmdb.gateway = "apigw"; otherwise remove '
+    'cmdb.tenant_id (or set it to "default")',
+    1640302: "the API gateway refused the tenant: set cmdb.tenant_id to the app's own tenant "
+    "(a single-tenant app) or to the tenant to sync (an all-tenant app, which must send one)",
 }
 
 

@@ -22,7 +22,15 @@ from syncd.cmdb.client import CmdbClient
 from syncd.config.settings import RelationSettings
 from syncd.core.answer import Verdict
 from syncd.core.pairs import PairKey
-from syncd.core.watchevents import EVENT_STEP, EXPIRED, Event, WatchGap, event_time, parse_answer
+from syncd.core.watchevents import (
+    EVENT_STEP,
+    EXPIRED,
+    CreateEchoes,
+    Event,
+    WatchGap,
+    event_time,
+    parse_answer,
+)
 from syncd.state import StateStore
 
 if TYPE_CHECKING:
@@ -69,6 +77,8 @@ class ObjectWatch:
     """Why the next "from now" cursor is needed: the relist reason of the relations."""
     pending: dict[tuple[str, PairKey], Event] = field(default_factory=dict)
     """Creates of unknown pairs waiting out ADOPT_GRACE, by (relation, pair)."""
+    echoes: CreateEchoes = field(default_factory=CreateEchoes)
+    """The second create event bk-cmdb sends per batch-created association, dropped."""
 
 
 class ObjectFollowing:
@@ -136,11 +146,11 @@ class ObjectFollowing:
         for rel in watch.relations:
             if rel.name in self._uncovered or not self.store.has_resynced(rel.name):
                 return
-        self.store.set_watch_cursor(watch.bk_obj_id, watch.cursor)
+        self.store.set_watch_cursor(watch.bk_obj_id, watch.cursor, self.client.settings.tenant_id)
 
     def _resume(self, watch: ObjectWatch) -> None:
         """Go on from the stored cursor if every relation's state goes with it."""
-        stored = self.store.watch_cursor(watch.bk_obj_id)
+        stored = self.store.watch_cursor(watch.bk_obj_id, self.client.settings.tenant_id)
         if stored is not None and all(self.store.has_resynced(r.name) for r in watch.relations):
             watch.cursor = stored
 
@@ -210,7 +220,7 @@ class ObjectFollowing:
         watch.cursor = None
         watch.lost = reason
         watch.since = math.inf  # every relation listed before the next cursor relists
-        self.store.set_watch_cursor(watch.bk_obj_id, None)
+        self.store.set_watch_cursor(watch.bk_obj_id, None, self.client.settings.tenant_id)
         for rel in watch.relations:
             self._listed_at.pop(rel.name, None)
         log.info("watch_restarting", object=watch.bk_obj_id, reason=reason)
@@ -218,6 +228,7 @@ class ObjectFollowing:
     def _received(self, watch: ObjectWatch, events: list[Event]) -> None:
         now = self.clock()
         watch.last_answer = self.monotonic()
+        events = watch.echoes.fresh(events)  # one change, one event: counted and applied once
         by_type = Counter(e.type for e in events)
         watch.events.update(by_type)
         lag = 0.0

@@ -119,7 +119,7 @@ class Watcher(ObjectFollowing):
             log.info("relist_requested", relation=rel.name, reason=reason)
             self._uncovered.add(rel.name)
             # Until the relist is in, the stored cursor does not describe the state.
-            self.store.set_watch_cursor(rel.bk_obj_id, None)
+            self.store.set_watch_cursor(rel.bk_obj_id, None, self.client.settings.tenant_id)
         self._queue[rel.name] = self._queue.get(rel.name, False) or relist
         self._queued.set()
 
