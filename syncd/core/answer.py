@@ -205,7 +205,8 @@ RELATION_CODES: Mapping[int, str] = {
     1640401: "the API gateway does not know this API: check cmdb.url, cmdb.gateway and cmdb.stage",
     1641301: "the request body is too large for the gateway: lower cmdb.batch_size",
     9900403: "no IAM permission: apply for the permission named in this line",
-    1199046: "the CMDB could not ask IAM whether the user may do this: check the CMDB's IAM",
+    1199046: "the CMDB could not ask IAM whether the user may do this: check the CMDB's IAM; "
+    "for the watch, bk-cmdb before 3.10.10 has no inst_asst events (set sync.watch = false)",
     1199047: "no IAM permission: apply for the permission named in this line",
     1199048: "no IAM permission: apply for the permission named in this line",
     1101046: "the model association does not exist in the CMDB: check bk_obj_asst_id",

@@ -90,3 +90,27 @@ async def test_doubled_creates_give_one_event_and_one_drift_line_each(tmp_path: 
     # Only the other caller's pairs, each once, as created and now known.
     assert sorted((d["bk_inst_id"], d["bk_asst_inst_id"]) for d in drift) == sorted(THEIRS)
     assert {(d["change"], d["action"]) for d in drift} == {("created", "known")}
+
+
+async def test_a_release_without_inst_asst_events_says_how_to_stop_watching(
+    tmp_path: Path,
+) -> None:
+    """bk-cmdb 3.10.9 with auth on answers every inst_asst watch with 1199046 (no IAM
+    action for it, release-v3.10.9:src/ac/iam/adaptor.go:386-394): the watch says what
+    to set, and syncing goes on."""
+    sim = Simulator(
+        Fixture.from_dict(fixture_dict(switches=10, hosts=100)),
+        SimulatorOptions(watch_timeout_s=1.0, cmdb_version="3.10.9"),
+    )
+    async with sim.running(host="127.0.0.1", port=0) as url:
+        topo = write_csv(tmp_path / "t.csv", DESIRED)
+        settings = load(write_config(tmp_path, url, topo, interval=3600))
+        with capture_logs() as logs:
+            async with _watching(settings) as (engine, watcher):
+                assert (await engine.cycle()).converged
+                await _until(lambda: sim.stats()["requests_by_api"]["resource_watch"] >= 2)
+                assert watcher.objects["bk_switch"].state == "failing"
+    failed = [line for line in logs if line.get("event") == "watch_failed"]
+    assert "1199046" in failed[0]["error"]
+    assert "sync.watch = false" in failed[0]["hint"]
+    assert sim.pairs(ASST) == set(DESIRED)
