@@ -201,7 +201,8 @@ class Simulator(EsbFront, ApiGatewayFront):
         return self.tenancy.data[tenant_id]
 
     def add_instances(self, bk_obj_id: str, instances: Iterable[Mapping[str, Any]]) -> None:
-        """Add (or replace) instances; hosts need ``bk_host_id``, others ``bk_inst_id``."""
+        """Add (or replace) instances, in every tenant; hosts need ``bk_host_id``, others
+        ``bk_inst_id``."""
         key = id_field(bk_obj_id)
         rows = [dict(i) for i in instances]
         for n, row in enumerate(rows):
@@ -210,7 +211,8 @@ class Simulator(EsbFront, ApiGatewayFront):
                 raise FixtureError(
                     "add_instances", f"{bk_obj_id}[{n}].{key}", "positive int required"
                 )
-        self.store.table(bk_obj_id).add(rows)
+        for data in self.tenancy.data.values():
+            data.store.table(bk_obj_id).add(rows)
 
     def stats(self) -> dict[str, Any]:
         """Counters; the data figures add up every tenant's."""

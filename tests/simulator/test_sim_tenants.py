@@ -257,3 +257,10 @@ def test_cli_takes_3_15_and_a_bad_option_exits_78(
         proc.wait()
     if status:
         assert proc.stderr is not None and "error" in proc.stderr.read()
+
+
+def test_instances_added_at_runtime_reach_every_tenant() -> None:
+    sim = Simulator(Fixture.from_dict(tenant_doc()), SimulatorOptions(cmdb_version="3.15"))
+    sim.add_instances("host", [{"bk_host_id": 999, "bk_host_innerip": "10.9.9.9"}])
+    assert all(sim.tenant(t).store.instance_exists("host", 999) for t in ("acme", "umbrella"))
+    assert sim.stats()["associations"] == 3  # the fixture's pair, once per tenant
