@@ -18,11 +18,14 @@ in ``X-Bk-Tenant-Id`` (src/common/http/header/header.go:62-63). Two places decid
 
 Tables are sharded per tenant (cs/event/watch/client.go:66,87,153-155 on 3.15.1), so each
 tenant has its own store and event chain: a pair made in one is invisible to another.
+The association id sequence is system-wide (core/instance.go:158-160): ids never repeat
+across tenants.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
+import itertools
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 
 from cmdb_simulator.authparse import AuthParser
@@ -55,9 +58,14 @@ class TenantData:
 
 
 def _tenant_data(
-    fixture: Fixture, stats: Stats, retention: Callable[[], float], *, owner: str | None
+    fixture: Fixture,
+    stats: Stats,
+    retention: Callable[[], float],
+    *,
+    owner: str | None,
+    ids: Iterator[int],
 ) -> TenantData:
-    store = Store(fixture, supplier_account=owner)
+    store = Store(fixture, supplier_account=owner, ids=ids)
     events = EventChain(retention)
     store.on_change = events.record
     return TenantData(
@@ -80,8 +88,10 @@ class Tenancy:
         """Multi-tenant mode (bk-cmdb's ``EnableMultiTenantMode``, and a multi-tenant gateway)."""
         self.enabled: dict[str, bool] = fixture.tenants or {SINGLE_TENANT: True}
         owner = None if tenant_line else "0"
+        ids = itertools.count(1)  # one association id sequence for all tenants
         self.data = {
-            tenant: _tenant_data(fixture, stats, retention, owner=owner) for tenant in self.enabled
+            tenant: _tenant_data(fixture, stats, retention, owner=owner, ids=ids)
+            for tenant in self.enabled
         }
         self.default = next(iter(self.data.values()))
         """What a release without tenants serves: the first tenant's data."""

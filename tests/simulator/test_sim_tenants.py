@@ -150,11 +150,13 @@ async def test_esb_sends_no_tenant(mt: Cmdb) -> None:
 
 async def test_a_pair_made_in_one_tenant_is_invisible_in_another(mt: Cmdb) -> None:
     """Tables are sharded per tenant (cs/event/watch/client.go:66,87,153-155): rows, counts
-    and watch events of one tenant are not another's; rows carry no
+    and watch events of one tenant are not another's; association ids come from one
+    system-wide sequence (core/instance.go:158-160); rows carry no
     ``bk_supplier_account`` (src/common/metadata/association.go:542-559)."""
     path = "/api/v3/createmany/instassociation"
     made = await mt.gw("POST", path, _batch([(2, 103)]))
-    assert made.doc["data"]["success_created"] == {"0": 2}
+    # The fixture's pair took ids 1, 2, 3 in the three tenants.
+    assert made.doc["data"]["success_created"] == {"0": 4}
     umbrella = mt.sim.tenant(UMBRELLA).store
     acme = mt.sim.tenant(ACME).store
     assert acme.pairs(CONNECT) == {(1, 101), (2, 103)}
@@ -175,7 +177,8 @@ async def test_a_pair_made_in_one_tenant_is_invisible_in_another(mt: Cmdb) -> No
     other = await mt.gw("POST", watch, body, auth=_as(GLOBAL), headers=_tenant(UMBRELLA))
     assert other.doc["data"]["bk_watched"] is False
     # A delete by id from another tenant finds nothing there.
-    delete = {"bk_obj_id": "bk_switch", "id": [2]}
+    assert [r["id"] for r in theirs.doc["data"]["info"]] == [2]
+    delete = {"bk_obj_id": "bk_switch", "id": [1, 4]}
     await mt.gw("DELETE", "/api/v3/delete/instassociation/batch", delete, auth=_as(GLOBAL),
                 headers=_tenant(UMBRELLA))  # fmt: skip
     assert acme.pairs(CONNECT) == {(1, 101), (2, 103)}
