@@ -40,6 +40,31 @@ class Meta:
                 (key, cursor),
             )
 
+    def tenant_mismatch(self, tenant: str | None) -> str | None:
+        """Why this state cannot serve ``tenant`` (``cmdb.tenant_id``), or None.
+
+        The known pairs, their ownership and the association ids belong to one tenant's
+        data: carried to another tenant, a resync there would keep the ownership of any
+        pair that happens to exist in both, and a prune could then delete a pair syncd
+        never created there. The first use records the tenant (none: ``""``); a state
+        made before tenants is taken as the configured one's.
+        """
+        want = tenant or ""
+        with self._db.tx() as db:
+            row = db.execute("SELECT value FROM meta WHERE key = ?", (_TENANT_KEY,)).fetchone()
+            if row is None:
+                db.execute("INSERT INTO meta(key, value) VALUES (?, ?)", (_TENANT_KEY, want))
+                return None
+        have = str(row[0])
+        if have == want:
+            return None
+        made = f"tenant {have!r}" if have else "a CMDB without tenants"
+        now = f"tenant {want!r}" if want else "a CMDB without tenants (no cmdb.tenant_id)"
+        return (
+            f"the state was made for {made}, but this configuration syncs {now}: give each "
+            "tenant a state.path of its own (or move this file away to start afresh)"
+        )
+
     # ------------------------------------------------------------------ baselines
 
     # Two sizes of a relation's source guard against a broken read. The source size is
@@ -90,6 +115,9 @@ class Meta:
                 " ON CONFLICT (key) DO UPDATE SET value = excluded.value",
                 (_source_baseline_key(relation, source), str(count)),
             )
+
+
+_TENANT_KEY = "cmdb_tenant"
 
 
 def _source_size_key(relation: str) -> str:

@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
+import urllib.request
 from pathlib import Path
 from typing import Any
 
@@ -190,3 +191,52 @@ def _syncd(command: str, cfg: Path) -> subprocess.CompletedProcess[str]:
         timeout=120,
         check=False,
     )
+
+
+def test_a_state_file_serves_one_tenant(tmp_path: Path) -> None:
+    """Known pairs and their ownership are one tenant's: carried to another, a resync
+    would keep the ownership of a pair that exists in both, and a prune could delete
+    a pair syncd never made there."""
+    store, _ = StateStore.open(tmp_path / "s.db")
+    try:
+        assert store.tenant_mismatch(ACME) is None  # the first use records it
+        assert store.tenant_mismatch(ACME) is None
+        other = store.tenant_mismatch(UMBRELLA)
+        assert other is not None and "'acme'" in other and "state.path" in other
+        assert "without tenants" in (store.tenant_mismatch(None) or "")
+    finally:
+        store.close()
+    plain, _ = StateStore.open(tmp_path / "plain.db")
+    try:
+        assert plain.tenant_mismatch(None) is None
+        assert "'acme'" in (plain.tenant_mismatch(ACME) or "")
+    finally:
+        plain.close()
+
+
+@pytest.mark.slow
+def test_another_tenant_is_never_synced_from_this_tenants_state(
+    tmp_path: Path, procs: list[Proc]
+) -> None:
+    fixture = tmp_path / "fixture.json"
+    fixture.write_text(json.dumps(tenant_fixture(app_mode="global")))
+    url = start_simulator(procs, fixture, "--cmdb-version", "3.15", "--rate-limit", "off")
+    topo = write_csv(tmp_path / "t.csv", PAIRS)
+    prune = "\n[relations.prune]\nenabled = true\ngrace_seconds = 0\ngrace_cycles = 1\n"
+    for tenant in (ACME, UMBRELLA):
+        cfg = write_config(
+            tmp_path, url, topo, gateway="apigw", cmdb_extra=f'tenant_id = "{tenant}"', extra=prune
+        )
+        once = _syncd("once", cfg)
+        if tenant == ACME:
+            assert once.returncode == 0, once.stderr
+    assert once.returncode != 0
+    assert "the state was made for tenant 'acme'" in once.stdout
+    stats = json.loads(_get(f"{url}/_sim/stats"))
+    assert stats["created_total"] == len(PAIRS)  # all in acme, none in umbrella
+    assert stats["deleted_total"] == 0
+
+
+def _get(url: str) -> str:
+    with urllib.request.urlopen(url, timeout=10) as resp:
+        return str(resp.read().decode())
