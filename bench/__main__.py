@@ -19,6 +19,7 @@ from bench import (
     baseline,
     diff_scale,
     isolation,
+    moves,
     netbox_read,
     overhead,
     pacing,
@@ -40,6 +41,7 @@ SIZES = {
     "isolation": (10_000, 2_000),
     "drift": (1_000, 100),
     "relist": (1_000_000, 5_000),
+    "moves": (10_000, 1_000),
 }
 
 TARGETS = {
@@ -76,6 +78,7 @@ def run_all(quick: bool, only: list[str], workdir: Path) -> dict[str, Any]:
         "isolation": isolation.run,
         "drift": watch.drift,
         "relist": watch.relist,
+        "moves": moves.run,
     }
     results: dict[str, Any] = {"machine": machine(), "quick": quick}
     for name, scenario in scenarios.items():

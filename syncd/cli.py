@@ -22,6 +22,7 @@ EX_TEMPFAIL = 75
 """sysexits.h: temporary failure (the ops port is taken); worth a retry later."""
 
 if TYPE_CHECKING:
+    from syncd.core.plan import RelationPlan
     from syncd.state import StateStore
 
 
@@ -141,7 +142,6 @@ async def _plan(settings: Settings, *, as_json: bool) -> int:
 
     from syncd.cmdb.client import CmdbClient, CmdbError
     from syncd.commands.planview import plan_document, render_json, render_text
-    from syncd.core.plan import RelationPlan
     from syncd.engine.reconcile import Reconciler
     from syncd.sources.base import SourceError
 
@@ -159,7 +159,7 @@ async def _plan(settings: Settings, *, as_json: bool) -> int:
                     except Exception as exc:  # RelationRefused and kin: report, don't crash
                         plans.append(f"{type(exc).__name__}: {exc}")
                 ids = {
-                    rel.name: store.association_ids(rel.name, plan.prune.delete)
+                    rel.name: store.association_ids(rel.name, _named_pairs(plan))
                     for rel, plan in zip(settings.relations, plans, strict=True)
                     if not isinstance(plan, str)
                 }
@@ -170,6 +170,14 @@ async def _plan(settings: Settings, *, as_json: bool) -> int:
     if any(isinstance(p, str) for p in plans):
         return 1
     return 2 if doc["changes"] else 0
+
+
+def _named_pairs(plan: RelationPlan) -> set[int]:
+    """The known pairs a plan names (deleted, replaced, blocking, kept): their ids are shown."""
+    named = set(plan.prune.delete) | plan.kept.keys()
+    named.update(old for move in plan.moves for old in move.replaces)
+    named.update(old for olds in plan.blockers.values() for old in olds)
+    return named
 
 
 def _plan_store(path: Path, scratch: Path) -> StateStore:

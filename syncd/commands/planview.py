@@ -31,12 +31,23 @@ def plan_document(
             relations.append(entry)
             continue
         ids = association_ids.get(rel.name, {})
-        create = [_pair(k) for k in plan.to_create]
+        moving = {m.create for m in plan.moves}
+        create = [_pair(k) for k in plan.to_create if k not in moving]
         delete = [{**_pair(k), "association_id": ids.get(k)} for k in plan.prune.delete]
+        move = [
+            {**_pair(m.create), "replaces": [_with_id(old, ids) for old in m.replaces]}
+            for m in plan.moves
+        ]
         held = [
             {**_pair(k), "reason": kind, "error": message}
+            | (
+                {"blocked_by": [_with_id(b, ids) for b in plan.blockers[k]]}
+                if k in plan.blockers
+                else {}
+            )
             for k, (kind, message) in sorted(plan.held.items())
         ]
+        kept = [{**_with_id(k, ids), "key": why} for k, why in sorted(plan.kept.items())]
         deferred = [_pair(k) for k in sorted(plan.deferred)]
         unresolved = [
             {"side": u.side, "key": u.key, "origin": u.origin, "source_name": u.source}
@@ -53,7 +64,7 @@ def plan_document(
             }
             for s in plan.sources
         ]
-        changes = changes or bool(create or delete)
+        changes = changes or bool(create or delete or move)
         entry.update(
             {
                 "error": None,
@@ -67,6 +78,8 @@ def plan_document(
                     "unresolved": len(unresolved),
                     "absent": len(plan.absent),
                     "bad_records": plan.bad_records,
+                    "move": len(move),
+                    "kept_uncertain": len(kept),
                 },
                 "source_counts": dict(sorted(plan.source_counts.items())),
                 "sources": sources,
@@ -81,6 +94,13 @@ def plan_document(
                     "waiting": plan.prune.waiting,
                     "capped": plan.prune.capped,
                 },
+                "move": move,
+                "kept": kept,
+                "moves": {
+                    "enabled": rel.moves.enabled,
+                    "blocked": plan.moves_blocked,
+                    "capped": plan.moves_capped,
+                },
             }
         )
         relations.append(entry)
@@ -90,7 +110,17 @@ def plan_document(
 def _failed_entry(error: str, prune_enabled: bool) -> dict[str, Any]:
     """A relation that could not be planned: every key, empty or null, so scripts need
     no special case."""
-    counts = ("create", "delete", "held", "deferred", "unresolved", "absent", "bad_records")
+    counts = (
+        "create",
+        "delete",
+        "held",
+        "deferred",
+        "unresolved",
+        "absent",
+        "bad_records",
+        "move",
+        "kept_uncertain",
+    )
     return {
         "error": error,
         "desired": None,
@@ -109,12 +139,19 @@ def _failed_entry(error: str, prune_enabled: bool) -> dict[str, Any]:
             "waiting": 0,
             "capped": 0,
         },
+        "move": [],
+        "kept": [],
+        "moves": {"enabled": True, "blocked": None, "capped": 0},
     }
 
 
 def _pair(key: int) -> dict[str, int]:
     src, dst = unpack(key)
     return {"bk_inst_id": src, "bk_asst_inst_id": dst}
+
+
+def _with_id(key: int, ids: dict[int, int | None]) -> dict[str, int | None]:
+    return {**_pair(key), "association_id": ids.get(key)}
 
 
 def render_json(doc: dict[str, Any]) -> str:
@@ -135,6 +172,8 @@ def render_text(doc: dict[str, Any], *, limit: int = 20) -> str:
             f"create {c['create']}, delete {c['delete']}, held back {c['held']}, "
             f"deferred {c['deferred']}, unresolved {c['unresolved']}, "
             f"bad records {c['bad_records']}"
+            + (f", move {c['move']}" if c["move"] else "")
+            + (f", kept for uncertainty {c['kept_uncertain']}" if c["kept_uncertain"] else "")
         )
         for label, sign, items in (
             ("create", "+", rel["create"]),
@@ -145,9 +184,12 @@ def render_text(doc: dict[str, Any], *, limit: int = 20) -> str:
                 out.append(f"  {sign} {item['bk_inst_id']} -> {item['bk_asst_inst_id']}{extra}")
             if len(items) > limit:
                 out.append(f"  {sign} ... and {len(items) - limit} more")
+        _render_moves(out, rel, limit)
         for item in rel["held"][:limit]:
+            blockers = ", ".join(_named(b) for b in item.get("blocked_by", ()))
+            by = f" by {blockers}" if blockers else ""
             out.append(
-                f"  ~ {item['bk_inst_id']} -> {item['bk_asst_inst_id']}  held: {item['reason']}"
+                f"  ~ {item['bk_inst_id']} -> {item['bk_asst_inst_id']}  held: {item['reason']}{by}"
             )
         if len(rel["held"]) > limit:
             out.append(f"  ~ ... and {len(rel['held']) - limit} more held back")
@@ -165,6 +207,10 @@ def render_text(doc: dict[str, Any], *, limit: int = 20) -> str:
             out.append(f"  ? {item['side']} key {item['key']!r} not in the CMDB ({where})")
         if len(rel["unresolved"]) > limit:
             out.append(f"  ? ... and {len(rel['unresolved']) - limit} more unresolved")
+        for item in rel["kept"][:limit]:
+            out.append(f"  = {_named(item)}  kept: {item['key']}")
+        if len(rel["kept"]) > limit:
+            out.append(f"  = ... and {len(rel['kept']) - limit} more kept for uncertainty")
         prune = rel["prune"]
         if not prune["enabled"]:
             if c["absent"]:
@@ -178,3 +224,23 @@ def render_text(doc: dict[str, Any], *, limit: int = 20) -> str:
             )
     out.append("changes pending" if doc["changes"] else "no changes")
     return "\n".join(out)
+
+
+def _named(item: dict[str, Any]) -> str:
+    assoc = item.get("association_id")
+    where = f" (association {assoc})" if assoc is not None else ""
+    return f"{item['bk_inst_id']} -> {item['bk_asst_inst_id']}{where}"
+
+
+def _render_moves(out: list[str], rel: dict[str, Any], limit: int) -> None:
+    """``> old -> new``: each move with the pairs it replaces; then what holds moves back."""
+    for item in rel["move"][:limit]:
+        old = ", ".join(_named(r) for r in item["replaces"])
+        out.append(f"  > {old}  =>  {item['bk_inst_id']} -> {item['bk_asst_inst_id']}")
+    if len(rel["move"]) > limit:
+        out.append(f"  > ... and {len(rel['move']) - limit} more moves")
+    moves = rel["moves"]
+    if moves["blocked"]:
+        out.append(f"  moves blocked: {moves['blocked']}")
+    elif moves["capped"]:
+        out.append(f"  moves: {moves['capped']} over this cycle's cap")

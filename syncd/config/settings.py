@@ -36,6 +36,7 @@ from syncd.config.load import (
     resolve_secret_files,
 )
 from syncd.core.batching import MAX_BATCH
+from syncd.core.moves import MoveGuards
 from syncd.core.prune import PruneGuards
 from syncd.sources.filters import FilterSettings
 from syncd.sources.settings import SourceSettings
@@ -267,6 +268,23 @@ class PruneSettings(_Section):
         )
 
 
+class MoveSettings(_Section):
+    """Moves: a desired pair blocked by a pair syncd created and the source dropped."""
+
+    enabled: bool = True
+    max_count: int = Field(1000, ge=0, description="moves per cycle at most ...")
+    max_fraction: float = Field(
+        0.5, ge=0, le=1, description="... and at most this share of the relation's pairs"
+    )
+    replace_foreign: bool = Field(
+        False,
+        description="also delete blocking pairs syncd did not create (someone else's data)",
+    )
+
+    def guards(self) -> MoveGuards:
+        return MoveGuards(self.enabled, self.max_count, self.max_fraction, self.replace_foreign)
+
+
 class RelationSettings(_Section):
     """One bk_obj_asst_id kept in step with one source, or with the union of several."""
 
@@ -288,6 +306,7 @@ class RelationSettings(_Section):
         "id", min_length=1, description="attribute naming the target: 'id', bk_host_innerip, ..."
     )
     prune: PruneSettings = PruneSettings()
+    moves: MoveSettings = MoveSettings()
 
     @model_validator(mode="after")
     def _consistent(self) -> RelationSettings:

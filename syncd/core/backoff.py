@@ -4,9 +4,10 @@ Two clocks. A request that hit a limit or a flaky gateway is retried within
 the cycle after an exponential, fully jittered pause (AWS's "full jitter": the
 retries of many workers spread out instead of arriving together). A pair the
 CMDB refused is held back across cycles: a missing instance may appear later,
-so it is retried with a growing hold-back; a mapping conflict is a contradiction
-in the source data and waits for a resync (SIGHUP) instead of spending rate
-budget every cycle.
+so it is retried with a growing hold-back; an impossible id waits for a resync
+(SIGHUP) instead of spending rate budget every cycle. A mapping conflict is stored the
+same way, but the plan re-decides it every cycle from the pair that blocks it
+(:mod:`syncd.core.moves`): held while the blocker stands, sent once it is gone.
 """
 
 from __future__ import annotations

@@ -10,8 +10,8 @@ from __future__ import annotations
 
 import asyncio
 import itertools
-from collections.abc import Awaitable, Callable, Sequence
-from typing import Any, Protocol
+from collections.abc import Awaitable, Callable, Mapping, Sequence
+from typing import Protocol
 
 import structlog
 
@@ -21,10 +21,11 @@ from syncd.config.settings import RelationSettings, SyncSettings
 from syncd.core.answer import Answer, IndexKind, Verdict
 from syncd.core.backoff import pair_next_attempt
 from syncd.core.isolate import Detail, IsolationBudget, batch_outcome, settle_batch
-from syncd.core.outcome import BatchOutcome, classify_batch, pair_fields, whole_failure
+from syncd.core.outcome import BatchOutcome, classify_batch, whole_failure
 from syncd.core.pairs import PairKey, pack, unpack
 from syncd.core.refusal import looked_up_sides
 from syncd.engine.known import Known, RelationRefused
+from syncd.engine.moving import Replaces, count_moves, delete_fields, mark_moves
 from syncd.engine.precheck import HostCheck, host_sides, split_stale, stale_outcome
 from syncd.engine.report import RelationReport
 from syncd.state import Failed
@@ -151,16 +152,25 @@ class Applier:
             self.hosts.forget()
 
     async def create(
-        self, rel: RelationSettings, batches: list[list[PairKey]], report: RelationReport
+        self,
+        rel: RelationSettings,
+        batches: list[list[PairKey]],
+        report: RelationReport,
+        *,
+        replaces: Replaces | None = None,
     ) -> None:
-        """Send every batch; raises RelationRefused once the CMDB refused the relation."""
+        """Send every batch; raises RelationRefused once the CMDB refused the relation.
+
+        ``replaces``: the creates that complete a move -> the old pairs their move deleted
+        (their lines say ``operation: "move"`` and name them; they count as ``moved``).
+        """
         refused: list[RelationRefused] = []
         if batches and any(host_sides(rel.bk_obj_id, rel.bk_asst_obj_id)):
             precheck = self._wants_precheck(rel.name)
             self._sent_before.add(rel.name)
             self._met_missing_host.discard(rel.name)  # this cycle's answers decide again
             if precheck:
-                batches = await self._precheck(rel, batches, report, refused)
+                batches = await self._precheck(rel, batches, report, refused, replaces)
         self.progress[1] += sum(len(b) for b in batches)
         async with asyncio.TaskGroup() as tg:
             for batch in batches:
@@ -168,7 +178,8 @@ class Applier:
                 if self.closed.is_set() or refused:
                     self._window.release()
                     break
-                tg.create_task(self._create_one(rel, [unpack(k) for k in batch], report, refused))
+                details = [unpack(k) for k in batch]
+                tg.create_task(self._create_one(rel, details, report, refused, replaces))
         if refused:
             raise refused[0]
 
@@ -188,6 +199,7 @@ class Applier:
         batches: list[list[PairKey]],
         report: RelationReport,
         refused: list[RelationRefused],
+        replaces: Replaces | None,
     ) -> list[list[PairKey]]:
         """Hold back pairs naming hosts the CMDB does not have, without sending them."""
         assert self.hosts is not None
@@ -217,7 +229,8 @@ class Applier:
             elif keep:
                 kept.append([pack(s, d) for s, d in keep])
         if stale:
-            self.record(rel, next(self._batch_ids), stale_outcome(stale), report, refused)
+            outcome = stale_outcome(stale)
+            self.record(rel, next(self._batch_ids), outcome, report, refused, replaces)
         return kept
 
     async def _create_one(
@@ -226,6 +239,7 @@ class Applier:
         details: Details,
         report: RelationReport,
         refused: list[RelationRefused],
+        replaces: Replaces | None,
     ) -> None:
         batch_id = next(self._batch_ids)
         slot = Slot(self._window)  # lent out while the client backs off
@@ -242,7 +256,7 @@ class Applier:
         finally:
             slot.release()
         report.sent += len(details)
-        self.record(rel, batch_id, outcome, report, refused)
+        self.record(rel, batch_id, outcome, report, refused, replaces)
         self.progress[0] += len(details)
         if self.on_progress is not None:
             self.on_progress(self.progress[0], self.progress[1])
@@ -254,6 +268,7 @@ class Applier:
         outcome: BatchOutcome,
         report: RelationReport,
         refused: list[RelationRefused],
+        replaces: Replaces | None = None,
     ) -> None:
         """Store the outcome (one transaction), count it, log its lines."""
         answer = outcome.answer
@@ -263,6 +278,9 @@ class Applier:
         report.created += len(outcome.created)
         report.exists += len(outcome.exists)
         report.failed += len(outcome.failed)
+        report.conflicts.extend(
+            pack(f.src, f.dst) for f in outcome.failed if f.kind is not None and f.kind.is_conflict
+        )
         if self.observer is not None:
             for name, rows in (("created", outcome.created), ("exists", outcome.exists)):
                 self.observer.record_pair(rel.name, name, len(rows))
@@ -278,10 +296,17 @@ class Applier:
         report.deferred += len(outcome.deferred)
         if self.observer is not None:
             self.observer.record_isolation(rel.name, outcome.isolation_requests)
+        if replaces:
+            moved, failed = count_moves(outcome, replaces)
+            report.moved += moved
+            report.move_failed += failed
+            if self.observer is not None and moved:
+                self.observer.record_pair(rel.name, "moved", moved)
         groups = outcome.request_groups()
         batches = [batch_id] + [next(self._batch_ids) for _ in groups[1:]]
         for number, group in zip(batches, groups, strict=True):
-            log_pairs(group.lines, batch=number, request_id=group.request_id)
+            lines = mark_moves(group.lines, replaces) if replaces else group.lines
+            log_pairs(lines, batch=number, request_id=group.request_id)
         if outcome.isolation_requests or outcome.deferred:
             log.info(
                 "batch_isolated",
@@ -321,27 +346,46 @@ class Applier:
     # -- deletes ----------------------------------------------------------------
 
     async def delete(
-        self, rel: RelationSettings, keys: list[PairKey], report: RelationReport
-    ) -> None:
-        """Delete owned pairs that left the source, 500 ids a request, same limits as creates."""
+        self,
+        rel: RelationSettings,
+        keys: list[PairKey],
+        report: RelationReport,
+        *,
+        replaced_by: Mapping[PairKey, PairKey] | None = None,
+    ) -> set[PairKey]:
+        """Delete known pairs, 500 ids a request, same limits as creates; returns those gone.
+
+        Pruned pairs by default; with ``replaced_by`` (old pair -> the pair that replaces
+        it) the first step of moves, whose lines say ``operation: "move"``.
+        """
         ids = self.known.store.association_ids(rel.name, keys)
         targets = [(k, i) for k in keys if (i := ids.get(k)) is not None]
         if len(targets) < len(keys):
             log.warning(
-                "prune_skipped_without_id",
+                "move_skipped_without_id"
+                if replaced_by is not None
+                else "prune_skipped_without_id",
                 pairs=len(keys) - len(targets),
                 hint="their association ids are unknown; they are retried after a lookup",
             )
+        gone: set[PairKey] = set()
         async with asyncio.TaskGroup() as tg:
             for i in range(0, len(targets), PAGE_LIMIT):
                 await self._window.acquire()
                 if self.closed.is_set():
                     self._window.release()
                     break
-                tg.create_task(self._delete_one(rel, targets[i : i + PAGE_LIMIT], report))
+                chunk = targets[i : i + PAGE_LIMIT]
+                tg.create_task(self._delete_one(rel, chunk, report, gone, replaced_by))
+        return gone
 
     async def _delete_one(
-        self, rel: RelationSettings, chunk: list[tuple[PairKey, int]], report: RelationReport
+        self,
+        rel: RelationSettings,
+        chunk: list[tuple[PairKey, int]],
+        report: RelationReport,
+        gone: set[PairKey],
+        replaced_by: Mapping[PairKey, PairKey] | None,
     ) -> None:
         batch_id = next(self._batch_ids)
         slot = Slot(self._window)
@@ -354,23 +398,19 @@ class Applier:
         if ok:
             # Unknown ids are skipped by the CMDB: a pair already gone counts as deleted.
             self.known.remove(rel.name, [k for k, _ in chunk])
-            report.deleted += len(chunk)
-            if self.observer is not None:
-                self.observer.record_pair(rel.name, "deleted", len(chunk))
-        else:
+            gone.update(k for k, _ in chunk)
+            if replaced_by is None:
+                report.deleted += len(chunk)
+                if self.observer is not None:
+                    self.observer.record_pair(rel.name, "deleted", len(chunk))
+        elif replaced_by is None:
             report.delete_failed += len(chunk)
-        extra: dict[str, Any] = {} if ok else {"error": answer.error}
+        else:
+            report.move_failed += len(chunk)
         lines = [
             (
                 "info" if ok else "warning",
-                pair_fields(
-                    "deleted" if ok else "failed",
-                    "delete",
-                    index,
-                    *unpack(key),
-                    association_id=assoc_id,
-                    **extra,
-                ),
+                delete_fields(ok, index, key, assoc_id, answer.error, replaced_by),
             )
             for index, (key, assoc_id) in enumerate(chunk)
         ]

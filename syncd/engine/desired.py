@@ -18,6 +18,7 @@ from syncd.config.settings import RelationSettings
 from syncd.core.outcome import LogLine, pair_fields
 from syncd.core.pairs import MAX_ID, PairKey, pack, pack_raw
 from syncd.core.plan import SourceStatus, UnresolvedKey
+from syncd.core.uncertain import CERTAIN, OpenSides, Uncertainty
 from syncd.engine.resolver import KeyResolver, KeySpec
 from syncd.sources import registry
 from syncd.sources.base import RawValue, Source, SourceError
@@ -38,6 +39,8 @@ class Desired:
     """What the sources counted besides bad records (filtered, ignored cables, pages)."""
     sources: list[SourceStatus] = field(default_factory=list)
     """Each source's answer, in configuration order."""
+    uncertainty: Uncertainty = CERTAIN
+    """Which known pairs facts with an unresolved key could still mean (never pruned)."""
 
     @property
     def failed(self) -> dict[str, str]:
@@ -257,6 +260,7 @@ def _union(reads: list[_SourceRead]) -> Desired:
             continue
         out.bad_records += read.desired.bad_records
         out.unresolved.extend(read.desired.unresolved)
+        out.uncertainty = out.uncertainty.merged(read.desired.uncertainty)
         for key, count in read.desired.source_counts.items():
             out.source_counts[key] = out.source_counts.get(key, 0) + count
     return out
@@ -334,24 +338,25 @@ def build_pairs(
     desired = Desired(set(), collected.bad, [], dict(collected.counts))
     reported: set[tuple[int, str]] = set()
     lines: list[LogLine] = []
+    open_sides = OpenSides()
     for fact in collected.facts:
-        ids: list[int] = []
-        for side, spec in enumerate(specs):
-            value = fact[side]
-            found = value if isinstance(value, int) else maps[side].get(value)
-            if found is None:
-                if (side, str(value)) not in reported:
-                    reported.add((side, str(value)))
-                    origin = source.origin(fact[2])
-                    key = UnresolvedKey(
-                        "source" if side == 0 else "target", str(value), origin, name
-                    )
-                    desired.unresolved.append(key)
-                    lines.append(_unresolved_line(spec, key))
-                break
-            ids.append(found)
-        else:
-            desired.pairs.add(pack(ids[0], ids[1]))
+        found = [
+            value if isinstance(value, int) else maps[side].get(value)
+            for side, value in enumerate(fact[:2])
+        ]
+        if found[0] is not None and found[1] is not None:
+            desired.pairs.add(pack(found[0], found[1]))
+            continue
+        origin = source.origin(fact[2])
+        open_sides.add(fact[0], fact[1], found[0], found[1], origin)
+        side = 0 if found[0] is None else 1
+        value = str(fact[side])
+        if (side, value) not in reported:
+            reported.add((side, value))
+            key = UnresolvedKey("source" if side == 0 else "target", value, origin, name)
+            desired.unresolved.append(key)
+            lines.append(_unresolved_line(specs[side], key))
+    desired.uncertainty = open_sides.uncertainty()
     log_pairs(lines)
     return desired
 

@@ -13,11 +13,12 @@ from typing import Protocol
 
 import structlog
 
+from syncd.cmdb.apis import PAGE_LIMIT
 from syncd.cmdb.client import CmdbClient, CmdbError
 from syncd.config.settings import RelationSettings
 from syncd.core.batching import Mapping
 from syncd.core.outcome import BatchOutcome
-from syncd.core.pairs import PairKey, pack
+from syncd.core.pairs import PairKey, pack, unpack
 from syncd.state import Created, Failed, Seen, StateStore
 from syncd.support.tasks import nothing, together
 
@@ -187,6 +188,39 @@ class Known:
         keys = list(keys)
         self.store.remove(name, keys)
         self._pairs[name].difference_update(keys)
+
+    async def learn_blockers(self, rel: RelationSettings, refused: list[PairKey]) -> int:
+        """Pairs the CMDB refused for a mapping conflict: find the pairs that block them and
+        make those known (not owned), so the next plan holds the refused pairs by their
+        blocker and releases them the moment it is gone, instead of resending each cycle.
+        Returns how many blockers were new."""
+        if not refused or self._mapping.get(rel.name, Mapping.N_N) is Mapping.N_N:
+            return 0
+        dsts = sorted({d for _, d in map(unpack, refused)})
+        queries = [("bk_asst_inst_id", dsts)]
+        if self._mapping[rel.name] is Mapping.ONE_ONE:
+            queries.append(("bk_inst_id", sorted({s for s, _ in map(unpack, refused)})))
+        found: list[tuple[int, int, int | None]] = []
+        try:
+            for fieldname, values in queries:
+                for i in range(0, len(values), PAGE_LIMIT):
+                    rule = {
+                        "field": fieldname,
+                        "operator": "in",
+                        "value": values[i : i + PAGE_LIMIT],
+                    }
+                    async for page in self.client.iter_associations(
+                        rel.bk_obj_id, rel.bk_obj_asst_id, [rule]
+                    ):
+                        found.extend(page)
+        except CmdbError as exc:
+            log.warning("blocker_lookup_failed", error=str(exc))
+            return 0
+        mirror = self._pairs.get(rel.name, set())
+        new = {pack(s, d): (s, d, i) for s, d, i in found if pack(s, d) not in mirror}
+        if new:
+            self.observed(rel.name, list(new.values()), [])
+        return len(new)
 
     async def fill_association_ids(self, rel: RelationSettings) -> None:
         """Pairs that came back "already exists" get their ids, looked up in bulk."""

@@ -16,7 +16,6 @@ import asyncio
 import time
 import traceback
 from collections.abc import Callable, Collection
-from dataclasses import replace
 from typing import Protocol
 
 import structlog
@@ -24,11 +23,14 @@ import structlog
 from syncd.cmdb.client import CmdbClient, CmdbError
 from syncd.config.settings import RelationSettings, Settings
 from syncd.core.answer import Verdict
+from syncd.core.moves import MOVE_BLOCKED, MOVE_CAPPED
 from syncd.core.pairs import PairKey
-from syncd.core.plan import PruneInputs, RelationPlan, plan
+from syncd.core.plan import MoveInputs, PruneInputs, RelationPlan, plan, relation_guard
+from syncd.core.uncertain import CERTAIN, Uncertainty, certainly_absent
 from syncd.engine.apply import Applier, SendBatch
 from syncd.engine.desired import Desired, DesiredReader, SourceFactory, make_source, size_key
 from syncd.engine.known import Known, RelationRefused
+from syncd.engine.moving import blocking_pairs, clear_for_moves, log_blocked, log_holds
 from syncd.engine.report import CycleReport, RelationReport
 from syncd.engine.resolver import KeyResolver
 from syncd.sources.base import SourceError
@@ -49,6 +51,7 @@ class EngineObserver(Protocol):
     def record_pair(self, relation: str, outcome: str, n: int = 1) -> None: ...
     def record_isolation(self, relation: str, requests: int) -> None: ...
     def set_relation_gauges(self, relation: str, desired: int, known: int, failed: int) -> None: ...
+    def set_kept_uncertain(self, relation: str, pairs: int) -> None: ...
     def mark_success(self, relation: str) -> None: ...
     def record_cycle(self, seconds: float, *, ok: bool = True) -> None: ...
 
@@ -84,8 +87,21 @@ class Reconciler:
         self.last_desired: dict[str, set[PairKey]] = {}
         """Each relation's last source read (the same set, not a copy): what the watch
         (syncd.informer.watch) asks when a pair disappears."""
+        self.last_uncertainty: dict[str, Uncertainty] = {}
+        """What the last read left open (:mod:`syncd.core.uncertain`)."""
+        self.blocking: dict[str, set[PairKey]] = {}
+        """Each relation's known pairs that hold a desired pair back (a mapping conflict):
+        the watch runs the relation at once when one of them is deleted."""
         self._turns: dict[str, asyncio.Lock] = {}
         """One run of a relation at a time, whether a cycle or the watch started it."""
+
+    def may_delete(self, name: str, key: PairKey) -> bool:
+        """For a path that deletes one pair outside a cycle (a webhook, the watch): only a
+        pair the last read certainly does not state; nothing before a relation was read."""
+        desired = self.last_desired.get(name)
+        if desired is None:
+            return False
+        return certainly_absent(key, desired, self.last_uncertainty.get(name, CERTAIN))
 
     @property
     def stopping(self) -> bool:
@@ -145,6 +161,7 @@ class Reconciler:
             if self.observer is not None:
                 failing = report.failed + report.held
                 self.observer.set_relation_gauges(rel.name, report.desired, report.known, failing)
+                self.observer.set_kept_uncertain(rel.name, report.kept_uncertain)
                 if report.error is None:
                     self.observer.mark_success(rel.name)
             return report
@@ -176,19 +193,29 @@ class Reconciler:
                 log.warning("prune_blocked", reason=SOURCE_FAILED)
             raise
         self.last_desired[rel.name] = desired.pairs
+        self.last_uncertainty[rel.name] = desired.uncertainty
         now = self.clock()
         decided = self.decide(rel, desired, known, now)
+        self.blocking[rel.name] = {
+            old
+            for key in decided.held.keys() & decided.blockers.keys()
+            for old in decided.blockers[key]
+        }
         _fill_report(report, desired, decided)
         self.commit_observations(rel, desired, decided, now)
         if self.stopping:
             return
+        batches, replaces = decided.batches, None
+        if decided.moves:
+            batches, replaces = await clear_for_moves(self.apply, rel, decided, report)
         try:
-            await self.apply.create(rel, decided.batches, report)
+            await self.apply.create(rel, batches, report, replaces=replaces)
         finally:
             report.pending -= report.created + report.exists
         if self.stopping:
             return
         await self.known.fill_association_ids(rel)
+        await self.known.learn_blockers(rel, report.conflicts)
         if decided.prune.delete and not self.stopping:
             await self.apply.delete(rel, decided.prune.delete, report)
 
@@ -203,25 +230,32 @@ class Reconciler:
     ) -> RelationPlan:
         """The pure plan, over what the store says about held, owned and absent pairs."""
         name = rel.name
+        guards = rel.prune.guards()
+        last_good = self.store.prune_baseline(name)
+        sizes: dict[str, tuple[int, int | None]] = {}
+        if rel.several_sources:
+            sizes = {
+                s.name: (s.pairs, self.store.source_baseline(name, s.name))
+                for s in desired.sources
+                if s.pairs is not None
+            }
+        blocked = relation_guard(len(desired.pairs), last_good, guards, sizes, desired.failed)
         prune = None
         if rel.prune.enabled:
             owned = self.store.owned_keys(name)
             prune = PruneInputs(
-                guards=rel.prune.guards(),
+                guards=guards,
                 owned=owned,
                 absent_before=self.store.absent_info(name, owned - desired.pairs),
-                last_good_desired=self.store.prune_baseline(name),
+                last_good_desired=last_good,
+                source_sizes=sizes,
+                failed_sources=desired.failed if rel.several_sources else {},
             )
-            if rel.several_sources:
-                prune = replace(
-                    prune,
-                    source_sizes={
-                        s.name: (s.pairs, self.store.source_baseline(name, s.name))
-                        for s in desired.sources
-                        if s.pairs is not None
-                    },
-                    failed_sources=desired.failed,
-                )
+        moves = MoveInputs(
+            rel.moves.guards(),
+            (lambda: prune.owned) if prune is not None else lambda: self.store.owned_keys(name),
+            blocked,
+        )
         decided = plan(
             name,
             desired.pairs,
@@ -231,7 +265,10 @@ class Reconciler:
             batch_size=self.settings.cmdb.batch_size,
             now=now,
             prune=prune,
+            moves=moves,
+            uncertainty=desired.uncertainty,
         )
+        decided.guard = blocked
         decided.bad_records = desired.bad_records
         decided.unresolved = list(desired.unresolved)
         decided.source_counts = dict(desired.source_counts)
@@ -253,18 +290,26 @@ class Reconciler:
         if rel.several_sources:
             for status in answered:
                 self.store.set_source_size(size_key(rel, status.name), status.pairs or 0)
+        log_holds(decided)
+        log_blocked(decided, self.store.association_ids(rel.name, blocking_pairs(decided)))
+        if decided.guard is None:
+            # The size the source guard compares with, for pruning and moves alike
+            # (written only when it changed: no transaction per cycle for a steady source).
+            if self.store.prune_baseline(name) != len(desired.pairs):
+                self.store.set_prune_baseline(name, len(desired.pairs))
+            for status in answered if rel.several_sources else ():
+                if self.store.source_baseline(name, status.name) != (status.pairs or 0):
+                    self.store.set_source_baseline(name, status.name, status.pairs or 0)
         if not rel.prune.enabled:
             return
-        self.store.mark_present(name, desired.pairs)
+        # Kept pairs may be stated: their absence is not counted (no copy of a large set
+        # when nothing is kept).
+        present = desired.pairs | decided.kept.keys() if decided.kept else desired.pairs
+        self.store.mark_present(name, present)
         if not desired.failed:
             # A failed source's pairs look absent; their absence is not counted.
             self.store.mark_absent(name, decided.owned_absent, now)
-        if decided.prune.blocked is None:
-            self.store.set_prune_baseline(name, len(desired.pairs))
-            if rel.several_sources:
-                for status in answered:
-                    self.store.set_source_baseline(name, status.name, status.pairs or 0)
-        else:
+        if decided.prune.blocked is not None:
             log.warning("prune_blocked", reason=decided.prune.blocked)
 
     async def plan_relation(self, rel: RelationSettings) -> RelationPlan:
@@ -289,6 +334,8 @@ def _fill_report(report: RelationReport, desired: Desired, decided: RelationPlan
     report.pending = len(decided.to_create)
     report.prune_blocked = decided.prune.blocked
     report.error = desired.failure
+    report.kept_uncertain = len(decided.kept)
+    report.moves_held = sum(1 for r, _ in decided.held.values() if r in (MOVE_CAPPED, MOVE_BLOCKED))
 
 
 def _report_failure(rel: RelationSettings, exc: BaseException) -> str:

@@ -36,8 +36,18 @@ class RelationReport:
     absent: int = 0
     deleted: int = 0
     delete_failed: int = 0
+    moved: int = 0
+    """Moves completed: the old pair deleted, the new one created (or found existing)."""
+    move_failed: int = 0
+    """Move steps that failed (a delete refused, or the create after its delete)."""
+    moves_held: int = 0
+    """Moves due but held back by the cap or the source guard (they happen later)."""
+    kept_uncertain: int = 0
+    """Known pairs not in the source kept because a fact with an unresolved key could be them."""
     isolation_requests: int = 0
     """Batch-create requests beyond each batch's first, to settle whole-request refusals."""
+    conflicts: list[int] = field(default_factory=list, repr=False)
+    """Pairs the CMDB refused for a mapping conflict this cycle (their blockers are looked up)."""
     prune_blocked: str | None = None
     resynced: bool = False
     error: str | None = None
@@ -65,6 +75,7 @@ class RelationReport:
         fields["duration"] = round(self.duration, 3)
         fields.pop("relation")
         fields.pop("unresolved_keys")
+        fields.pop("conflicts")
         return fields
 
 
@@ -107,6 +118,8 @@ class CycleReport:
             "held": self.total("held"),
             "unresolved": self.total("unresolved"),
             "deleted": self.total("deleted"),
+            "moved": self.total("moved"),
+            "kept_uncertain": self.total("kept_uncertain"),
             "relations_failed": sum(1 for r in self.relations if r.error is not None),
             "duration": round(self.duration, 3),
         }

@@ -7,6 +7,8 @@ what an event means for a relation, and never talks to the CMDB.
 - a known pair **deleted** by someone: forgotten; if the source still wants it, one
   ``drift`` line and the relation runs now, which re-creates it (counted as
   ``syncd_pairs_total{outcome="repaired"}``);
+- a known pair **deleted** by someone that held a desired pair back (a mapping conflict):
+  the relation runs now, which sends the held pair;
 - a pair **created** by someone: known (not owned, so never pruned), never sent. Applied
   :data:`ADOPT_GRACE` seconds after it arrives, by which time syncd's own creates have
   been recorded from their answers and are not mistaken for someone else's.
@@ -77,8 +79,14 @@ class DriftRepair:
     def _drifted(self, rel: RelationSettings, deleted: list[Event]) -> None:
         desired = self.engine.last_desired.get(rel.name)
         drifted = self.drifted.setdefault(rel.name, set())
+        blocking = self.engine.blocking.get(rel.name, set())
         wanted = 0
         for event in deleted:
+            if event.key in blocking:
+                blocking.discard(event.key)
+                wanted += 1
+                _log_drift(log.info, rel, event, "deleted", "release")
+                continue
             if desired is not None and event.key not in desired:
                 continue
             wanted += 1

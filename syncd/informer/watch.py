@@ -10,7 +10,8 @@ request never takes a writer's slot.
 What an event changes is :mod:`syncd.informer.drift`; reading the answers,
 :mod:`syncd.core.watchevents`; following each object's stream,
 :mod:`syncd.informer.stream`. This module holds them together: the hooks the
-reconciler calls around a list, the queue of runs, the relist timer, the tasks' lifecycle and the /readyz snapshot.
+reconciler calls around a list, the queue of runs, the relist timer, the tasks' lifecycle
+and the /readyz snapshot.
 
 No event may be lost between a list and the watch: the watch takes its "from now"
 cursor before the first list (start-up waits for it), events arriving during a list are

@@ -143,6 +143,13 @@ class Metrics:
             ["relation"],
             registry=reg,
         )
+        self.kept_uncertain = Gauge(
+            "syncd_kept_uncertain_pairs",
+            "Pairs not in the source that pruning and moves keep, because a fact with an "
+            "unresolved key could still state them.",
+            ["relation"],
+            registry=reg,
+        )
         if sync_interval is not None:
             # Alerts count staleness in intervals, so the interval itself is a series
             # (absent rather than 0 when unknown: 3 x 0 seconds would page at once).
@@ -206,6 +213,9 @@ class Metrics:
         self.desired.labels(relation=rel).set(desired)
         self.known.labels(relation=rel).set(known)
         self.failed.labels(relation=rel).set(failed)
+
+    def set_kept_uncertain(self, relation: str, pairs: int) -> None:
+        self.kept_uncertain.labels(relation=_label(relation)).set(pairs)
 
     def mark_success(self, relation: str, when: float | None = None) -> None:
         """Alert on ``time() - syncd_last_success_timestamp_seconds`` growing."""

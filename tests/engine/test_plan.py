@@ -57,7 +57,7 @@ def test_plan_mixed_scenario(tmp_path: Path, procs: list[Proc]) -> None:
         ("bk_switch-1", "host-1002"),
         ("bk_switch-2", "host-1003"),
         ("bk_switch-3", "host-1003"),  # 1:n: host-1003 already has a source -> conflict, held
-        ("bk_switch-1", "ghost"),  # no such host -> unresolved
+        ("bk_switch-3", "ghost"),  # no such host -> unresolved (keeps bk_switch-3's pairs)
     ]
     topo.write_text(names(v1))
     first = run("once", "--config", str(cfg))
@@ -93,9 +93,14 @@ def test_plan_mixed_scenario(tmp_path: Path, procs: list[Proc]) -> None:
     outcomes = sorted(
         (p["outcome"], p.get("bk_inst_id"), p.get("bk_asst_inst_id"))
         for p in applied.lines
-        if p.get("event") == "pair" and p["outcome"] != "unresolved"
+        if p.get("event") == "pair" and p["outcome"] not in ("unresolved", "held")
     )
     assert outcomes == [("created", 2, 1004), ("deleted", 1, 1002)]
+    held = [p for p in applied.lines if p.get("event") == "pair" and p["outcome"] == "held"]
+    assert [(h["bk_inst_id"], h["bk_asst_inst_id"], h["reason"]) for h in held] == [
+        (3, 1003, "conflict_1_n")
+    ]
+    assert held[0]["blocked_by"][0]["bk_inst_id"] == 2
     after = run("plan", "--config", str(cfg))
     assert after.returncode == 0, after.stdout  # held and unresolved remain, but no changes
     assert after.stdout.strip().endswith("no changes")

@@ -9,8 +9,8 @@ import sqlite3
 import time
 from pathlib import Path
 
-from tests.runtime.test_daemon_process import cmdb_pairs, pairs, write_fixture
 from tests.helpers import Proc, load, start_simulator, write_config, write_csv
+from tests.runtime.test_daemon_process import cmdb_pairs, pairs, write_fixture
 
 
 def owned_and_not(cfg: Path) -> tuple[set[tuple[int, int]], set[tuple[int, int]]]:

@@ -10,8 +10,8 @@ import sys
 import time
 from pathlib import Path
 
-from tests.runtime.test_daemon_process import cmdb_pairs, pairs, write_fixture
 from tests.helpers import Proc, start_simulator, write_config, write_csv
+from tests.runtime.test_daemon_process import cmdb_pairs, pairs, write_fixture
 
 DEADLINE = 1.0
 BOUND = 8.0

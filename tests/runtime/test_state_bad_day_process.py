@@ -13,9 +13,9 @@ from pathlib import Path
 from typing import Any
 
 from syncd.state import SCHEMA_VERSION
-from tests.runtime.test_daemon_process import cmdb_pairs, pairs, write_fixture
 from tests.helpers import REPO, Proc, start_simulator, write_config, write_csv
 from tests.mounts import fill, read_only, small_fs
+from tests.runtime.test_daemon_process import cmdb_pairs, pairs, write_fixture
 
 
 def get(base: str, path: str) -> tuple[int, str]:

@@ -1,0 +1,190 @@
+"""Moves and holds in the engine: running a move's two steps, and the lines saying what
+waits and why.
+
+The decisions are :mod:`syncd.core.moves` and :mod:`syncd.core.uncertain` (pure); this is
+what carries them out: the deletes of a cycle's moves before any of their creates, the
+``pair`` lines of each step (``operation: "move"``), the ``held`` lines naming a blocking
+pair, and the once-a-cycle ``moves_held`` and ``prune_kept`` lines.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import TYPE_CHECKING, Any
+
+import structlog
+
+from syncd.config.settings import RelationSettings
+from syncd.core.moves import MOVE_BLOCKED, MOVE_CAPPED
+from syncd.core.outcome import BatchOutcome, LogLine, pair_fields
+from syncd.core.pairs import PairKey, pack, unpack
+from syncd.core.plan import RelationPlan
+from syncd.engine.report import RelationReport
+from syncd.support.log import log_pairs
+
+if TYPE_CHECKING:
+    from syncd.engine.apply import Applier
+
+log = structlog.get_logger("syncd")
+
+Replaces = Mapping[PairKey, list[dict[str, int | None]]]
+"""A move's create -> the old pairs deleted for it (ids and association id, as logged)."""
+
+
+def mark_moves(lines: list[LogLine], replaces: Replaces) -> list[LogLine]:
+    """A move's create lines: ``operation: "move"``, ``step: "create"`` and ``replaces``."""
+    out: list[LogLine] = []
+    for level, fields in lines:
+        src, dst = fields.get("bk_inst_id"), fields.get("bk_asst_inst_id")
+        old = (
+            replaces.get(pack(src, dst)) if isinstance(src, int) and isinstance(dst, int) else None
+        )
+        if old is not None and fields.get("operation") == "create":
+            fields = {**fields, "operation": "move", "step": "create", "replaces": old}
+        out.append((level, fields))
+    return out
+
+
+def count_moves(outcome: BatchOutcome, replaces: Replaces) -> tuple[int, int]:
+    """(moves completed, move creates failed) in one answer."""
+    done = sum(1 for s, d, _ in (*outcome.created, *outcome.exists) if pack(s, d) in replaces)
+    failed = sum(1 for f in outcome.failed if pack(f.src, f.dst) in replaces)
+    return done, failed
+
+
+def delete_fields(
+    ok: bool,
+    index: int,
+    key: PairKey,
+    association_id: int,
+    error: str | None,
+    replaced_by: Mapping[PairKey, PairKey] | None,
+) -> dict[str, Any]:
+    """A delete's ``pair`` line: a prune's, or a move's first step (``replaced_by``)."""
+    extra: dict[str, Any] = {} if ok else {"error": error}
+    operation = "delete"
+    if replaced_by is not None:
+        operation = "move"
+        new_src, new_dst = unpack(replaced_by[key])
+        extra["step"] = "delete"
+        extra["replaced_by"] = {"bk_inst_id": new_src, "bk_asst_inst_id": new_dst}
+    return pair_fields(
+        "deleted" if ok else "failed",
+        operation,
+        index,
+        *unpack(key),
+        association_id=association_id,
+        **extra,
+    )
+
+
+async def clear_for_moves(
+    apply: Applier, rel: RelationSettings, decided: RelationPlan, report: RelationReport
+) -> tuple[list[list[PairKey]], Replaces]:
+    """A move's first step: delete every pair the moves replace (all before any create).
+
+    Returns the batches without the creates whose old pair could not be deleted (they are
+    tried again next cycle), and what each remaining create replaces.
+    """
+    store = apply.known.store
+    deletes = sorted({old for move in decided.moves for old in move.replaces})
+    ids = store.association_ids(rel.name, deletes)
+    if any(ids.get(k) is None for k in deletes):
+        await apply.known.fill_association_ids(rel)
+        ids = store.association_ids(rel.name, deletes)
+    replaced_by = {old: move.create for move in decided.moves for old in move.replaces}
+    gone = await apply.delete(rel, deletes, report, replaced_by=replaced_by)
+    ready = {m.create for m in decided.moves if all(old in gone for old in m.replaces)}
+    waiting = len(decided.moves) - len(ready)
+    if waiting:
+        report.moves_held += waiting
+        log.warning(
+            "moves_waiting",
+            moves=waiting,
+            reason="a pair they replace could not be deleted; tried again next cycle",
+        )
+    unready = {m.create for m in decided.moves} - ready
+    batches = [
+        b for b in ([k for k in batch if k not in unready] for batch in decided.batches) if b
+    ]
+    replaces: Replaces = {
+        move.create: blocked_by(move.replaces, ids)
+        for move in decided.moves
+        if move.create in ready
+    }
+    return batches, replaces
+
+
+def blocked_by(
+    pairs: tuple[PairKey, ...], ids: Mapping[PairKey, int | None]
+) -> list[dict[str, int | None]]:
+    """Known pairs as a line or the plan names them: both ids and the association id."""
+    return [
+        {"bk_inst_id": s, "bk_asst_inst_id": d, "association_id": ids.get(old)}
+        for old in pairs
+        for s, d in [unpack(old)]
+    ]
+
+
+def _named_holds(decided: RelationPlan) -> dict[PairKey, tuple[str, str]]:
+    """Held creates a known pair blocks and no move replaces (caps and guards apart)."""
+    return {
+        key: why
+        for key, why in decided.held.items()
+        if key in decided.blockers and why[0] not in (MOVE_CAPPED, MOVE_BLOCKED)
+    }
+
+
+def blocking_pairs(decided: RelationPlan) -> set[PairKey]:
+    """The known pairs that the ``held`` lines name."""
+    return {old for key in _named_holds(decided) for old in decided.blockers[key]}
+
+
+def log_blocked(decided: RelationPlan, ids: Mapping[PairKey, int | None]) -> None:
+    """One ``held`` line per create a known pair blocks, naming the blocking pairs (ids and
+    association id) and what to do; every cycle, as long as it is held."""
+    lines: list[LogLine] = [
+        (
+            "warning",
+            pair_fields(
+                "held",
+                "create",
+                None,
+                *unpack(key),
+                reason=reason,
+                error=message,
+                blocked_by=blocked_by(decided.blockers[key], ids),
+            ),
+        )
+        for key, (reason, message) in sorted(_named_holds(decided).items())
+    ]
+    if lines:
+        log_pairs(lines)
+
+
+KEPT_SAMPLE = 20
+"""Kept pairs named on the ``prune_kept`` line; ``syncd plan`` lists every one."""
+
+
+def log_holds(decided: RelationPlan) -> None:
+    """Once per cycle: what the move caps and guards held back, and what was kept."""
+    if decided.moves_capped or decided.moves_blocked:
+        log.warning(
+            "moves_held",
+            capped=decided.moves_capped,
+            blocked=decided.moves_blocked,
+            hint="they run in a later cycle",
+        )
+    if decided.kept:
+        sample = sorted(decided.kept.items())[:KEPT_SAMPLE]
+        log.info(
+            "prune_kept",
+            pairs=len(decided.kept),
+            reason="a fact with an unresolved key could still state them",
+            kept=[{**_pair(key), "key": why} for key, why in sample],
+        )
+
+
+def _pair(key: PairKey) -> dict[str, Any]:
+    src, dst = unpack(key)
+    return {"bk_inst_id": src, "bk_asst_inst_id": dst}
