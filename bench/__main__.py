@@ -25,6 +25,7 @@ from bench import (
     pacing,
     throughput,
     watch,
+    webhook_latency,
 )
 from bench.common import machine
 
@@ -42,6 +43,8 @@ SIZES = {
     "drift": (1_000, 100),
     "relist": (1_000_000, 5_000),
     "moves": (10_000, 1_000),
+    "webhook": (1_500, 300),
+    "webhook_large": (50_000, 1_500),
 }
 
 TARGETS = {
@@ -62,6 +65,14 @@ TARGETS = {
         r["relist"]["key_over_pages_per_rate"] <= 1.2
     ),
     "relist.offset_over_key >= 5": lambda r: r["relist"]["offset_over_key"] >= 5,
+    "webhook.create_median_s <= 1": lambda r: r["webhook"]["create_median_s"] <= 1,
+    "webhook.delete_median_s <= 1": lambda r: r["webhook"]["delete_median_s"] <= 1,
+    "webhook.move_median_s <= 1": lambda r: r["webhook"]["move_median_s"] <= 1,
+    "webhook.burst_first_pair_s <= 2": lambda r: r["webhook"]["burst_first_pair_s"] <= 2,
+    "webhook.burst_exact": lambda r: r["webhook"]["burst_exact"],
+    "webhook_large.create_median_s <= 1": lambda r: r["webhook_large"]["create_median_s"] <= 1,
+    "webhook_large.delete_median_s <= 1": lambda r: r["webhook_large"]["delete_median_s"] <= 1,
+    "webhook_large.move_median_s <= 1": lambda r: r["webhook_large"]["move_median_s"] <= 1,
 }
 
 
@@ -79,6 +90,8 @@ def run_all(quick: bool, only: list[str], workdir: Path) -> dict[str, Any]:
         "drift": watch.drift,
         "relist": watch.relist,
         "moves": moves.run,
+        "webhook": webhook_latency.run,
+        "webhook_large": webhook_latency.run,
     }
     results: dict[str, Any] = {"machine": machine(), "quick": quick}
     for name, scenario in scenarios.items():

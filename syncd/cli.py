@@ -104,7 +104,8 @@ def main(argv: list[str] | None = None) -> int:
         ops = settings.ops
         url = ops_url_for(ops.host, ops.port) if ops.enabled and ops.port else None
         try:
-            print(f"syncd: {request_resync(pidfile=ops.pidfile, ops_url=url)}")
+            token = ops.resync_token.get_secret_value() if ops.resync_token else None
+            print(f"syncd: {request_resync(pidfile=ops.pidfile, ops_url=url, token=token)}")
         except ControlError as exc:
             print(f"syncd: {exc}", file=sys.stderr)
             return 1

@@ -234,3 +234,18 @@ def start_simulator(procs: list[Proc], fixture: Path, *args: str) -> str:
     procs.append(proc)
     line = proc.wait_for(lambda l: l.get("event") == "simulator_listening", timeout=20)
     return str(line["url"])
+
+
+SHARED = Path(os.environ.get("SYNCD_SHARED_DIR") or REPO.parent / "shared")
+"""The shared fixtures beside the clone (``../shared``); SYNCD_SHARED_DIR points elsewhere."""
+NETBOX_473_WEBHOOKS = SHARED / "fixtures" / "netbox-4.7.3-webhooks"
+
+
+def delivery(number: str) -> dict[str, Any]:
+    """A real NetBox 4.7.3 webhook delivery by its number (``001``): the recorded POST, its
+    ``body`` as bytes; fails (not skips) when the shared fixtures are not there."""
+    found = sorted(NETBOX_473_WEBHOOKS.glob(f"{number}-*.json"))
+    assert found, f"no delivery {number} in {NETBOX_473_WEBHOOKS} (set SYNCD_SHARED_DIR)"
+    doc: dict[str, Any] = json.loads(found[0].read_text("utf-8"))
+    doc["body"] = doc["body"].encode("utf-8")
+    return doc

@@ -45,12 +45,18 @@ def field_path(loc: tuple[int | str, ...], data: Any) -> str:
 
 
 def resolve_secret_files(raw: dict[str, Any], base: Path) -> None:
-    """The file's relative secret files (app_secret_file, hooks.netbox.secret_file), made
+    """The file's relative secret files (app_secret_file, hooks.netbox.secret_file,
+    ops.resync_token_file), made
     relative to the file's directory before validation reads them (every other path is
     resolved after validation)."""
     hooks = raw.get("hooks")
     netbox = hooks.get("netbox") if isinstance(hooks, dict) else None
-    for section, key in ((raw.get("cmdb"), "app_secret_file"), (netbox, "secret_file")):
+    secrets = (
+        (raw.get("cmdb"), "app_secret_file"),
+        (netbox, "secret_file"),
+        (raw.get("ops"), "resync_token_file"),
+    )
+    for section, key in secrets:
         if isinstance(section, dict) and isinstance(section.get(key), str):
             secret = Path(section[key])
             if not secret.is_absolute():

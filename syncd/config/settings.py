@@ -28,6 +28,7 @@ from pydantic_settings import (
 )
 
 from syncd.config.checks import UnusableConfig, check_usable
+from syncd.config.hooks import HooksSettings, OpsSettings
 from syncd.config.load import (
     BadEnvironment,
     env_overlay,
@@ -39,9 +40,9 @@ from syncd.core.batching import MAX_BATCH
 from syncd.core.moves import MoveGuards
 from syncd.core.prune import PruneGuards
 from syncd.sources.filters import FilterSettings
-from syncd.sources.settings import SourceSettings
+from syncd.sources.settings import NetBoxSourceSettings, SourceSettings
 from syncd.support.httpbody import check_url
-from syncd.support.secretfile import read_credential, read_secret_file
+from syncd.support.secretfile import read_secret_file
 from syncd.support.sections import _Section
 
 EX_CONFIG = 78
@@ -199,53 +200,6 @@ class LogSettings(_Section):
     format: Literal["auto", "json", "console"] = "auto"
 
 
-class OpsSettings(_Section):
-    enabled: bool = True
-    host: str = "127.0.0.1"
-    port: int = Field(9108, ge=0, le=65535)
-    pidfile: Path | None = None
-
-
-class NetBoxHookSettings(_Section):
-    """``POST /hooks/netbox``: a signed NetBox webhook starts a cycle (syncd.runtime.webhooks)."""
-
-    secret: SecretStr | None = None
-    secret_file: Path | None = None
-    url: str | None = Field(
-        None, description="the NetBox it belongs to (base URL); default: every netbox relation"
-    )
-    max_body: int = Field(1024 * 1024, ge=1024, description="bytes of a payload at most")
-    debounce: float = Field(
-        0.5, gt=0, le=1, description="quiet seconds that end a burst of changes: one cycle"
-    )
-    max_delay: float = Field(
-        30, gt=0, le=600, description="a burst longer than this still gets a cycle"
-    )
-
-    @model_validator(mode="after")
-    def _load_secret(self) -> NetBoxHookSettings:
-        if self.secret is None:
-            self.secret = SecretStr(
-                read_credential(self.secret_file, "netbox_webhook_secret", "hooks.netbox.secret")
-            )
-        if not self.secret.get_secret_value():
-            raise ValueError("hooks.netbox.secret is empty")
-        return self
-
-    def owns(self, netbox_url: str) -> bool:
-        """Whether a relation reading ``netbox_url`` is started by this webhook."""
-        if self.url is None:
-            return True
-        mine = self.url.rstrip("/").removesuffix("/api")
-        return netbox_url.rstrip("/").removesuffix("/api") == mine
-
-
-class HooksSettings(_Section):
-    """Sources that push changes to the ops server."""
-
-    netbox: NetBoxHookSettings | None = None
-
-
 class PruneSettings(_Section):
     """Deleting pairs that left the source: off by default, guarded at every step."""
 
@@ -391,6 +345,30 @@ class Settings(BaseSettings):
                     "give one relation several sources (sources = [...]) instead"
                 )
             seen[rel.bk_obj_asst_id] = rel.name
+        return self
+
+    @model_validator(mode="after")
+    def _hooks_can_work(self) -> Settings:
+        """A webhook that can never arrive, or would start nothing, is a config error."""
+        hook = self.hooks.netbox
+        if hook is None:
+            return self
+        if not self.ops.enabled and self.hooks.listen is None:
+            raise ValueError(
+                "hooks.netbox needs a listener: set ops.enabled = true or hooks.listen"
+            )
+        urls = [
+            src.url
+            for rel in self.relations
+            for src in rel.source_settings()
+            if isinstance(src, NetBoxSourceSettings)
+        ]
+        if not any(hook.owns(url) for url in urls):
+            raise ValueError(
+                f"hooks.netbox.url {hook.url!r} matches no netbox source "
+                f"(their urls: {', '.join(sorted(set(urls))) or 'none'}); it must be the "
+                "same base URL, spelt the same way (localhost is not 127.0.0.1)"
+            )
         return self
 
     @classmethod

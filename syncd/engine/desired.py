@@ -152,6 +152,9 @@ class DesiredReader:
         self.source_factory = source_factory
         self._cache: dict[tuple[str, str], tuple[str, Desired]] = {}
         """(relation, source) -> (source fingerprint, what it said) of the last read."""
+        self.on_read: Callable[[RelationSettings, list[Source] | None], None] | None = None
+        """Told after each read: the sources, when every one was read afresh and answered
+        (syncd.engine.change indexes a NetBox read); None otherwise."""
 
     def forget(self) -> None:
         """Read every source again and look every key up again (a resync)."""
@@ -170,7 +173,8 @@ class DesiredReader:
         named = rel.named_sources()
         natural = rel.source_key != "id" or rel.target_key != "id"
         reads: list[_SourceRead] = []
-        collected: list[tuple[_SourceRead, Source, _Collected]] = []
+        made: list[Source] = []
+        collected: list[tuple[_SourceRead, Source, Collected]] = []
         for (name, settings), outcome in zip(
             named,
             await asyncio.gather(
@@ -187,7 +191,9 @@ class DesiredReader:
                 raise outcome
             elif isinstance(outcome[1], Desired):
                 read.label, read.desired = outcome[0].label, outcome[1]
+                made.append(outcome[0])
             else:
+                made.append(outcome[0])
                 read.label = outcome[0].label
                 collected.append((read, outcome[0], outcome[1]))
         if collected:
@@ -206,6 +212,7 @@ class DesiredReader:
             if read.error is not None and rel.several_sources:
                 with source_context(read.name):
                     log.error("source_failed", error=read.error)
+        self._tell(rel, reads, made)
         if all(read.desired is None for read in reads):
             if len(reads) == 1:
                 raise SourceError(reads[0].error)
@@ -214,9 +221,15 @@ class DesiredReader:
             )
         return _union(reads)
 
+    def _tell(self, rel: RelationSettings, reads: list[_SourceRead], made: list[Source]) -> None:
+        """``on_read`` hears the sources when every one was read afresh and answered."""
+        if self.on_read is not None:
+            whole = all(r.desired is not None for r in reads) and len(made) == len(reads)
+            self.on_read(rel, made if whole else None)
+
     async def _collect(
         self, rel: RelationSettings, index: int, name: str, natural: bool
-    ) -> tuple[Source, Desired | _Collected]:
+    ) -> tuple[Source, Desired | Collected]:
         """One source's facts (or, for an unchanged id-keyed file, its cached answer)."""
         with source_context(name):
             source = self.source_factory(rel, index)
@@ -234,14 +247,14 @@ class DesiredReader:
             return source, desired
 
     async def _resolve(
-        self, rel: RelationSettings, collected: list[tuple[_SourceRead, Source, _Collected]]
+        self, rel: RelationSettings, collected: list[tuple[_SourceRead, Source, Collected]]
     ) -> None:
         """Resolve the keys of every source at once (one bulk lookup per side), then build
         each source's pairs."""
         specs = key_specs(rel)
         everything = [fact for _, _, c in collected for fact in c.facts]
         maps = [
-            await _resolve_side(spec, side, everything, self.resolver)
+            await resolve_side(spec, side, everything, self.resolver)
             for side, spec in enumerate(specs)
         ]
         for read, source, c in collected:
@@ -291,7 +304,7 @@ Fact = tuple[str | int, str | int, int]
 
 
 @dataclass
-class _Collected:
+class Collected:
     """A natural-keyed source's facts before their keys are resolved."""
 
     facts: list[Fact]
@@ -306,7 +319,7 @@ def key_specs(rel: RelationSettings) -> tuple[KeySpec, KeySpec]:
     )
 
 
-async def collect_keyed(rel: RelationSettings, source: Source) -> _Collected:
+async def collect_keyed(rel: RelationSettings, source: Source) -> Collected:
     """Facts named by natural keys (names, IPs), checked but not yet resolved."""
     specs = key_specs(rel)
     facts: list[Fact] = []
@@ -323,18 +336,20 @@ async def collect_keyed(rel: RelationSettings, source: Source) -> _Collected:
                 continue
             facts.append((pair[0], pair[1], record))
     bad.finish()
-    return _Collected(facts, bad.count + source.stats.bad, dict(source.stats.extra))
+    return Collected(facts, bad.count + source.stats.bad, dict(source.stats.extra))
 
 
 def build_pairs(
     specs: tuple[KeySpec, KeySpec],
     maps: list[dict[str, int]],
     source: Source,
-    collected: _Collected,
+    collected: Collected,
     name: str,
+    *,
+    quiet: bool = False,
 ) -> Desired:
     """One source's pairs from its facts and the resolved keys; unresolved keys are logged
-    once per source and side."""
+    once per source and side (``quiet``: not logged)."""
     desired = Desired(set(), collected.bad, [], dict(collected.counts))
     reported: set[tuple[int, str]] = set()
     lines: list[LogLine] = []
@@ -357,7 +372,8 @@ def build_pairs(
             desired.unresolved.append(key)
             lines.append(_unresolved_line(specs[side], key))
     desired.uncertainty = open_sides.uncertainty()
-    log_pairs(lines)
+    if not quiet:
+        log_pairs(lines)
     return desired
 
 
@@ -374,7 +390,7 @@ def _unresolved_line(spec: KeySpec, key: UnresolvedKey) -> LogLine:
     return ("warning", fields)
 
 
-async def _resolve_side(
+async def resolve_side(
     spec: KeySpec, side: int, facts: list[Fact], resolver: KeyResolver
 ) -> dict[str, int]:
     if spec.is_id:

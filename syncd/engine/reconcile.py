@@ -28,6 +28,7 @@ from syncd.core.pairs import PairKey
 from syncd.core.plan import MoveInputs, PruneInputs, RelationPlan, plan, relation_guard
 from syncd.core.uncertain import CERTAIN, Uncertainty, certainly_absent
 from syncd.engine.apply import Applier, SendBatch
+from syncd.engine.change import Change, ChangeApplier, ChangeUncertain
 from syncd.engine.desired import Desired, DesiredReader, SourceFactory, make_source, size_key
 from syncd.engine.known import Known, RelationRefused
 from syncd.engine.moving import blocking_pairs, clear_for_moves, log_blocked, log_holds
@@ -86,12 +87,26 @@ class Reconciler:
         self.cycles = 0
         self.last_desired: dict[str, set[PairKey]] = {}
         """Each relation's last source read (the same set, not a copy): what the watch
-        (syncd.informer.watch) asks when a pair disappears."""
+        (syncd.informer.watch) asks when a pair disappears; pushed changes update it."""
         self.last_uncertainty: dict[str, Uncertainty] = {}
         """What the last read left open (:mod:`syncd.core.uncertain`)."""
         self.blocking: dict[str, set[PairKey]] = {}
         """Each relation's known pairs that hold a desired pair back (a mapping conflict):
         the watch runs the relation at once when one of them is deleted."""
+        self.changes = ChangeApplier(
+            self.known,
+            self.apply,
+            self.resolver,
+            batch_size=settings.cmdb.batch_size,
+            last_desired=self.last_desired,
+            uncertainty=self.last_uncertainty,
+            may_delete=self.may_delete,
+            source_factory=source_factory,
+            clock=clock,
+        )
+        hook = settings.hooks.netbox
+        self.changes.prune_at_once = hook.prune_at_once if hook is not None else True
+        self.desired.on_read = self.changes.full_read
         self._turns: dict[str, asyncio.Lock] = {}
         """One run of a relation at a time, whether a cycle or the watch started it."""
 
@@ -140,6 +155,31 @@ class Reconciler:
     async def run_now(self, rel: RelationSettings, *, resync: bool = False) -> RelationReport:
         """Run one relation outside the cycle (the watch: drift to repair, a relist due)."""
         return await self.run_relation(rel, resync)
+
+    async def apply_change(self, rel: RelationSettings, change: Change) -> RelationReport:
+        """A pushed change of ``rel`` (syncd.engine.change), in its turn, error boundary and
+        log context; ``change`` line at the end. Raises ChangeUncertain when only a full
+        read can say (the caller asks for one); any other failure is in the report."""
+        turn = self._turns.setdefault(rel.name, asyncio.Lock())
+        async with turn:
+            with relation_context(rel.name, rel.bk_obj_asst_id, self.cycles):
+                report = RelationReport(rel.name)
+                started = time.monotonic()
+                try:
+                    await self.changes.apply(rel, change, report)
+                except ChangeUncertain:
+                    raise
+                except Exception as group:
+                    report.error = _report_failure(rel, first_error(group))
+                report.duration = time.monotonic() - started
+                report.known = self._known_count(rel.name)
+                log.info(
+                    "change",
+                    cables=sorted(change.cables)[:20],
+                    devices=sorted(change.devices)[:20],
+                    **report.log_fields(),
+                )
+                return report
 
     async def run_relation(self, rel: RelationSettings, resync: bool) -> RelationReport:
         """One relation inside its error boundary and its bound log context."""

@@ -126,7 +126,9 @@ def ops_url_for(host: str, port: int) -> str:
     return f"http://{shown}:{port}"
 
 
-def request_resync(*, pidfile: Path | None, ops_url: str | None, timeout: float = 5.0) -> str:
+def request_resync(
+    *, pidfile: Path | None, ops_url: str | None, timeout: float = 5.0, token: str | None = None
+) -> str:
     """Ask for a full resync; returns what happened, or raises ControlError.
 
     The ops endpoint is preferred; if it fails and a pidfile is known, SIGHUP is
@@ -139,7 +141,7 @@ def request_resync(*, pidfile: Path | None, ops_url: str | None, timeout: float 
     problems: list[str] = []
     if ops_url is not None:
         try:
-            return _post_resync(ops_url, timeout)
+            return _post_resync(ops_url, timeout, token)
         except ControlError as exc:
             problems.append(str(exc))
     if pidfile is not None:
@@ -186,9 +188,10 @@ def _signal_verified(pidfile: Path, signum: int) -> int:
 _OPENER = urllib.request.build_opener(urllib.request.ProxyHandler({}))
 
 
-def _post_resync(base: str, timeout: float) -> str:
+def _post_resync(base: str, timeout: float, token: str | None = None) -> str:
     url = base.rstrip("/") + "/resync"
-    req = urllib.request.Request(url, data=b"", method="POST")
+    headers = {"Authorization": f"Bearer {token}"} if token else {}
+    req = urllib.request.Request(url, data=b"", method="POST", headers=headers)
     try:
         with _OPENER.open(req, timeout=timeout) as resp:
             status = int(resp.status)

@@ -23,6 +23,7 @@ import structlog
 
 from syncd.cmdb.client import CmdbClient
 from syncd.config.settings import Settings
+from syncd.engine.change import Change, ChangeUncertain
 from syncd.engine.reconcile import Reconciler
 from syncd.engine.report import CycleReport, RelationReport
 from syncd.informer.watch import Watcher
@@ -33,6 +34,7 @@ from syncd.runtime.notify import SystemdNotifier
 from syncd.runtime.ops import OpsServer
 from syncd.runtime.progress import ProgressBar
 from syncd.runtime.push import PushSources
+from syncd.runtime.webhooks import RESULTS
 from syncd.sources.watch import watch_file
 from syncd.state import StateError, StateLocked, StateStore
 from syncd.state.db import stop_waiting
@@ -85,7 +87,9 @@ class Daemon:
         self.health = Health(max_age=2 * settings.sync.interval + 60)
         self.metrics.report_readiness(lambda: self.health.ready()[0])
         self.ops_url: str | None = None
+        self.hooks_url: str | None = None
         self.progress = progress
+        self._push: PushSources | None = None
 
     # -- signals -------------------------------------------------------------
 
@@ -114,6 +118,20 @@ class Daemon:
         pending, everything = self._pending, self._everything or full
         self._pending, self._everything = set(), False
         return None if everything or not pending else pending
+
+    async def _apply_change(self, name: str, change: Change) -> bool:
+        """A pushed change, applied by the engine at once; False when only a full read of
+        the relation can tell (no engine yet, no full read yet, a read or request failed)."""
+        engine = self.engine
+        rel = next((r for r in self.settings.relations if r.name == name), None)
+        if engine is None or rel is None or self._stop.is_set():
+            return False
+        try:
+            report = await engine.apply_change(rel, change)
+        except ChangeUncertain as exc:
+            log.info("change_needs_full_read", relation=name, reason=str(exc))
+            return False
+        return report.error is None
 
     def request_stop(self, signum: int | None = None) -> None:
         if self._stop.is_set():
@@ -197,9 +215,18 @@ class Daemon:
         self._install_signals(loop)
         stack.callback(self._stopped, loop)
         store = self._open_state(stack)
-        push = PushSources(self.settings, self.request_cycle)
+        push = self._push = PushSources(
+            self.settings,
+            self.request_cycle,
+            self._apply_change,
+            count_webhook=self.metrics.record_webhook,
+        )
+        if push.webhook is not None:
+            self.metrics.webhook_results(RESULTS)
+            self.health.push = push.not_ready
         await stack.enter_async_context(self._helpers(push))
         if self.settings.ops.enabled and not self.once:
+            token = self.settings.ops.resync_token
             ops = OpsServer(
                 self.health,
                 self.metrics,
@@ -207,9 +234,13 @@ class Daemon:
                 host=self.settings.ops.host,
                 port=self.settings.ops.port,
                 routes=push.routes(),
+                resync_token=token.get_secret_value() if token is not None else None,
             )
             self.ops_url = await ops.start()
             stack.push_async_callback(ops.stop)
+        if not self.once:
+            self.hooks_url = await push.start_listener()
+            stack.push_async_callback(push.stop_listener)
         self._write_pidfile(stack)
         watching = self.settings.sync.watch and not self.once
         objects = {r.bk_obj_id for r in self.settings.relations} if watching else set()
@@ -226,6 +257,7 @@ class Daemon:
             state=str(self.settings.state.path),
             gateway=self.settings.cmdb.gateway,
             ops=self.ops_url,
+            hooks=self.hooks_url,
             pid=os.getpid(),
         )
         self.notifier.ready()
@@ -354,10 +386,13 @@ class Daemon:
             engine = self._engine(stack)
             if engine is not None and self._watcher is None:
                 await self._start_watch(stack, engine)
+            started = time.monotonic()
             if engine is None:
                 report: CycleReport | None = self._state_unavailable_cycle()
             else:
                 report = await self._run_cycle(engine, resync, only)
+            if report is not None and self._push is not None:
+                self._push.cycle_finished(report, started)
             if only is None:
                 full_due = time.monotonic() + self.settings.sync.interval
             cycles += 1

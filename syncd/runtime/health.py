@@ -36,6 +36,8 @@ class Health:
     cycles: int = 0
     watch: Callable[[], dict[str, Any]] | None = None
     """The CMDB watch's own view (syncd.informer.watch), when it runs."""
+    push: Callable[[], str | None] | None = None
+    """Why pushed changes are not in the CMDB yet (syncd.runtime.changefeed), or None."""
 
     def __post_init__(self) -> None:
         if self.started_at < 0:
@@ -83,6 +85,9 @@ class Health:
             return False, f"last cycle failed for {which}"
         if age > self.max_age:
             return False, f"last cycle finished {age:.0f}s ago (limit {self.max_age:.0f}s)"
+        waiting = self.push() if self.push is not None else None
+        if waiting is not None:
+            return False, waiting
         return True, f"last cycle ok {age:.0f}s ago"
 
     def snapshot(self, now: float | None = None) -> dict[str, Any]:

@@ -125,6 +125,12 @@ class Metrics:
             ["object"],
             registry=reg,
         )
+        self.webhooks = Counter(
+            "syncd_webhooks_total",
+            "Webhook deliveries by outcome (applied, full_read, duplicate, unsigned, busy, ...).",
+            ["result"],
+            registry=reg,
+        )
         self.relists = Counter(
             "syncd_relists_total",
             "Lists a relation needed beyond its first (expired cursor, gap, relist_interval).",
@@ -188,6 +194,14 @@ class Metrics:
 
     def set_watch_lag(self, bk_obj_id: str, seconds: float) -> None:
         self.watch_lag.labels(object=_label(bk_obj_id)).set(max(seconds, 0.0))
+
+    def record_webhook(self, result: str) -> None:
+        self.webhooks.labels(result=_label(result)).inc()
+
+    def webhook_results(self, results: tuple[str, ...]) -> None:
+        """Show every outcome from the start (at 0), so a rate() over it has a base."""
+        for result in results:
+            self.webhooks.labels(result=_label(result))
 
     def record_relist(self, relation: str, reason: str) -> None:
         self.relists.labels(relation=_label(relation), reason=_label(reason)).inc()

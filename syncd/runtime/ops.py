@@ -4,13 +4,17 @@ It runs inside the daemon's event loop on purpose: if the loop is stuck,
 /healthz cannot answer, which is exactly what a liveness probe should see.
 It listens on 127.0.0.1 by default; in a pod it listens on 0.0.0.0 so the
 kubelet can probe it. Nothing here is secret: health reasons, counts and metric
-labels only. POST /resync is unauthenticated but harmless (it only asks for
-one extra full cycle, and requests coalesce); it refuses browser requests
-(any ``Origin`` header) so a web page cannot trigger it cross-site.
+labels only. POST /resync asks for one extra full
+cycle (requests coalesce); it refuses browser requests (any ``Origin`` header) so a
+web page cannot trigger it cross-site, and with ``ops.resync_token`` set it needs
+``Authorization: Bearer <token>``; without one, a server listening beyond loopback takes
+it from loopback callers only (``syncd resync``, ``kubectl exec``).
 """
 
 from __future__ import annotations
 
+import hmac
+import ipaddress
 from collections.abc import Awaitable, Callable, Sequence
 from typing import Any
 
@@ -24,6 +28,11 @@ log = structlog.get_logger("syncd.ops")
 
 Route = tuple[str, str, Callable[[web.Request], Awaitable[web.StreamResponse]]]
 """(method, path, handler) of an extra endpoint, e.g. ``POST /hooks/netbox``."""
+
+
+LINGER = 0.25
+"""Seconds a body left unread (a refused webhook) is still read and dropped, so an honest
+client gets its answer, before the connection is closed (aiohttp's default is 10)."""
 
 
 class OpsUnavailable(OSError):
@@ -41,6 +50,7 @@ class OpsServer:
         host: str = "127.0.0.1",
         port: int = 9108,
         routes: Sequence[Route] = (),
+        resync_token: str | None = None,
     ) -> None:
         self.health = health
         self.metrics = metrics
@@ -48,6 +58,7 @@ class OpsServer:
         self.host = host
         self.port = port
         self.routes = list(routes)
+        self._token = resync_token.encode("utf-8") if resync_token else None
         self.url: str | None = None
         self._runner: web.AppRunner | None = None
 
@@ -64,7 +75,15 @@ class OpsServer:
 
     async def start(self) -> str:
         # No access log: probes every few seconds would drown the sync's own lines.
-        runner = web.AppRunner(self.app(), access_log=None, handle_signals=False)
+        # A small read buffer (what an idle or slow client can make each connection hold),
+        # and a body left unread (a refused webhook) is dropped for LINGER s at most.
+        runner = web.AppRunner(
+            self.app(),
+            access_log=None,
+            handle_signals=False,
+            read_bufsize=16 * 1024,
+            lingering_time=LINGER,
+        )
         await runner.setup()
         try:
             site = web.TCPSite(runner, self.host, self.port)
@@ -113,11 +132,30 @@ class OpsServer:
         body, content_type = self.metrics.render()
         return web.Response(body=body, headers={"Content-Type": content_type})
 
-    async def _resync(self, request: web.Request) -> web.Response:
+    def _resync_refusal(self, request: web.Request) -> str | None:
+        """Why this POST /resync is refused, or None."""
         if "Origin" in request.headers:
-            return web.json_response(
-                {"ok": False, "reason": "cross-origin requests are refused"}, status=403
+            return "cross-origin requests are refused"
+        if self._token is None:
+            if is_loopback(self.host) or is_loopback(request.remote or ""):
+                return None
+            return (
+                "ops.host is not loopback: a caller from another machine needs "
+                "ops.resync_token_file (and 'Authorization: Bearer <token>')"
             )
+        given = request.headers.get("Authorization", "")
+        scheme, _, token = given.partition(" ")
+        if scheme.lower() != "bearer" or not hmac.compare_digest(
+            token.strip().encode("utf-8", "replace"), self._token
+        ):
+            return "a valid 'Authorization: Bearer <ops.resync_token>' is required"
+        return None
+
+    async def _resync(self, request: web.Request) -> web.Response:
+        refused = self._resync_refusal(request)
+        if refused is not None:
+            log.warning("resync_refused", peer=request.remote, reason=refused)
+            return web.json_response({"ok": False, "reason": refused}, status=403)
         try:
             self.on_resync()
         except Exception as exc:
@@ -125,3 +163,13 @@ class OpsServer:
             return web.json_response({"ok": False, "reason": "resync request failed"}, status=500)
         log.info("resync_requested_http", peer=request.remote)
         return web.json_response({"ok": True, "reason": "resync requested"}, status=202)
+
+
+def is_loopback(host: str) -> bool:
+    """Whether ``host`` (an address or ``localhost``) only listens on this machine."""
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host.strip("[]")).is_loopback
+    except ValueError:
+        return False

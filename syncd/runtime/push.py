@@ -1,10 +1,12 @@
-"""Sources that push: NetBox webhooks and watched commands ask for a cycle now.
+"""Sources that push: NetBox webhooks apply what they name; watched commands ask for a cycle.
 
-The daemon owns the loop and its wake-up; this module turns the push configuration
-into what runs beside it (an ops route, supervised stream tasks), each ending in
-``request_cycle(reason, relations)`` behind a debouncer, so a burst of changes is one
-cycle, of the relations that source feeds only. That cycle still reads their sources
-in full: a push is a signal, never the data.
+The daemon owns the loop; this module turns the push configuration into what runs beside
+it. A NetBox webhook's delivery becomes a :class:`~syncd.engine.change.Change` handed to a
+:class:`~syncd.runtime.changefeed.ChangeFeed`, which applies it through ``apply_change``
+(the engine's incremental entry point) and falls back to ``request_cycle`` (a full read of
+the relations that NetBox feeds) whenever that cannot be sure. The endpoint is served on
+the ops server, or on a listener of its own (``hooks.listen``). A watched command's
+notification still asks for a cycle of its relation, behind a debouncer.
 """
 
 from __future__ import annotations
@@ -15,10 +17,13 @@ import os
 from collections.abc import Callable, Collection
 
 import structlog
+from aiohttp import web
 
 from syncd.config.settings import Settings
-from syncd.runtime.ops import Route
-from syncd.runtime.webhooks import Debouncer, NetBoxWebhook
+from syncd.engine.report import CycleReport
+from syncd.runtime.changefeed import ApplyChange, ChangeFeed
+from syncd.runtime.ops import LINGER, OpsUnavailable, Route
+from syncd.runtime.webhooks import Debouncer, NetBoxEvent, NetBoxWebhook, event_change
 from syncd.sources.lldpd import LldpdFormatError, watch_event
 from syncd.sources.settings import CommandSourceSettings, NetBoxSourceSettings
 from syncd.sources.stream import StreamSpec, StreamSupervisor
@@ -26,18 +31,34 @@ from syncd.sources.stream import StreamSpec, StreamSupervisor
 log = structlog.get_logger("syncd.push")
 
 WEBHOOK_PATH = "/hooks/netbox"
+READ_BUFSIZE = 16 * 1024
+"""Bytes aiohttp buffers per connection before it stops reading a socket (its default is
+64 KiB, twice that before pausing): what an idle sender can make the listener hold."""
+
+
+async def _no_apply(_name: str, _change: object) -> bool:
+    return False
 
 
 class PushSources:
-    """The webhook receiver and stream supervisors of one daemon."""
+    """The webhook receiver, its change feed and the stream supervisors of one daemon."""
 
     def __init__(
-        self, settings: Settings, request_cycle: Callable[[str, Collection[str]], None]
+        self,
+        settings: Settings,
+        request_cycle: Callable[[str, Collection[str]], None],
+        apply_change: ApplyChange = _no_apply,
+        *,
+        count_webhook: Callable[[str], None] | None = None,
     ) -> None:
         self.request_cycle = request_cycle
         self.webhook: NetBoxWebhook | None = None
+        self.feed: ChangeFeed | None = None
+        self.listen = settings.hooks.address()
         self.streams: list[StreamSupervisor] = []
         self._debouncers: list[Debouncer] = []
+        self._runner: web.AppRunner | None = None
+        self.url: str | None = None
         hook = settings.hooks.netbox
         if hook is not None:
             assert hook.secret is not None  # loaded by the validator
@@ -49,23 +70,43 @@ class PushSources:
                     for src in r.source_settings()
                 )
             ]
-            if not names:
-                log.warning("webhook_unused", reason="no netbox relation matches hooks.netbox")
-            elif not settings.ops.enabled:
-                log.warning("webhook_unused", reason="hooks.netbox needs ops.enabled = true")
-            else:
-                self.webhook = NetBoxWebhook(
-                    hook.secret.get_secret_value(),
-                    lambda reason: request_cycle(reason, names),
-                    relations=names,
-                    max_body=hook.max_body,
-                    quiet=hook.debounce,
-                    max_delay=hook.max_delay,
-                )
+            # check-config refuses a hook that matches nothing or has no listener.
+            self.feed = ChangeFeed(
+                names,
+                apply_change,
+                request_cycle,
+                gather=hook.gather,
+                group_max=hook.group_max,
+                retry_base=hook.retry_base,
+                retry_cap=hook.retry_cap,
+            )
+            self.webhook = NetBoxWebhook(
+                hook.secret.get_secret_value(),
+                self._on_event,
+                relations=names,
+                max_body=hook.max_body,
+                replay_window=hook.replay_window,
+                count=count_webhook,
+            )
         for rel in settings.relations:
             for src in rel.source_settings():
                 if isinstance(src, CommandSourceSettings) and src.watch:
                     self.streams.append(self._stream(rel.name, src))
+
+    def _on_event(self, event: NetBoxEvent) -> str:
+        assert self.feed is not None
+        reason = f"{event.object_type} {event.event}"
+        return self.feed.push(event_change(event), reason)
+
+    def cycle_finished(self, report: CycleReport, started: float) -> None:
+        """Tell the feed which relations a cycle (begun at ``started``, monotonic) read."""
+        if self.feed is not None:
+            self.feed.cycle_finished(
+                {r.relation: r.error is None for r in report.relations}, started
+            )
+
+    def not_ready(self) -> str | None:
+        return self.feed.not_ready() if self.feed is not None else None
 
     def _stream(self, name: str, src: CommandSourceSettings) -> StreamSupervisor:
         argv = src.watch_command()
@@ -97,16 +138,57 @@ class PushSources:
         return StreamSupervisor(spec, name=name, on_notification=on_notification)
 
     def routes(self) -> list[Route]:
-        if self.webhook is None:
+        """The ops server's extra routes: the webhook, unless it has a listener of its own."""
+        if self.webhook is None or self.listen is not None:
             return []
         return [("POST", WEBHOOK_PATH, self.webhook.handle)]
 
+    async def start_listener(self) -> str | None:
+        """``hooks.listen``: the webhook alone on its own address; its URL (None: not set)."""
+        if self.webhook is None or self.listen is None:
+            return None
+        app = web.Application()
+        app.router.add_post(WEBHOOK_PATH, self.webhook.handle)
+        # A refused body is read on (and dropped) for LINGER s at most, then the connection closes.
+        runner = web.AppRunner(
+            app,
+            access_log=None,
+            handle_signals=False,
+            read_bufsize=READ_BUFSIZE,
+            lingering_time=LINGER,
+        )
+        await runner.setup()
+        host, port = self.listen
+        try:
+            await web.TCPSite(runner, host, port).start()
+        except OSError as exc:
+            await runner.cleanup()
+            raise OpsUnavailable(
+                f"hooks.listen cannot listen on {host}:{port}: {exc.strerror or exc}"
+            ) from None
+        self._runner = runner
+        bound_host, bound_port = runner.addresses[0][:2]
+        shown = f"[{bound_host}]" if ":" in str(bound_host) else str(bound_host)
+        self.url = f"http://{shown}:{bound_port}"
+        log.info("hooks_listening", url=self.url + WEBHOOK_PATH)
+        return self.url
+
+    async def stop_listener(self) -> None:
+        if self._runner is not None:
+            runner, self._runner = self._runner, None
+            await runner.cleanup()
+
     def start(self, stop: asyncio.Event) -> list[asyncio.Task[None]]:
-        return [asyncio.create_task(s.run(stop)) for s in self.streams]
+        tasks = [asyncio.create_task(s.run(stop)) for s in self.streams]
+        if self.feed is not None:
+            tasks.append(asyncio.create_task(self.feed.run(stop)))
+        return tasks
 
     def close(self) -> None:
         if self.webhook is not None:
             self.webhook.close()
+        if self.feed is not None:
+            self.feed.close()
         for debouncer in self._debouncers:
             debouncer.close()
 

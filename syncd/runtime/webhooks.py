@@ -1,15 +1,16 @@
-"""NetBox webhooks: ``POST /hooks/netbox`` turns a NetBox change into a cycle now.
+"""NetBox webhooks: ``POST /hooks/netbox`` turns a NetBox change into a change applied now.
 
 NetBox (4.x, ``extras/webhooks.py``) sends one POST per changed object, from its RQ
-worker, with the body ``json.dumps(context)`` of ``{event, timestamp, object_type,
-username, request_id, data, request, snapshots}`` and, when the webhook has a secret,
-``X-Hook-Signature``: the hex HMAC-SHA512 of the raw body keyed with that secret.
+worker, with the body ``json.dumps(context)`` of ``{event, timestamp, object_type, data,
+request, snapshots}`` and, when the webhook has a secret, ``X-Hook-Signature``: the hex
+HMAC-SHA512 of the raw body keyed with that secret.
 
-The body says what changed, but a cycle reads the whole source again anyway, so a
-payload is only a signal: it is authenticated, checked to be about a model a NetBox
-relation reads (cable, interface, device), and then pokes a debouncer, so the 500
-POSTs of a bulk edit start one cycle. Order of checks: size, signature, JSON; nothing
-from an unauthenticated body is parsed.
+Order of checks: a signature header (else nothing is read), size, the body read chunk by
+chunk into the HMAC under a budget shared by every webhook request
+(:mod:`syncd.runtime.hookguard`), the signature, JSON, replay. Nothing from an
+unauthenticated body is parsed. What the delivery names becomes a
+:class:`syncd.engine.change.Change` (a cable, the cables an interface had or has, a
+device); any other object type asks for a full read (:func:`event_change`).
 """
 
 from __future__ import annotations
@@ -19,12 +20,16 @@ import hashlib
 import hmac
 import json
 import time
+from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
 import structlog
 from aiohttp import web
+
+from syncd.engine.change import Change
+from syncd.runtime.hookguard import BodyBudget, RefusalLog, ReplayGuard
 
 log = structlog.get_logger("syncd.webhooks")
 
@@ -33,6 +38,19 @@ RELEVANT_MODELS = frozenset({"dcim.cable", "dcim.interface", "dcim.device"})
 """What a NetBox relation reads: cables, their interface ends, the devices' keys."""
 OBJECT_EVENTS = frozenset({"created", "updated", "deleted"})
 """NetBox's WEBHOOK_EVENT_TYPES for object changes (the others are job events)."""
+RESULTS = (
+    "applied",
+    "full_read",
+    "ignored",
+    "duplicate",
+    "unsigned",
+    "bad_signature",
+    "too_large",
+    "timeout",
+    "busy",
+    "bad_payload",
+)
+"""Every outcome of a delivery (``syncd_webhooks_total{result}``)."""
 
 
 def sign(body: bytes, secret: str) -> str:
@@ -44,8 +62,13 @@ def signature_ok(body: bytes, given: str | None, secret: str) -> bool:
     """Constant-time check of a request's signature header against the body."""
     if not given:
         return False
-    expected = sign(body, secret).encode("ascii")
-    return hmac.compare_digest(expected, given.strip().lower().encode("utf-8", "replace"))
+    return _digest_ok(sign(body, secret), given)
+
+
+def _digest_ok(expected: str, given: str) -> bool:
+    return hmac.compare_digest(
+        expected.encode("ascii"), given.strip().lower().encode("utf-8", "replace")
+    )
 
 
 class PayloadError(ValueError):
@@ -60,10 +83,51 @@ class NetBoxEvent:
     object_type: str
     """``app_label.model`` (``dcim.cable``); NetBox before 4.5 sent only ``model``."""
     object_id: int | None
+    cables: frozenset[int] = frozenset()
+    """The cables it names: a cable's own id; an interface's cable before and after."""
 
     @property
     def relevant(self) -> bool:
+        """An object change (not a job event) of a model a NetBox relation reads."""
         return self.event in OBJECT_EVENTS and self.object_type in RELEVANT_MODELS
+
+    @property
+    def object_event(self) -> bool:
+        return self.event in OBJECT_EVENTS
+
+
+def event_change(event: NetBoxEvent) -> Change | None:
+    """What applying ``event`` means: a Change (possibly empty: nothing to do), or None when
+    only a full read can tell (another model, such as a site; a payload without an id)."""
+    if not event.relevant or event.object_id is None:
+        return None
+    if event.object_type == "dcim.device":
+        return Change(devices=frozenset({event.object_id}))
+    return Change(cables=event.cables)
+
+
+def _int(value: Any) -> int | None:
+    """A NetBox object id: a positive int64 (anything else names nothing)."""
+    ok = isinstance(value, int) and not isinstance(value, bool) and 0 < value < 2**63
+    return value if ok else None
+
+
+def _cable_ids(
+    object_type: str, object_id: int | None, data: Any, snapshots: Any
+) -> frozenset[int]:
+    if object_type == "dcim.cable":
+        return frozenset({object_id}) if object_id is not None else frozenset()
+    if object_type != "dcim.interface":
+        return frozenset()
+    found: set[int] = set()
+    cable = data.get("cable") if isinstance(data, dict) else None
+    if (ident := _int(cable.get("id") if isinstance(cable, dict) else None)) is not None:
+        found.add(ident)
+    for when in ("prechange", "postchange"):
+        snap = snapshots.get(when) if isinstance(snapshots, dict) else None
+        if (ident := _int(snap.get("cable") if isinstance(snap, dict) else None)) is not None:
+            found.add(ident)
+    return frozenset(found)
 
 
 def parse_event(body: bytes) -> NetBoxEvent:
@@ -85,51 +149,19 @@ def parse_event(body: bytes) -> NetBoxEvent:
         if not isinstance(model, str):
             raise PayloadError("no 'object_type' (or 'model') string")
         object_type = model if "." in model else f"dcim.{model}"
+    object_type = object_type.lower()
     data = doc.get("data")
-    raw_id = data.get("id") if isinstance(data, dict) else None
-    object_id = raw_id if isinstance(raw_id, int) and not isinstance(raw_id, bool) else None
-    return NetBoxEvent(event, object_type.lower(), object_id)
-
-
-class PeerLogLimiter:
-    """Allow one log line per peer per ``window`` seconds; remembers a bounded set of peers."""
-
-    def __init__(self, window: float = 60.0, max_peers: int = 4096) -> None:
-        self.window = window
-        self.max_peers = max_peers
-        self._last: dict[str, float] = {}
-        self.suppressed: dict[str, int] = {}
-
-    def allow(self, peer: str, now: float) -> bool:
-        last = self._last.get(peer)
-        if last is not None and now - last < self.window:
-            self.suppressed[peer] = self.suppressed.get(peer, 0) + 1
-            return False
-        if last is None and len(self._last) >= self.max_peers:
-            self._forget(now)
-        self._last[peer] = now
-        return True
-
-    def take_suppressed(self, peer: str) -> int:
-        return self.suppressed.pop(peer, 0)
-
-    def _forget(self, now: float) -> None:
-        for peer, last in list(self._last.items()):
-            if now - last >= self.window:
-                del self._last[peer]
-                self.suppressed.pop(peer, None)
-        while len(self._last) >= self.max_peers:  # all recent: drop the oldest
-            oldest = min(self._last, key=self._last.__getitem__)
-            del self._last[oldest]
-            self.suppressed.pop(oldest, None)
+    object_id = _int(data.get("id") if isinstance(data, dict) else None)
+    cables = _cable_ids(object_type, object_id, data, doc.get("snapshots"))
+    return NetBoxEvent(event, object_type, object_id, cables)
 
 
 class Debouncer:
-    """Coalesce a burst of pokes into one call of ``fire(count)``.
+    """Coalesce a burst of pokes into one call of ``fire(count)`` (a watched command's
+    notifications: each asks for a cycle).
 
     It fires ``quiet`` seconds after the last poke, so a single change is acted on within
-    ``quiet`` and the 500 POSTs of a bulk edit (NetBox's worker sends them one after the
-    other, well under ``quiet`` apart) are one call; but never later than ``max_delay``
+    ``quiet`` and a burst of notifications is one call; but never later than ``max_delay``
     after the first poke of a burst, so a never-ending stream still gets cycles.
     Must be poked from the event loop's thread.
     """
@@ -175,99 +207,113 @@ class Debouncer:
             self._handle = None
 
 
-@dataclass
-class WebhookCounts:
-    accepted: int = 0
-    ignored: int = 0
-    refused: int = 0
-    bad: int = 0
+class _Refused(Exception):
+    def __init__(self, status: int, result: str, reason: str) -> None:
+        super().__init__(reason)
+        self.status = status
+        self.result = result
+        self.reason = reason
 
 
 class NetBoxWebhook:
-    """The ``POST /hooks/netbox`` handler: verify, parse, then poke the debouncer."""
+    """The ``POST /hooks/netbox`` handler: verify while reading, parse, then hand the event on."""
 
     def __init__(
         self,
         secret: str,
-        on_change: Callable[[str], None],
+        on_event: Callable[[NetBoxEvent], str],
         *,
         relations: list[str],
         max_body: int = 1024 * 1024,
-        quiet: float = 0.5,
-        max_delay: float = 30.0,
         read_timeout: float = 10.0,
+        budget: BodyBudget | None = None,
+        replay_window: float = 600.0,
+        count: Callable[[str], None] | None = None,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
-        self._secret = secret
-        self.on_change = on_change
+        self._secret = secret.encode("utf-8")
+        self.on_event = on_event
+        """Takes an accepted event, says what becomes of it (``applied``, ``full_read``,
+        ``ignored``)."""
         self.relations = relations
         self.max_body = max_body
         self.read_timeout = read_timeout
-        self.clock = clock
-        self.counts = WebhookCounts()
-        self.refusals = PeerLogLimiter()
-        self.debouncer = Debouncer(self._fire, quiet=quiet, max_delay=max_delay)
-
-    def _fire(self, count: int) -> None:
-        self.on_change(f"netbox webhook: {count} change(s) for {', '.join(self.relations)}")
+        self.budget = budget if budget is not None else BodyBudget(max(2 * max_body, 4 << 20))
+        self.replays = ReplayGuard(replay_window, clock=clock)
+        self.refusals = RefusalLog()
+        self.counts: Counter[str] = Counter()
+        self._count = count
 
     def close(self) -> None:
-        self.debouncer.close()
+        self.refusals.close()
 
-    def _refuse(self, request: web.Request, status: int, reason: str) -> web.Response:
-        self.counts.refused += 1
-        peer = request.remote or "unknown"
-        if self.refusals.allow(peer, self.clock()):
-            log.warning(
-                "webhook_refused",
-                peer=peer,
-                reason=reason,
-                status=status,
-                suppressed_before=self.refusals.take_suppressed(peer),
-                note="logged once per peer per minute",
-            )
-        return web.json_response({"ok": False, "reason": reason}, status=status)
+    def _counted(self, result: str) -> None:
+        self.counts[result] += 1
+        if self._count is not None:
+            self._count(result)
 
-    async def _body(self, request: web.Request) -> bytes | None:
-        """The raw body, or None once it passes ``max_body`` bytes."""
+    def _refuse(self, request: web.Request, refused: _Refused) -> web.Response:
+        self._counted(refused.result)
+        self.refusals.refused(
+            request.remote or "unknown", reason=refused.reason, status=refused.status
+        )
+        return web.json_response({"ok": False, "reason": refused.reason}, status=refused.status)
+
+    async def _verified_body(self, request: web.Request) -> bytes:
+        """The body, read chunk by chunk into the HMAC within the shared budget; _Refused
+        when unsigned, too large, too slow, over the budget or wrongly signed."""
+        given = request.headers.get(SIGNATURE_HEADER)
+        if not given:
+            raise _Refused(403, "unsigned", f"no {SIGNATURE_HEADER} header")
+        too_large = _Refused(413, "too_large", f"body larger than {self.max_body} bytes")
         if request.content_length is not None and request.content_length > self.max_body:
-            return None
+            raise too_large
+        mac = hmac.new(self._secret, digestmod=hashlib.sha512)
         body = bytearray()
-        async for chunk in request.content.iter_any():
-            body += chunk
-            if len(body) > self.max_body:
-                return None
+        try:
+            async with asyncio.timeout(self.read_timeout):
+                async for chunk in request.content.iter_any():
+                    if len(body) + len(chunk) > self.max_body:
+                        raise too_large
+                    if not self.budget.take(len(chunk)):
+                        raise _Refused(503, "busy", "too many webhook bodies in flight; resend")
+                    body += chunk
+                    mac.update(chunk)
+        except TimeoutError:  # a client that stalls mid-body holds nothing for long
+            raise _Refused(
+                408, "timeout", f"body not received within {self.read_timeout:g}s"
+            ) from None
+        finally:
+            self.budget.give(len(body))
+        if not _digest_ok(mac.hexdigest(), given):
+            raise _Refused(403, "bad_signature", f"wrong {SIGNATURE_HEADER}")
         return bytes(body)
 
     async def handle(self, request: web.Request) -> web.Response:
         try:
-            async with asyncio.timeout(self.read_timeout):
-                body = await self._body(request)
-        except TimeoutError:  # a client that stalls mid-body holds nothing for long
-            return self._refuse(request, 408, f"body not received within {self.read_timeout:g}s")
-        if body is None:
-            return self._refuse(request, 413, f"body larger than {self.max_body} bytes")
-        given = request.headers.get(SIGNATURE_HEADER)
-        if not given:
-            return self._refuse(request, 403, f"no {SIGNATURE_HEADER} header")
-        if not signature_ok(body, given, self._secret):
-            return self._refuse(request, 403, f"wrong {SIGNATURE_HEADER}")
+            body = await self._verified_body(request)
+        except _Refused as refused:
+            return self._refuse(request, refused)
         try:
             event = parse_event(body)
         except PayloadError as exc:
-            self.counts.bad += 1
+            self._counted("bad_payload")
             log.warning("webhook_bad_payload", peer=request.remote, reason=str(exc))
             return web.json_response({"ok": False, "reason": str(exc)}, status=400)
-        if not event.relevant:
-            self.counts.ignored += 1
+        if self.replays.seen_before(body):
+            self._counted("duplicate")
+            log.info("webhook_duplicate", object_type=event.object_type, object_id=event.object_id)
+            return web.json_response({"ok": True, "action": "duplicate"}, status=200)
+        if not event.object_event:
+            self._counted("ignored")
             log.debug("webhook_ignored", object_type=event.object_type, event_kind=event.event)
             return web.json_response({"ok": True, "action": "ignored"}, status=202)
-        self.counts.accepted += 1
         log.info(
             "webhook_received",
             object_type=event.object_type,
             object_id=event.object_id,
             event_kind=event.event,
         )
-        self.debouncer.poke()
-        return web.json_response({"ok": True, "action": "cycle"}, status=202)
+        action = self.on_event(event)
+        self._counted(action)
+        return web.json_response({"ok": True, "action": action}, status=202)

@@ -37,6 +37,8 @@ from syncd.support.httpbody import safe_url
 
 log = structlog.get_logger("syncd.sources")
 
+PageRead = Callable[[str], Awaitable[Page]]
+
 _IP_KEYS = ("primary_ip", "primary_ip4", "primary_ip6", "oob_ip")
 DEVICE_LOOKUP_CHUNK = 100
 """Device ids per lookup request: keeps the URL well under common proxy limits."""
@@ -46,6 +48,14 @@ LIST_FIELDS = {
 }
 """NetBox >= 4.0 ``fields=``: only these top-level fields are serialised (nested objects keep
 their brief form); older versions ignore the parameter and send every field."""
+
+
+@dataclass(frozen=True, slots=True)
+class RecordFacts:
+    """One cable's contribution: the devices at its ends and the facts it gives."""
+
+    devices: frozenset[int]
+    facts: tuple[tuple[RawValue, RawValue], ...]
 
 
 @dataclass(slots=True)
@@ -84,6 +94,9 @@ class NetBoxSource:
         self.label = f"netbox:{safe_url(settings.url)} {settings.mode}"
         self._stats = ReadStats()
         self._what = f"netbox source {name!r}"
+        self.by_record: dict[int, RecordFacts] = {}
+        """The last read's facts per cable (duplicates kept): what a webhook's change of
+        one cable is compared with (syncd.engine.change)."""
 
     @property
     def stats(self) -> ReadStats:
@@ -107,9 +120,11 @@ class NetBoxSource:
     def _url(self, path: str, params: list[tuple[str, str]]) -> str:
         return f"{self.settings.url}/api/{path}?{urlencode(params)}"
 
-    def _list_url(self, limit: int, offset: int = 0) -> str:
+    def _list_url(
+        self, limit: int, offset: int = 0, extra: list[tuple[str, str]] | None = None
+    ) -> str:
         s = self.settings
-        params: list[tuple[str, str]] = [("limit", str(limit))]
+        params: list[tuple[str, str]] = [("limit", str(limit)), *(extra or [])]
         if offset:
             params += [("offset", str(offset))]
         params += [("fields", LIST_FIELDS[s.mode])]
@@ -131,36 +146,41 @@ class NetBoxSource:
             names.add(key.split(".", 1)[0])
         return ",".join(sorted(names))
 
+    def _page_reader(self, session: Any, headers: dict[str, str], secrets: list[str]) -> PageRead:
+        s = self.settings
+
+        async def page(url: str) -> Page:
+            async for page_url, doc in iter_json_pages(
+                session,
+                url,
+                what=self._what,
+                headers=headers,
+                secrets=secrets,
+                pagination="none",
+                max_body=s.max_body,
+            ):
+                results = doc.get("results") if isinstance(doc, dict) else None
+                if not isinstance(results, list):
+                    raise SourceError(
+                        f"{self._what}: {safe_url(page_url)}: no results list in the answer"
+                    )
+                self._count("pages")
+                count, nxt = doc.get("count"), doc.get("next")
+                return Page(
+                    count if isinstance(count, int) and not isinstance(count, bool) else None,
+                    results,
+                    nxt if isinstance(nxt, str) and nxt else None,
+                )
+            raise AssertionError("iter_json_pages yields one page or raises")
+
+        return page
+
     async def facts(self) -> AsyncIterator[list[RawFact]]:
         self._stats = stats = ReadStats()
         headers, secrets = self._headers()
         s = self.settings
         async with open_session(s, max_connections=s.concurrency) as session:
-
-            async def page(url: str) -> Page:
-                async for page_url, doc in iter_json_pages(
-                    session,
-                    url,
-                    what=self._what,
-                    headers=headers,
-                    secrets=secrets,
-                    pagination="none",
-                    max_body=s.max_body,
-                ):
-                    results = doc.get("results") if isinstance(doc, dict) else None
-                    if not isinstance(results, list):
-                        raise SourceError(
-                            f"{self._what}: {safe_url(page_url)}: no results list in the answer"
-                        )
-                    self._count("pages")
-                    count, nxt = doc.get("count"), doc.get("next")
-                    return Page(
-                        count if isinstance(count, int) and not isinstance(count, bool) else None,
-                        results,
-                        nxt if isinstance(nxt, str) and nxt else None,
-                    )
-                raise AssertionError("iter_json_pages yields one page or raises")
-
+            page = self._page_reader(session, headers, secrets)
             rows = await self._rows(page)
             links: list[_Link] = []
             for row in rows:
@@ -169,10 +189,58 @@ class NetBoxSource:
                     stats.records += 1
                     links.append(link)
             devices = await self._devices(page, links)
-        for part in chunked(self._pairs(links, devices)):
+        self.by_record = {}
+        for part in chunked(self._pairs(links, devices, self.by_record)):
             yield part
 
-    async def _rows(self, page: Callable[[str], Awaitable[Page]]) -> list[Any]:
+    async def read_cables(
+        self, *, cables: Iterable[int] = (), devices: Iterable[int] = ()
+    ) -> dict[int, RecordFacts]:
+        """What NetBox says now of the cables named, and of every cable of the devices named,
+        with the source's filters: cable id -> its facts. A named cable that NetBox does not
+        return (deleted, or no longer matching the filters) maps to no facts. Cables mode
+        only; raises SourceError when a read fails."""
+        if self.settings.mode != "cables":
+            raise SourceError(f"{self._what}: single-cable reads need mode = 'cables'")
+        self._stats = ReadStats()
+        headers, secrets = self._headers()
+        s = self.settings
+        named = sorted(set(cables))
+        owners = sorted(set(devices))
+        rows: list[Any] = []
+        async with open_session(s, max_connections=s.concurrency) as session:
+            page = self._page_reader(session, headers, secrets)
+            step = DEVICE_LOOKUP_CHUNK
+            queries = [
+                [("id", str(c)) for c in named[i : i + step]] for i in range(0, len(named), step)
+            ]
+            queries += [
+                [("device_id", str(d)) for d in owners[i : i + step]]
+                for i in range(0, len(owners), step)
+            ]
+            for extra in queries:
+                rows.extend(await self._all_pages(page, self._list_url(s.page_size, extra=extra)))
+            links = [link for row in rows if (link := self._cable(row)) is not None]
+            found = await self._devices(page, links)
+        out: dict[int, RecordFacts] = {c: RecordFacts(frozenset(), ()) for c in named}
+        self._pairs(links, found, out)
+        return out
+
+    async def _all_pages(self, page: PageRead, url: str) -> list[Any]:
+        """Every row of a (small) filtered list, following next links up to ``max_pages``."""
+        rows: list[Any] = []
+        next_url: str | None = url
+        for _ in range(self.settings.max_pages):
+            if next_url is None:
+                return rows
+            got = await page(next_url)
+            rows.extend(got.rows)
+            next_url = self._next(next_url, got.next_url) if got.next_url and got.rows else None
+        if next_url is not None:
+            raise SourceError(f"{self._what}: more than max_pages pages for one change")
+        return rows
+
+    async def _rows(self, page: PageRead) -> list[Any]:
         """Every cable (or interface) row; pages concurrently once NetBox has told the count."""
         s = self.settings
         base = self._list_url(s.page_size)
@@ -211,9 +279,7 @@ class NetBoxSource:
             nxt = _rebase(nxt, current)
         return nxt
 
-    async def _devices(
-        self, page: Callable[[str], Awaitable[Page]], links: list[_Link]
-    ) -> dict[int, dict[str, Any]]:
+    async def _devices(self, page: PageRead, links: list[_Link]) -> dict[int, dict[str, Any]]:
         """The devices at the links' ends, ``DEVICE_LOOKUP_CHUNK`` ids a request, concurrently."""
         wanted = sorted({d for link in links for d in (*link.a, *link.b)})
         gate = asyncio.Semaphore(self.settings.concurrency)
@@ -303,12 +369,21 @@ class NetBoxSource:
         slug = role.get("slug") if isinstance(role, dict) else None
         return slug if isinstance(slug, str) else None
 
-    def _pairs(self, links: Iterable[_Link], devices: dict[int, dict[str, Any]]) -> list[RawFact]:
+    def _pairs(
+        self,
+        links: Iterable[_Link],
+        devices: dict[int, dict[str, Any]],
+        by_record: dict[int, RecordFacts] | None = None,
+    ) -> list[RawFact]:
+        """The facts of ``links`` (each pair once); ``by_record`` gets each link's own."""
         s = self.settings
         switch_roles, host_roles = set(s.switch_role), set(s.host_role)
         seen: set[tuple[RawValue, RawValue]] = set()
         facts: list[RawFact] = []
         for link in links:
+            own: list[tuple[RawValue, RawValue]] = []
+            if by_record is not None:
+                by_record[link.record] = RecordFacts(frozenset((*link.a, *link.b)), ())
             if not link.a or not link.b:
                 self._count("ignored_not_interface")
                 continue
@@ -333,11 +408,14 @@ class NetBoxSource:
                     dst = self._key(devices.get(host), host, s.host_key, link.record)
                     if src is None or dst is None:
                         continue
+                    own.append((src, dst))
                     if (src, dst) in seen:
                         self._count("duplicate")
                         continue
                     seen.add((src, dst))
                     facts.append((src, dst, link.record))
+            if by_record is not None and own:
+                by_record[link.record] = RecordFacts(frozenset((*link.a, *link.b)), tuple(own))
         return facts
 
     def _key(self, device: dict[str, Any] | None, ident: int, key: str, record: int) -> RawValue:

@@ -143,6 +143,22 @@ class StateStore(Meta, Resync):
             rows = db.execute("SELECT src, dst FROM pairs WHERE rel = ? AND owned = 1", (rel,))
             return set(pack_all(rows))
 
+    def owned_among(self, relation: str, keys: Iterable[PairKey]) -> set[PairKey]:
+        """Which of a few ``keys`` syncd created (one indexed lookup each)."""
+        wanted = _as_set(keys)
+        if len(wanted) > _BULK_LOOKUP:
+            return self.owned_keys(relation) & wanted
+        sql = "SELECT 1 FROM pairs WHERE rel = ? AND src = ? AND dst = ? AND owned = 1"
+        with self._db.read() as db:
+            rel = self._db.rel(db, relation)
+            if rel is None:
+                return set()
+            return {
+                key
+                for key, (s, d) in zip(wanted, unpack_all(wanted), strict=True)
+                if db.execute(sql, (rel, s, d)).fetchone() is not None
+            }
+
     def association_ids(self, relation: str, keys: Iterable[PairKey]) -> dict[PairKey, int | None]:
         """Association id per known key (None: known but not looked up); unknown keys omitted."""
         wanted = _as_set(keys)

@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 
 from bench import __main__ as bench_main
-from bench import baseline, diff_scale, isolation, overhead, throughput
+from bench import baseline, diff_scale, isolation, overhead, throughput, webhook_latency
 
 pytestmark = pytest.mark.timeout(120)
 
@@ -68,3 +68,11 @@ def test_isolation(tmp_path: Path) -> None:
     assert r["precheck_isolation_requests"] == 0 and r["precheck_host_checks"] == 1
     assert r["precheck_creates"] == 5 and r["reacting_creates"] == 15
     assert r["clean_precheck_requests"] == r["clean_reacting_requests"] + 1
+
+
+def test_webhook_latency(tmp_path: Path) -> None:
+    r = webhook_latency.run(tmp_path, 100, cost_ms=0.5)
+    assert r["first_cycle_created"] == 100 and r["burst_exact"] is True
+    for key in ("create", "move_b_end", "delete_pruned"):
+        assert 0 < r[key]["min_s"] <= r[key]["median_s"] <= r[key]["max_s"], key
+    assert 0 < r["burst_first_pair_s"] <= r["burst_all_s"] and r["burst_groups"] >= 1

@@ -173,3 +173,69 @@ async def test_busy_port_raises_and_cleans_up(ops: Ops) -> None:
     with pytest.raises(OSError):
         await other.start()
     await other.stop()
+
+
+TOKEN = "resync-token-0123456789"
+
+
+async def test_resync_with_a_token_needs_it_and_refuses_guesses() -> None:
+    resyncs: list[int] = []
+    server = OpsServer(
+        Health(max_age=1),
+        Metrics(process_metrics=False),
+        lambda: resyncs.append(1),
+        port=0,
+        resync_token=TOKEN,
+    )
+    url = await server.start()
+    try:
+        async with aiohttp.ClientSession() as http:
+            for headers in (
+                {},
+                {"Authorization": "Bearer wrong"},
+                {"Authorization": f"Basic {TOKEN}"},
+                {"Authorization": f"Bearer {TOKEN}x"},
+                {"Authorization": "Bearer é"},
+            ):
+                async with http.post(url + "/resync", headers=headers) as resp:
+                    assert resp.status == 403
+                    assert TOKEN not in await resp.text()
+            assert resyncs == []
+            headers = {"Authorization": f"Bearer {TOKEN}"}
+            async with http.post(url + "/resync", headers=headers) as resp:
+                assert resp.status == 202
+    finally:
+        await server.stop()
+    assert resyncs == [1]
+
+
+@pytest.mark.parametrize(
+    ("host", "peer", "token", "allowed"),
+    [
+        ("127.0.0.1", "127.0.0.1", None, True),
+        ("::1", "::1", None, True),
+        ("localhost", "127.0.0.1", None, True),
+        ("0.0.0.0", "127.0.0.1", None, True),  # syncd resync / kubectl exec in the pod
+        ("0.0.0.0", "192.0.2.9", None, False),  # another machine, no token: refused
+        ("192.0.2.7", "192.0.2.9", None, False),
+        ("0.0.0.0", "192.0.2.9", TOKEN, True),
+    ],
+)
+def test_resync_beyond_loopback_needs_a_token(
+    host: str, peer: str, token: str | None, allowed: bool
+) -> None:
+    from aiohttp.test_utils import make_mocked_request
+
+    server = OpsServer(
+        Health(max_age=1),
+        Metrics(process_metrics=False),
+        lambda: None,
+        host=host,
+        resync_token=token,
+    )
+    headers = {"Authorization": f"Bearer {TOKEN}"} if token else {}
+    request = make_mocked_request("POST", "/resync", headers=headers).clone(remote=peer)
+    refused = server._resync_refusal(request)
+    assert (refused is None) == allowed
+    if not allowed:
+        assert "resync_token" in str(refused)

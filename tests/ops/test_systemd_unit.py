@@ -88,3 +88,17 @@ def test_unit_has_what_the_daemon_relies_on() -> None:
     assert d["RestrictAddressFamilies"] == ["AF_UNIX AF_INET AF_INET6"]
     assert d["SystemCallFilter"][0] == "@system-service"
     assert d["CapabilityBoundingSet"] == [""]
+
+
+def test_the_unit_names_the_optional_credentials_the_config_reads() -> None:
+    """The commented LoadCredential= lines use the ids syncd looks for (a typo there would
+    leave the webhook secret or the resync token unread)."""
+    text = UNIT.read_text(encoding="utf-8")
+    optional = re.findall(r"^#LoadCredential=(\w+):/etc/syncd/(\w+)$", text, re.MULTILINE)
+    assert optional == [
+        ("netbox_webhook_secret", "netbox_webhook_secret"),
+        ("resync_token", "resync_token"),
+    ]
+    settings = (REPO / "syncd" / "config" / "settings.py").read_text(encoding="utf-8")
+    for name, _ in optional:
+        assert f'"{name}"' in settings, name

@@ -27,6 +27,7 @@ from syncd.commands.planview import plan_document, render_text
 from syncd.config.settings import ConfigError, Settings, load_settings
 from syncd.engine.report import RelationReport
 from syncd.runtime.push import PushSources
+from syncd.runtime.webhooks import parse_event
 from syncd.support import log as syncd_log
 from tests.helpers import ASST, capture_logs, engine_for
 
@@ -208,12 +209,21 @@ async def test_netbox_and_two_lldpd_hosts_sync_one_association(tmp_path: Path) -
         assert [(l["source_name"], l["relation"]) for l in failed] == [("lab-b", "dc")]
         assert "lab-b" in next(l for l in logs if l["event"] == "prune_blocked")["reason"]
 
-        # 3. Everyone answers again: pruning proceeds, and only lab-a's dropped pair goes
-        # (lab-b's pairs were never counted absent while it failed).
+        # 3. Everyone answers again: pruning proceeds, but lab-a's dropped pair sw-d -- srv-07
+        # stays: lab-a still states an unresolved neighbour (sw-x) of srv-07, which could be
+        # sw-d under a new name (never prune on uncertainty).
         lab_b.fail(False)
         rel, _ = await one_cycle(settings)
         assert rel.error is None and rel.prune_blocked is None
-        assert rel.deleted == 1
+        assert rel.deleted == 0 and rel.kept_uncertain == 1
+        assert (4, 1007) in sim.pairs(ASST)
+
+        # 4. lab-a stops stating sw-x: only lab-a's dropped pair goes (lab-b's pairs were
+        # never counted absent while it failed).
+        lab_a.sees("sw-c")
+        rel, _ = await one_cycle(settings)
+        assert rel.error is None and rel.prune_blocked is None
+        assert rel.deleted == 1 and rel.kept_uncertain == 0
         assert sim.pairs(ASST) == NETBOX_PAIRS | {(3, 1007), (1, 1001), (4, 1001)}
 
 
@@ -403,6 +413,12 @@ def test_pushes_reach_a_relation_through_any_of_its_sources(tmp_path: Path) -> N
     push = PushSources(load_settings(cfg), lambda why, rels: asked.append((why, list(rels))))
     assert push.webhook is not None and push.webhook.relations == ["dc"]
     assert [s.name for s in push.streams] == ["dc"]
-    push.webhook.on_change("netbox webhook")
+    # Several sources: a pushed change cannot be applied on its own; a site change asks
+    # for a full read of the relation right away (a cable change does once its apply says so).
+    site = parse_event(b'{"event": "updated", "object_type": "dcim.site", "data": {"id": 1}}')
+    assert push.webhook.on_event(site) == "full_read"
     push._debouncers[0].fire(2)
-    assert asked == [("netbox webhook", ["dc"]), ("dc: 2 change(s) from lldpcli", ["dc"])]
+    assert asked == [
+        ("netbox webhook: dcim.site updated", ["dc"]),
+        ("dc: 2 change(s) from lldpcli", ["dc"]),
+    ]

@@ -1,4 +1,5 @@
-"""NetBox webhooks: signature, payloads as NetBox serialises them, debounce, the HTTP endpoint."""
+"""NetBox webhooks: signature, real 4.7.3 deliveries and what each names, hostile bodies,
+replays, refusal logging, the HTTP endpoint and its configuration."""
 
 from __future__ import annotations
 
@@ -14,20 +15,25 @@ import pytest
 from src_helpers import NETBOX_FIXTURES
 from structlog.testing import capture_logs
 
-from syncd.config.settings import ConfigError, NetBoxHookSettings, load_settings
+from syncd.config.hooks import NetBoxHookSettings
+from syncd.config.settings import ConfigError, load_settings
+from syncd.engine.change import Change
 from syncd.runtime.health import Health
+from syncd.runtime.hookguard import BodyBudget, RefusalLog
 from syncd.runtime.metrics import Metrics
 from syncd.runtime.ops import OpsServer
 from syncd.runtime.push import PushSources
 from syncd.runtime.webhooks import (
     Debouncer,
+    NetBoxEvent,
     NetBoxWebhook,
     PayloadError,
-    PeerLogLimiter,
+    event_change,
     parse_event,
     sign,
     signature_ok,
 )
+from tests.helpers import NETBOX_473_WEBHOOKS, delivery
 
 WEBHOOKS = NETBOX_FIXTURES / "webhooks"
 SECRET = "nb-hook-secret-0123"
@@ -85,6 +91,36 @@ def test_payloads_parse_as_netbox_sends_them() -> None:
     assert legacy.object_type == "dcim.cable" and legacy.relevant
 
 
+C = frozenset
+RECORDED = {
+    # number: what applying it reads (None: a full read)
+    "001": Change(cables=C({10})),  # cable created
+    "002": Change(cables=C({10})),  # its A end: data.cable and postchange.cable
+    "003": Change(cables=C({10})),
+    "016": Change(cables=C({10})),  # cable deleted
+    "017": Change(cables=C({10})),  # its ends: prechange.cable only
+    "018": Change(cables=C({10})),
+    "019": Change(cables=C({11})),  # the old B end of a move: prechange.cable
+    "020": Change(cables=C({11})),  # the new B end
+    "021": Change(cables=C({11})),  # the cable itself
+    "053": Change(cables=C({20})),  # bulk update, one delivery per cable
+    "055": Change(cables=C({20})),  # bulk delete
+    "064": Change(),  # an interface without a cable: nothing to do
+    "065": Change(devices=C({25})),  # a device: its cables are read again
+    "072": None,  # a site: only a full read can tell
+    "073": Change(),  # a new interface, no cable
+}
+
+
+def test_every_recorded_4_7_3_delivery_names_what_it_changed() -> None:
+    found = sorted(p.name[:3] for p in NETBOX_473_WEBHOOKS.glob("[0-9]*.json"))
+    assert found == sorted(RECORDED)
+    for number, expected in RECORDED.items():
+        doc = delivery(number)
+        assert doc["signature_matches_hmac_sha512_of_body"] is True
+        assert event_change(parse_event(doc["body"])) == expected, number
+
+
 def test_fixtures_are_netbox_json_dumps_bytes() -> None:
     # Webhook.render_body(): json.dumps(context) with default separators, ASCII only.
     for path in WEBHOOKS.glob("*.json"):
@@ -121,18 +157,19 @@ def test_job_events_are_not_relevant() -> None:
 # -- log limiter and debouncer ----------------------------------------------------------
 
 
-def test_peer_log_limiter_once_per_window_per_peer() -> None:
-    limiter = PeerLogLimiter(window=60, max_peers=3)
-    assert limiter.allow("10.0.0.1", 0)
-    assert not limiter.allow("10.0.0.1", 30)
-    assert not limiter.allow("10.0.0.1", 59.9)
-    assert limiter.allow("10.0.0.2", 30)
-    assert limiter.take_suppressed("10.0.0.1") == 2
-    assert limiter.allow("10.0.0.1", 60)
-    # Bounded: a flood of addresses never grows the table past max_peers.
-    for i in range(100):
-        limiter.allow(f"192.0.2.{i}", 61 + i * 0.001)
-    assert len(limiter._last) <= 3
+async def test_refusals_are_logged_at_once_then_once_a_window_with_their_count() -> None:
+    refusals = RefusalLog(window=0.2, max_peers=3)
+    with capture_logs() as logs:
+        for _ in range(5):
+            refusals.refused("10.0.0.1", reason="wrong")
+        refusals.refused("10.0.0.2", reason="wrong")
+        await asyncio.sleep(0.5)  # no further refusal: the count still gets its line
+        for i in range(100):  # a flood of addresses is folded, never grows the table
+            refusals.refused(f"192.0.2.{i}", reason="x")
+        refusals.close()
+    lines = [(line["peer"], line["refused"]) for line in logs if line["event"] == "webhook_refused"]
+    assert lines[:3] == [("10.0.0.1", 1), ("10.0.0.2", 1), ("10.0.0.1", 4)]
+    assert len(refusals._last) <= 4 and ("others", 1) in lines
 
 
 async def test_debouncer_coalesces_a_burst_into_one_call() -> None:
@@ -180,18 +217,21 @@ async def test_debouncer_close_cancels_the_pending_call() -> None:
 
 
 class Hook:
-    def __init__(self, url: str, hook: NetBoxWebhook, cycles: list[str]) -> None:
+    def __init__(self, url: str, hook: NetBoxWebhook, events: list[NetBoxEvent]) -> None:
         self.url = url
         self.hook = hook
-        self.cycles = cycles
+        self.events = events
 
 
 @pytest.fixture
 async def hook() -> AsyncIterator[Hook]:
-    cycles: list[str] = []
-    receiver = NetBoxWebhook(
-        SECRET, cycles.append, relations=["dc1"], max_body=64 * 1024, quiet=0.5, max_delay=30
-    )
+    events: list[NetBoxEvent] = []
+
+    def on_event(event: NetBoxEvent) -> str:
+        events.append(event)
+        return "full_read" if event_change(event) is None else "applied"
+
+    receiver = NetBoxWebhook(SECRET, on_event, relations=["dc1"], max_body=64 * 1024)
     server = OpsServer(
         Health(max_age=60),
         Metrics(),
@@ -201,7 +241,7 @@ async def hook() -> AsyncIterator[Hook]:
     )
     url = await server.start()
     try:
-        yield Hook(url + "/hooks/netbox", receiver, cycles)
+        yield Hook(url + "/hooks/netbox", receiver, events)
     finally:
         receiver.close()
         await server.stop()
@@ -217,33 +257,28 @@ async def post(
         return resp.status, await resp.json()
 
 
-async def settle(hook: Hook) -> None:
-    """Wait until the debouncer has nothing pending (bounded)."""
-    deadline = asyncio.get_running_loop().time() + 20
-    while hook.hook.debouncer.pending:
-        assert asyncio.get_running_loop().time() < deadline, "the debouncer never fired"
-        await asyncio.sleep(0.02)
+async def test_a_recorded_delivery_with_its_real_headers_is_applied(hook: Hook) -> None:
+    doc = delivery("001")
+    headers = {k: v for k, v in doc["headers"] if k.lower() not in ("content-length", "host")}
+    headers["X-Hook-Signature"] = sign(doc["body"], SECRET)  # re-signed with the test secret
+    async with (
+        aiohttp.ClientSession() as session,
+        session.post(hook.url, data=doc["body"], headers=headers) as resp,
+    ):
+        status, answer = resp.status, await resp.json()
+    assert (status, answer["action"]) == (202, "applied")
+    assert [e.cables for e in hook.events] == [frozenset({10})]
+    assert hook.hook.counts == {"applied": 1}
 
 
-async def test_a_signed_webhook_asks_for_one_cycle(hook: Hook) -> None:
-    body = payload("cable_created")
-    async with aiohttp.ClientSession() as session:
-        status, doc = await post(session, hook.url, body, sign(body, SECRET))
-    assert (status, doc["action"]) == (202, "cycle")
-    await settle(hook)
-    assert hook.cycles == ["netbox webhook: 1 change(s) for dc1"]
-
-
-async def test_a_bulk_edit_of_500_cables_is_one_cycle(hook: Hook) -> None:
-    body = payload("cable_created")
+async def test_a_captured_delivery_replayed_ten_times_is_taken_once(hook: Hook) -> None:
+    body = delivery("016")["body"]
     signature = sign(body, SECRET)
     async with aiohttp.ClientSession() as session:
-        results = await asyncio.gather(
-            *(post(session, hook.url, body, signature) for _ in range(500))
-        )
-    assert {status for status, _ in results} == {202}
-    await settle(hook)
-    assert len(hook.cycles) == 1 and hook.hook.counts.accepted == 500
+        answers = [await post(session, hook.url, body, signature) for _ in range(10)]
+    assert [a[1]["action"] for a in answers] == ["applied"] + ["duplicate"] * 9
+    assert len(hook.events) == 1
+    assert hook.hook.counts == {"applied": 1, "duplicate": 9}
 
 
 async def test_unsigned_and_wrongly_signed_get_403_start_nothing_log_once(hook: Hook) -> None:
@@ -253,13 +288,11 @@ async def test_unsigned_and_wrongly_signed_get_403_start_nothing_log_once(hook: 
             for signature in (None, "", sign(body, "guess"), "zz", None):
                 status, doc = await post(session, hook.url, body, signature)
                 assert status == 403 and doc["ok"] is False
-    # Nothing fired and nothing is scheduled to: a refused request never pokes.
-    assert not hook.hook.debouncer.pending
-    assert hook.cycles == [] and hook.hook.debouncer.fired == 0
+    assert hook.events == []
     refused = [line for line in logs if line["event"] == "webhook_refused"]
     assert len(refused) == 1 and refused[0]["peer"] == "127.0.0.1"
     assert SECRET not in json.dumps(logs, default=str)
-    assert hook.hook.counts.refused == 5
+    assert hook.hook.counts == {"unsigned": 3, "bad_signature": 2}
 
 
 async def test_oversized_body_gets_413_before_anything_else(hook: Hook) -> None:
@@ -277,7 +310,17 @@ async def test_oversized_body_gets_413_before_anything_else(hook: Hook) -> None:
         ) as resp:
             chunked_status = resp.status
     assert (status, chunked_status) == (413, 413)
-    assert not hook.hook.debouncer.pending and hook.cycles == []
+    assert hook.events == [] and hook.hook.counts == {"too_large": 2}
+
+
+async def test_bodies_beyond_the_shared_budget_are_refused_busy(hook: Hook) -> None:
+    hook.hook.budget = BodyBudget(4096)
+    body = delivery("065")["body"]  # a device delivery: ~6 KB
+    assert len(body) > 4096
+    async with aiohttp.ClientSession() as session:
+        status, doc = await post(session, hook.url, body, sign(body, SECRET))
+    assert status == 503 and "resend" in str(doc["reason"])
+    assert hook.hook.budget.held == 0 and hook.events == []
 
 
 async def test_a_stalled_body_gets_408(hook: Hook) -> None:
@@ -286,25 +329,40 @@ async def test_a_stalled_body_gets_408(hook: Hook) -> None:
     reader, writer = await asyncio.open_connection(host, int(port))
     writer.write(
         b"POST /hooks/netbox HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
-        b"Content-Length: 1000\r\n\r\n" + b'{"event": '
+        b"X-Hook-Signature: 00\r\nContent-Length: 1000\r\n\r\n" + b'{"event": '
     )
     await writer.drain()
     async with asyncio.timeout(20):
         status_line = await reader.readline()
     writer.close()
     assert status_line.split()[1] == b"408"
-    assert not hook.hook.debouncer.pending and hook.cycles == []
+    assert hook.events == [] and hook.hook.budget.held == 0
 
 
-async def test_signed_bad_json_gets_400_and_irrelevant_models_are_ignored(hook: Hook) -> None:
+async def test_an_unsigned_body_is_refused_before_it_is_read(hook: Hook) -> None:
+    """No signature header: 403 at once, while the client is still sending."""
+    host, port = hook.url.removeprefix("http://").split("/")[0].split(":")
+    reader, writer = await asyncio.open_connection(host, int(port))
+    writer.write(
+        b"POST /hooks/netbox HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+        b"Content-Length: 1048576\r\n\r\n" + b"x" * 1000
+    )
+    await writer.drain()
+    async with asyncio.timeout(20):
+        status_line = await reader.readline()
+    writer.close()
+    assert status_line.split()[1] == b"403" and hook.hook.budget.peak == 0
+
+
+async def test_signed_bad_json_gets_400_and_other_models_ask_for_a_full_read(hook: Hook) -> None:
     bad = b'{"event": "created", "object_type": '
-    site = payload("site_updated")
+    site = delivery("072")["body"]
     async with aiohttp.ClientSession() as session:
         status_bad, doc_bad = await post(session, hook.url, bad, sign(bad, SECRET))
         status_site, doc_site = await post(session, hook.url, site, sign(site, SECRET))
     assert status_bad == 400 and "not JSON" in str(doc_bad["reason"])
-    assert (status_site, doc_site["action"]) == (202, "ignored")
-    assert not hook.hook.debouncer.pending and hook.cycles == []
+    assert (status_site, doc_site["action"]) == (202, "full_read")
+    assert hook.hook.counts == {"bad_payload": 1, "full_read": 1}
 
 
 # -- configuration ------------------------------------------------------------------------
@@ -383,6 +441,50 @@ def test_owns_every_netbox_without_url() -> None:
 # -- wiring into the daemon (syncd.runtime.push) --------------------------------------------------
 
 
+@pytest.mark.parametrize(
+    ("hooks", "why"),
+    [
+        (
+            f'[ops]\nenabled = false\n[hooks.netbox]\nsecret = "{SECRET}"',
+            "hooks.netbox needs a listener",
+        ),
+        (
+            f'[hooks.netbox]\nsecret = "{SECRET}"\nurl = "https://localhost"',
+            "matches no netbox source",
+        ),
+        ('[hooks]\nlisten = "127.0.0.1"\n[hooks.netbox]\nsecret = "x"', "not host:port"),
+        ('[hooks]\nlisten = "127.0.0.1:99999"\n[hooks.netbox]\nsecret = "x"', "not host:port"),
+    ],
+)
+def test_a_hook_that_cannot_work_is_a_config_error(tmp_path: Path, hooks: str, why: str) -> None:
+    with pytest.raises(ConfigError, match=why):
+        load_settings(_config(tmp_path, hooks))
+
+
+def test_check_config_exits_78_for_a_hook_without_a_listener(tmp_path: Path) -> None:
+    import subprocess
+    import sys
+
+    cfg = _config(tmp_path, f'[ops]\nenabled = false\n[hooks.netbox]\nsecret = "{SECRET}"')
+    done = subprocess.run(
+        [sys.executable, "-m", "syncd", "check-config", "--config", str(cfg)],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert done.returncode == 78 and "hooks.netbox needs a listener" in done.stderr
+    assert SECRET not in done.stderr + done.stdout
+
+
+def test_a_listener_of_its_own_keeps_the_webhook_off_the_ops_server(tmp_path: Path) -> None:
+    text = (
+        f'[ops]\nenabled = false\n[hooks]\nlisten = "[::1]:0"\n[hooks.netbox]\nsecret = "{SECRET}"'
+    )
+    settings = load_settings(_config(tmp_path, text))
+    push = PushSources(settings, lambda *_: None)
+    assert push.routes() == [] and push.listen == ("::1", 0)
+
+
 def test_push_sources_route_only_for_a_matching_netbox_relation(tmp_path: Path) -> None:
     cycles: list[tuple[str, list[str]]] = []
 
@@ -395,13 +497,9 @@ def test_push_sources_route_only_for_a_matching_netbox_relation(tmp_path: Path) 
     push = PushSources(load_settings(_config(tmp_path, mine)), request)
     assert [(m, p) for m, p, _ in push.routes()] == [("POST", "/hooks/netbox")]
     assert push.webhook is not None and push.webhook.relations == ["dc1"]
-    push.webhook.on_change("netbox webhook")  # a cycle of the relations it feeds, only
-    assert cycles == [("netbox webhook", ["dc1"])]
-    other = f'[hooks.netbox]\nsecret = "{SECRET}"\nurl = "https://other.example"'
-    with capture_logs() as logs:
-        unused = PushSources(load_settings(_config(tmp_path, other)), request)
-    assert unused.routes() == []
-    assert [line["event"] for line in logs] == ["webhook_unused"]
+    # A model only a full read can judge asks for a cycle of the relations it feeds, only.
+    assert push.webhook.on_event(parse_event(delivery("072")["body"])) == "full_read"
+    assert cycles == [("netbox webhook: dcim.site updated", ["dc1"])]
 
 
 async def test_no_hook_section_means_no_endpoint() -> None:
@@ -415,3 +513,32 @@ async def test_no_hook_section_means_no_endpoint() -> None:
             assert resp.status == 404
     finally:
         await server.stop()
+
+
+def test_resync_token_from_a_file_or_the_credential(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.delenv("CREDENTIALS_DIRECTORY", raising=False)
+    assert load_settings(_config(tmp_path, "")).ops.resync_token is None  # optional
+    (tmp_path / "resync.token").write_text("tok-1\n", encoding="utf-8")
+    settings = load_settings(_config(tmp_path, '[ops]\nresync_token_file = "resync.token"'))
+    assert settings.ops.resync_token is not None
+    assert settings.ops.resync_token.get_secret_value() == "tok-1"
+    assert "tok-1" not in repr(settings)
+    creds = tmp_path / "creds"
+    creds.mkdir()
+    (creds / "resync_token").write_text("tok-2", encoding="utf-8")
+    monkeypatch.setenv("CREDENTIALS_DIRECTORY", str(creds))
+    token = load_settings(_config(tmp_path, "")).ops.resync_token
+    assert token is not None and token.get_secret_value() == "tok-2"
+    with pytest.raises(ConfigError, match="empty"):
+        load_settings(_config(tmp_path, '[ops]\nresync_token = ""'))
+
+
+@pytest.mark.parametrize("ident", [0, -1, 2**63, 10**30, True, "12", 1.5, None])
+def test_an_id_that_is_not_a_netbox_id_names_nothing(ident: object) -> None:
+    doc = json.loads(delivery("001")["body"])
+    doc["data"]["id"] = ident
+    event = parse_event(json.dumps(doc).encode())
+    assert event.object_id is None and event.cables == frozenset()
+    assert event_change(event) is None  # only a full read can tell

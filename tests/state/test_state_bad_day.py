@@ -36,6 +36,10 @@ def test_an_exists_for_a_pair_in_flight_is_owned(tmp_path: Path) -> None:
         now=2.0,
     )
     assert st.owned_keys(R) == {pack(1, 10), pack(1, 11)}
+    # The point lookup a pushed change uses says the same of a few keys.
+    asked = {pack(1, 10), pack(2, 20), pack(1, 12), pack(9, 99)}
+    assert st.owned_among(R, asked) == {pack(1, 10)}
+    assert st.owned_among("other", asked) == set()
     assert st.in_flight(R) == {pack(1, 13)}  # the CMDB may have acted on it
     st.close()
 
