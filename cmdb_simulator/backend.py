@@ -24,6 +24,7 @@ from cmdb_simulator.messages import (
     AUDIT_SAVE_FAILED,
     CORE_SERVICE_CONCURRENT,
     DUPLICATE_ITEM,
+    EVENT_CHAIN_NODE_NOT_EXIST,
     HTTP_INPUT_INVALID,
     INNER_MODEL_FORBIDDEN,
     INST_DATA_NIL,
@@ -465,6 +466,8 @@ class Backend:
         if isinstance(raw, Malformed):
             raw = watch.NOT_JSON
         resource = params.get("bk_resource")
+        if self.fault == "watch-expired" and isinstance(raw, dict) and raw.get("bk_cursor"):
+            raise CmdbError(EVENT_CHAIN_NODE_NOT_EXIST)
         return await watch.serve(
             self.chain,
             resource if isinstance(resource, str) else "",

@@ -9,7 +9,9 @@ CMDB kinds answer HTTP 200: ``cmdb-busy`` is the API server's own limiter (11999
 nothing done), ``core-busy`` the core service's lock failure (1113053, nothing done;
 the single create only, the batch path takes no lock) and ``audit-fail`` the audit-log
 save failure (1109001): the batch create keeps its writes, the single create and the
-deletes run in a transaction that is rolled back.
+deletes run in a transaction that is rolled back. ``watch-expired`` answers a
+``resource_watch`` with a cursor 1103007 (the event node is gone), as a CMDB whose
+event retention is broken would: a storm a watcher must brake.
 
 Only the issue's original four are drawn unless a caller asks for more, so
 callers that never name fault kinds see the behaviour they always did.
@@ -22,7 +24,7 @@ from collections.abc import Iterable
 
 FAULT_KINDS: tuple[str, ...] = ("502", "504", "504-after", "drop")
 """The default set, used when no fault kinds are given."""
-CMDB_FAULT_KINDS: tuple[str, ...] = ("cmdb-busy", "core-busy", "audit-fail")
+CMDB_FAULT_KINDS: tuple[str, ...] = ("cmdb-busy", "core-busy", "audit-fail", "watch-expired")
 ALL_FAULT_KINDS: tuple[str, ...] = FAULT_KINDS + CMDB_FAULT_KINDS
 
 CREATE_APIS = frozenset({"batch_create_instance_association", "add_instance_association"})
@@ -30,6 +32,7 @@ WRITE_APIS = CREATE_APIS | {"delete_related_inst_asso", "delete_instance_associa
 _ONLY_FOR: dict[str, frozenset[str]] = {
     "core-busy": frozenset({"add_instance_association"}),
     "audit-fail": WRITE_APIS,
+    "watch-expired": frozenset({"resource_watch"}),
 }
 """Kinds that make sense for some APIs only; the rest apply to every API."""
 

@@ -40,6 +40,7 @@ from cmdb_simulator.messages import (
     AUDIT_SAVE_FAILED,
     AUTHORIZE_FAILED,
     CORE_SERVICE_CONCURRENT,
+    EVENT_CHAIN_NODE_NOT_EXIST,
     PARSE_AUTH_ATTRIBUTE_FAILED,
     TOO_MANY_REQUESTS,
     TOO_MANY_REQUESTS_TEXT,
@@ -59,6 +60,8 @@ from cmdb_simulator.watch import (
     WatchSettings,
 )
 
+SHUTDOWN_GRACE = 0.1
+"""Seconds open requests get to finish when the simulator stops."""
 MAX_BODY = 40 * 1024 * 1024
 """The API gateway's body limit (40 MB)."""
 
@@ -161,7 +164,14 @@ class Simulator(EsbFront, ApiGatewayFront):
 
     async def start(self, host: str = "127.0.0.1", port: int = 0) -> str:
         """Listen; returns the base URL (``port=0`` picks a free port)."""
-        runner = web.AppRunner(self.make_app(), access_log=None, handle_signals=False)
+        # A held watch (20 s) or a slow batch must not hold a stop: requests still open
+        # after SHUTDOWN_GRACE are cut, as a real server's restart would cut them.
+        runner = web.AppRunner(
+            self.make_app(),
+            access_log=None,
+            handle_signals=False,
+            shutdown_timeout=SHUTDOWN_GRACE,
+        )
         await runner.setup()
         site = web.TCPSite(runner, host, port, backlog=1024, reuse_address=True)
         await site.start()
@@ -366,7 +376,11 @@ class Simulator(EsbFront, ApiGatewayFront):
                 if denial is not None:
                     denial.filter = False  # the topo server's RespNoAuth: proxied, no data
                     data = denial
-        needs = {"core-busy": CORE_SERVICE_CONCURRENT, "audit-fail": AUDIT_SAVE_FAILED}
+        needs = {
+            "core-busy": CORE_SERVICE_CONCURRENT,
+            "audit-fail": AUDIT_SAVE_FAILED,
+            "watch-expired": EVENT_CHAIN_NODE_NOT_EXIST,
+        }
         if fault in needs and not (isinstance(data, CmdbError) and data.code == needs[fault]):
             fault = None
         if fault is not None:

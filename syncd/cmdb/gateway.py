@@ -14,6 +14,7 @@ import json
 import uuid
 from dataclasses import dataclass
 from typing import Any
+from urllib.parse import quote
 
 from syncd.cmdb.apis import Api
 from syncd.config.settings import CmdbSettings
@@ -60,9 +61,19 @@ def frame(settings: CmdbSettings, api: Api, body: dict[str, Any], params: dict[s
         headers["X-Bk-Tenant-Id"] = settings.tenant_id
     else:
         headers["X-Bkcmdb-Supplier-Account"] = settings.supplier_account
-    path = api.path.format(**params)
+    path = api.path.format(**{k: path_segment(v) for k, v in params.items()})
     url = f"{settings.url}/api/bk-cmdb/{settings.stage}{path}"
     return Framed(api.method, url, headers, json.dumps(body).encode(), request_id)
+
+
+def path_segment(value: object) -> str:
+    """A path variable as one URL path segment: every reserved character quoted, so a
+    value can neither leave the path (``/../``), cut it (``#``) nor start a query
+    (``?``). Dot segments cannot be quoted away (URLs normalise ``%2E%2E`` too): refused."""
+    text = str(value)
+    if text in ("", ".", ".."):
+        raise ValueError(f"{text!r} cannot be a URL path segment")
+    return quote(text, safe="")
 
 
 def describe(settings: CmdbSettings) -> str:

@@ -15,6 +15,8 @@ from typing import Any, Literal
 from pydantic import (
     Field,
     ValidationError,
+    ValidationInfo,
+    field_validator,
     model_validator,
 )
 from pydantic_settings import (
@@ -34,10 +36,12 @@ from syncd.config.load import (
     resolve_relative,
     resolve_secret_files,
 )
+from syncd.core.identifiers import ASSOCIATION_ID_MAX, MODEL_ID_MAX, check_model_id
 from syncd.core.moves import MoveGuards
 from syncd.core.prune import PruneGuards
 from syncd.sources.filters import FilterSettings
 from syncd.sources.settings import NetBoxSourceSettings, SourceSettings
+from syncd.support.printable import escape_controls
 from syncd.support.sections import _Section
 
 EX_CONFIG = 78
@@ -47,7 +51,11 @@ CONFIG_ENV = "SYNCD_CONFIG"
 
 
 class ConfigError(Exception):
-    """The configuration is invalid; the message names the field and why."""
+    """The configuration is invalid; the message names the field and why, on one line
+    (control characters from names and values are shown escaped)."""
+
+    def __init__(self, message: str) -> None:
+        super().__init__(escape_controls(message))
 
 
 class StateSettings(_Section):
@@ -160,6 +168,14 @@ class RelationSettings(_Section):
     )
     prune: PruneSettings = PruneSettings()
     moves: MoveSettings = MoveSettings()
+
+    @field_validator("bk_obj_id", "bk_asst_obj_id", "bk_obj_asst_id")
+    @classmethod
+    def _bk_cmdb_id(cls, value: str, info: ValidationInfo) -> str:
+        # As bk-cmdb allows them (syncd.core.identifiers): they reach URL paths.
+        field = info.field_name or "id"
+        limit = ASSOCIATION_ID_MAX if field == "bk_obj_asst_id" else MODEL_ID_MAX
+        return check_model_id(value, field, limit=limit)
 
     @model_validator(mode="after")
     def _consistent(self) -> RelationSettings:

@@ -8,6 +8,7 @@ from three places: memory, the state file after a restart, or the CMDB itself
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable, Iterable
 from typing import Protocol
 
@@ -23,6 +24,10 @@ from syncd.state import Created, Failed, Seen, StateStore
 from syncd.support.tasks import nothing, together
 
 log = structlog.get_logger("syncd")
+
+SENDING_MAX_AGE = 300.0
+"""Seconds a create may be awaited at most; an older one (its answer never recorded,
+e.g. cancelled at shutdown) no longer counts as in flight."""
 
 
 class RelationRefused(Exception):
@@ -63,6 +68,9 @@ class Known:
         self._pairs: dict[str, set[PairKey]] = {}
         self._mapping: dict[str, Mapping] = {}
         self.lists: ListObserver | None = None
+        self._sending: dict[str, dict[PairKey, float]] = {}
+        """Pairs of creates sent and not answered yet (monotonic time sent), in memory:
+        the watch sees their events before the answer and must not call them drift."""
 
     def pairs(self, name: str) -> set[PairKey]:
         """The mirror (empty for a relation not observed yet)."""
@@ -147,6 +155,8 @@ class Known:
         """Before a create leaves: the pairs are in flight (durably), so an answer lost
         on the way back still leaves them owned."""
         self.store.intend(name, details, self.clock())
+        now = time.monotonic()
+        self._sending.setdefault(name, {}).update((pack(s, d), now) for s, d in details)
 
     def record(self, name: str, outcome: BatchOutcome, failed: list[Failed]) -> None:
         """One answer: store it in one transaction, then mirror what is now in the CMDB."""
@@ -161,6 +171,26 @@ class Known:
         known = self._pairs[name]
         known.update([pack(s, d) for s, d, _ in outcome.created])
         known.update([pack(s, d) for s, d, _ in outcome.exists])
+        sending = self._sending.get(name)
+        if sending:
+            for s, d, _ in outcome.created:
+                sending.pop(pack(s, d), None)
+            for s, d, _ in outcome.exists:
+                sending.pop(pack(s, d), None)
+            for f in outcome.failed:
+                sending.pop(pack(f.src, f.dst), None)
+            for s, d in outcome.deferred:
+                sending.pop(pack(s, d), None)
+
+    def sending(self, name: str, keys: Iterable[PairKey]) -> set[PairKey]:
+        """Which of ``keys`` syncd is creating right now (sent, answer not recorded)."""
+        sending = self._sending.get(name)
+        if not sending:
+            return set()
+        oldest = time.monotonic() - SENDING_MAX_AGE
+        for key in [k for k, sent in sending.items() if sent < oldest]:
+            del sending[key]  # never answered (cancelled): no longer in flight
+        return {k for k in keys if k in sending}
 
     def holds(self, name: str, keys: Iterable[PairKey]) -> set[PairKey]:
         """Which of ``keys`` are known (the mirror, or the store before it is loaded)."""

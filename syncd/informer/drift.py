@@ -11,7 +11,8 @@ what an event means for a relation, and never talks to the CMDB.
   the relation runs now, which sends the held pair;
 - a pair **created** by someone: known (not owned, so never pruned), never sent. Applied
   :data:`ADOPT_GRACE` seconds after it arrives, by which time syncd's own creates have
-  been recorded from their answers and are not mistaken for someone else's.
+  been recorded from their answers and are not mistaken for someone else's; a pair
+  whose create syncd is still awaiting (a slow batch) waits again until it is answered.
 """
 
 from __future__ import annotations
@@ -113,6 +114,13 @@ class DriftRepair:
         due = [watch.pending.pop(k) for k in keys if k in watch.pending]
         if not due:
             return
+        sending = self.known.sending(rel.name, [e.key for e in due])
+        if sending:  # syncd's own create, not answered yet: look again later
+            later = [(rel.name, e.key) for e in due if e.key in sending]
+            watch.pending.update({(rel.name, e.key): e for e in due if e.key in sending})
+            loop = asyncio.get_running_loop()
+            loop.call_later(ADOPT_GRACE, self._adopt_later, watch, rel, later)
+            due = [e for e in due if e.key not in sending]
         known = self.known.holds(rel.name, [e.key for e in due])
         theirs = [e for e in due if e.key not in known]
         if not theirs:

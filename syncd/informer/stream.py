@@ -48,6 +48,12 @@ it takes at most 5% of the budget it shares with the writes on the ESB."""
 RETRY_BASE = 1.0
 RETRY_CAP = 30.0
 """Pause after a failed watch request: doubles from RETRY_BASE up to RETRY_CAP."""
+RELIST_FLOOR = 10.0
+RELIST_CAP = 300.0
+"""Least time between two restarts of an object's watch (each relists its relations):
+doubles from RELIST_FLOOR up to RELIST_CAP while restarts follow each other without a
+good answer in between, so a CMDB answering 1103007 to everything costs a list every
+few minutes, not a list a second. The first restart after a good answer is at once."""
 
 
 class WatchObserver(Protocol):
@@ -79,6 +85,12 @@ class ObjectWatch:
     """Creates of unknown pairs waiting out ADOPT_GRACE, by (relation, pair)."""
     echoes: CreateEchoes = field(default_factory=CreateEchoes)
     """The second create event bk-cmdb sends per batch-created association, dropped."""
+    next_request: float = -math.inf
+    """Monotonic time before which no watch request of this object leaves."""
+    restart_due: float = -math.inf
+    """Monotonic time before which the watch does not start over (see RELIST_FLOOR)."""
+    restarts: int = 0
+    """Restarts since the last good answer: the exponent of the restart pause."""
 
 
 class ObjectFollowing:
@@ -105,11 +117,13 @@ class ObjectFollowing:
 
     async def _from_now(self, watch: ObjectWatch, failures: int = 0) -> bool:
         """Take the "from now" cursor; True when got. Relations listed before it relist."""
+        await self._paced(watch)
         began = self.monotonic()
         # Unfiltered, "now" is the newest event of any object; filtered, a newest event
         # of another object gives the no-event cursor: every event kept (hours) again.
         answer = await self.client.watch_associations(None, None)
         if answer.verdict is not Verdict.OK:  # e.g. allowed to watch this object only
+            await self._paced(watch)
             answer = await self.client.watch_associations(watch.bk_obj_id, None)
         error = answer.error if answer.verdict is not Verdict.OK else None
         if error is None:
@@ -138,6 +152,14 @@ class ObjectFollowing:
                 self.request(rel, relist=True, reason=watch.lost)
         self._keep_cursor(watch)
         return True
+
+    async def _paced(self, watch: ObjectWatch, after: float = PACE) -> None:
+        """Wait for the object's next request slot, then take it: whatever the CMDB
+        answers (errors, gaps, expired cursors), one request per ``after`` seconds."""
+        wait = watch.next_request - self.monotonic()
+        if wait > 0:
+            await asyncio.sleep(wait)
+        watch.next_request = self.monotonic() + after
 
     def _keep_cursor(self, watch: ObjectWatch) -> None:
         """Store the cursor while every relation of the object is in step with it."""
@@ -177,10 +199,14 @@ class ObjectFollowing:
         """One watch request and what follows from it; the failures so far."""
         if watch.cursor is None:
             watch.state = "starting"
+            wait = watch.restart_due - self.monotonic()
+            if wait > 0:
+                await asyncio.sleep(wait)
             if await self._from_now(watch, failures):
                 return 0
             await asyncio.sleep(_backoff(failures + 1))
             return failures + 1
+        await self._paced(watch)
         watch.state = "watching"
         answer = await self.client.watch_associations(watch.bk_obj_id, watch.cursor)
         if answer.verdict is not Verdict.OK:
@@ -209,10 +235,12 @@ class ObjectFollowing:
             return 0
         if failures:
             log.info("watch_recovered", object=watch.bk_obj_id, failures=failures)
+        watch.restarts = 0
         self._received(watch, events)
         watch.cursor = cursor
         self._keep_cursor(watch)
-        await asyncio.sleep(PACE if entries < EVENT_STEP else self._catch_up)
+        if entries >= EVENT_STEP:  # more are waiting: the next request may go sooner
+            watch.next_request = self.monotonic() + self._catch_up
         return 0
 
     def _lost(self, watch: ObjectWatch, reason: str) -> None:
@@ -223,7 +251,10 @@ class ObjectFollowing:
         self.store.set_watch_cursor(watch.bk_obj_id, None, self.client.settings.tenant_id)
         for rel in watch.relations:
             self._listed_at.pop(rel.name, None)
-        log.info("watch_restarting", object=watch.bk_obj_id, reason=reason)
+        pause = _restart_pause(watch.restarts)
+        watch.restarts += 1
+        watch.restart_due = self.monotonic() + pause
+        log.info("watch_restarting", object=watch.bk_obj_id, reason=reason, restart_in=pause)
 
     def _received(self, watch: ObjectWatch, events: list[Event]) -> None:
         now = self.clock()
@@ -251,6 +282,13 @@ class ObjectFollowing:
             if rel.name in self._replay:
                 self._replay[rel.name].extend(mine)
             self.drift.apply(watch, rel, mine)
+
+
+def _restart_pause(restarts: int) -> float:
+    """0 for the first restart after a good answer, then RELIST_FLOOR doubling to the cap."""
+    if restarts <= 0:
+        return 0.0
+    return float(min(RELIST_CAP, RELIST_FLOOR * 2 ** min(restarts - 1, 10)))
 
 
 def _backoff(failures: int) -> float:

@@ -220,6 +220,7 @@ class Daemon:
             self.request_cycle,
             self._apply_change,
             count_webhook=self.metrics.record_webhook,
+            count_http=self.metrics.record_http_trouble,
         )
         if push.webhook is not None:
             self.metrics.webhook_results(RESULTS)
@@ -310,7 +311,20 @@ class Daemon:
             return
         self._watcher = Watcher(self.settings, engine, observer=self.metrics)
         self.health.watch = self._watcher.snapshot
-        await stack.enter_async_context(self._watcher.running())
+        # Priming asks the CMDB where "now" is (up to PRIME_TIMEOUT when it is
+        # unreachable): a stop signal meanwhile ends it at once.
+        entering = asyncio.ensure_future(stack.enter_async_context(self._watcher.running()))
+        stopped = asyncio.ensure_future(self._stop.wait())
+        try:
+            await asyncio.wait({entering, stopped}, return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            stopped.cancel()
+            if not entering.done():
+                entering.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await entering
+        if not entering.cancelled():
+            entering.result()  # a failure to start the watch is raised, as before
 
     def _state_unavailable_cycle(self) -> CycleReport:
         """A cycle without a state store: each relation fails with one line, nothing is sent."""
@@ -386,6 +400,8 @@ class Daemon:
             engine = self._engine(stack)
             if engine is not None and self._watcher is None:
                 await self._start_watch(stack, engine)
+                if self._stop.is_set():
+                    break  # stopped during start-up: no cycle begins after "stopping"
             started = time.monotonic()
             if engine is None:
                 report: CycleReport | None = self._state_unavailable_cycle()

@@ -137,6 +137,12 @@ class Metrics:
             ["relation", "reason"],
             registry=reg,
         )
+        self.http_trouble = Counter(
+            "syncd_http_rejected_total",
+            "HTTP connections and requests a listener refused, dropped or rejected as malformed.",
+            ["listener", "kind"],
+            registry=reg,
+        )
         self.desired = Gauge(
             "syncd_desired_pairs", "Pairs the source wants.", ["relation"], registry=reg
         )
@@ -194,6 +200,10 @@ class Metrics:
 
     def set_watch_lag(self, bk_obj_id: str, seconds: float) -> None:
         self.watch_lag.labels(object=_label(bk_obj_id)).set(max(seconds, 0.0))
+
+    def record_http_trouble(self, listener: str, kind: str) -> None:
+        """One refused or dropped connection, or one malformed request (runtime.listener)."""
+        self.http_trouble.labels(listener=_label(listener), kind=_label(kind)).inc()
 
     def record_webhook(self, result: str) -> None:
         self.webhooks.labels(result=_label(result)).inc()

@@ -3,7 +3,9 @@
 It runs inside the daemon's event loop on purpose: if the loop is stuck,
 /healthz cannot answer, which is exactly what a liveness probe should see.
 It listens on 127.0.0.1 by default; in a pod it listens on 0.0.0.0 so the
-kubelet can probe it. Nothing here is secret: health reasons, counts and metric
+kubelet can probe it. It is a :class:`syncd.runtime.listener.Listener`: bounded
+connections and read deadlines, so no client can starve it or the daemon's files.
+Nothing here is secret: health reasons, counts and metric
 labels only. POST /resync asks for one extra full
 cycle (requests coalesce); it refuses browser requests (any ``Origin`` header) so a
 web page cannot trigger it cross-site, and with ``ops.resync_token`` set it needs
@@ -22,6 +24,7 @@ import structlog
 from aiohttp import web
 
 from syncd.runtime.health import Health
+from syncd.runtime.listener import Listener, ListenerLimits
 from syncd.runtime.metrics import Metrics
 
 log = structlog.get_logger("syncd.ops")
@@ -51,6 +54,7 @@ class OpsServer:
         port: int = 9108,
         routes: Sequence[Route] = (),
         resync_token: str | None = None,
+        limits: ListenerLimits | None = None,
     ) -> None:
         self.health = health
         self.metrics = metrics
@@ -59,8 +63,9 @@ class OpsServer:
         self.port = port
         self.routes = list(routes)
         self._token = resync_token.encode("utf-8") if resync_token else None
+        self.limits = limits or ListenerLimits()
         self.url: str | None = None
-        self._runner: web.AppRunner | None = None
+        self.listener: Listener | None = None
 
     def app(self) -> web.Application:
         app = web.Application()
@@ -75,40 +80,36 @@ class OpsServer:
 
     async def start(self) -> str:
         # No access log: probes every few seconds would drown the sync's own lines.
-        # A small read buffer (what an idle or slow client can make each connection hold),
-        # and a body left unread (a refused webhook) is dropped for LINGER s at most.
-        runner = web.AppRunner(
+        listener = Listener(
             self.app(),
-            access_log=None,
-            handle_signals=False,
-            read_bufsize=16 * 1024,
-            lingering_time=LINGER,
+            name="ops",
+            host=self.host,
+            port=self.port,
+            limits=self.limits,
+            count=self.metrics.record_http_trouble,
         )
-        await runner.setup()
         try:
-            site = web.TCPSite(runner, self.host, self.port)
-            await site.start()
+            host, self.port = await listener.start()
         except OSError as exc:
-            await runner.cleanup()
             raise OpsUnavailable(
                 f"ops server cannot listen on {self.host}:{self.port}: "
                 f"{exc.strerror or exc} (another syncd, or set ops.port)"
             ) from None
-        except BaseException:
-            await runner.cleanup()
-            raise
-        self._runner = runner
-        host, port = runner.addresses[0][:2]
-        self.port = int(port)
-        shown = f"[{host}]" if ":" in str(host) else str(host)
+        self.listener = listener
+        shown = f"[{host}]" if ":" in host else host
         self.url = f"http://{shown}:{self.port}"
-        log.info("ops_listening", url=self.url)
+        log.info(
+            "ops_listening",
+            url=self.url,
+            max_connections=listener.cap,
+            open_files_limit=listener.nofile,
+        )
         return self.url
 
     async def stop(self) -> None:
-        if self._runner is not None:
-            runner, self._runner = self._runner, None
-            await runner.cleanup()
+        if self.listener is not None:
+            listener, self.listener = self.listener, None
+            await listener.stop()
 
     # -- handlers -------------------------------------------------------------
 

@@ -22,6 +22,7 @@ from aiohttp import web
 from syncd.config.settings import Settings
 from syncd.engine.report import CycleReport
 from syncd.runtime.changefeed import ApplyChange, ChangeFeed
+from syncd.runtime.listener import Listener, ListenerLimits
 from syncd.runtime.ops import LINGER, OpsUnavailable, Route
 from syncd.runtime.webhooks import Debouncer, NetBoxEvent, NetBoxWebhook, event_change
 from syncd.sources.lldpd import LldpdFormatError, watch_event
@@ -50,6 +51,7 @@ class PushSources:
         apply_change: ApplyChange = _no_apply,
         *,
         count_webhook: Callable[[str], None] | None = None,
+        count_http: Callable[[str, str], None] | None = None,
     ) -> None:
         self.request_cycle = request_cycle
         self.webhook: NetBoxWebhook | None = None
@@ -57,7 +59,8 @@ class PushSources:
         self.listen = settings.hooks.address()
         self.streams: list[StreamSupervisor] = []
         self._debouncers: list[Debouncer] = []
-        self._runner: web.AppRunner | None = None
+        self._listener: Listener | None = None
+        self._count_http = count_http
         self.url: str | None = None
         hook = settings.hooks.netbox
         if hook is not None:
@@ -149,34 +152,29 @@ class PushSources:
             return None
         app = web.Application()
         app.router.add_post(WEBHOOK_PATH, self.webhook.handle)
-        # A refused body is read on (and dropped) for LINGER s at most, then the connection closes.
-        runner = web.AppRunner(
-            app,
-            access_log=None,
-            handle_signals=False,
-            read_bufsize=READ_BUFSIZE,
-            lingering_time=LINGER,
-        )
-        await runner.setup()
+        # The ops server's bounds (syncd.runtime.listener): capped connections, read
+        # deadlines, small read buffers; a refused body is dropped for LINGER s at most.
         host, port = self.listen
+        limits = ListenerLimits(read_bufsize=READ_BUFSIZE, linger=LINGER)
+        listener = Listener(
+            app, name="hooks", host=host, port=port, limits=limits, count=self._count_http
+        )
         try:
-            await web.TCPSite(runner, host, port).start()
+            bound_host, bound_port = await listener.start()
         except OSError as exc:
-            await runner.cleanup()
             raise OpsUnavailable(
                 f"hooks.listen cannot listen on {host}:{port}: {exc.strerror or exc}"
             ) from None
-        self._runner = runner
-        bound_host, bound_port = runner.addresses[0][:2]
-        shown = f"[{bound_host}]" if ":" in str(bound_host) else str(bound_host)
+        self._listener = listener
+        shown = f"[{bound_host}]" if ":" in bound_host else bound_host
         self.url = f"http://{shown}:{bound_port}"
         log.info("hooks_listening", url=self.url + WEBHOOK_PATH)
         return self.url
 
     async def stop_listener(self) -> None:
-        if self._runner is not None:
-            runner, self._runner = self._runner, None
-            await runner.cleanup()
+        if self._listener is not None:
+            listener, self._listener = self._listener, None
+            await listener.stop()
 
     def start(self, stop: asyncio.Event) -> list[asyncio.Task[None]]:
         tasks = [asyncio.create_task(s.run(stop)) for s in self.streams]

@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import asyncio
 
+EXIT_POLL = 0.05
+
 
 async def read_tail(stream: asyncio.StreamReader, keep: int) -> bytes:
     """Drain a stream (so the child never blocks on it), keeping its last ``keep`` bytes."""
@@ -23,3 +25,13 @@ async def finish(task: asyncio.Future[bytes]) -> bytes:
     except (TimeoutError, asyncio.CancelledError):
         task.cancel()
         return b""
+
+
+async def exited(proc: asyncio.subprocess.Process) -> int:
+    """The exit status as soon as the process itself exits.
+
+    ``Process.wait()`` also waits for the pipes to close (Python 3.11), and a grandchild
+    may hold them open for ever; ``returncode`` is set at the exit itself."""
+    while proc.returncode is None:  # noqa: ASYNC110 (no event is set at the exit itself)
+        await asyncio.sleep(EXIT_POLL)
+    return proc.returncode

@@ -24,7 +24,7 @@ from typing import Any
 import structlog
 
 from syncd.sources.base import RawFact, ReadStats, SourceError, chunked, redact
-from syncd.sources.childio import finish, read_tail
+from syncd.sources.childio import exited, finish, read_tail
 from syncd.sources.lldpd import LldpdFormatError, neighbor_key, orient, parse_neighbors
 from syncd.sources.paths import PathMissing, compile_path, get_path, scalar
 from syncd.sources.settings import CommandSourceSettings
@@ -55,13 +55,17 @@ class CommandSource:
     def _fail(self, why: str, stderr: bytes = b"") -> SourceError:
         secrets = [v.get_secret_value() for v in self.settings.env.values()]
         tail = stderr[-STDERR_TAIL:].decode("utf-8", "replace").strip()
-        msg = f"command source {self.name!r}: {self.program!r} {why}"
+        msg = f"command source {self.label} (relation {self.name!r}): {why}"
         if tail:
             msg += f"; stderr: {tail}"
         return SourceError(redact(msg, secrets))
 
     async def run(self) -> bytes:
-        """Run the command to completion; its stdout, or SourceError."""
+        """Run the command to completion; its stdout, or SourceError.
+
+        Judged by its exit, not by its pipe: a helper it leaves behind may hold stdout
+        open; once the command has exited, what it wrote is read until the pipe is
+        quiet, then the group (the helper too) is ended."""
         s = self.settings
         env = dict(os.environ) if s.inherit_env else {}
         env.update({k: v.get_secret_value() for k, v in s.env.items()})
@@ -79,33 +83,38 @@ class CommandSource:
             raise self._fail(f"could not start: {exc.strerror or type(exc).__name__}") from None
         assert proc.stdout is not None and proc.stderr is not None
         stderr_task = asyncio.ensure_future(read_tail(proc.stderr, STDERR_TAIL))
+        out = _Output(s.max_output)
+        reader = asyncio.ensure_future(out.collect(proc.stdout))
         try:
             async with asyncio.timeout(s.timeout):
-                out = await _read_limited(proc.stdout, s.max_output)
-                if out is None:
-                    _kill(proc)
-                    await proc.wait()
-                    raise self._fail(
-                        f"wrote more than max_output={s.max_output} bytes", await stderr_task
-                    )
-                code = await proc.wait()
-                err = await stderr_task
+                code = await _exit_and_output(proc, reader, out)
         except TimeoutError:
             _kill(proc)
             await proc.wait()
             err = await finish(stderr_task)
             raise self._fail(f"timed out after {s.timeout:g}s and was killed", err) from None
         finally:
-            if proc.returncode is None:  # cancelled: leave no process behind
+            reader.cancel()
+            if proc.returncode is None:  # cancelled or too much: leave no process behind
                 _kill(proc)
                 with contextlib.suppress(ProcessLookupError):
                     await proc.wait()
+            else:  # a helper still holding the pipe goes with the command
+                _kill(proc)
+                with contextlib.suppress(TimeoutError):
+                    async with asyncio.timeout(PIPE_QUIET):
+                        await proc.wait()  # the pipes close: the transport is done
             if not stderr_task.done():
                 stderr_task.cancel()
+        if out.over:
+            raise self._fail(
+                f"wrote more than max_output={s.max_output} bytes", await finish(stderr_task)
+            )
+        err = await finish(stderr_task)
         if code != 0:
             why = f"killed by signal {-code}" if code < 0 else f"exited with status {code}"
             raise self._fail(why, err)
-        return out
+        return out.data()
 
     async def facts(self) -> AsyncIterator[list[RawFact]]:
         self._stats = ReadStats()
@@ -246,16 +255,51 @@ def _why(exc: BaseException) -> str:
     return "JSON nested too deep" if isinstance(exc, RecursionError) else str(exc)[:300]
 
 
-async def _read_limited(stream: asyncio.StreamReader, limit: int) -> bytes | None:
-    """All of a stream, or None once it passes ``limit`` bytes."""
-    parts: list[bytes] = []
-    size = 0
-    while chunk := await stream.read(65536):
-        size += len(chunk)
-        if size > limit:
-            return None
-        parts.append(chunk)
-    return b"".join(parts)
+PIPE_QUIET = 0.5
+"""Once the command exited, its stdout is read until it stays quiet this long."""
+
+
+class _Output:
+    """A command's stdout as it is read, up to ``limit`` bytes."""
+
+    def __init__(self, limit: int) -> None:
+        self.limit = limit
+        self.parts: list[bytes] = []
+        self.size = 0
+        self.over = False
+
+    async def collect(self, stream: asyncio.StreamReader) -> None:
+        """Read to the end, or stop once past the limit (``over``)."""
+        while chunk := await stream.read(65536):
+            self.size += len(chunk)
+            if self.size > self.limit:
+                self.over = True
+                return
+            self.parts.append(chunk)
+
+    def data(self) -> bytes:
+        return b"".join(self.parts)
+
+
+async def _exit_and_output(
+    proc: asyncio.subprocess.Process, reader: asyncio.Future[None], out: _Output
+) -> int:
+    """The exit status once the command exited and its output is in (or too much)."""
+    waiter = asyncio.ensure_future(exited(proc))
+    try:
+        either: set[asyncio.Future[object]] = {reader, waiter}  # type: ignore[arg-type]
+        await asyncio.wait(either, return_when=asyncio.FIRST_COMPLETED)
+        if out.over:
+            _kill(proc)
+            return await waiter
+        if not reader.done():  # exited; the pipe is still open (a helper holds it)
+            size = -1
+            while not reader.done() and size != out.size:
+                size = out.size
+                await asyncio.wait({reader}, timeout=PIPE_QUIET)
+        return await waiter
+    finally:
+        waiter.cancel()
 
 
 def _kill(proc: asyncio.subprocess.Process) -> None:

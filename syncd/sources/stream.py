@@ -6,6 +6,12 @@ cycle reads the full table again, so a lost or partial notification costs a dela
 never a wrong result. For the same reason a restart counts as a notification: changes
 may have happened while nothing was watching.
 
+Notifications are delivered at a bounded rate (a burst of ``burst``, then ``rate`` a
+second): a child printing without pause (lldpd hears LLDP frames, so a neighbour can
+make it) costs a few deliveries and log lines a second, never one per line. What is held
+back is coalesced into the next delivery (the latest text) and counted in a
+``stream_notifications_coalesced`` line every ``COALESCED_LOG_EVERY`` seconds at most.
+
 The process runs in its own session (process group), like the command source's. When
 it exits it is restarted after a pause that doubles up to a cap and starts again from
 the base once a run lasted ``stable_after`` seconds. On shutdown the group gets
@@ -27,12 +33,15 @@ from pathlib import Path
 import structlog
 
 from syncd.sources.base import redact
-from syncd.sources.childio import finish, read_tail
+from syncd.sources.childio import exited, finish, read_tail
 from syncd.sources.settings import Framing
 
 log = structlog.get_logger("syncd.sources")
 
 STDERR_TAIL = 2000
+COALESCED_LOG_EVERY = 10.0
+YIELD_EVERY = 256
+"""The pump gives the loop a turn after this many buffered lines."""
 
 
 class NotificationSplitter:
@@ -86,6 +95,69 @@ class StreamSpec:
     stable_after: float = 30.0
     term_grace: float = 2.0
     max_notification: int = 1024 * 1024
+    burst: int = 20
+    rate: float = 2.0
+    """Notifications delivered: ``burst`` at once, then ``rate`` a second; the rest coalesce."""
+
+
+class NotificationGate:
+    """A token bucket in front of the callback: deliver now, or hold the latest text for
+    one trailing delivery once a token is back. Pure but for the clock and the timer."""
+
+    def __init__(
+        self,
+        deliver: Callable[[str], None],
+        *,
+        burst: int,
+        rate: float,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self.deliver = deliver
+        self.burst = float(burst)
+        self.rate = rate
+        self.clock = clock
+        self.tokens = float(burst)
+        self.coalesced = 0
+        """Notifications folded into a later one (or dropped at close), never delivered."""
+        self._stamp = clock()
+        self._held: str | None = None
+        self._timer: asyncio.TimerHandle | None = None
+
+    def offer(self, text: str) -> bool:
+        """Deliver ``text`` now (True) or hold it; held text goes out as soon as allowed."""
+        self._refill()
+        if self._held is None and self.tokens >= 1.0:
+            self.tokens -= 1.0
+            self.deliver(text)
+            return True
+        if self._held is not None:
+            self.coalesced += 1  # the text held so far is folded into this one
+        self._held = text
+        if self._timer is None:
+            wait = max(0.0, (1.0 - self.tokens) / self.rate)
+            self._timer = asyncio.get_running_loop().call_later(wait, self._release)
+        return False
+
+    def _refill(self) -> None:
+        now = self.clock()
+        self.tokens = min(self.burst, self.tokens + (now - self._stamp) * self.rate)
+        self._stamp = now
+
+    def _release(self) -> None:
+        self._timer = None
+        text, self._held = self._held, None
+        if text is not None:
+            self._refill()
+            self.tokens = max(0.0, self.tokens - 1.0)
+            self.deliver(text)
+
+    def close(self) -> None:
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
+        if self._held is not None:
+            self.coalesced += 1  # never delivered: stopping
+            self._held = None
 
 
 class StreamSupervisor:
@@ -106,9 +178,21 @@ class StreamSupervisor:
         self.notifications = 0
         self.pid: int | None = None
         self.exit_codes: list[int | None] = []
+        self.delivered = 0
+        self._gate: NotificationGate | None = None
+        self._coalesced_logged = 0
+        self._coalesced_at = -COALESCED_LOG_EVERY
 
     async def run(self, stop: asyncio.Event) -> None:
         """Supervise until ``stop``; returns with no process left behind."""
+        self._gate = NotificationGate(self._deliver, burst=self.spec.burst, rate=self.spec.rate)
+        try:
+            await self._supervise(stop)
+        finally:
+            self._gate.close()
+            self._log_coalesced(force=True)
+
+    async def _supervise(self, stop: asyncio.Event) -> None:
         delay = self.spec.backoff_base
         while not stop.is_set():
             started = time.monotonic()
@@ -134,10 +218,35 @@ class StreamSupervisor:
 
     def _notify(self, text: str) -> None:
         self.notifications += 1
+        if self._gate is None:
+            self._deliver(text)
+        elif not self._gate.offer(text):
+            self._log_coalesced()
+
+    def _deliver(self, text: str) -> None:
+        self.delivered += 1
         try:
             self.on_notification(text)
         except Exception as exc:  # a watcher must outlive its callback's bugs
             log.error("stream_callback_failed", relation=self.name, error=repr(exc))
+
+    def _log_coalesced(self, *, force: bool = False) -> None:
+        """How many notifications were folded into others: one line per interval at most."""
+        if self._gate is None:
+            return
+        now = time.monotonic()
+        new = self._gate.coalesced - self._coalesced_logged
+        if new <= 0 or (not force and now - self._coalesced_at < COALESCED_LOG_EVERY):
+            return
+        self._coalesced_logged, self._coalesced_at = self._gate.coalesced, now
+        log.warning(
+            "stream_notifications_coalesced",
+            relation=self.name,
+            program=self.program,
+            count=new,
+            total=self._gate.coalesced,
+            delivered=self.delivered,
+        )
 
     async def _run_once(self, stop: asyncio.Event) -> int | None:
         """One run: its exit status, or None if it could not start or was stopped."""
@@ -168,18 +277,27 @@ class StreamSupervisor:
         stderr_task = asyncio.create_task(read_tail(proc.stderr, STDERR_TAIL))
         pump = asyncio.create_task(self._pump(proc.stdout))
         stopped = asyncio.create_task(stop.wait())
+        exit_ = asyncio.create_task(exited(proc))
         try:
-            await asyncio.wait({pump, stopped}, return_when=asyncio.FIRST_COMPLETED)
-            if not stop.is_set():  # stdout closed: the exit should follow; then end it
-                waiter = asyncio.create_task(proc.wait())
+            # Judged by its exit, not by its pipe: a grandchild may hold stdout open
+            # after the program itself is gone.
+            await asyncio.wait({pump, stopped, exit_}, return_when=asyncio.FIRST_COMPLETED)
+            if not stop.is_set():
+                # stdout closed: the exit should follow; exited: what is still buffered
+                # is read (briefly); then the group is ended either way.
                 await asyncio.wait(
-                    {waiter, stopped}, timeout=s.term_grace, return_when=asyncio.FIRST_COMPLETED
+                    {pump if exit_.done() else exit_, stopped},
+                    timeout=s.term_grace,
+                    return_when=asyncio.FIRST_COMPLETED,
                 )
-                waiter.cancel()
         finally:
             pump.cancel()
             stopped.cancel()
+            exit_.cancel()
             await self._terminate(proc)
+            # What is left in stdout (a flood paused its reading) is read to the end, so
+            # the pipe closes and the transport with it.
+            await finish(asyncio.ensure_future(read_tail(proc.stdout, 1)))
             tail = await finish(stderr_task)
         if tail and not stop.is_set():
             text = tail.decode("utf-8", "replace").strip()
@@ -193,7 +311,11 @@ class StreamSupervisor:
 
     async def _pump(self, stdout: asyncio.StreamReader) -> None:
         splitter = NotificationSplitter(self.spec.framing, self.spec.max_notification)
+        lines = 0
         while True:
+            lines += 1
+            if lines % YIELD_EVERY == 0:  # a buffered flood never holds the loop
+                await asyncio.sleep(0)
             try:
                 raw = await stdout.readline()
             except ValueError:  # one line longer than the limit: still a change

@@ -16,6 +16,8 @@ from pathlib import Path
 import pytest
 from opstools import REPO, require_tool
 
+from syncd.runtime.listener import ListenerLimits
+
 UNIT = REPO / "systemd" / "syncd.service"
 INSTALLED = "/opt/syncd/bin/syncd"
 
@@ -88,6 +90,17 @@ def test_unit_has_what_the_daemon_relies_on() -> None:
     assert d["RestrictAddressFamilies"] == ["AF_UNIX AF_INET AF_INET6"]
     assert d["SystemCallFilter"][0] == "@system-service"
     assert d["CapabilityBoundingSet"] == [""]
+
+
+def test_unit_raises_the_open_file_limit_and_the_listeners_stay_below_it() -> None:
+    """systemd's default soft limit is 1,024: 1,100 idle clients once took it all."""
+    d = _directives(UNIT.read_text(encoding="utf-8"))
+    assert len(d.get("LimitNOFILE", [])) == 1, "the unit must set LimitNOFILE="
+    nofile = int(d["LimitNOFILE"][0])
+    assert nofile >= 4096
+    cap = ListenerLimits().connection_cap(nofile)
+    # Two listeners (ops, webhooks) at their cap leave three quarters for everything else.
+    assert 2 * cap <= nofile // 4
 
 
 def test_the_unit_names_the_optional_credentials_the_config_reads() -> None:

@@ -449,7 +449,12 @@ async def test_cmdb_busy_comes_before_iam(cmdb: Cmdb) -> None:
 async def test_default_kinds_stay_the_original_four() -> None:
     assert FAULT_KINDS == ("502", "504", "504-after", "drop")
     assert SimulatorOptions().fault_kinds == FAULT_KINDS
-    assert set(ALL_FAULT_KINDS) - set(FAULT_KINDS) == {"cmdb-busy", "core-busy", "audit-fail"}
+    assert set(ALL_FAULT_KINDS) - set(FAULT_KINDS) == {
+        "cmdb-busy",
+        "core-busy",
+        "audit-fail",
+        "watch-expired",
+    }
     parser = argparse.ArgumentParser()
     sim_cli.add_arguments(parser)
     assert parser.parse_args(["--fixture", "f"]).fault_kinds == FAULT_KINDS
