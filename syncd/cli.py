@@ -143,11 +143,17 @@ async def _plan(settings: Settings, *, as_json: bool) -> int:
 
     from syncd.cmdb.client import CmdbClient, CmdbError
     from syncd.commands.planview import plan_document, render_json, render_text
+    from syncd.engine.identity import check_identities
     from syncd.engine.reconcile import Reconciler
     from syncd.sources.base import SourceError
 
     with tempfile.TemporaryDirectory(prefix="syncd-plan-") as tmp:
         store = _plan_store(settings.state.path, Path(tmp) / "state.db")
+        relocates = check_identities(store, settings.relations, write=False, quiet=True).relocates
+        if relocates:
+            # Plan against what a start would make of the state: on a copy of it.
+            store = _state_copy(store, Path(tmp) / "moved.db")
+        identities = check_identities(store, settings.relations, write=relocates)
         try:
             async with CmdbClient(settings.cmdb) as client:
                 reconciler = Reconciler(settings, client, store)
@@ -166,11 +172,26 @@ async def _plan(settings: Settings, *, as_json: bool) -> int:
                 }
         finally:
             store.close()
-    doc = plan_document(settings, plans, ids)
+    doc = plan_document(settings, plans, ids, identities)
     print(render_json(doc) if as_json else render_text(doc))
     if any(isinstance(p, str) for p in plans):
         return 1
     return 2 if doc["changes"] else 0
+
+
+def _state_copy(store: StateStore, path: Path) -> StateStore:
+    """A writable copy of a store (the original closed), for a plan to change freely."""
+    import sqlite3
+
+    from syncd.state import StateStore
+
+    copy = sqlite3.connect(path)
+    try:
+        store.database.conn.backup(copy)
+    finally:
+        copy.close()
+        store.close()
+    return StateStore.open(path)[0]
 
 
 def _named_pairs(plan: RelationPlan) -> set[int]:

@@ -160,9 +160,13 @@ class CmdbClient(AssociationReads):
         params = params or {}
         attempt = 0
         limiter = self.budgets.for_api(api.name)
+        ambiguous = False
         while True:
             attempt += 1
             answer = await self._attempt(api, body, params)
+            if ambiguous:
+                answer = replace(answer, after_ambiguous=True)
+            ambiguous = ambiguous or answer.verdict is Verdict.AMBIGUOUS
             if answer.verdict not in (Verdict.RETRY, Verdict.AMBIGUOUS):
                 if answer.verdict is Verdict.OK:
                     limiter.succeeded()

@@ -12,6 +12,7 @@ from typing import Any
 from syncd.config.settings import Settings
 from syncd.core.pairs import unpack
 from syncd.core.plan import RelationPlan
+from syncd.engine.identity import IdentityCheck
 
 PLAN_FORMAT_VERSION = 1
 
@@ -20,12 +21,20 @@ def plan_document(
     settings: Settings,
     plans: list[RelationPlan | str],
     association_ids: dict[str, dict[int, int | None]],
+    identities: IdentityCheck | None = None,
 ) -> dict[str, Any]:
     """The JSON plan. A ``str`` in ``plans`` is a relation that could not be planned."""
     relations: list[dict[str, Any]] = []
     changes = False
+    identities = identities or IdentityCheck()
+    aside = dict(identities.changed)
+    renamed = {new: old for old, new in identities.renamed}
     for rel, plan in zip(settings.relations, plans, strict=True):
         entry: dict[str, Any] = {"relation": rel.name, "bk_obj_asst_id": rel.bk_obj_asst_id}
+        if rel.name in aside:
+            entry["state_set_aside_as"] = aside[rel.name]
+        if rel.name in renamed:
+            entry["renamed_from"] = renamed[rel.name]
         if isinstance(plan, str):
             entry.update(_failed_entry(plan, rel.prune.enabled))
             relations.append(entry)
@@ -104,7 +113,14 @@ def plan_document(
             }
         )
         relations.append(entry)
-    return {"version": PLAN_FORMAT_VERSION, "changes": changes, "relations": relations}
+    doc: dict[str, Any] = {
+        "version": PLAN_FORMAT_VERSION,
+        "changes": changes,
+        "relations": relations,
+    }
+    if identities.orphans:  # only then: plans of a tidy state stay byte for byte the same
+        doc["orphans"] = [o.as_dict() for o in identities.orphans]
+    return doc
 
 
 def _failed_entry(error: str, prune_enabled: bool) -> dict[str, Any]:
@@ -163,6 +179,13 @@ def render_text(doc: dict[str, Any], *, limit: int = 20) -> str:
     out: list[str] = []
     for rel in doc["relations"]:
         out.append(f"relation {rel['relation']} ({rel['bk_obj_asst_id']})")
+        if "state_set_aside_as" in rel:
+            out.append(
+                f"  its ids changed: the old state is set aside as {rel['state_set_aside_as']}"
+                " and the new association resynced"
+            )
+        if "renamed_from" in rel:
+            out.append(f"  renamed from {rel['renamed_from']}: its state moves with it")
         if rel.get("error"):
             out.append(f"  ERROR: {rel['error']}")
             continue
@@ -222,6 +245,11 @@ def render_text(doc: dict[str, Any], *, limit: int = 20) -> str:
                 f"  pruning: {prune['waiting']} in their grace period, "
                 f"{prune['capped']} over this cycle's cap"
             )
+    for orphan in doc.get("orphans", ()):
+        out.append(
+            f"orphaned state {orphan['relation']} ({orphan.get('bk_obj_asst_id', '?')}): "
+            f"{orphan['known']} known, {orphan['owned']} owned; kept, never pruned"
+        )
     out.append("changes pending" if doc["changes"] else "no changes")
     return "\n".join(out)
 

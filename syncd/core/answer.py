@@ -104,17 +104,10 @@ def split_batch_data(data: Any, size: int) -> list[IndexResult]:
     errors = data.get("error_msg") or {}
     if not isinstance(created, dict) or not isinstance(errors, dict):
         raise BadAnswer("success_created/error_msg are not objects")
-    if not errors and len(created) == size:
-        # The common answer, every detail created: one pass, no per-index branching.
-        try:
-            ids = [created[str(index)] for index in range(size)]
-        except KeyError:
-            pass
-        else:
-            if all(type(value) is int for value in ids):
-                _check_ids(ids)
-                created_kind = IndexKind.CREATED
-                return [IndexResult(i, created_kind, v) for i, v in enumerate(ids)]
+    ids = _all_created(created, errors, size)
+    if ids is not None:
+        created_kind = IndexKind.CREATED
+        return [IndexResult(i, created_kind, v) for i, v in enumerate(ids)]
     results: list[IndexResult] = []
     for index in range(size):
         key = str(index)
@@ -140,6 +133,42 @@ def split_batch_data(data: Any, size: int) -> list[IndexResult]:
             results.append(_unaccounted(index, "index missing from the CMDB's answer"))
     _check_ids([r.association_id for r in results if r.association_id is not None])
     return results
+
+
+_INDEX_KEYS: list[list[str]] = [[]]
+"""``[str(i) for i in range(n)]`` for every n asked for so far: a batch's keys in order."""
+
+
+def all_created(data: Any, size: int) -> list[int] | None:
+    """The association ids of an answer that created every detail, in index order (the
+    common answer: checked at C speed, no per-detail object); None for any other answer
+    (:func:`split_batch_data` reads those). Raises BadAnswer for ids no answer may hold."""
+    if type(data) is not dict:
+        return None
+    created = data.get("success_created") or {}
+    errors = data.get("error_msg") or {}
+    if type(created) is not dict or type(errors) is not dict:
+        return None
+    return _all_created(created, errors, size)
+
+
+def _all_created(created: dict[str, Any], errors: Any, size: int) -> list[int] | None:
+    if errors or len(created) != size:
+        return None
+    while len(_INDEX_KEYS) <= size:
+        _INDEX_KEYS.append([*_INDEX_KEYS[-1], str(len(_INDEX_KEYS) - 1)])
+    keys = _INDEX_KEYS[size]
+    if list(created) == keys:  # bk-cmdb writes them in order
+        ids = list(created.values())
+    else:
+        try:
+            ids = [created[key] for key in keys]
+        except KeyError:
+            return None
+    if set(map(type, ids)) != {int}:
+        return None
+    _check_ids(ids)
+    return ids
 
 
 def _check_ids(ids: list[int]) -> None:
@@ -235,6 +264,14 @@ class Answer:
     retry_after: float | None = None
     permission: Any = None
     hint: str = ""
+    after_ambiguous: bool = False
+    """An earlier attempt of the same request ended ambiguously (the CMDB may have acted):
+    an "already exists" in this answer may be syncd's own create."""
+
+    @property
+    def may_have_acted(self) -> bool:
+        """The CMDB may have carried out (part of) this request without saying so."""
+        return self.verdict is Verdict.AMBIGUOUS or self.after_ambiguous
 
     @property
     def rate_limited(self) -> bool:

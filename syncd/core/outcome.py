@@ -5,10 +5,18 @@ Reading the answer itself (envelopes, codes, per-index texts) is :mod:`syncd.cor
 
 from __future__ import annotations
 
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field, replace
-from typing import Any
+from typing import Any, overload
 
-from syncd.core.answer import Answer, BadAnswer, IndexKind, Verdict, split_batch_data
+from syncd.core.answer import (
+    Answer,
+    BadAnswer,
+    IndexKind,
+    Verdict,
+    all_created,
+    split_batch_data,
+)
 
 Operation = str
 """``create`` or ``delete``: which request a ``pair`` line is about."""
@@ -34,6 +42,60 @@ def pair_fields(
         fields["bk_asst_inst_id"] = dst
     fields.update(extra)
     return fields
+
+
+class CreatedLines(Sequence[LogLine]):
+    """The ``pair`` lines of a batch that created every detail, kept as two columns.
+
+    A line's fields are built only when read (tests, the console renderer);
+    :func:`syncd.support.log.emit` writes JSON lines straight from the columns
+    (:meth:`encoded`), byte for byte what the fields would render to.
+    """
+
+    __slots__ = ("details", "ids")
+    level = "info"
+    keys = frozenset(
+        ("outcome", "operation", "index", "bk_inst_id", "bk_asst_inst_id", "association_id")
+    )
+    """The fields of every line."""
+
+    def __init__(self, details: Sequence[tuple[int, int]], ids: list[int]) -> None:
+        self.details = details
+        self.ids = ids
+
+    def __len__(self) -> int:
+        return len(self.ids)
+
+    @overload
+    def __getitem__(self, index: int) -> LogLine: ...
+    @overload
+    def __getitem__(self, index: slice) -> list[LogLine]: ...
+    def __getitem__(self, index: int | slice) -> LogLine | list[LogLine]:
+        if isinstance(index, slice):
+            return [self[i] for i in range(*index.indices(len(self)))]
+        if index < 0:
+            index += len(self)
+        src, dst = self.details[index]
+        fields = pair_fields("created", "create", index, src, dst)
+        fields["association_id"] = self.ids[index]
+        return ("info", fields)
+
+    def __iter__(self) -> Iterator[LogLine]:
+        return (self[i] for i in range(len(self)))
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, Sequence) and list(self) == list(other)
+
+    __hash__ = None  # type: ignore[assignment]
+
+    def encoded(self) -> list[str]:
+        """Each line's fields as JSON members (no braces): ints only, so f-strings render
+        them exactly as ``json.dumps`` would."""
+        return [
+            f'"outcome": "created", "operation": "create", "index": {i}, "bk_inst_id": {s},'
+            f' "bk_asst_inst_id": {d}, "association_id": {a}'
+            for i, ((s, d), a) in enumerate(zip(self.details, self.ids, strict=True))
+        ]
 
 
 @dataclass(frozen=True, slots=True)
@@ -101,7 +163,7 @@ class RequestLines:
     """One request of a batch and the ``pair`` lines of the details it decided."""
 
     request_id: str | None
-    lines: list[LogLine]
+    lines: Sequence[LogLine]
 
 
 @dataclass(frozen=True, slots=True)
@@ -119,7 +181,7 @@ class BatchOutcome:
     exists: list[tuple[int, int, int | None]]
     """(src, dst, None): in the CMDB now, created by someone (or an earlier try)."""
     failed: list[FailedPair]
-    lines: list[LogLine]
+    lines: Sequence[LogLine]
     """One ``pair`` line per detail, in index order (known ones only with ``verbose``)."""
     refusal: str | None = None
     """Set when the CMDB refused the relation as a whole: why, and the fix."""
@@ -131,6 +193,17 @@ class BatchOutcome:
     """Details not decided this cycle (isolation budget spent, or stopped): not failed."""
     isolation_requests: int = 0
     """Requests beyond the batch's first (``syncd.core.isolate``)."""
+    reclaim: frozenset[tuple[int, int]] = frozenset()
+    """Details sent in a request whose answer came after (or was) an ambiguous end: the
+    CMDB may have created them unseen, so their "already exists" is syncd's own create."""
+
+    def unanswered(self) -> list[tuple[int, int]]:
+        """Details the CMDB may have created without saying so: their request failed as a
+        whole (or was not sent again) after an ambiguous end."""
+        if not self.reclaim:
+            return []
+        left = [(f.src, f.dst) for f in self.failed if f.kind is None] + self.deferred
+        return [pair for pair in left if pair in self.reclaim]
 
     def request_groups(self) -> list[RequestLines]:
         """The ``pair`` lines grouped by the request that decided them, in order sent."""
@@ -148,8 +221,14 @@ def classify_batch(
     A malformed ``data`` fails the whole request (the pairs are retried, never assumed);
     ``verbose`` False leaves out the info lines of created and existing pairs.
     """
+    reclaim = frozenset(details) if answer.after_ambiguous else frozenset()
     if answer.verdict is Verdict.OK:
         try:
+            ids = all_created(answer.data, len(details))
+            if ids is not None:  # the common answer: columns, no object per detail
+                created = [(s, d, i) for (s, d), i in zip(details, ids, strict=True)]
+                said = CreatedLines(details, ids) if verbose else []
+                return BatchOutcome(created, [], [], said, None, answer, reclaim=reclaim)
             results = split_batch_data(answer.data, len(details))
         except BadAnswer as exc:
             answer = replace(answer, verdict=Verdict.FAILED, message=f"syncd: {exc}", data=None)
@@ -160,7 +239,9 @@ def classify_batch(
     for res in results:
         src, dst = details[res.index]
         rows.add(lines, res.index, src, dst, res.kind, res.association_id, res.message, verbose)
-    return BatchOutcome(rows.created, rows.exists, rows.failed, lines, None, answer)
+    return BatchOutcome(
+        rows.created, rows.exists, rows.failed, lines, None, answer, reclaim=reclaim
+    )
 
 
 def whole_failure(
@@ -175,4 +256,5 @@ def whole_failure(
         ("warning", pair_fields("failed", "create", i, s, d, error=error, reason="request"))
         for i, (s, d) in enumerate(details)
     ]
-    return BatchOutcome([], [], failed, lines, refusal, answer)
+    reclaim = frozenset(details) if answer is not None and answer.may_have_acted else frozenset()
+    return BatchOutcome([], [], failed, lines, refusal, answer, reclaim=reclaim)

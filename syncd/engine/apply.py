@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import itertools
 from collections.abc import Awaitable, Callable, Mapping, Sequence
+from dataclasses import replace
 from typing import Protocol
 
 import structlog
@@ -48,7 +49,8 @@ async def send_batch(client: CmdbClient, rel: RelationSettings, details: Details
 
 
 class SettleBatch:
-    """The default send step: every batch settled by ``syncd.core.isolate.settle_batch``.
+    """The default send step: a batch answered per index is classified at once; one the
+    CMDB refuses as a whole is settled by ``syncd.core.isolate.settle_batch``.
 
     A batch the CMDB refuses as a whole is not lost: details the refusal names fail,
     the rest is sent again; an unnamed parameter refusal is bisected within the
@@ -71,24 +73,43 @@ class SettleBatch:
     async def __call__(
         self, client: CmdbClient, rel: RelationSettings, details: Details
     ) -> BatchOutcome:
+        reclaim: set[Detail] = set()
+
         async def send(chunk: Sequence[Detail]) -> Answer:
-            return await client.batch_create(
+            answer = await client.batch_create(
                 rel.bk_obj_id, rel.bk_asst_obj_id, rel.bk_obj_asst_id, list(chunk)
             )
+            if answer.may_have_acted:
+                reclaim.update(chunk)
+            return answer
+
+        answer = await send(details)
+        if answer.verdict is Verdict.OK:
+            # Answered per index (the common case): no isolation machinery.
+            return classify_batch(details, answer, verbose=wants("info"))
+        first: Answer | None = answer
+
+        async def resend(chunk: Sequence[Detail]) -> Answer:
+            nonlocal first
+            if first is not None:  # the batch's own request, answered above
+                answer, first = first, None
+                return answer
+            return await send(chunk)
 
         def stop() -> bool:
             return self.closed.is_set() or rel.name in self.refused
 
         settled = await settle_batch(
             details,
-            send,
+            resend,
             looked_up=looked_up_sides(rel.bk_obj_id, rel.bk_asst_obj_id),
             budget=self.budget,
             stop=stop,
         )
         if settled.refusal is not None:
             self.refused.add(rel.name)
-        return batch_outcome(details, settled, verbose=wants("info"))
+        outcome = batch_outcome(details, settled, verbose=wants("info"))
+        return replace(outcome, reclaim=frozenset(reclaim)) if reclaim else outcome
 
 
 def refusal(rel: RelationSettings, answer: Answer) -> RelationRefused:
@@ -243,20 +264,27 @@ class Applier:
     ) -> None:
         batch_id = next(self._batch_ids)
         slot = Slot(self._window)  # lent out while the client backs off
+        attempt: int | None = None
         try:
-            self.known.intend(rel.name, details)  # durable before the request leaves
             try:
-                with slot.bound():
-                    outcome = await self.send(self.client, rel, details)
-            except asyncio.CancelledError:
-                lost = whole_failure(details, CANCELLED)
-                log_pairs(lost.lines, batch=batch_id, request_id=None)
-                report.failed += len(details)
-                raise
+                attempt = self.known.intend(rel.name, details)  # durable before it leaves
+                try:
+                    with slot.bound():
+                        outcome = await self.send(self.client, rel, details)
+                except asyncio.CancelledError:
+                    lost = whole_failure(details, CANCELLED)
+                    log_pairs(lost.lines, batch=batch_id, request_id=None)
+                    report.failed += len(details)
+                    raise
+            finally:
+                slot.release()
+            report.sent += len(details)
+            self.record(rel, batch_id, outcome, report, refused, replaces, attempt)
         finally:
-            slot.release()
-        report.sent += len(details)
-        self.record(rel, batch_id, outcome, report, refused, replaces)
+            # However it ended, the request is over: an attempt row left behind (cancelled,
+            # or its answer not recorded) is an ambiguous end from now on.
+            if attempt is not None:
+                self.known.store.release(attempt)
         self.progress[0] += len(details)
         if self.on_progress is not None:
             self.on_progress(self.progress[0], self.progress[1])
@@ -269,12 +297,13 @@ class Applier:
         report: RelationReport,
         refused: list[RelationRefused],
         replaces: Replaces | None = None,
+        attempt: int | None = None,
     ) -> None:
         """Store the outcome (one transaction), count it, log its lines."""
         answer = outcome.answer
         if answer is not None and outcome.refusal is not None and not refused:
             refused.append(refusal(rel, answer))
-        self.known.record(rel.name, outcome, self._schedule(rel.name, outcome))
+        self.known.record(rel.name, outcome, self._schedule(rel.name, outcome), attempt)
         report.created += len(outcome.created)
         report.exists += len(outcome.exists)
         report.failed += len(outcome.failed)

@@ -20,7 +20,7 @@ from syncd.config.settings import RelationSettings
 from syncd.core.batching import Mapping
 from syncd.core.outcome import BatchOutcome
 from syncd.core.pairs import PairKey, pack, unpack
-from syncd.state import Created, Failed, Seen, StateStore
+from syncd.state import Failed, Seen, StateStore
 from syncd.support.tasks import nothing, together
 
 log = structlog.get_logger("syncd")
@@ -142,8 +142,6 @@ class Known:
             if self.lists is not None:
                 self.lists.list_finished(rel, ok=False)
             raise
-        # A resync is the operator's word: accept the source's current size as the baseline.
-        self.store.set_prune_baseline(name, 0)
         self._pairs[name] = known
         log.info("resync", in_cmdb=len(known), added=added, removed=removed)
         if self.lists is not None:
@@ -151,21 +149,27 @@ class Known:
 
     # -- changing -------------------------------------------------------------
 
-    def intend(self, name: str, details: list[tuple[int, int]]) -> None:
-        """Before a create leaves: the pairs are in flight (durably), so an answer lost
-        on the way back still leaves them owned."""
-        self.store.intend(name, details, self.clock())
+    def intend(self, name: str, details: list[tuple[int, int]]) -> int:
+        """Before a create leaves: the request is recorded (durably), so an answer lost on
+        the way back still proves, for a while, that syncd may have created its pairs.
+        Returns the attempt's number for :meth:`record` and ``store.release``."""
+        attempt = self.store.intend(name, details, self.clock())
         now = time.monotonic()
         self._sending.setdefault(name, {}).update((pack(s, d), now) for s, d in details)
+        return attempt
 
-    def record(self, name: str, outcome: BatchOutcome, failed: list[Failed]) -> None:
+    def record(
+        self, name: str, outcome: BatchOutcome, failed: list[Failed], attempt: int | None = None
+    ) -> None:
         """One answer: store it in one transaction, then mirror what is now in the CMDB."""
         self.store.record_answer(
             name,
-            created=[Created(*row) for row in outcome.created],
-            exists=[Seen(*row) for row in outcome.exists],
+            created=outcome.created,
+            exists=outcome.exists,
             failed=failed,
-            answered=[(f.src, f.dst) for f in outcome.failed if f.kind is not None],
+            attempt=attempt,
+            unanswered=outcome.unanswered(),
+            reclaim=outcome.reclaim,
             now=self.clock(),
         )
         known = self._pairs[name]

@@ -9,7 +9,7 @@ pair, and the once-a-cycle ``moves_held`` and ``prune_kept`` lines.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
 import structlog
@@ -31,7 +31,7 @@ Replaces = Mapping[PairKey, list[dict[str, int | None]]]
 """A move's create -> the old pairs deleted for it (ids and association id, as logged)."""
 
 
-def mark_moves(lines: list[LogLine], replaces: Replaces) -> list[LogLine]:
+def mark_moves(lines: Sequence[LogLine], replaces: Replaces) -> list[LogLine]:
     """A move's create lines: ``operation: "move"``, ``step: "create"`` and ``replaces``."""
     out: list[LogLine] = []
     for level, fields in lines:

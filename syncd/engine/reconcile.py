@@ -30,6 +30,7 @@ from syncd.core.uncertain import CERTAIN, Uncertainty, certainly_absent
 from syncd.engine.apply import Applier, SendBatch
 from syncd.engine.change import Change, ChangeApplier, ChangeUncertain
 from syncd.engine.desired import Desired, DesiredReader, SourceFactory, make_source, size_key
+from syncd.engine.identity import IdentityCheck, check_identities
 from syncd.engine.known import Known, RelationRefused
 from syncd.engine.moving import blocking_pairs, clear_for_moves, log_blocked, log_holds
 from syncd.engine.report import CycleReport, RelationReport
@@ -109,6 +110,8 @@ class Reconciler:
         self.desired.on_read = self.changes.full_read
         self._turns: dict[str, asyncio.Lock] = {}
         """One run of a relation at a time, whether a cycle or the watch started it."""
+        self.identities: IdentityCheck | None = None
+        """What the state was found to describe (syncd.engine.identity), once checked."""
 
     def may_delete(self, name: str, key: PairKey) -> bool:
         """For a path that deletes one pair outside a cycle (a webhook, the watch): only a
@@ -130,10 +133,17 @@ class Reconciler:
     # -- a cycle ------------------------------------------------------------------
 
     async def cycle(
-        self, *, resync: bool = False, only: Collection[str] | None = None
+        self,
+        *,
+        resync: bool = False,
+        only: Collection[str] | None = None,
+        lift_guards: bool | None = None,
     ) -> CycleReport:
         """One pass over every relation (or, for a push, over ``only`` those named),
-        concurrently, sharing the client's limits. A resync always covers every one."""
+        concurrently, sharing the client's limits. A resync always covers every one.
+        ``lift_guards`` (default: with a resync) is the operator's word that the sources'
+        current sizes are meant: the empty-source and shrink guards start over from them."""
+        lift = resync if lift_guards is None else lift_guards
         started = time.monotonic()
         self.cycles += 1
         self.apply.begin_cycle(resync=resync)
@@ -143,7 +153,7 @@ class Reconciler:
         if resync:
             self.desired.forget()
         async with asyncio.TaskGroup() as tg:
-            tasks = [tg.create_task(self.run_relation(r, resync)) for r in relations]
+            tasks = [tg.create_task(self.run_relation(r, resync, lift)) for r in relations]
         report = CycleReport([t.result() for t in tasks], time.monotonic() - started)
         report.partial = len(relations) < len(self.settings.relations)
         if self.observer is not None:
@@ -166,6 +176,7 @@ class Reconciler:
                 report = RelationReport(rel.name)
                 started = time.monotonic()
                 try:
+                    self.check_identities()
                     await self.changes.apply(rel, change, report)
                 except ChangeUncertain:
                     raise
@@ -181,18 +192,22 @@ class Reconciler:
                 )
                 return report
 
-    async def run_relation(self, rel: RelationSettings, resync: bool) -> RelationReport:
+    async def run_relation(
+        self, rel: RelationSettings, resync: bool, lift_guards: bool = False
+    ) -> RelationReport:
         """One relation inside its error boundary and its bound log context."""
         turn = self._turns.setdefault(rel.name, asyncio.Lock())
         async with turn:
-            return await self._run_relation(rel, resync)
+            return await self._run_relation(rel, resync, lift_guards)
 
-    async def _run_relation(self, rel: RelationSettings, resync: bool) -> RelationReport:
+    async def _run_relation(
+        self, rel: RelationSettings, resync: bool, lift_guards: bool = False
+    ) -> RelationReport:
         with relation_context(rel.name, rel.bk_obj_asst_id, self.cycles):
             report = RelationReport(rel.name)
             started = time.monotonic()
             try:
-                await self.run(rel, report, resync)
+                await self.run(rel, report, resync, lift_guards)
             except Exception as group:
                 report.error = _report_failure(rel, first_error(group))
             report.duration = time.monotonic() - started
@@ -206,6 +221,11 @@ class Reconciler:
                     self.observer.mark_success(rel.name)
             return report
 
+    def check_identities(self) -> None:
+        """Before any relation touches the state: is it still about what it describes?"""
+        if self.identities is None:
+            self.identities = check_identities(self.store, self.settings.relations, write=True)
+
     def _known_count(self, name: str) -> int:
         """The mirror's count, or the state's when the mirror was never loaded."""
         try:
@@ -213,11 +233,16 @@ class Reconciler:
         except StateError:
             return 0
 
-    async def run(self, rel: RelationSettings, report: RelationReport, resync: bool) -> None:
+    async def run(
+        self, rel: RelationSettings, report: RelationReport, resync: bool, lift: bool = False
+    ) -> None:
         """observe -> pull -> diff -> batch -> send/record -> fill ids -> prune."""
-        if resync:
-            # The operator's word: whatever size the source has now is accepted.
+        self.check_identities()
+        if lift:
+            # The operator's word: whatever size the source has now is accepted. A relist
+            # the watch asks for is not: only a person lifts a guard.
             self.store.set_source_size(rel.name, 0)
+            self.store.set_prune_baseline(rel.name, 0)
             if rel.several_sources:
                 for name, _ in rel.named_sources():
                     self.store.set_source_size(size_key(rel, name), 0)

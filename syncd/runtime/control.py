@@ -1,8 +1,9 @@
 """``syncd resync``: ask a running daemon for a full resync, and the pidfile it relies on.
 
-Two ways in, tried in this order: the ops endpoint (``POST /resync``), which
-works across users and inside a pod, then SIGHUP to the pid in the pidfile,
-which works with the ops server disabled. A SIGHUP to the wrong process could
+Two ways in: the ops endpoint (``POST /resync``), which works across users and
+inside a pod but lifts prune guards only with the resync token, and SIGHUP to the
+pid in the pidfile, which works with the ops server disabled and always lifts them
+(see :func:`request_resync` for the order). A SIGHUP to the wrong process could
 kill it, so the pid is identified strictly before it is signalled: the pidfile is
 locked by the daemon that wrote it (flock, held for its lifetime, so a file left by
 a crashed daemon is unlocked), and the pid's /proc executable and argv are syncd's
@@ -129,17 +130,19 @@ def ops_url_for(host: str, port: int) -> str:
 def request_resync(
     *, pidfile: Path | None, ops_url: str | None, timeout: float = 5.0, token: str | None = None
 ) -> str:
-    """Ask for a full resync; returns what happened, or raises ControlError.
+    """Ask for a full resync that lifts the prune guards (the operator's resync); returns
+    what happened, or raises ControlError.
 
-    The ops endpoint is preferred; if it fails and a pidfile is known, SIGHUP is
-    tried, and the error names both failures if both fail.
+    With the resync token the ops endpoint is tried first, then SIGHUP; without it SIGHUP
+    (which lifts the guards) comes first, and the endpoint last (a resync that lifts none,
+    said so). The error names every failure if all fail.
     """
     if ops_url is None and pidfile is None:
         raise ControlError(
             "nowhere to send the request: enable ops (ops.enabled) or set ops.pidfile"
         )
     problems: list[str] = []
-    if ops_url is not None:
+    if ops_url is not None and token is not None:
         try:
             return _post_resync(ops_url, timeout, token)
         except ControlError as exc:
@@ -151,6 +154,13 @@ def request_resync(
             problems.append(str(exc))
         else:
             return f"resync requested: sent SIGHUP to syncd pid {pid}"
+    if ops_url is not None and token is None:
+        try:
+            said = _post_resync(ops_url, timeout, None)
+        except ControlError as exc:
+            problems.append(str(exc))
+        else:
+            return f"{said}; prune guards stay (no resync token configured, no pidfile)"
     raise ControlError("; ".join(problems))
 
 

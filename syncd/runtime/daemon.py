@@ -67,6 +67,7 @@ class Daemon:
         self._stop = asyncio.Event()
         self._wake = asyncio.Event()
         self._resync = False
+        self._lift_guards = False
         self._pending: set[str] = set()
         self._everything = False
         self._signals = 0
@@ -93,10 +94,12 @@ class Daemon:
 
     # -- signals -------------------------------------------------------------
 
-    def request_resync(self) -> None:
-        """SIGHUP, ``syncd resync``, POST /resync: a full resync at the next turn."""
-        log.info("resync_requested")
+    def request_resync(self, lift_guards: bool = True) -> None:
+        """SIGHUP, ``syncd resync``, POST /resync: a full resync at the next turn. Only the
+        operator's (SIGHUP, or the endpoint with the resync token) lifts prune guards."""
+        log.info("resync_requested", lifts_guards=lift_guards)
         self._resync = True
+        self._lift_guards = self._lift_guards or lift_guards
         self._wake.set()
         # systemd shows "reloading" until the resync cycle is done (READY=1 again).
         self.notifier.reloading()
@@ -231,11 +234,12 @@ class Daemon:
             ops = OpsServer(
                 self.health,
                 self.metrics,
-                self.request_resync,
+                functools.partial(self.request_resync, lift_guards=False),
                 host=self.settings.ops.host,
                 port=self.settings.ops.port,
                 routes=push.routes(),
                 resync_token=token.get_secret_value() if token is not None else None,
+                on_lift=self.request_resync,
             )
             self.ops_url = await ops.start()
             stack.push_async_callback(ops.stop)
@@ -395,6 +399,7 @@ class Daemon:
         full_due = 0.0  # when the next cycle runs every relation: an interval after the last
         while not self._stop.is_set():
             resync, self._resync = self._resync, False
+            lift, self._lift_guards = self._lift_guards, False
             only = self._take_scope(resync or time.monotonic() >= full_due)
             self._wake.clear()
             engine = self._engine(stack)
@@ -406,7 +411,7 @@ class Daemon:
             if engine is None:
                 report: CycleReport | None = self._state_unavailable_cycle()
             else:
-                report = await self._run_cycle(engine, resync, only)
+                report = await self._run_cycle(engine, resync, only, lift)
             if report is not None and self._push is not None:
                 self._push.cycle_finished(report, started)
             if only is None:
@@ -439,9 +444,15 @@ class Daemon:
         return 0
 
     async def _run_cycle(
-        self, engine: Reconciler, resync: bool, only: set[str] | None = None
+        self,
+        engine: Reconciler,
+        resync: bool,
+        only: set[str] | None = None,
+        lift_guards: bool = False,
     ) -> CycleReport | None:
-        task = asyncio.create_task(engine.cycle(resync=resync, only=only))
+        task = asyncio.create_task(
+            engine.cycle(resync=resync, only=only, lift_guards=lift_guards and resync)
+        )
         stop_wait = asyncio.create_task(self._stop.wait())
         try:
             await asyncio.wait({task, stop_wait}, return_when=asyncio.FIRST_COMPLETED)

@@ -10,12 +10,12 @@ labels only. POST /resync asks for one extra full
 cycle (requests coalesce); it refuses browser requests (any ``Origin`` header) so a
 web page cannot trigger it cross-site, and with ``ops.resync_token`` set it needs
 ``Authorization: Bearer <token>``; without one, a server listening beyond loopback takes
-it from loopback callers only (``syncd resync``, ``kubectl exec``).
+it from loopback callers only (``syncd resync``, ``kubectl exec``). Only a request with
+the token lifts the prune guards (:mod:`syncd.runtime.resyncauth`).
 """
 
 from __future__ import annotations
 
-import hmac
 import ipaddress
 from collections.abc import Awaitable, Callable, Sequence
 from typing import Any
@@ -26,6 +26,7 @@ from aiohttp import web
 from syncd.runtime.health import Health
 from syncd.runtime.listener import Listener, ListenerLimits
 from syncd.runtime.metrics import Metrics
+from syncd.runtime.resyncauth import ResyncGrant, grant
 
 log = structlog.get_logger("syncd.ops")
 
@@ -55,10 +56,14 @@ class OpsServer:
         routes: Sequence[Route] = (),
         resync_token: str | None = None,
         limits: ListenerLimits | None = None,
+        on_lift: Callable[[], None] | None = None,
     ) -> None:
         self.health = health
         self.metrics = metrics
         self.on_resync = on_resync
+        """A resync; without ``on_lift``, also the one the token asks for."""
+        self.on_lift = on_lift
+        """A resync that lifts the prune guards (the resync token was given)."""
         self.host = host
         self.port = port
         self.routes = list(routes)
@@ -135,35 +140,28 @@ class OpsServer:
 
     def _resync_refusal(self, request: web.Request) -> str | None:
         """Why this POST /resync is refused, or None."""
+        return self._resync_grant(request)[1]
+
+    def _resync_grant(self, request: web.Request) -> tuple[ResyncGrant, str | None]:
         if "Origin" in request.headers:
-            return "cross-origin requests are refused"
-        if self._token is None:
-            if is_loopback(self.host) or is_loopback(request.remote or ""):
-                return None
-            return (
-                "ops.host is not loopback: a caller from another machine needs "
-                "ops.resync_token_file (and 'Authorization: Bearer <token>')"
-            )
-        given = request.headers.get("Authorization", "")
-        scheme, _, token = given.partition(" ")
-        if scheme.lower() != "bearer" or not hmac.compare_digest(
-            token.strip().encode("utf-8", "replace"), self._token
-        ):
-            return "a valid 'Authorization: Bearer <ops.resync_token>' is required"
-        return None
+            return ResyncGrant.REFUSED, "cross-origin requests are refused"
+        trusted = is_loopback(self.host) or is_loopback(request.remote or "")
+        return grant(request.headers.get("Authorization"), self._token, trusted=trusted)
 
     async def _resync(self, request: web.Request) -> web.Response:
-        refused = self._resync_refusal(request)
+        decided, refused = self._resync_grant(request)
         if refused is not None:
             log.warning("resync_refused", peer=request.remote, reason=refused)
             return web.json_response({"ok": False, "reason": refused}, status=403)
+        lift = decided is ResyncGrant.LIFT
         try:
-            self.on_resync()
+            (self.on_lift if lift and self.on_lift is not None else self.on_resync)()
         except Exception as exc:
             log.error("resync_request_failed", error=f"{type(exc).__name__}: {exc}")
             return web.json_response({"ok": False, "reason": "resync request failed"}, status=500)
-        log.info("resync_requested_http", peer=request.remote)
-        return web.json_response({"ok": True, "reason": "resync requested"}, status=202)
+        log.info("resync_requested_http", peer=request.remote, lifts_guards=lift)
+        reason = "resync requested" + ("" if lift else "; prune guards stay")
+        return web.json_response({"ok": True, "reason": reason, "lifts_guards": lift}, status=202)
 
 
 def is_loopback(host: str) -> bool:

@@ -2,6 +2,7 @@
 
 from syncd.state.db import Database
 from syncd.state.errors import StateError, StateLocked
+from syncd.state.meta import Identity
 from syncd.state.schema import APPLICATION_ID, SCHEMA_VERSION
 from syncd.state.store import Absence, Created, Failed, Held, Seen, StateStore
 
@@ -13,6 +14,7 @@ __all__ = [
     "Database",
     "Failed",
     "Held",
+    "Identity",
     "Seen",
     "StateError",
     "StateLocked",

@@ -188,6 +188,10 @@ class Database:
         finally:
             conn.close()
 
+    def forget_rel_ids(self) -> None:
+        """Relation names changed (a rename): look the ids up again."""
+        self._rel_ids.clear()
+
     def rel(self, db: sqlite3.Connection, relation: str) -> int | None:
         """The relation's id, or None when it has no row."""
         rel = self._rel_ids.get(relation)

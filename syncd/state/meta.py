@@ -6,7 +6,18 @@ in the ``meta`` table), so they sit apart from the pair queries of :mod:`syncd.s
 
 from __future__ import annotations
 
+import sqlite3
+from typing import NamedTuple
+
 from syncd.state.db import Database
+
+
+class Identity(NamedTuple):
+    """What a relation's state describes: one model association between two objects."""
+
+    bk_obj_id: str
+    bk_asst_obj_id: str
+    bk_obj_asst_id: str
 
 
 class Meta:
@@ -64,6 +75,52 @@ class Meta:
             f"the state was made for {made}, but this configuration syncs {now}: give each "
             "tenant a state.path of its own (or move this file away to start afresh)"
         )
+
+    # ------------------------------------------------------------------ identity
+
+    def stored_identities(self) -> dict[str, Identity | None]:
+        """Every relation the state holds, with what its state describes (None: not
+        recorded yet, a state file of schema 2 or older)."""
+        with self._db.read() as db:
+            try:
+                rows = db.execute(
+                    "SELECT name, bk_obj_id, bk_asst_obj_id, bk_obj_asst_id FROM relations"
+                ).fetchall()
+            except sqlite3.OperationalError:  # schema 2, opened read-only
+                rows = [(n, None, None, None) for (n,) in db.execute("SELECT name FROM relations")]
+        return {
+            name: None if obj is None else Identity(obj, asst, oa)
+            for name, obj, asst, oa in sorted(rows)
+        }
+
+    def relation_identity(self, relation: str) -> Identity | None:
+        return self.stored_identities().get(relation)
+
+    def pair_counts(self, relation: str) -> tuple[int, int]:
+        """(known, owned) pairs of a relation's state."""
+        with self._db.read() as db:
+            row = db.execute(
+                "SELECT count(*), coalesce(sum(owned), 0) FROM pairs"
+                " WHERE rel = (SELECT id FROM relations WHERE name = ?)",
+                (relation,),
+            ).fetchone()
+            return int(row[0]), int(row[1])
+
+    def set_relation_identity(self, relation: str, identity: Identity) -> None:
+        with self._db.tx() as db:
+            rel = self._db.rel_w(db, relation)
+            db.execute(
+                "UPDATE relations SET bk_obj_id = ?, bk_asst_obj_id = ?, bk_obj_asst_id = ?"
+                " WHERE id = ?",
+                (*identity, rel),
+            )
+
+    def rename_relation(self, old: str, new: str) -> None:
+        """Move a relation's whole state (pairs, failures, attempts) to another name, which
+        must have none; its meta rows keyed by name stay behind (they are baselines)."""
+        with self._db.tx() as db:
+            db.execute("UPDATE relations SET name = ? WHERE name = ?", (new, old))
+        self._db.forget_rel_ids()
 
     # ------------------------------------------------------------------ baselines
 

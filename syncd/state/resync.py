@@ -10,6 +10,7 @@ from __future__ import annotations
 import sqlite3
 from collections.abc import Iterable
 
+from syncd.core.pairs import PairKey, unpack_all
 from syncd.state.db import Database, scalar
 from syncd.state.errors import StateError
 
@@ -19,6 +20,9 @@ class Resync:
 
     _db: Database
     _staging: set[str]
+
+    def _settle_attempts(self, db: sqlite3.Connection, rel: int, now: float) -> set[PairKey]:
+        raise NotImplementedError  # syncd.state.attempts.Attempts, before this in the MRO
 
     def replace_from_cmdb(
         self, relation: str, rows: Iterable[tuple[int, int, int]], now: float
@@ -87,8 +91,7 @@ class Resync:
             ((rel, s, d, aid) for s, d, aid in rows),
         )
 
-    @staticmethod
-    def _apply_stage(db: sqlite3.Connection, rel: int, now: float) -> tuple[int, int]:
+    def _apply_stage(self, db: sqlite3.Connection, rel: int, now: float) -> tuple[int, int]:
         before = scalar(db, "SELECT count(*) FROM pairs WHERE rel = ?", rel)
         incoming = scalar(db, "SELECT count(*) FROM temp.stage WHERE rel = ?", rel)
         removed = 0
@@ -98,22 +101,25 @@ class Resync:
                 " WHERE s.rel = ?1 AND s.src = pairs.src AND s.dst = pairs.dst)",
                 (rel,),
             ).rowcount
+        # Another association id under a known key is another instance: someone deleted
+        # syncd's pair and created theirs, so it is not syncd's to delete any more.
         db.execute(
             "INSERT INTO pairs(rel, src, dst, association_id, owned, first_seen)"
             " SELECT rel, src, dst, aid, 0, ?2 FROM temp.stage WHERE rel = ?1"
             " ON CONFLICT (rel, src, dst) DO UPDATE"
-            " SET association_id = coalesce(excluded.association_id, association_id)"
+            " SET association_id = coalesce(excluded.association_id, association_id),"
+            " owned = CASE WHEN excluded.association_id IS NOT NULL"
+            " AND association_id IS NOT NULL"
+            " AND excluded.association_id != association_id THEN 0 ELSE owned END"
             " WHERE association_id IS NOT coalesce(excluded.association_id, association_id)",
             (rel, now),
         )
-        # A full read settles every create in flight: found, it is syncd's (the answer was
-        # lost); not found, it never happened.
-        db.execute(
-            "UPDATE pairs SET owned = 1 WHERE rel = ?1 AND owned = 0 AND EXISTS (SELECT 1"
-            " FROM inflight i WHERE i.rel = ?1 AND i.src = pairs.src AND i.dst = pairs.dst)",
-            (rel,),
+        # A full read settles every create that is over (syncd.state.attempts): found and
+        # ended ambiguously within the window, it is syncd's; else it never happened.
+        db.executemany(
+            "UPDATE pairs SET owned = 1 WHERE rel = ? AND src = ? AND dst = ? AND owned = 0",
+            ((rel, s, d) for s, d in unpack_all(self._settle_attempts(db, rel, now))),
         )
-        db.execute("DELETE FROM inflight WHERE rel = ?", (rel,))
         db.execute(
             "DELETE FROM failures WHERE rel = ?1 AND EXISTS (SELECT 1 FROM temp.stage s"
             " WHERE s.rel = ?1 AND s.src = failures.src AND s.dst = failures.dst)",

@@ -10,11 +10,12 @@ from __future__ import annotations
 
 import asyncio
 import sqlite3
-from collections.abc import Iterable, Sequence
+from collections.abc import Collection, Iterable, Sequence
 from pathlib import Path
 from typing import NamedTuple
 
 from syncd.core.pairs import PairKey, pack, pack_all, unpack_all
+from syncd.state.attempts import Attempts
 from syncd.state.db import Database
 from syncd.state.meta import Meta
 from syncd.state.resync import Resync
@@ -64,14 +65,16 @@ def _as_set(keys: Iterable[PairKey]) -> set[PairKey] | frozenset[PairKey]:
     return keys if isinstance(keys, set | frozenset) else set(keys)
 
 
-class StateStore(Meta, Resync):
-    """Known pairs and failures, over one :class:`Database` (baselines: :class:`Meta`)."""
+class StateStore(Meta, Attempts, Resync):
+    """Known pairs and failures, over one :class:`Database` (baselines: :class:`Meta`,
+    creates without a definite answer: :class:`Attempts`)."""
 
     def __init__(self, database: Database) -> None:
         self.database = database
         self.path = database.path
         self._db = database
         self._staging: set[str] = set()
+        self._init_attempts()
 
     @classmethod
     def open(cls, path: Path, *, lock: bool = False) -> tuple[StateStore, str | None]:
@@ -245,49 +248,31 @@ class StateStore(Meta, Resync):
                     out[key] = Absence(float(since), int(cycles))
             return out
 
-    def in_flight(self, relation: str) -> set[PairKey]:
-        """Creates sent whose answer was never recorded (see :meth:`intend`)."""
-        with self._db.read() as db:
-            rel = self._db.rel(db, relation)
-            if rel is None:
-                return set()
-            return set(pack_all(db.execute("SELECT src, dst FROM inflight WHERE rel = ?", (rel,))))
-
     # ------------------------------------------------------------------ writes
-
-    def intend(self, relation: str, details: Sequence[tuple[int, int]], now: float) -> None:
-        """Record, durably and before the request leaves, that syncd is creating these pairs.
-
-        The CMDB's answer may be lost (a 504 after it acted, a kill): the resend then says
-        "already exists", and this row is what tells syncd the pair is its own.
-        """
-        with self._db.tx() as db:
-            rel = self._db.rel_w(db, relation)
-            db.executemany(
-                "INSERT INTO inflight(rel, src, dst, since) VALUES (?, ?, ?, ?)"
-                " ON CONFLICT DO NOTHING",
-                ((rel, s, d, now) for s, d in details),
-            )
 
     def record_answer(
         self,
         relation: str,
         *,
-        created: Sequence[Created] = (),
-        exists: Sequence[Seen] = (),
+        created: Sequence[tuple[int, int, int]] = (),
+        exists: Sequence[tuple[int, int, int | None]] = (),
         failed: Sequence[Failed] = (),
-        answered: Sequence[tuple[int, int]] = (),
+        attempt: int | None = None,
+        unanswered: Sequence[tuple[int, int]] = (),
+        reclaim: Collection[tuple[int, int]] = (),
         now: float,
     ) -> None:
-        """Record one CMDB answer in ONE transaction.
+        """Record one CMDB answer (or watch events) in ONE transaction.
 
         created: (src, dst, association_id), now known and owned by syncd.
-        exists: (src, dst, association_id or None), now known; owned if syncd had the pair
-        in flight (its own create, whose answer was lost), else ``owned`` is kept (0 if new).
+        exists: (src, dst, association_id or None), now known; owned only with proof that
+        syncd's own create made it (see :mod:`syncd.state.attempts`): in ``reclaim`` (this
+        answer came after an ambiguous attempt of the same request), or in an earlier
+        attempt that ended ambiguously; else ``owned`` is kept (0 if new).
         failed: (src, dst, kind, message, next_attempt or None = held until resync);
         attempts grow by one per failure. A created or existing pair loses its failure row.
-        answered: failed pairs the CMDB answered for one by one (it did not create them):
-        no longer in flight. A pair of a request that failed as a whole stays in flight.
+        attempt: the answer's :meth:`intend` number; its row keeps ``unanswered`` (pairs
+        the CMDB may have created: their request ended ambiguously) or goes.
         """
         with self._db.tx() as db:
             rel = self._db.rel_w(db, relation)
@@ -300,20 +285,9 @@ class StateStore(Meta, Resync):
                     ((rel, s, d, aid, now) for s, d, aid in created),
                 )
             if exists:
-                db.executemany(
-                    "INSERT INTO pairs(rel, src, dst, association_id, owned, first_seen)"
-                    " VALUES (?1, ?2, ?3, ?4, EXISTS (SELECT 1 FROM inflight"
-                    " WHERE rel = ?1 AND src = ?2 AND dst = ?3), ?5)"
-                    " ON CONFLICT (rel, src, dst) DO UPDATE"
-                    " SET association_id = coalesce(excluded.association_id, association_id),"
-                    " owned = max(owned, excluded.owned)",
-                    ((rel, s, d, aid, now) for s, d, aid in exists),
-                )
-            settled = [(rel, r[0], r[1]) for r in (*created, *exists, *answered)]
-            if settled:
-                db.executemany(
-                    "DELETE FROM inflight WHERE rel = ? AND src = ? AND dst = ?", settled
-                )
+                self._record_exists(db, rel, exists, reclaim, now)
+            if attempt is not None:
+                self._narrow(db, self.run, attempt, pack_all(unanswered), now)
             if created or exists:
                 self._now_known(db, rel, relation, [*created, *exists])
             if failed:
@@ -330,8 +304,35 @@ class StateStore(Meta, Resync):
                     ),
                 )
 
+    def _record_exists(
+        self,
+        db: sqlite3.Connection,
+        rel: int,
+        exists: Sequence[tuple[int, int, int | None]],
+        reclaim: Collection[tuple[int, int]],
+        now: float,
+    ) -> None:
+        keys = [pack(s, d) for s, d, _ in exists]
+        proven = self._claim(db, rel, keys, now)
+        proven.update(pack(s, d) for s, d in reclaim)
+        db.executemany(
+            "INSERT INTO pairs(rel, src, dst, association_id, owned, first_seen)"
+            " VALUES (?, ?, ?, ?, ?, ?)"
+            " ON CONFLICT (rel, src, dst) DO UPDATE"
+            " SET association_id = coalesce(excluded.association_id, association_id),"
+            " owned = max(owned, excluded.owned)",
+            (
+                (rel, s, d, aid, int(key in proven), now)
+                for (s, d, aid), key in zip(exists, keys, strict=True)
+            ),
+        )
+
     def _now_known(
-        self, db: sqlite3.Connection, rel: int, relation: str, rows: list[Created | Seen]
+        self,
+        db: sqlite3.Connection,
+        rel: int,
+        relation: str,
+        rows: Sequence[tuple[int, int, int | None]],
     ) -> None:
         """Pairs the CMDB just said it holds: no longer failures, and part of a staged resync."""
         if db.execute("SELECT 1 FROM failures WHERE rel = ? LIMIT 1", (rel,)).fetchone():

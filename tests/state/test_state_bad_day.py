@@ -9,7 +9,16 @@ from pathlib import Path
 import pytest
 
 from syncd.core.pairs import pack
-from syncd.state import SCHEMA_VERSION, Created, Failed, Seen, StateError, StateStore
+from syncd.state import (
+    APPLICATION_ID,
+    SCHEMA_VERSION,
+    Created,
+    Failed,
+    Seen,
+    StateError,
+    StateStore,
+)
+from syncd.state.attempts import RECLAIM_WINDOW
 from syncd.state.errors import SchemaMismatch
 from tests.mounts import fill, read_only, small_fs
 
@@ -23,30 +32,76 @@ def _aside(path: Path) -> list[Path]:
 # -- ownership: creates in flight ------------------------------------------------------
 
 
-def test_an_exists_for_a_pair_in_flight_is_owned(tmp_path: Path) -> None:
+def test_an_exists_answering_a_first_attempt_is_not_owned(tmp_path: Path) -> None:
     st, _ = StateStore.open(tmp_path / "s.db")
-    st.intend(R, [(1, 10), (1, 11), (1, 12), (1, 13)], now=1.0)
+    attempt = st.intend(R, [(1, 10), (1, 11), (1, 12), (1, 13)], now=1.0)
     assert st.in_flight(R) == {pack(1, 10), pack(1, 11), pack(1, 12), pack(1, 13)}
     st.record_answer(
         R,
         created=[Created(1, 10, 100)],
-        exists=[Seen(1, 11, None), Seen(2, 20, None)],  # (2, 20): someone else's
-        failed=[Failed(1, 12, "missing", "no such host", 5.0), Failed(1, 13, "request", "x", 1)],
-        answered=[(1, 12)],  # refused one by one; (1, 13): the whole request failed
+        exists=[Seen(1, 11, None)],  # first attempt: someone else's
+        failed=[Failed(1, 12, "missing", "no such host", 5.0)],
+        attempt=attempt,
         now=2.0,
     )
-    assert st.owned_keys(R) == {pack(1, 10), pack(1, 11)}
+    st.release(attempt)
+    assert st.owned_keys(R) == {pack(1, 10)}
     # The point lookup a pushed change uses says the same of a few keys.
-    asked = {pack(1, 10), pack(2, 20), pack(1, 12), pack(9, 99)}
+    asked = {pack(1, 10), pack(2, 20), pack(1, 11), pack(9, 99)}
     assert st.owned_among(R, asked) == {pack(1, 10)}
     assert st.owned_among("other", asked) == set()
-    assert st.in_flight(R) == {pack(1, 13)}  # the CMDB may have acted on it
+    assert st.in_flight(R) == set()  # a definite answer settles the attempt
+    st.close()
+
+
+def test_an_exists_after_an_ambiguous_end_in_the_same_request_is_owned(tmp_path: Path) -> None:
+    st, _ = StateStore.open(tmp_path / "s.db")
+    attempt = st.intend(R, [(1, 11), (1, 13)], now=1.0)
+    # The client's first try timed out; its retry answered "already exists" for (1, 11).
+    st.record_answer(R, exists=[Seen(1, 11, None)], attempt=attempt, reclaim=[(1, 11)], now=2.0)
+    assert st.owned_keys(R) == {pack(1, 11)}
+    st.close()
+
+
+def test_an_ambiguous_end_proves_ownership_within_the_window_only(tmp_path: Path) -> None:
+    st, _ = StateStore.open(tmp_path / "s.db")
+    attempt = st.intend(R, [(1, 10), (1, 11), (1, 12)], now=1.0)
+    # Every try of the request timed out: the CMDB may have created all three.
+    st.record_answer(R, attempt=attempt, unanswered=[(1, 10), (1, 11), (1, 12)], failed=[], now=2.0)
+    st.release(attempt)
+    assert st.in_flight(R) == {pack(1, 10), pack(1, 11), pack(1, 12)}
+    retry = st.intend(R, [(1, 10)], now=100.0)  # the next cycle sends it again
+    st.record_answer(R, exists=[Seen(1, 10, None)], attempt=retry, now=101.0)
+    assert st.owned_keys(R) == {pack(1, 10)}
+    late = 2.0 + RECLAIM_WINDOW + 1
+    retry = st.intend(R, [(1, 11)], now=late)  # too late: proves nothing
+    st.record_answer(R, exists=[Seen(1, 11, None)], attempt=retry, now=late)
+    assert st.owned_keys(R) == {pack(1, 10)}
+    st.close()
+
+
+def test_an_attempt_of_a_killed_process_counts_and_a_live_one_does_not(tmp_path: Path) -> None:
+    path = tmp_path / "s.db"
+    st, _ = StateStore.open(path)
+    st.intend(R, [(1, 10)], now=1.0)
+    st.close()  # killed mid-request: the row stays, its process is gone
+    st, _ = StateStore.open(path)
+    live = st.intend(R, [(2, 20)], now=2.0)  # in flight in this process
+    st.record_answer(R, exists=[Seen(1, 10, None), Seen(2, 20, None)], now=3.0)  # the watch
+    assert st.owned_keys(R) == {pack(1, 10)}
+    assert st.in_flight(R) == {pack(2, 20)}
+    st.release(live)  # over, never answered (a failed write): ambiguous from now on
+    st.record_answer(R, exists=[Seen(2, 20, None)], now=4.0)
+    assert st.owned_keys(R) == {pack(1, 10), pack(2, 20)}
     st.close()
 
 
 def test_a_resync_settles_what_was_in_flight(tmp_path: Path) -> None:
-    st, _ = StateStore.open(tmp_path / "s.db")
+    path = tmp_path / "s.db"
+    st, _ = StateStore.open(path)
     st.intend(R, [(1, 10), (1, 11)], now=1.0)
+    st.close()
+    st, _ = StateStore.open(path)
     # Killed before the answer: the CMDB has (1, 10), never got (1, 11).
     st.replace_from_cmdb(R, [(1, 10, 100), (3, 30, 300)], now=2.0)
     assert st.owned_keys(R) == {pack(1, 10)}
@@ -54,14 +109,74 @@ def test_a_resync_settles_what_was_in_flight(tmp_path: Path) -> None:
     st.close()
 
 
-def test_a_schema_1_store_is_upgraded_in_place(tmp_path: Path) -> None:
+def test_a_resync_never_owns_through_an_old_attempt(tmp_path: Path) -> None:
     path = tmp_path / "s.db"
     st, _ = StateStore.open(path)
-    st.record_answer(R, created=[Created(1, 2, 3)], exists=[Seen(4, 5, 6)], now=1.0)
+    st.intend(R, [(1, 10)], now=1.0)
+    st.close()
+    st, _ = StateStore.open(path)
+    st.replace_from_cmdb(R, [(1, 10, 100)], now=3 * 86400.0)  # three days on
+    assert st.owned_keys(R) == set() and st.in_flight(R) == set()
+    st.close()
+
+
+def test_a_schema_2_store_is_upgraded_in_place(tmp_path: Path) -> None:
+    """A file as syncd 0.2 wrote it: its in-flight pairs still prove what they proved."""
+    path = tmp_path / "s.db"
+    conn = sqlite3.connect(path)
+    conn.executescript(SCHEMA_2)
+    conn.execute(f"PRAGMA application_id = {APPLICATION_ID}")
+    conn.execute("PRAGMA user_version = 2")
+    conn.execute("INSERT INTO relations(id, name, last_resync) VALUES (1, ?, 1.0)", (R,))
+    conn.execute("INSERT INTO pairs VALUES (1, 1, 2, 3, 1, 1.0, NULL, 0)")
+    conn.executemany(
+        "INSERT INTO inflight VALUES (1, ?, ?, ?)", [(5, 50, 10.0), (5, 51, 10.0), (6, 60, 20.0)]
+    )
+    conn.commit()
+    conn.close()
+    st, warning = StateStore.open(path)
+    assert warning is None and _aside(path) == []
+    assert st.owned_keys(R) == {pack(1, 2)} and st.has_resynced(R)
+    assert st.in_flight(R) == {pack(5, 50), pack(5, 51), pack(6, 60)}
+    assert st.relation_identity(R) is None  # adopted from the configuration at start
+    st.record_answer(R, exists=[Seen(5, 50, None), Seen(7, 70, None)], now=30.0)
+    assert st.owned_keys(R) == {pack(1, 2), pack(5, 50)}
+    assert st.in_flight(R) == {pack(5, 51), pack(6, 60)}
     st.close()
     conn = sqlite3.connect(path)
-    conn.execute("DROP TABLE inflight")
+    assert conn.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION == 3
+    tables = {r[0] for r in conn.execute("SELECT name FROM sqlite_master WHERE type='table'")}
+    assert "inflight" not in tables and "attempts" in tables
+    conn.close()
+
+
+SCHEMA_2 = """
+CREATE TABLE meta (key TEXT PRIMARY KEY, value TEXT NOT NULL) WITHOUT ROWID;
+CREATE TABLE relations (id INTEGER PRIMARY KEY, name TEXT NOT NULL UNIQUE,
+    last_resync REAL, last_good_desired INTEGER);
+CREATE TABLE pairs (rel INTEGER NOT NULL, src INTEGER NOT NULL, dst INTEGER NOT NULL,
+    association_id INTEGER, owned INTEGER NOT NULL DEFAULT 0, first_seen REAL NOT NULL,
+    absent_since REAL, absent_cycles INTEGER NOT NULL DEFAULT 0,
+    PRIMARY KEY (rel, src, dst)) WITHOUT ROWID;
+CREATE TABLE failures (rel INTEGER NOT NULL, src INTEGER NOT NULL, dst INTEGER NOT NULL,
+    kind TEXT NOT NULL, message TEXT NOT NULL, attempts INTEGER NOT NULL, next_attempt REAL,
+    last_failed REAL NOT NULL, PRIMARY KEY (rel, src, dst)) WITHOUT ROWID;
+CREATE TABLE inflight (rel INTEGER NOT NULL, src INTEGER NOT NULL, dst INTEGER NOT NULL,
+    since REAL NOT NULL, PRIMARY KEY (rel, src, dst)) WITHOUT ROWID;
+"""
+"""Schema 2 exactly as ``syncd/state/schema.py`` created it."""
+
+
+def test_a_schema_1_store_is_upgraded_in_place(tmp_path: Path) -> None:
+    path = tmp_path / "s.db"
+    conn = sqlite3.connect(path)
+    conn.executescript(SCHEMA_2.split("CREATE TABLE inflight")[0])
+    conn.execute(f"PRAGMA application_id = {APPLICATION_ID}")
     conn.execute("PRAGMA user_version = 1")
+    conn.execute("INSERT INTO relations(id, name) VALUES (1, ?)", (R,))
+    conn.execute("INSERT INTO pairs VALUES (1, 1, 2, 3, 1, 1.0, NULL, 0)")
+    conn.execute("INSERT INTO pairs VALUES (1, 4, 5, 6, 0, 1.0, NULL, 0)")
+    conn.commit()
     conn.close()
     st, warning = StateStore.open(path)
     assert warning is None and _aside(path) == []

@@ -174,6 +174,19 @@ class _Seq:
         return self.it
 
 
+def test_a_pair_deleted_and_created_again_by_others_is_no_longer_owned(
+    store: StateStore,
+) -> None:
+    """Same key, another association id: a foreign instance, whatever syncd created before."""
+    store.record_answer(R, created=[(1, 10, 100), (2, 20, 200), (3, 30, 300)], now=1.0)
+    store.record_answer(R, exists=[(4, 40, None)], now=1.0)  # id not known yet
+    assert store.owned_keys(R) == {pack(1, 10), pack(2, 20), pack(3, 30)}
+    # (2,20) was deleted and created again by another client: id 201, not syncd's 200
+    store.replace_from_cmdb(R, [(1, 10, 100), (2, 20, 201), (3, 30, None), (4, 40, 400)], now=2.0)
+    assert store.owned_keys(R) == {pack(1, 10), pack(3, 30)}
+    assert store.association_ids(R, [pack(2, 20)]) == {pack(2, 20): 201}
+
+
 def test_replace_from_cmdb(store: StateStore) -> None:
     store.record_answer(R, created=[(1, 10, 100), (2, 20, 200)], exists=[(3, 30, None)], now=1.0)
     store.record_answer(
