@@ -24,8 +24,12 @@ lint: venv
 typecheck: venv
 	$(BIN)/mypy
 
+# The suite mostly waits (subprocesses, long polls, pacing), so more workers than cores
+# pay off; tests that must share a worker are grouped in tests/conftest.py.
+WORKERS ?= 4
+
 unit: venv
-	$(BIN)/pytest -q
+	$(BIN)/pytest -q -n $(WORKERS) --dist loadgroup
 
 test: lint typecheck unit
 

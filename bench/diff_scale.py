@@ -36,7 +36,7 @@ switches, hosts = int(sys.argv[2]), int(sys.argv[3])
 store, _ = StateStore.open(Path(sys.argv[1]))
 rows = ((s, d, i) for i, (s, d) in enumerate(grid(switches, hosts), 1))
 started = time.perf_counter()
-added, _ = store.replace_from_cmdb(sys.argv[4], rows, time.time())
+added, _ = store.resync.replace_from_cmdb(sys.argv[4], rows, time.time())
 store.close()
 print(added, round(time.perf_counter() - started, 3))
 """

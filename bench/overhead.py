@@ -33,7 +33,7 @@ import asyncio, json, sys, time
 from pathlib import Path
 from syncd.core.batching import plan_batches
 from syncd.cmdb.client import CmdbClient
-from syncd.config.settings import load_settings
+from syncd.config.load import load_settings
 from syncd.core.diff import diff
 from syncd.engine.desired import make_source, read_ids
 from syncd.state import StateStore

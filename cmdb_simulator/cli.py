@@ -164,25 +164,30 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     )  # fmt: skip
 
 
+def simulator_from_args(args: argparse.Namespace) -> Simulator:
+    """The simulator the parsed options describe; FixtureError or ValueError if they cannot."""
+    fixture = Fixture.load(args.fixture)
+    options = SimulatorOptions(
+        rate_limit=args.rate_limit,
+        max_in_flight=args.max_in_flight,
+        latency_ms=args.latency_ms,
+        per_detail_ms=args.per_detail_ms,
+        fault_rate=args.fault_rate,
+        fault_kinds=tuple(args.fault_kinds),
+        seed=args.seed,
+        auth=args.auth,
+        cmdb_version=args.cmdb_version,
+        watch_timeout_s=args.watch_timeout,
+        watch_retention_s=args.watch_retention,
+        skip_cost_us=args.skip_cost_us,
+    )
+    return Simulator(fixture, options)
+
+
 def run(args: argparse.Namespace) -> int:
     """Serve until SIGTERM/SIGINT; 0 on a signalled stop, 78 on a bad fixture or option."""
     try:
-        fixture = Fixture.load(args.fixture)
-        options = SimulatorOptions(
-            rate_limit=args.rate_limit,
-            max_in_flight=args.max_in_flight,
-            latency_ms=args.latency_ms,
-            per_detail_ms=args.per_detail_ms,
-            fault_rate=args.fault_rate,
-            fault_kinds=tuple(args.fault_kinds),
-            seed=args.seed,
-            auth=args.auth,
-            cmdb_version=args.cmdb_version,
-            watch_timeout_s=args.watch_timeout,
-            watch_retention_s=args.watch_retention,
-            skip_cost_us=args.skip_cost_us,
-        )
-        simulator = Simulator(fixture, options)
+        simulator = simulator_from_args(args)
     except (FixtureError, ValueError) as exc:
         print(f"syncd simulate: {exc}", file=sys.stderr)
         return EX_CONFIG

@@ -16,7 +16,8 @@ from typing import TYPE_CHECKING
 
 from syncd import __version__
 from syncd.config.checks import security_warnings
-from syncd.config.settings import EX_CONFIG, ConfigError, Settings, load_settings
+from syncd.config.load import load_settings
+from syncd.config.settings import EX_CONFIG, ConfigError, Settings
 
 EX_TEMPFAIL = 75
 """sysexits.h: temporary failure (the ops port is taken); worth a retry later."""
@@ -35,7 +36,9 @@ def _config_arg(parser: argparse.ArgumentParser) -> None:
     )
 
 
-def build_parser() -> argparse.ArgumentParser:
+def build_parser(*, simulate_options: bool = True) -> argparse.ArgumentParser:
+    """The command line; ``simulate_options=False`` leaves out the simulator's options,
+    whose import costs every other command a good part of its start-up."""
     parser = argparse.ArgumentParser(
         prog="syncd",
         description="Keep BlueKing CMDB instance associations in step with a topology source.",
@@ -61,9 +64,10 @@ def build_parser() -> argparse.ArgumentParser:
     demo = sub.add_parser("demo", help="the daemon against the built-in simulator, two cycles")
     demo.add_argument("--dir", type=Path, default=Path("config/demo"), help="demo files")
     simulate = sub.add_parser("simulate", help="serve the built-in CMDB simulator")
-    from cmdb_simulator import cli as sim_cli
+    if simulate_options:
+        from cmdb_simulator import cli as sim_cli
 
-    sim_cli.add_arguments(simulate)
+        sim_cli.add_arguments(simulate)
     return parser
 
 
@@ -79,7 +83,8 @@ def main(argv: list[str] | None = None) -> int:
     # A SIGHUP is held from here (``python -m syncd`` holds it from its first line) until
     # the daemon handles it; other commands take it as usual.
     signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGHUP})
-    args = build_parser().parse_args(argv)
+    words = sys.argv[1:] if argv is None else argv
+    args = build_parser(simulate_options="simulate" in words).parse_args(argv)
     command: str = args.command
     if command not in ("run", "once"):
         signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGHUP})

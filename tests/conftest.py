@@ -39,7 +39,7 @@ def procs() -> Iterator[list[Proc]]:
 # Whole files of process-level tests (subprocesses, containers, external linters).
 _SLOW_FILES = (
     "tests/bench/",
-    "tests/daemon/test_daemon_process.py",
+    "tests/runtime/test_daemon_process.py",
     "tests/ops/test_container.py",
     "tests/ops/test_dockerfile.py",
     "tests/ops/test_kubernetes.py",
@@ -56,11 +56,31 @@ def pytest_configure(config: pytest.Config) -> None:
     )
 
 
+# Under pytest-xdist (`make unit`: `-n 4 --dist loadgroup`) the tests of one group run on one
+# worker, one after another: files whose module-scoped fixture (a Prometheus, a cluster's
+# manifests) is built once, and the tests that measure a rate or a peak over time, which
+# must not share the worker with each other (the server-side peak would measure the
+# neighbours).
+_GROUPS = {
+    "tests/ops/test_prometheus_scrape.py": "prometheus",
+    "tests/ops/test_kubernetes.py": "kubernetes",
+    "tests/ops/test_kubernetes_monitoring.py": "kubernetes",
+    "tests/bench/": "timing",
+    "tests/cmdb/test_client_pacing.py": "timing",
+    "tests/core/test_ratelimit.py": "timing",
+    "tests/simulator/test_sim_limits_faults.py": "timing",
+    "tests/sources/test_src_netbox_paging.py": "timing",
+}
+
+
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
     """Every test that starts real processes (the ``procs`` fixture) is slow, as are the
-    files above; others say so with ``@pytest.mark.slow``."""
+    files above; others say so with ``@pytest.mark.slow``. Groups for xdist: above."""
     root = str(config.rootpath)
     for item in items:
         path = str(item.path).removeprefix(root + "/")
         if "procs" in getattr(item, "fixturenames", ()) or path.startswith(_SLOW_FILES):
             item.add_marker(pytest.mark.slow)
+        for prefix, group in _GROUPS.items():
+            if path.startswith(prefix):
+                item.add_marker(pytest.mark.xdist_group(group))

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import argparse
+import asyncio
+import contextlib
 import json
 import os
 import signal
@@ -18,7 +21,8 @@ import structlog.testing
 from structlog.contextvars import merge_contextvars
 
 from syncd.cmdb.client import CmdbClient
-from syncd.config.settings import Settings, load_settings
+from syncd.config.load import load_settings
+from syncd.config.settings import Settings
 from syncd.engine.reconcile import Reconciler
 from syncd.engine.report import CycleReport
 from syncd.state import StateStore
@@ -227,13 +231,71 @@ class Proc:
             self.proc.wait(10)
 
 
-def start_simulator(procs: list[Proc], fixture: Path, *args: str) -> str:
-    proc = Proc(
-        ["-m", "cmdb_simulator", "--listen", "127.0.0.1:0", "--fixture", str(fixture), *args]
-    )
-    procs.append(proc)
-    line = proc.wait_for(lambda l: l.get("event") == "simulator_listening", timeout=20)
-    return str(line["url"])
+class ThreadSimulator:
+    """A simulator serving on loopback from its own event loop in a thread of the test
+    process. For syncd, a subprocess under test, it is the same server over real HTTP;
+    the test saves starting and importing a second interpreter. ``kill`` stops it (the
+    ``procs`` fixture calls it, as for a process)."""
+
+    def __init__(self, simulator: Any) -> None:
+        self.simulator = simulator
+        self.url = ""
+        self._loop = asyncio.new_event_loop()
+        self._stop: asyncio.Event | None = None
+        self._ready = threading.Event()
+        self._error: BaseException | None = None
+        self._thread = threading.Thread(target=self._run, daemon=True)
+        self._thread.start()
+        if not self._ready.wait(20):
+            raise AssertionError("the simulator did not start within 20 s")
+        if self._error is not None:
+            raise self._error
+
+    def _run(self) -> None:
+        try:
+            self._loop.run_until_complete(self._serve())
+        except BaseException as exc:
+            self._error = exc
+            self._ready.set()
+        finally:
+            # Requests still held (a long poll of a killed daemon) end with the loop.
+            pending = asyncio.all_tasks(self._loop)
+            for task in pending:
+                task.cancel()
+            if pending:
+                self._loop.run_until_complete(_reap(pending))
+            self._loop.close()
+
+    async def _serve(self) -> None:
+        self._stop = asyncio.Event()
+        async with self.simulator.running(host="127.0.0.1", port=0) as url:
+            self.url = url
+            self._ready.set()
+            await self._stop.wait()
+
+    def kill(self) -> None:
+        stop = self._stop
+        if stop is not None and self._thread.is_alive():
+            with contextlib.suppress(RuntimeError):  # the loop already closed
+                self._loop.call_soon_threadsafe(stop.set)
+        self._thread.join(10)
+
+
+async def _reap(tasks: set[asyncio.Task[Any]]) -> None:
+    await asyncio.gather(*tasks, return_exceptions=True)
+
+
+def start_simulator(procs: list[Any], fixture: Path, *args: str) -> str:
+    """A simulator of ``fixture`` with the command line's options (``--latency-ms 20``,
+    ...), served in this process (see ThreadSimulator); its URL."""
+    from cmdb_simulator import cli as sim_cli
+
+    parser = argparse.ArgumentParser()
+    sim_cli.add_arguments(parser)
+    options = parser.parse_args(["--fixture", str(fixture), *args])
+    sim = ThreadSimulator(sim_cli.simulator_from_args(options))
+    procs.append(sim)
+    return sim.url
 
 
 SHARED = Path(os.environ.get("SYNCD_SHARED_DIR") or REPO.parent / "shared")

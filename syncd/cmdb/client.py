@@ -14,7 +14,7 @@ import asyncio
 import random
 import ssl
 import time
-from collections.abc import Sequence
+from collections.abc import AsyncIterator, Iterable, Sequence
 from dataclasses import replace
 from typing import Any, Protocol
 from urllib.parse import urljoin
@@ -23,7 +23,7 @@ import aiohttp
 import structlog
 
 from syncd.cmdb import apis
-from syncd.cmdb.apis import PAGE_LIMIT, Api
+from syncd.cmdb.apis import HOST_PAGE_LIMIT, PAGE_LIMIT, Api
 from syncd.cmdb.gateway import frame
 from syncd.cmdb.ratelimit import RateBudgets
 from syncd.cmdb.reads import AssociationReads
@@ -84,9 +84,9 @@ def _redirected(status: int, url: str, headers: Any) -> Answer:
     )
 
 
-class CmdbClient(AssociationReads):
+class CmdbClient:
     """Async client for the handful of CMDB APIs syncd uses (the association and host
-    reads are :class:`~syncd.cmdb.reads.AssociationReads`)."""
+    reads are :class:`~syncd.cmdb.reads.AssociationReads`, handed on below)."""
 
     def __init__(
         self,
@@ -112,6 +112,7 @@ class CmdbClient(AssociationReads):
         self._session: aiohttp.ClientSession | None = None
         self.stopping = False
         """Set at shutdown: requests in flight finish, no new attempt starts."""
+        self.reads = AssociationReads(self)
 
     async def __aenter__(self) -> CmdbClient:
         await self.open()
@@ -296,3 +297,27 @@ class CmdbClient(AssociationReads):
         if not 1 <= len(ids) <= PAGE_LIMIT:
             raise ValueError(f"delete takes 1..{PAGE_LIMIT} ids, got {len(ids)}")
         return await self.call(apis.DELETE_ASSOCIATIONS, {"id": list(ids), "bk_obj_id": bk_obj_id})
+
+    # -- the reads, handed on to syncd.cmdb.reads --------------------------------------
+
+    def iter_associations(
+        self, bk_obj_id: str, bk_obj_asst_id: str, extra_rules: Iterable[dict[str, Any]] = ()
+    ) -> AsyncIterator[list[tuple[int, int, int]]]:
+        """See :meth:`AssociationReads.iter_associations`."""
+        return self.reads.iter_associations(bk_obj_id, bk_obj_asst_id, extra_rules)
+
+    async def lookup_association_ids(
+        self, bk_obj_id: str, bk_obj_asst_id: str, pairs: Sequence[tuple[int, int]]
+    ) -> dict[tuple[int, int], int]:
+        """See :meth:`AssociationReads.lookup_association_ids`."""
+        return await self.reads.lookup_association_ids(bk_obj_id, bk_obj_asst_id, pairs)
+
+    async def watch_associations(self, sub_resource: str | None, cursor: str | None) -> Answer:
+        """See :meth:`AssociationReads.watch_associations`."""
+        return await self.reads.watch_associations(sub_resource, cursor)
+
+    async def existing_hosts(
+        self, host_ids: Iterable[int], *, page_size: int = HOST_PAGE_LIMIT
+    ) -> set[int]:
+        """See :meth:`AssociationReads.existing_hosts`."""
+        return await self.reads.existing_hosts(host_ids, page_size=page_size)

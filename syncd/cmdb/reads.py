@@ -1,14 +1,15 @@
 """The client's association and host reads: paged searches, id look-ups, the watch.
 
-They are built only on :meth:`CmdbClient.call` and the answers' shapes, not on the
-session, budgets or retries, so they sit apart from the transport in
-:mod:`syncd.cmdb.client` as a mixin of :class:`~syncd.cmdb.client.CmdbClient`.
+They are built only on a ``call`` (:meth:`CmdbClient.call`) and the answers' shapes, not on
+the session, budgets or retries, so they sit apart from the transport in
+:mod:`syncd.cmdb.client`: the client holds an :class:`AssociationReads` over itself and
+hands its read methods on to it.
 """
 
 from __future__ import annotations
 
 from collections.abc import AsyncIterator, Iterable, Sequence
-from typing import Any
+from typing import Any, Protocol
 
 import structlog
 
@@ -29,14 +30,24 @@ class CmdbError(Exception):
         self.answer = answer
 
 
+class Caller(Protocol):
+    """What the reads need of a client: one call, classified."""
+
+    async def call(
+        self, api: Api, body: dict[str, Any], params: dict[str, Any] | None = None
+    ) -> Answer: ...
+
+
 class AssociationReads:
-    """The read half of :class:`~syncd.cmdb.client.CmdbClient`."""
+    """The association and host reads, over any :class:`Caller`."""
+
+    def __init__(self, caller: Caller) -> None:
+        self._caller = caller
 
     async def call(
         self, api: Api, body: dict[str, Any], params: dict[str, Any] | None = None
     ) -> Answer:
-        """Send one call (implemented by :class:`~syncd.cmdb.client.CmdbClient`)."""
-        raise NotImplementedError
+        return await self._caller.call(api, body, params)
 
     def _asst_conditions(
         self, bk_obj_asst_id: str, extra: Iterable[dict[str, Any]] = ()

@@ -15,7 +15,8 @@ import tempfile
 from pathlib import Path
 
 from cmdb_simulator import Fixture, Simulator, SimulatorOptions
-from syncd.config.settings import EX_CONFIG, ConfigError, load_settings
+from syncd.config.load import load_settings
+from syncd.config.settings import EX_CONFIG, ConfigError
 from syncd.runtime.daemon import Daemon
 from syncd.support import log
 

@@ -9,9 +9,9 @@ from __future__ import annotations
 import json
 from typing import Any
 
-from syncd.config.settings import Settings
+from syncd.config.settings import RelationSettings, Settings
 from syncd.core.pairs import unpack
-from syncd.core.plan import RelationPlan
+from syncd.core.plan import RelationPlan, SourceStatus
 from syncd.engine.identity import IdentityCheck
 
 PLAN_FORMAT_VERSION = 1
@@ -25,7 +25,6 @@ def plan_document(
 ) -> dict[str, Any]:
     """The JSON plan. A ``str`` in ``plans`` is a relation that could not be planned."""
     relations: list[dict[str, Any]] = []
-    changes = False
     identities = identities or IdentityCheck()
     aside = dict(identities.changed)
     renamed = {new: old for old, new in identities.renamed}
@@ -37,82 +36,10 @@ def plan_document(
             entry["renamed_from"] = renamed[rel.name]
         if isinstance(plan, str):
             entry.update(_failed_entry(plan, rel.prune.enabled))
-            relations.append(entry)
-            continue
-        ids = association_ids.get(rel.name, {})
-        moving = {m.create for m in plan.moves}
-        create = [_pair(k) for k in plan.to_create if k not in moving]
-        delete = [{**_pair(k), "association_id": ids.get(k)} for k in plan.prune.delete]
-        move = [
-            {**_pair(m.create), "replaces": [_with_id(old, ids) for old in m.replaces]}
-            for m in plan.moves
-        ]
-        held = [
-            {**_pair(k), "reason": kind, "error": message}
-            | (
-                {"blocked_by": [_with_id(b, ids) for b in plan.blockers[k]]}
-                if k in plan.blockers
-                else {}
-            )
-            for k, (kind, message) in sorted(plan.held.items())
-        ]
-        kept = [{**_with_id(k, ids), "key": why} for k, why in sorted(plan.kept.items())]
-        deferred = [_pair(k) for k in sorted(plan.deferred)]
-        unresolved = [
-            {"side": u.side, "key": u.key, "origin": u.origin, "source_name": u.source}
-            for u in sorted(plan.unresolved)
-        ]
-        sources = [
-            {
-                "name": s.name,
-                "type": s.type,
-                "desired": s.pairs,
-                "bad_records": s.bad_records,
-                "unresolved": s.unresolved,
-                "error": s.error,
-            }
-            for s in plan.sources
-        ]
-        changes = changes or bool(create or delete or move)
-        entry.update(
-            {
-                "error": None,
-                "desired": plan.desired,
-                "known": plan.known,
-                "counts": {
-                    "create": len(create),
-                    "delete": len(delete),
-                    "held": len(held),
-                    "deferred": len(deferred),
-                    "unresolved": len(unresolved),
-                    "absent": len(plan.absent),
-                    "bad_records": plan.bad_records,
-                    "move": len(move),
-                    "kept_uncertain": len(kept),
-                },
-                "source_counts": dict(sorted(plan.source_counts.items())),
-                "sources": sources,
-                "create": create,
-                "delete": delete,
-                "held": held,
-                "deferred": deferred,
-                "unresolved": unresolved,
-                "prune": {
-                    "enabled": rel.prune.enabled,
-                    "blocked": plan.prune.blocked,
-                    "waiting": plan.prune.waiting,
-                    "capped": plan.prune.capped,
-                },
-                "move": move,
-                "kept": kept,
-                "moves": {
-                    "enabled": rel.moves.enabled,
-                    "blocked": plan.moves_blocked,
-                    "capped": plan.moves_capped,
-                },
-            }
-        )
+        else:
+            entry.update(_planned_entry(plan, rel, association_ids.get(rel.name, {})))
         relations.append(entry)
+    changes = any(e.get("create") or e.get("delete") or e.get("move") for e in relations)
     doc: dict[str, Any] = {
         "version": PLAN_FORMAT_VERSION,
         "changes": changes,
@@ -121,6 +48,94 @@ def plan_document(
     if identities.orphans:  # only then: plans of a tidy state stay byte for byte the same
         doc["orphans"] = [o.as_dict() for o in identities.orphans]
     return doc
+
+
+def _planned_entry(
+    plan: RelationPlan, rel: RelationSettings, ids: dict[int, int | None]
+) -> dict[str, Any]:
+    """One planned relation's part of the document (field order is the output's)."""
+    moving = {m.create for m in plan.moves}
+    create = [_pair(k) for k in plan.to_create if k not in moving]
+    delete = [{**_pair(k), "association_id": ids.get(k)} for k in plan.prune.delete]
+    move = [
+        {**_pair(m.create), "replaces": [_with_id(old, ids) for old in m.replaces]}
+        for m in plan.moves
+    ]
+    held = [
+        {**_pair(k), "reason": kind, "error": message}
+        | (
+            {"blocked_by": [_with_id(b, ids) for b in plan.blockers[k]]}
+            if k in plan.blockers
+            else {}
+        )
+        for k, (kind, message) in sorted(plan.held.items())
+    ]
+    kept = [{**_with_id(k, ids), "key": why} for k, why in sorted(plan.kept.items())]
+    deferred = [_pair(k) for k in sorted(plan.deferred)]
+    unresolved = [
+        {"side": u.side, "key": u.key, "origin": u.origin, "source_name": u.source}
+        for u in sorted(plan.unresolved)
+    ]
+    counted: dict[str, list[dict[str, Any]]] = {
+        "create": create,
+        "delete": delete,
+        "held": held,
+        "deferred": deferred,
+        "unresolved": unresolved,
+    }
+    return {
+        "error": None,
+        "desired": plan.desired,
+        "known": plan.known,
+        "counts": {
+            **{name: len(items) for name, items in counted.items()},
+            "absent": len(plan.absent),
+            "bad_records": plan.bad_records,
+            "move": len(move),
+            "kept_uncertain": len(kept),
+        },
+        "source_counts": dict(sorted(plan.source_counts.items())),
+        "sources": [_source(s) for s in plan.sources],
+        **counted,
+        "prune": _prune(plan, rel),
+        "move": move,
+        "kept": kept,
+        "moves": {
+            "enabled": rel.moves.enabled,
+            "blocked": plan.moves_blocked,
+            "capped": plan.moves_capped,
+        },
+    }
+
+
+def _prune(plan: RelationPlan, rel: RelationSettings) -> dict[str, Any]:
+    prune = plan.prune
+    return {
+        "enabled": rel.prune.enabled,
+        "blocked": prune.blocked,
+        "waiting": prune.waiting,
+        "capped": prune.capped,
+    }
+
+
+def _held(
+    key: int, kind: str, message: str, plan: RelationPlan, ids: dict[int, int | None]
+) -> dict[str, Any]:
+    entry = {**_pair(key), "reason": kind, "error": message}
+    if key in plan.blockers:
+        entry["blocked_by"] = [_with_id(b, ids) for b in plan.blockers[key]]
+    return entry
+
+
+def _source(s: SourceStatus) -> dict[str, Any]:
+    return {
+        "name": s.name,
+        "type": s.type,
+        "desired": s.pairs,
+        "bad_records": s.bad_records,
+        "unresolved": s.unresolved,
+        "error": s.error,
+    }
 
 
 def _failed_entry(error: str, prune_enabled: bool) -> dict[str, Any]:

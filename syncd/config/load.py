@@ -1,7 +1,7 @@
 """The steps around pydantic validation when loading the configuration file.
 
-:mod:`syncd.config.settings` keeps the settings models and ``load_settings``;
-this holds the pure plumbing it uses -- secret
+:mod:`syncd.config.settings` keeps the settings models; this is ``load_settings`` and the
+plumbing around the models' validation -- secret
 file paths made relative to the config file, the environment's whole-section overlay
 (so error lines name what the environment set), pydantic error locations rendered as
 TOML paths, and relative paths resolved against the config file's directory.
@@ -12,12 +12,14 @@ from __future__ import annotations
 import json
 import os
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
+from pydantic import ValidationError
+from pydantic_settings import SettingsError
+
+from syncd.config.checks import UnusableConfig, check_usable
+from syncd.config.settings import CONFIG_ENV, ConfigError, Settings
 from syncd.support.sections import FileSourceSettings
-
-if TYPE_CHECKING:
-    from syncd.config.settings import Settings
 
 
 class BadEnvironment(ValueError):
@@ -107,3 +109,53 @@ def resolve_relative(settings: Settings, base: Path) -> None:
                 src.path = fix(src.path)
             else:
                 src.resolve_relative(base)
+
+
+def load_settings(path: Path | None = None, **overrides: Any) -> Settings:
+    """Load and validate the configuration, or raise ConfigError with one clear line.
+
+    Relative paths in the file (state, sources) are taken relative to the config
+    file's directory, so a config works wherever the daemon is started from.
+    ``overrides`` replace top-level sections of the file; the environment still wins.
+    """
+    if path is None:
+        env = os.environ.get(CONFIG_ENV)
+        path = Path(env) if env else None
+    if path is not None and not path.is_file():
+        raise ConfigError(f"config file {str(path)!r} does not exist or is not a file")
+    import tomllib
+
+    raw: dict[str, Any] = {}
+    if path is not None:
+        try:
+            raw = tomllib.loads(path.read_text(encoding="utf-8"))
+        except tomllib.TOMLDecodeError as exc:
+            raise ConfigError(f"config file {str(path)!r} is not valid TOML: {exc}") from None
+        except (OSError, UnicodeDecodeError) as exc:
+            raise ConfigError(f"config file {str(path)!r} is unreadable: {exc}") from None
+    if path is not None:
+        resolve_secret_files(raw, path.parent)
+    try:
+        effective, from_env = env_overlay(raw)
+    except BadEnvironment as exc:
+        raise ConfigError(str(exc)) from None
+    try:
+        settings = Settings(**{**raw, **overrides})
+    except ValidationError as exc:
+        err = exc.errors()[0]
+        where = field_path(tuple(err["loc"]), effective)
+        top = str(err["loc"][0]) if err["loc"] else ""
+        if top in from_env:
+            where += f" (from {from_env[top]})"
+        msg = err["msg"].removeprefix("Value error, ")
+        more = f" (and {exc.error_count() - 1} more)" if exc.error_count() > 1 else ""
+        raise ConfigError(f"config: {where}: {msg}{more}") from None
+    except SettingsError as exc:  # pydantic-settings could not parse an environment value
+        raise ConfigError(f"config: {exc}") from None
+    if path is not None:
+        resolve_relative(settings, path.parent)
+    try:
+        check_usable(settings)
+    except UnusableConfig as exc:
+        raise ConfigError(str(exc)) from None
+    return settings

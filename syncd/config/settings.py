@@ -8,13 +8,11 @@ e.g. ``SYNCD_CMDB__RATE_LIMIT=50``), then the TOML file. Secrets are
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
-from typing import Any, Literal
+from typing import Literal
 
 from pydantic import (
     Field,
-    ValidationError,
     ValidationInfo,
     field_validator,
     model_validator,
@@ -23,19 +21,10 @@ from pydantic_settings import (
     BaseSettings,
     PydanticBaseSettingsSource,
     SettingsConfigDict,
-    SettingsError,
 )
 
-from syncd.config.checks import UnusableConfig, check_usable
 from syncd.config.cmdb import CmdbSettings as CmdbSettings  # imported from here in many places
 from syncd.config.hooks import HooksSettings, OpsSettings
-from syncd.config.load import (
-    BadEnvironment,
-    env_overlay,
-    field_path,
-    resolve_relative,
-    resolve_secret_files,
-)
 from syncd.core.identifiers import ASSOCIATION_ID_MAX, MODEL_ID_MAX, check_model_id
 from syncd.core.moves import MoveGuards
 from syncd.core.prune import PruneGuards
@@ -299,53 +288,3 @@ class Settings(BaseSettings):
         # TOML as init arguments, so one parse serves validation and error messages, and
         # no module state carries the file's path.
         return (env_settings, init_settings)
-
-
-def load_settings(path: Path | None = None, **overrides: Any) -> Settings:
-    """Load and validate the configuration, or raise ConfigError with one clear line.
-
-    Relative paths in the file (state, sources) are taken relative to the config
-    file's directory, so a config works wherever the daemon is started from.
-    ``overrides`` replace top-level sections of the file; the environment still wins.
-    """
-    if path is None:
-        env = os.environ.get(CONFIG_ENV)
-        path = Path(env) if env else None
-    if path is not None and not path.is_file():
-        raise ConfigError(f"config file {str(path)!r} does not exist or is not a file")
-    import tomllib
-
-    raw: dict[str, Any] = {}
-    if path is not None:
-        try:
-            raw = tomllib.loads(path.read_text(encoding="utf-8"))
-        except tomllib.TOMLDecodeError as exc:
-            raise ConfigError(f"config file {str(path)!r} is not valid TOML: {exc}") from None
-        except (OSError, UnicodeDecodeError) as exc:
-            raise ConfigError(f"config file {str(path)!r} is unreadable: {exc}") from None
-    if path is not None:
-        resolve_secret_files(raw, path.parent)
-    try:
-        effective, from_env = env_overlay(raw)
-    except BadEnvironment as exc:
-        raise ConfigError(str(exc)) from None
-    try:
-        settings = Settings(**{**raw, **overrides})
-    except ValidationError as exc:
-        err = exc.errors()[0]
-        where = field_path(tuple(err["loc"]), effective)
-        top = str(err["loc"][0]) if err["loc"] else ""
-        if top in from_env:
-            where += f" (from {from_env[top]})"
-        msg = err["msg"].removeprefix("Value error, ")
-        more = f" (and {exc.error_count() - 1} more)" if exc.error_count() > 1 else ""
-        raise ConfigError(f"config: {where}: {msg}{more}") from None
-    except SettingsError as exc:  # pydantic-settings could not parse an environment value
-        raise ConfigError(f"config: {exc}") from None
-    if path is not None:
-        resolve_relative(settings, path.parent)
-    try:
-        check_usable(settings)
-    except UnusableConfig as exc:
-        raise ConfigError(str(exc)) from None
-    return settings

@@ -284,7 +284,7 @@ class Applier:
             # However it ended, the request is over: an attempt row left behind (cancelled,
             # or its answer not recorded) is an ambiguous end from now on.
             if attempt is not None:
-                self.known.store.release(attempt)
+                self.known.store.attempts.release(attempt)
         self.progress[0] += len(details)
         if self.on_progress is not None:
             self.on_progress(self.progress[0], self.progress[1])

@@ -64,7 +64,7 @@ def check_identities(
     """Hold the configuration against the state (see the module); ``write`` False only
     says what would happen (a read-only store). Logs what it finds unless ``quiet``."""
     say = _Quiet() if quiet else log
-    stored = store.stored_identities()
+    stored = store.meta.stored_identities()
     configured = {rel.name: identity_of(rel) for rel in relations}
     check = IdentityCheck()
     for name, ident in configured.items():
@@ -74,7 +74,7 @@ def check_identities(
             check.changed.append((name, aside))
             stored[aside] = stored.pop(name)
             if write:
-                store.rename_relation(name, aside)
+                store.meta.rename_relation(name, aside)
             say.warning(
                 "relation_changed",
                 relation=name,
@@ -92,16 +92,16 @@ def check_identities(
             check.renamed.append((claims[0], name))
             stored[name] = stored.pop(claims[0])
             if write:
-                store.rename_relation(claims[0], name)
+                store.meta.rename_relation(claims[0], name)
             say.info("relation_renamed", relation=name, was=claims[0])
     if write:
         for name, ident in configured.items():
             if stored.get(name) is None:
-                store.set_relation_identity(name, ident)
+                store.meta.set_relation_identity(name, ident)
     for name, was in stored.items():
         if name in configured:
             continue
-        known, owned = store.pair_counts(name)
+        known, owned = store.meta.pair_counts(name)
         check.orphans.append(Orphan(name, was, known, owned))
         say.warning(
             "orphaned_state",

@@ -20,7 +20,7 @@ from syncd.config.settings import RelationSettings
 from syncd.core.batching import Mapping
 from syncd.core.outcome import BatchOutcome
 from syncd.core.pairs import PairKey, pack, unpack
-from syncd.state import Failed, Seen, StateStore
+from syncd.state import Failed, Held, Seen, StateStore
 from syncd.support.tasks import nothing, together
 
 log = structlog.get_logger("syncd")
@@ -79,6 +79,18 @@ class Known:
     def count(self, name: str) -> int:
         return len(self._pairs.get(name, ()))
 
+    def stored_count(self, name: str) -> int:
+        """The state's count (when the mirror was never loaded)."""
+        return self.store.count(name)
+
+    def association_ids(self, name: str, keys: Iterable[PairKey]) -> dict[PairKey, int | None]:
+        """The stored association ids of ``keys`` (None: known, id not looked up yet)."""
+        return self.store.association_ids(name, keys)
+
+    def held_back(self, name: str, now: float) -> dict[PairKey, Held]:
+        """Pairs whose last failure holds them back at ``now``."""
+        return self.store.held_back(name, now)
+
     def mapping(self, name: str) -> Mapping:
         return self._mapping[name]
 
@@ -129,16 +141,16 @@ class Known:
         """
         name = rel.name
         known: set[PairKey] = set()
-        self.store.begin_resync(name)
+        self.store.resync.begin(name)
         if self.lists is not None:
             self.lists.list_started(rel)
         try:
             async for page in self.client.iter_associations(rel.bk_obj_id, rel.bk_obj_asst_id):
-                self.store.stage_resync(name, page)
+                self.store.resync.stage(name, page)
                 known.update(pack(s, d) for s, d, _ in page)
-            added, removed = self.store.finish_resync(name, self.clock())
+            added, removed = self.store.resync.finish(name, self.clock())
         except BaseException:
-            self.store.abort_resync(name)
+            self.store.resync.abort(name)
             if self.lists is not None:
                 self.lists.list_finished(rel, ok=False)
             raise
@@ -153,7 +165,7 @@ class Known:
         """Before a create leaves: the request is recorded (durably), so an answer lost on
         the way back still proves, for a while, that syncd may have created its pairs.
         Returns the attempt's number for :meth:`record` and ``store.release``."""
-        attempt = self.store.intend(name, details, self.clock())
+        attempt = self.store.attempts.intend(name, details, self.clock())
         now = time.monotonic()
         self._sending.setdefault(name, {}).update((pack(s, d), now) for s, d in details)
         return attempt

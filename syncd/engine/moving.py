@@ -10,7 +10,7 @@ pair, and the once-a-cycle ``moves_held`` and ``prune_kept`` lines.
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from typing import TYPE_CHECKING, Any
+from typing import Any, Protocol
 
 import structlog
 
@@ -19,15 +19,31 @@ from syncd.core.moves import MOVE_BLOCKED, MOVE_CAPPED
 from syncd.core.outcome import BatchOutcome, LogLine, pair_fields
 from syncd.core.pairs import PairKey, pack, unpack
 from syncd.core.plan import RelationPlan
+from syncd.engine.known import Known
 from syncd.engine.report import RelationReport
 from syncd.support.log import log_pairs
-
-if TYPE_CHECKING:
-    from syncd.engine.apply import Applier
 
 log = structlog.get_logger("syncd")
 
 Replaces = Mapping[PairKey, list[dict[str, int | None]]]
+
+
+class Deletes(Protocol):
+    """What a move's first step needs of the applier (:class:`syncd.engine.apply.Applier`)."""
+
+    @property
+    def known(self) -> Known: ...
+
+    async def delete(
+        self,
+        rel: RelationSettings,
+        keys: list[PairKey],
+        report: RelationReport,
+        *,
+        replaced_by: Mapping[PairKey, PairKey] | None = None,
+    ) -> set[PairKey]: ...
+
+
 """A move's create -> the old pairs deleted for it (ids and association id, as logged)."""
 
 
@@ -79,7 +95,7 @@ def delete_fields(
 
 
 async def clear_for_moves(
-    apply: Applier, rel: RelationSettings, decided: RelationPlan, report: RelationReport
+    apply: Deletes, rel: RelationSettings, decided: RelationPlan, report: RelationReport
 ) -> tuple[list[list[PairKey]], Replaces]:
     """A move's first step: delete every pair the moves replace (all before any create).
 

@@ -16,6 +16,7 @@ import asyncio
 import time
 import traceback
 from collections.abc import Callable, Collection
+from dataclasses import dataclass, field
 from typing import Protocol
 
 import structlog
@@ -25,16 +26,18 @@ from syncd.config.settings import RelationSettings, Settings
 from syncd.core.answer import Verdict
 from syncd.core.moves import MOVE_BLOCKED, MOVE_CAPPED
 from syncd.core.pairs import PairKey
-from syncd.core.plan import MoveInputs, PruneInputs, RelationPlan, plan, relation_guard
+from syncd.core.plan import MoveInputs, RelationPlan, plan
 from syncd.core.uncertain import CERTAIN, Uncertainty, certainly_absent
 from syncd.engine.apply import Applier, SendBatch
 from syncd.engine.change import Change, ChangeApplier, ChangeUncertain
-from syncd.engine.desired import Desired, DesiredReader, SourceFactory, make_source, size_key
+from syncd.engine.desired import Desired, DesiredReader, SourceFactory, make_source
+from syncd.engine.guards import Guards
 from syncd.engine.identity import IdentityCheck, check_identities
 from syncd.engine.known import Known, RelationRefused
 from syncd.engine.moving import blocking_pairs, clear_for_moves, log_blocked, log_holds
 from syncd.engine.report import CycleReport, RelationReport
 from syncd.engine.resolver import KeyResolver
+from syncd.engine.workqueue import Work, WorkQueue
 from syncd.sources.base import SourceError
 from syncd.state import StateError, StateStore
 from syncd.support.log import relation_context
@@ -45,6 +48,20 @@ log = structlog.get_logger("syncd")
 EXPECTED = (SourceError, CmdbError, RelationRefused, StateError)
 """Failures a relation's cycle reports in one line; anything else also gets a traceback."""
 SOURCE_FAILED = "the source failed this cycle"
+
+
+@dataclass(frozen=True)
+class ChangeWork(Work):
+    """A pushed change of one relation, applied in the relation's turn on the queue.
+
+    It merges with nothing: a change waits behind the other requests of its relation and
+    is applied on its own (its caller waits for its ``change`` report, or its
+    ChangeUncertain, to ask for a full read)."""
+
+    change: Change = field(default_factory=Change)
+
+    def merged(self, later: Work) -> Work | None:
+        return None
 
 
 class EngineObserver(Protocol):
@@ -77,6 +94,8 @@ class Reconciler:
         self.store = store
         self.observer = observer
         self.clock = clock
+        self.guards = Guards(store)
+        """Source sizes, prune baselines and absence marks: the guards' memory."""
         self.known = Known(client, store, clock)
         self.resolver = KeyResolver(client, ttl=settings.sync.key_cache_ttl)
         self.desired = DesiredReader(
@@ -108,8 +127,10 @@ class Reconciler:
         hook = settings.hooks.netbox
         self.changes.prune_at_once = hook.prune_at_once if hook is not None else True
         self.desired.on_read = self.changes.full_read
-        self._turns: dict[str, asyncio.Lock] = {}
-        """One run of a relation at a time, whether a cycle or the watch started it."""
+        self.queue: WorkQueue[RelationReport] = WorkQueue(self._work)
+        """Every run of a relation goes through it, whoever asked (a cycle, the watch, a
+        push, a pushed change): one run of a relation at a time, requests meanwhile merged
+        into the next."""
         self.identities: IdentityCheck | None = None
         """What the state was found to describe (syncd.engine.identity), once checked."""
 
@@ -152,9 +173,13 @@ class Reconciler:
             relations = [r for r in relations if r.name in only]
         if resync:
             self.desired.forget()
-        async with asyncio.TaskGroup() as tg:
-            tasks = [tg.create_task(self.run_relation(r, resync, lift)) for r in relations]
-        report = CycleReport([t.result() for t in tasks], time.monotonic() - started)
+        runs = [self.queue.add(Work(r.name, resync, lift)) for r in relations]
+        try:
+            reports = await asyncio.gather(*runs)
+        except asyncio.CancelledError:
+            self.queue.cancel(r.name for r in relations)  # as a task group would
+            raise
+        report = CycleReport(list(reports), time.monotonic() - started)
         report.partial = len(relations) < len(self.settings.relations)
         if self.observer is not None:
             self.observer.record_cycle(report.duration, ok=report.ok)
@@ -163,46 +188,50 @@ class Reconciler:
         return report
 
     async def run_now(self, rel: RelationSettings, *, resync: bool = False) -> RelationReport:
-        """Run one relation outside the cycle (the watch: drift to repair, a relist due)."""
-        return await self.run_relation(rel, resync)
+        """Run one relation outside the cycle, through the queue; its report (a relist the
+        watch asks for lifts no guard)."""
+        return await self.queue.add(Work(rel.name, resync))
 
     async def apply_change(self, rel: RelationSettings, change: Change) -> RelationReport:
-        """A pushed change of ``rel`` (syncd.engine.change), in its turn, error boundary and
-        log context; ``change`` line at the end. Raises ChangeUncertain when only a full
-        read can say (the caller asks for one); any other failure is in the report."""
-        turn = self._turns.setdefault(rel.name, asyncio.Lock())
-        async with turn:
-            with relation_context(rel.name, rel.bk_obj_asst_id, self.cycles):
-                report = RelationReport(rel.name)
-                started = time.monotonic()
-                try:
-                    self.check_identities()
-                    await self.changes.apply(rel, change, report)
-                except ChangeUncertain:
-                    raise
-                except Exception as group:
-                    report.error = _report_failure(rel, first_error(group))
-                report.duration = time.monotonic() - started
-                report.known = self._known_count(rel.name)
-                log.info(
-                    "change",
-                    cables=sorted(change.cables)[:20],
-                    devices=sorted(change.devices)[:20],
-                    **report.log_fields(),
-                )
-                return report
+        """A pushed change of ``rel`` (syncd.engine.change), in its turn on the queue, error
+        boundary and log context; ``change`` line at the end. Raises ChangeUncertain when
+        only a full read can say (the caller asks for one); any other failure is in the
+        report."""
+        return await self.queue.add(ChangeWork(rel.name, change=change))
+
+    async def _work(self, work: Work) -> RelationReport:
+        """The queue's handler: one run (or one pushed change) of the relation named."""
+        rel = next(r for r in self.settings.relations if r.name == work.key)
+        if isinstance(work, ChangeWork):
+            return await self._apply_change(rel, work.change)
+        return await self.run_relation(rel, work.resync, work.lift_guards)
+
+    async def _apply_change(self, rel: RelationSettings, change: Change) -> RelationReport:
+        with relation_context(rel.name, rel.bk_obj_asst_id, self.cycles):
+            report = RelationReport(rel.name)
+            started = time.monotonic()
+            try:
+                self.check_identities()
+                await self.changes.apply(rel, change, report)
+            except ChangeUncertain:
+                raise
+            except Exception as group:
+                report.error = _report_failure(rel, first_error(group))
+            report.duration = time.monotonic() - started
+            report.known = self._known_count(rel.name)
+            log.info(
+                "change",
+                cables=sorted(change.cables)[:20],
+                devices=sorted(change.devices)[:20],
+                **report.log_fields(),
+            )
+            return report
 
     async def run_relation(
         self, rel: RelationSettings, resync: bool, lift_guards: bool = False
     ) -> RelationReport:
-        """One relation inside its error boundary and its bound log context."""
-        turn = self._turns.setdefault(rel.name, asyncio.Lock())
-        async with turn:
-            return await self._run_relation(rel, resync, lift_guards)
-
-    async def _run_relation(
-        self, rel: RelationSettings, resync: bool, lift_guards: bool = False
-    ) -> RelationReport:
+        """One relation inside its error boundary and its bound log context (only the
+        queue calls this: it keeps two runs of a relation apart)."""
         with relation_context(rel.name, rel.bk_obj_asst_id, self.cycles):
             report = RelationReport(rel.name)
             started = time.monotonic()
@@ -229,7 +258,7 @@ class Reconciler:
     def _known_count(self, name: str) -> int:
         """The mirror's count, or the state's when the mirror was never loaded."""
         try:
-            return self.known.count(name) or self.store.count(name)
+            return self.known.count(name) or self.known.stored_count(name)
         except StateError:
             return 0
 
@@ -239,26 +268,10 @@ class Reconciler:
         """observe -> pull -> diff -> batch -> send/record -> fill ids -> prune."""
         self.check_identities()
         if lift:
-            # The operator's word: whatever size the source has now is accepted. A relist
-            # the watch asks for is not: only a person lifts a guard.
-            self.store.set_source_size(rel.name, 0)
-            self.store.set_prune_baseline(rel.name, 0)
-            if rel.several_sources:
-                for name, _ in rel.named_sources():
-                    self.store.set_source_size(size_key(rel, name), 0)
-                    self.store.set_source_baseline(rel.name, name, 0)
-        try:
-            (known, report.resynced), desired = await together(
-                self.known.observe(rel, resync=resync),
-                self.desired.read(rel, self._last_sizes(rel)),
-            )
-        except (SourceError, CmdbError):
-            if rel.prune.enabled:
-                report.prune_blocked = SOURCE_FAILED
-                log.warning("prune_blocked", reason=SOURCE_FAILED)
-            raise
-        self.last_desired[rel.name] = desired.pairs
-        self.last_uncertainty[rel.name] = desired.uncertainty
+            # The operator's word; a relist the watch asks for is not: only a person lifts
+            # a guard.
+            self.guards.accept_any_size(rel)
+        known, desired = await self._observe_and_pull(rel, report, resync)
         now = self.clock()
         decided = self.decide(rel, desired, known, now)
         self.blocking[rel.name] = {
@@ -267,16 +280,10 @@ class Reconciler:
             for old in decided.blockers[key]
         }
         _fill_report(report, desired, decided)
-        self.commit_observations(rel, desired, decided, now)
+        self._commit(rel, desired, decided, now)
         if self.stopping:
             return
-        batches, replaces = decided.batches, None
-        if decided.moves:
-            batches, replaces = await clear_for_moves(self.apply, rel, decided, report)
-        try:
-            await self.apply.create(rel, batches, report, replaces=replaces)
-        finally:
-            report.pending -= report.created + report.exists
+        await self._create(rel, decided, report)
         if self.stopping:
             return
         await self.known.fill_association_ids(rel)
@@ -284,48 +291,61 @@ class Reconciler:
         if decided.prune.delete and not self.stopping:
             await self.apply.delete(rel, decided.prune.delete, report)
 
-    def _last_sizes(self, rel: RelationSettings) -> dict[str, int]:
-        """Each source's size at its last read, for the empty-source guard."""
-        return {
-            name: self.store.source_size(size_key(rel, name)) for name, _ in rel.named_sources()
-        }
+    async def _observe_and_pull(
+        self, rel: RelationSettings, report: RelationReport, resync: bool
+    ) -> tuple[set[PairKey], Desired]:
+        """The known pairs and the source's, read together; a failed read blocks pruning."""
+        try:
+            (known, report.resynced), desired = await together(
+                self.known.observe(rel, resync=resync),
+                self.desired.read(rel, self.guards.last_sizes(rel)),
+            )
+        except (SourceError, CmdbError):
+            if rel.prune.enabled:
+                report.prune_blocked = SOURCE_FAILED
+                log.warning("prune_blocked", reason=SOURCE_FAILED)
+            raise
+        self.last_desired[rel.name] = desired.pairs
+        self.last_uncertainty[rel.name] = desired.uncertainty
+        return known, desired
+
+    def _commit(
+        self, rel: RelationSettings, desired: Desired, decided: RelationPlan, now: float
+    ) -> None:
+        """What this cycle observed, written (daemon path only; ``syncd plan`` stops before)."""
+        self.guards.commit(rel, desired, decided, now)
+        log_holds(decided)
+        log_blocked(decided, self.known.association_ids(rel.name, blocking_pairs(decided)))
+
+    async def _create(
+        self, rel: RelationSettings, decided: RelationPlan, report: RelationReport
+    ) -> None:
+        """The creates, after clearing the way for moves."""
+        batches, replaces = decided.batches, None
+        if decided.moves:
+            batches, replaces = await clear_for_moves(self.apply, rel, decided, report)
+        try:
+            await self.apply.create(rel, batches, report, replaces=replaces)
+        finally:
+            report.pending -= report.created + report.exists
 
     def decide(
         self, rel: RelationSettings, desired: Desired, known: set[int], now: float
     ) -> RelationPlan:
-        """The pure plan, over what the store says about held, owned and absent pairs."""
+        """The pure plan, over what the state says about held, owned and absent pairs."""
         name = rel.name
-        guards = rel.prune.guards()
-        last_good = self.store.prune_baseline(name)
-        sizes: dict[str, tuple[int, int | None]] = {}
-        if rel.several_sources:
-            sizes = {
-                s.name: (s.pairs, self.store.source_baseline(name, s.name))
-                for s in desired.sources
-                if s.pairs is not None
-            }
-        blocked = relation_guard(len(desired.pairs), last_good, guards, sizes, desired.failed)
-        prune = None
-        if rel.prune.enabled:
-            owned = self.store.owned_keys(name)
-            prune = PruneInputs(
-                guards=guards,
-                owned=owned,
-                absent_before=self.store.absent_info(name, owned - desired.pairs),
-                last_good_desired=last_good,
-                source_sizes=sizes,
-                failed_sources=desired.failed if rel.several_sources else {},
-            )
+        seen = self.guards.seen(rel, desired)
+        prune = self.guards.prune_inputs(rel, desired, seen)
         moves = MoveInputs(
             rel.moves.guards(),
-            (lambda: prune.owned) if prune is not None else lambda: self.store.owned_keys(name),
-            blocked,
+            (lambda: prune.owned) if prune is not None else lambda: self.guards.owned(name),
+            seen.blocked,
         )
         decided = plan(
             name,
             desired.pairs,
             known,
-            self.store.held_back(name, now),
+            self.known.held_back(name, now),
             mapping=self.known.mapping(name),
             batch_size=self.settings.cmdb.batch_size,
             now=now,
@@ -333,56 +353,19 @@ class Reconciler:
             moves=moves,
             uncertainty=desired.uncertainty,
         )
-        decided.guard = blocked
+        decided.guard = seen.blocked
         decided.bad_records = desired.bad_records
         decided.unresolved = list(desired.unresolved)
         decided.source_counts = dict(desired.source_counts)
         decided.sources = list(desired.sources)
         return decided
 
-    def commit_observations(
-        self, rel: RelationSettings, desired: Desired, decided: RelationPlan, now: float
-    ) -> None:
-        """Write what this cycle observed: the source's size, and who is absent since when.
-
-        Only the daemon's path calls this; ``syncd plan`` decides the same way and
-        writes nothing.
-        """
-        name = rel.name
-        if len(desired.pairs) != self.store.source_size(name):
-            self.store.set_source_size(name, len(desired.pairs))
-        answered = [s for s in desired.sources if s.pairs is not None]
-        if rel.several_sources:
-            for status in answered:
-                self.store.set_source_size(size_key(rel, status.name), status.pairs or 0)
-        log_holds(decided)
-        log_blocked(decided, self.store.association_ids(rel.name, blocking_pairs(decided)))
-        if decided.guard is None:
-            # The size the source guard compares with, for pruning and moves alike
-            # (written only when it changed: no transaction per cycle for a steady source).
-            if self.store.prune_baseline(name) != len(desired.pairs):
-                self.store.set_prune_baseline(name, len(desired.pairs))
-            for status in answered if rel.several_sources else ():
-                if self.store.source_baseline(name, status.name) != (status.pairs or 0):
-                    self.store.set_source_baseline(name, status.name, status.pairs or 0)
-        if not rel.prune.enabled:
-            return
-        # Kept pairs may be stated: their absence is not counted (no copy of a large set
-        # when nothing is kept).
-        present = desired.pairs | decided.kept.keys() if decided.kept else desired.pairs
-        self.store.mark_present(name, present)
-        if not desired.failed:
-            # A failed source's pairs look absent; their absence is not counted.
-            self.store.mark_absent(name, decided.owned_absent, now)
-        if decided.prune.blocked is not None:
-            log.warning("prune_blocked", reason=decided.prune.blocked)
-
     async def plan_relation(self, rel: RelationSettings) -> RelationPlan:
         """What a cycle would do now against a fresh read of the CMDB; changes nothing."""
         with relation_context(rel.name, rel.bk_obj_asst_id, self.cycles):
             known, desired = await together(
                 self.known.read_cmdb(rel),
-                self.desired.read(rel, self._last_sizes(rel)),
+                self.desired.read(rel, self.guards.last_sizes(rel)),
             )
             return self.decide(rel, desired, known, self.clock())
 

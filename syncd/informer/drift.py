@@ -10,9 +10,10 @@ what an event means for a relation, and never talks to the CMDB.
 - a known pair **deleted** by someone that held a desired pair back (a mapping conflict):
   the relation runs now, which sends the held pair;
 - a pair **created** by someone: known (not owned, so never pruned), never sent. Applied
-  :data:`ADOPT_GRACE` seconds after it arrives, by which time syncd's own creates have
-  been recorded from their answers and are not mistaken for someone else's; a pair
-  whose create syncd is still awaiting (a slow batch) waits again until it is answered.
+  the adoption grace (:class:`syncd.informer.stream.WatchTimings`) after it arrives, by
+  which time syncd's own creates have been recorded from their answers and are not
+  mistaken for someone else's; a pair whose create syncd is still awaiting (a slow batch)
+  waits again until it is answered.
 """
 
 from __future__ import annotations
@@ -29,9 +30,6 @@ from syncd.core.watchevents import Event, event_time, last_wins
 from syncd.engine.reconcile import Reconciler
 from syncd.informer.stream import ObjectWatch, WatchObserver, log
 
-ADOPT_GRACE = 1.0
-"""Seconds a create of an unknown pair waits before it is taken as someone else's."""
-
 
 class DriftRepair:
     """Applies one relation's events to the known state and asks for repairing runs."""
@@ -43,6 +41,7 @@ class DriftRepair:
         *,
         run: Callable[[RelationSettings], None],
         lost: Callable[[ObjectWatch, str], None],
+        adopt_grace: float = 1.0,
     ) -> None:
         self.engine = engine
         self.known = engine.known
@@ -50,6 +49,7 @@ class DriftRepair:
         self.run = run
         """Run a relation now (the watcher's queue)."""
         self.lost = lost
+        self.adopt_grace = adopt_grace
         """Start an object's watch over from now (every relation relists)."""
         self.drifted: dict[str, set[PairKey]] = {}
         """Pairs deleted behind syncd's back that the source wants: to be re-created."""
@@ -75,7 +75,7 @@ class DriftRepair:
             self._drifted(rel, [final[k] for k in gone])
         if creates:
             loop = asyncio.get_running_loop()
-            loop.call_later(ADOPT_GRACE, self._adopt_later, watch, rel, creates)
+            loop.call_later(self.adopt_grace, self._adopt_later, watch, rel, creates)
 
     def _drifted(self, rel: RelationSettings, deleted: list[Event]) -> None:
         desired = self.engine.last_desired.get(rel.name)
@@ -119,7 +119,7 @@ class DriftRepair:
             later = [(rel.name, e.key) for e in due if e.key in sending]
             watch.pending.update({(rel.name, e.key): e for e in due if e.key in sending})
             loop = asyncio.get_running_loop()
-            loop.call_later(ADOPT_GRACE, self._adopt_later, watch, rel, later)
+            loop.call_later(self.adopt_grace, self._adopt_later, watch, rel, later)
             due = [e for e in due if e.key not in sending]
         known = self.known.holds(rel.name, [e.key for e in due])
         theirs = [e for e in due if e.key not in known]

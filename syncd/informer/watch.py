@@ -10,8 +10,9 @@ request never takes a writer's slot.
 What an event changes is :mod:`syncd.informer.drift`; reading the answers,
 :mod:`syncd.core.watchevents`; following each object's stream,
 :mod:`syncd.informer.stream`. This module holds them together: the hooks the
-reconciler calls around a list, the queue of runs, the relist timer, the tasks' lifecycle
-and the /readyz snapshot.
+reconciler calls around a list, the runs it asks of the engine's work queue
+(:mod:`syncd.engine.workqueue`), the relist timer, the tasks' lifecycle and the /readyz
+snapshot.
 
 No event may be lost between a list and the watch: the watch takes its "from now"
 cursor before the first list (start-up waits for it), events arriving during a list are
@@ -25,6 +26,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import time
 from collections import Counter
 from collections.abc import AsyncIterator, Callable
@@ -32,16 +34,24 @@ from typing import Any
 
 from syncd.config.settings import RelationSettings, Settings
 from syncd.core.pairs import PairKey
-from syncd.core.watchevents import Event
 from syncd.engine.reconcile import Reconciler
+from syncd.engine.workqueue import Work
 from syncd.informer.drift import DriftRepair
-from syncd.informer.stream import CATCH_UP_SHARE, ObjectFollowing, ObjectWatch, WatchObserver, log
+from syncd.informer.stream import (
+    CATCH_UP_SHARE,
+    ListBook,
+    ObjectStream,
+    ObjectWatch,
+    StreamParts,
+    WatchObserver,
+    WatchTimings,
+    log,
+)
 
-PRIME_TIMEOUT = 10.0
-"""Start-up waits at most this long for the "from now" cursors."""
+DEFAULT_TIMINGS = WatchTimings()
 
 
-class Watcher(ObjectFollowing):
+class Watcher:
     """The watch tasks of one daemon, and the hooks the reconciler calls."""
 
     def __init__(
@@ -52,6 +62,7 @@ class Watcher(ObjectFollowing):
         observer: WatchObserver | None = None,
         clock: Callable[[], float] = time.time,
         monotonic: Callable[[], float] = time.monotonic,
+        timings: WatchTimings = DEFAULT_TIMINGS,
     ) -> None:
         self.settings = settings
         self.engine = engine
@@ -61,24 +72,31 @@ class Watcher(ObjectFollowing):
         self.observer = observer
         self.clock = clock
         self.monotonic = monotonic
-        self.drift = DriftRepair(engine, observer, run=self.request, lost=self._lost)
+        self.timings = timings
+        self.drift = DriftRepair(
+            engine, observer, run=self.request, lost=self._lost, adopt_grace=timings.adopt_grace
+        )
+        self.book = ListBook()
+        parts = StreamParts(
+            client=self.client,
+            store=self.store,
+            book=self.book,
+            request=self.request,
+            deliver=self.drift.apply,
+            observer=observer,
+            timings=timings,
+            catch_up=max(0.2, 1 / (CATCH_UP_SHARE * settings.cmdb.rate_limit)),
+            clock=clock,
+            monotonic=monotonic,
+        )
         by_object: dict[str, list[RelationSettings]] = {}
         for rel in settings.relations:
             by_object.setdefault(rel.bk_obj_id, []).append(rel)
-        self.objects = {obj: ObjectWatch(obj, rels) for obj, rels in by_object.items()}
-        self._list_began: dict[str, float] = {}
-        self._listed_at: dict[str, float] = {}
-        """Monotonic start of each relation's last good list in this process."""
-        self._replay: dict[str, list[Event]] = {}
-        """Events of relations being listed: applied again once the list is in."""
+        self.streams = {
+            obj: ObjectStream(ObjectWatch(obj, rels), parts) for obj, rels in by_object.items()
+        }
+        self.objects = {obj: stream.watch for obj, stream in self.streams.items()}
         self.relists: Counter[str] = Counter()
-        self._queue: dict[str, bool] = {}
-        """Relations to run now -> whether to list them again first."""
-        self._queued = asyncio.Event()
-        self._running: set[str] = set()
-        self._catch_up = max(0.2, 1 / (CATCH_UP_SHARE * settings.cmdb.rate_limit))
-        self._uncovered: set[str] = set()
-        """Relations whose known state may miss events until they are listed again."""
 
     @property
     def drifted(self) -> dict[str, set[PairKey]]:
@@ -92,62 +110,52 @@ class Watcher(ObjectFollowing):
     # -- hooks: the reconciler's lists ------------------------------------------------
 
     def list_started(self, rel: RelationSettings) -> None:
-        self._list_began[rel.name] = self.monotonic()
-        self._replay[rel.name] = []
+        self.book.began[rel.name] = self.monotonic()
+        self.book.replay[rel.name] = []
 
     def list_finished(self, rel: RelationSettings, *, ok: bool) -> None:
-        began = self._list_began.pop(rel.name, self.monotonic())
-        replay = self._replay.pop(rel.name, [])
+        began = self.book.began.pop(rel.name, self.monotonic())
+        replay = self.book.replay.pop(rel.name, [])
         if not ok:
             return  # the old known state stays, and already has these events
-        self._listed_at[rel.name] = began
+        self.book.listed_at[rel.name] = began
         if replay:
             self.drift.apply(self.objects[rel.bk_obj_id], rel, replay)
         watch = self.objects[rel.bk_obj_id]
         if began < watch.since:
             self.request(rel, relist=True, reason="gap")
         else:
-            self._uncovered.discard(rel.name)
+            self.book.uncovered.discard(rel.name)
 
     # -- queueing runs ----------------------------------------------------------------
 
     def request(self, rel: RelationSettings, *, relist: bool = False, reason: str = "") -> None:
-        """Run ``rel`` now (after its current run); ``relist``: list it from the CMDB first."""
+        """Run ``rel`` now (after its current run); ``relist``: list it from the CMDB first.
+        The engine's work queue runs it, merged with any other request waiting for it."""
         if relist:
             self.relists[reason] += 1
             if self.observer is not None:
                 self.observer.record_relist(rel.name, reason)
             log.info("relist_requested", relation=rel.name, reason=reason)
-            self._uncovered.add(rel.name)
+            self.book.uncovered.add(rel.name)
             # Until the relist is in, the stored cursor does not describe the state.
-            self.store.set_watch_cursor(rel.bk_obj_id, None, self.client.settings.tenant_id)
-        self._queue[rel.name] = self._queue.get(rel.name, False) or relist
-        self._queued.set()
+            self.store.meta.set_watch_cursor(rel.bk_obj_id, None, self.client.settings.tenant_id)
+        if self.engine.stopping:
+            return
+        run = self.engine.queue.add(Work(rel.name, relist))
+        run.add_done_callback(functools.partial(self._ran, rel, relist))
 
-    async def _runner(self) -> None:
-        """Runs queued relations, each once however often it was asked for meanwhile."""
-        names = {rel.name: rel for rel in self.settings.relations}
-        while True:
-            await self._queued.wait()
-            self._queued.clear()
-            queue, self._queue = self._queue, {}
-            if self.engine.stopping:
-                return
-            async with asyncio.TaskGroup() as tg:
-                for name, relist in queue.items():
-                    tg.create_task(self._run(names[name], relist))
-
-    async def _run(self, rel: RelationSettings, relist: bool) -> None:
-        self._running.add(rel.name)
+    def _ran(self, rel: RelationSettings, relist: bool, run: asyncio.Future[object]) -> None:
+        """After a run the watch asked for: count what it repaired, store the cursor."""
+        if not run.cancelled() and run.exception() is not None:
+            # The run's own boundary logs its failures; this is anything beyond it.
+            log.error("watch_run_failed", relation=rel.name, error=repr(run.exception()))
         try:
-            await self.engine.run_now(rel, resync=relist)
-        except Exception as exc:  # the run's own boundary logs; this keeps the runner
+            self.drift.count_repaired(rel)
+            if relist:
+                self.streams[rel.bk_obj_id].keep_cursor()
+        except Exception as exc:  # a callback: nobody else would see it
             log.error("watch_run_failed", relation=rel.name, error=repr(exc))
-        finally:
-            self._running.discard(rel.name)
-        self.drift.count_repaired(rel)
-        if relist:
-            self._keep_cursor(self.objects[rel.bk_obj_id])
 
     # -- the relist timer --------------------------------------------------------------
 
@@ -160,11 +168,11 @@ class Watcher(ObjectFollowing):
             now = self.clock()
             for rel in self.settings.relations:
                 last = self.store.last_resync(rel.name)
-                if last is None or rel.name in self._running or rel.name in self._queue:
+                if last is None or self.engine.queue.busy(rel.name):
                     continue
                 if now - last >= interval:
                     self.request(rel, relist=True, reason="interval")
-                elif rel.name in self._uncovered and rel.name not in self._list_began:
+                elif rel.name in self.book.uncovered and rel.name not in self.book.began:
                     self.request(rel, relist=True, reason="retry")
 
     # -- lifecycle -------------------------------------------------------------------
@@ -172,13 +180,13 @@ class Watcher(ObjectFollowing):
     async def prime(self) -> None:
         """Resume stored cursors, or ask where "now" is, before the first list."""
         asks = []
-        for watch in self.objects.values():
-            self._resume(watch)
-            if watch.cursor is None:
-                asks.append(self._from_now(watch))
+        for stream in self.streams.values():
+            stream.resume()
+            if stream.watch.cursor is None:
+                asks.append(stream.from_now())
         if asks:
             with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(asyncio.gather(*asks), PRIME_TIMEOUT)
+                await asyncio.wait_for(asyncio.gather(*asks), self.timings.prime_timeout)
 
     @contextlib.asynccontextmanager
     async def running(self) -> AsyncIterator[Watcher]:
@@ -188,8 +196,7 @@ class Watcher(ObjectFollowing):
             for rel in self.settings.relations:
                 self.observer.watching(rel.name)
         await self.prime()
-        tasks = [asyncio.create_task(self._follow(w)) for w in self.objects.values()]
-        tasks.append(asyncio.create_task(self._runner()))
+        tasks = [asyncio.create_task(s.follow()) for s in self.streams.values()]
         tasks.append(asyncio.create_task(self._relist_timer()))
         log.info("watching", objects=sorted(self.objects))
         try:
@@ -219,3 +226,7 @@ class Watcher(ObjectFollowing):
             "drift_pending": {k: len(v) for k, v in self.drifted.items() if v},
             "relists": dict(self.relists),
         }
+
+    def _lost(self, watch: ObjectWatch, reason: str) -> None:
+        """Start an object's watch over from now (every relation relists)."""
+        self.streams[watch.bk_obj_id].lost(reason)

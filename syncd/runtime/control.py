@@ -16,14 +16,14 @@ from __future__ import annotations
 
 import contextlib
 import errno
-import fcntl
 import os
 import re
 import signal
-import stat
 import urllib.error
 import urllib.request
 from pathlib import Path
+
+from syncd.support.pidlock import LockBusy, NotRegular, PidLock, Replaced, is_locked, read_pid
 
 
 class ControlError(Exception):
@@ -32,8 +32,8 @@ class ControlError(Exception):
 
 # -- pidfile -------------------------------------------------------------------
 
-_held: dict[str, int] = {}
-"""Pidfiles this process wrote, with the descriptor that holds their lock."""
+_held: dict[str, PidLock] = {}
+"""Pidfiles this process wrote, with the lock that holds them."""
 
 
 def write_pidfile(path: Path) -> None:
@@ -42,44 +42,27 @@ def write_pidfile(path: Path) -> None:
     Refuses (ControlError) when another process holds the lock: a syncd is running.
     """
     path.parent.mkdir(parents=True, exist_ok=True)
-    for _ in range(3):
-        fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW | os.O_CLOEXEC, 0o644)
-        try:
-            if not stat.S_ISREG(os.fstat(fd).st_mode):
-                raise ControlError(f"pidfile {str(path)!r} is not a regular file")
-            try:
-                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-            except BlockingIOError:
-                other = _read_pid(path)
-                who = f" as pid {other}" if other is not None else ""
-                raise ControlError(
-                    f"pidfile {str(path)!r}: syncd is already running{who}"
-                ) from None
-            try:
-                same = os.stat(path, follow_symlinks=False).st_ino == os.fstat(fd).st_ino
-            except FileNotFoundError:
-                same = False
-            if not same:  # the previous holder removed it between our open and lock
-                os.close(fd)
-                continue
-            os.ftruncate(fd, 0)
-            os.pwrite(fd, f"{os.getpid()}\n".encode("ascii"), 0)
-        except BaseException:
-            os.close(fd)
-            raise
-        _held[str(path)] = fd
-        return
-    raise ControlError(f"pidfile {str(path)!r} keeps being replaced; is another syncd starting?")
+    try:
+        _held[str(path)] = PidLock.take(path, strict=True)
+    except NotRegular:
+        raise ControlError(f"pidfile {str(path)!r} is not a regular file") from None
+    except LockBusy as exc:
+        who = f" as pid {exc.holder}" if exc.holder is not None else ""
+        raise ControlError(f"pidfile {str(path)!r}: syncd is already running{who}") from None
+    except Replaced:
+        raise ControlError(
+            f"pidfile {str(path)!r} keeps being replaced; is another syncd starting?"
+        ) from None
 
 
 def remove_pidfile(path: Path) -> None:
     """Remove the pidfile if it is still ours (a successor may have taken it over)."""
-    if _read_pid(path) == os.getpid():
+    held = _held.pop(str(path), None)
+    if held is not None:
+        held.remove()
+    elif read_pid(path) == os.getpid():
         with contextlib.suppress(FileNotFoundError):
             path.unlink()
-    fd = _held.pop(str(path), None)
-    if fd is not None:
-        os.close(fd)
 
 
 def read_pidfile(path: Path) -> int:
@@ -106,7 +89,7 @@ def read_pidfile(path: Path) -> int:
             f"stale pidfile {str(path)!r}: process {pid} is not syncd ({why_not}); "
             "refusing to signal it"
         )
-    if not _locked(path):
+    if not is_locked(path):
         raise ControlError(
             f"stale pidfile {str(path)!r}: no syncd holds its lock, so process {pid} is not "
             "the syncd that wrote it; refusing to signal it"
@@ -167,7 +150,7 @@ def request_resync(
 def _signal_verified(pidfile: Path, signum: int) -> int:
     """Send ``signum`` to the syncd named by the pidfile, through a pidfd opened before
     the checks so a pid reused meanwhile never gets it; the pid, or ControlError."""
-    first = _read_pid(pidfile)
+    first = read_pid(pidfile)
     pidfd: int | None = None
     if first is not None:
         with contextlib.suppress(OSError, AttributeError):
@@ -220,14 +203,6 @@ def _post_resync(base: str, timeout: float, token: str | None = None) -> str:
 # -- process checks --------------------------------------------------------------
 
 
-def _read_pid(path: Path) -> int | None:
-    try:
-        text = path.read_text(encoding="ascii").strip()
-    except (OSError, UnicodeDecodeError):
-        return None
-    return int(text) if text.isascii() and text.isdigit() and int(text) > 0 else None
-
-
 def _alive(pid: int) -> bool:
     try:
         os.kill(pid, 0)
@@ -238,23 +213,6 @@ def _alive(pid: int) -> bool:
     except OSError as exc:
         return exc.errno != errno.ESRCH
     return True
-
-
-def _locked(path: Path) -> bool:
-    """Does some process hold a lock on the pidfile (a live syncd does, all its life)?"""
-    try:
-        fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC)
-    except OSError:
-        return False
-    try:
-        fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
-    except BlockingIOError:
-        return True
-    except OSError:
-        return False
-    finally:
-        os.close(fd)  # also drops the shared lock if we got it
-    return False
 
 
 _PYTHON = re.compile(r"^python(\d+(\.\d+)?)?$")

@@ -26,6 +26,7 @@ from syncd.config.settings import Settings
 from syncd.engine.change import Change, ChangeUncertain
 from syncd.engine.reconcile import Reconciler
 from syncd.engine.report import CycleReport, RelationReport
+from syncd.informer.stream import WatchTimings
 from syncd.informer.watch import Watcher
 from syncd.runtime.control import ControlError, remove_pidfile, write_pidfile
 from syncd.runtime.health import Health
@@ -60,8 +61,10 @@ class Daemon:
         once: bool = False,
         max_cycles: int | None = None,
         progress: ProgressBar | None = None,
+        watch_timings: WatchTimings | None = None,
     ) -> None:
         self.settings = settings
+        self.watch_timings = watch_timings or WatchTimings()
         self.once = once
         self.max_cycles = 1 if once else max_cycles
         self._stop = asyncio.Event()
@@ -279,7 +282,7 @@ class Daemon:
             self._state_error = str(exc)
             log.error("state_unavailable", path=str(path), error=str(exc))
             return None
-        mismatch = store.tenant_mismatch(self.settings.cmdb.tenant_id)
+        mismatch = store.meta.tenant_mismatch(self.settings.cmdb.tenant_id)
         if mismatch is not None:  # another tenant's pairs: nothing may be pruned by them
             store.close()
             self._state_error = mismatch
@@ -313,9 +316,11 @@ class Daemon:
         must precede the first list. Undone by the stack before the client closes."""
         if not self.settings.sync.watch or self.once:
             return
-        self._watcher = Watcher(self.settings, engine, observer=self.metrics)
+        self._watcher = Watcher(
+            self.settings, engine, observer=self.metrics, timings=self.watch_timings
+        )
         self.health.watch = self._watcher.snapshot
-        # Priming asks the CMDB where "now" is (up to PRIME_TIMEOUT when it is
+        # Priming asks the CMDB where "now" is (up to the prime timeout when it is
         # unreachable): a stop signal meanwhile ends it at once.
         entering = asyncio.ensure_future(stack.enter_async_context(self._watcher.running()))
         stopped = asyncio.ensure_future(self._stop.wait())

@@ -11,14 +11,14 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
 
 from prometheus_client import (
-    CONTENT_TYPE_LATEST,
     CollectorRegistry,
     Counter,
     Gauge,
     Histogram,
-    generate_latest,
 )
 from prometheus_client import (
     gc_collector as _gc,
@@ -29,6 +29,7 @@ from prometheus_client import (
 from prometheus_client import (
     process_collector as _process,
 )
+from prometheus_client.exposition import choose_encoder
 
 from syncd import __version__
 
@@ -46,8 +47,157 @@ def _label(value: object) -> str:
     return str(value)[:_MAX_LABEL]
 
 
+@dataclass(frozen=True)
+class Series:
+    """One metric as data: its type, name, help text, labels (and a histogram's buckets)."""
+
+    kind: type[Counter] | type[Gauge] | type[Histogram]
+    name: str
+    doc: str
+    labels: tuple[str, ...] = ()
+    buckets: tuple[float, ...] = ()
+
+    def make(self, registry: CollectorRegistry) -> Any:
+        if self.kind is Histogram:
+            return Histogram(
+                self.name, self.doc, self.labels, registry=registry, buckets=self.buckets
+            )
+        return self.kind(self.name, self.doc, self.labels, registry=registry)
+
+
+SERIES: dict[str, Series] = {
+    "pairs": Series(
+        Counter,
+        "syncd_pairs_total",
+        "Pairs by what the CMDB said (created, exists, missing_source, ...).",
+        ("relation", "outcome"),
+    ),
+    "requests": Series(
+        Counter,
+        "syncd_requests_total",
+        "CMDB API requests by API and result (HTTP status or error class).",
+        ("api", "status"),
+    ),
+    "request_duration": Series(
+        Histogram,
+        "syncd_request_duration_seconds",
+        "CMDB API request latency, end to end, per attempt.",
+        ("api",),
+        REQUEST_BUCKETS,
+    ),
+    "rate_limit_wait": Series(
+        Counter,
+        "syncd_rate_limit_wait_seconds_total",
+        "Seconds spent waiting for the client-side rate limiter.",
+    ),
+    "retries": Series(
+        Counter,
+        "syncd_retries_total",
+        "Request retries by API and reason (rate_limited, timeout, 5xx, ...).",
+        ("api", "reason"),
+    ),
+    "cycle_duration": Series(
+        Histogram,
+        "syncd_cycle_duration_seconds",
+        "Duration of one sync cycle over all relations.",
+        buckets=CYCLE_BUCKETS,
+    ),
+    "cycles": Series(
+        Counter,
+        "syncd_cycles_total",
+        "Cycles finished, by result (ok: no relation-level failure).",
+        ("result",),
+    ),
+    "last_success": Series(
+        Gauge,
+        "syncd_last_success_timestamp_seconds",
+        "Unix time a relation last finished a cycle without a relation-level failure.",
+        ("relation",),
+    ),
+    "isolation_requests": Series(
+        Counter,
+        "syncd_isolation_requests_total",
+        "Extra batch-create requests sent to find details the CMDB refused as a whole.",
+        ("relation",),
+    ),
+    "watch_events": Series(
+        Counter,
+        "syncd_watch_events_total",
+        "CMDB association events the watch received, by watched object and type.",
+        ("object", "type"),
+    ),
+    "watch_lag": Series(
+        Gauge,
+        "syncd_watch_lag_seconds",
+        "Seconds between the CMDB stamping the last event and syncd applying it.",
+        ("object",),
+    ),
+    "webhooks": Series(
+        Counter,
+        "syncd_webhooks_total",
+        "Webhook deliveries by outcome (applied, full_read, duplicate, unsigned, busy, ...).",
+        ("result",),
+    ),
+    "relists": Series(
+        Counter,
+        "syncd_relists_total",
+        "Lists a relation needed beyond its first (expired cursor, gap, relist_interval).",
+        ("relation", "reason"),
+    ),
+    "http_trouble": Series(
+        Counter,
+        "syncd_http_rejected_total",
+        "HTTP connections and requests a listener refused, dropped or rejected as malformed.",
+        ("listener", "kind"),
+    ),
+    "desired": Series(Gauge, "syncd_desired_pairs", "Pairs the source wants.", ("relation",)),
+    "known": Series(Gauge, "syncd_known_pairs", "Pairs known to be in the CMDB.", ("relation",)),
+    "failed": Series(
+        Gauge,
+        "syncd_failed_pairs",
+        "Pairs the CMDB refused and that are held back for now.",
+        ("relation",),
+    ),
+    "kept_uncertain": Series(
+        Gauge,
+        "syncd_kept_uncertain_pairs",
+        "Pairs not in the source that pruning and moves keep, because a fact with an "
+        "unresolved key could still state them.",
+        ("relation",),
+    ),
+}
+"""The series the record_* methods feed, by attribute name (order: as exposed)."""
+
+BUILD_INFO = Series(Gauge, "syncd_build_info", "syncd version", ("version",))
+SYNC_INTERVAL = Series(
+    Gauge,
+    "syncd_sync_interval_seconds",
+    "sync.interval: seconds between cycles (alerts measure staleness in intervals).",
+)
+READY = Series(Gauge, "syncd_ready", "1 while /readyz answers ready, else 0; read at scrape time.")
+
+
 class Metrics:
     """Everything /metrics exposes; the engine and client call the record_* methods."""
+
+    pairs: Counter
+    requests: Counter
+    request_duration: Histogram
+    rate_limit_wait: Counter
+    retries: Counter
+    cycle_duration: Histogram
+    cycles: Counter
+    last_success: Gauge
+    isolation_requests: Counter
+    watch_events: Counter
+    watch_lag: Gauge
+    relists: Counter
+    desired: Gauge
+    known: Gauge
+    failed: Gauge
+    webhooks: Counter
+    http_trouble: Counter
+    kept_uncertain: Gauge
 
     def __init__(self, *, process_metrics: bool = True, sync_interval: float | None = None) -> None:
         self.registry = CollectorRegistry(auto_describe=True)
@@ -56,125 +206,14 @@ class Metrics:
             _process.ProcessCollector(registry=reg)
             _platform.PlatformCollector(registry=reg)
             _gc.GCCollector(registry=reg)
-        Gauge("syncd_build_info", "syncd version", ["version"], registry=reg).labels(
-            version=__version__
-        ).set(1)
-        self.pairs = Counter(
-            "syncd_pairs_total",
-            "Pairs by what the CMDB said (created, exists, missing_source, ...).",
-            ["relation", "outcome"],
-            registry=reg,
-        )
-        self.requests = Counter(
-            "syncd_requests_total",
-            "CMDB API requests by API and result (HTTP status or error class).",
-            ["api", "status"],
-            registry=reg,
-        )
-        self.request_duration = Histogram(
-            "syncd_request_duration_seconds",
-            "CMDB API request latency, end to end, per attempt.",
-            ["api"],
-            buckets=REQUEST_BUCKETS,
-            registry=reg,
-        )
-        self.rate_limit_wait = Counter(
-            "syncd_rate_limit_wait_seconds_total",
-            "Seconds spent waiting for the client-side rate limiter.",
-            registry=reg,
-        )
-        self.retries = Counter(
-            "syncd_retries_total",
-            "Request retries by API and reason (rate_limited, timeout, 5xx, ...).",
-            ["api", "reason"],
-            registry=reg,
-        )
-        self.cycle_duration = Histogram(
-            "syncd_cycle_duration_seconds",
-            "Duration of one sync cycle over all relations.",
-            buckets=CYCLE_BUCKETS,
-            registry=reg,
-        )
-        self.cycles = Counter(
-            "syncd_cycles_total",
-            "Cycles finished, by result (ok: no relation-level failure).",
-            ["result"],
-            registry=reg,
-        )
-        self.last_success = Gauge(
-            "syncd_last_success_timestamp_seconds",
-            "Unix time a relation last finished a cycle without a relation-level failure.",
-            ["relation"],
-            registry=reg,
-        )
-        self.isolation_requests = Counter(
-            "syncd_isolation_requests_total",
-            "Extra batch-create requests sent to find details the CMDB refused as a whole.",
-            ["relation"],
-            registry=reg,
-        )
-        self.watch_events = Counter(
-            "syncd_watch_events_total",
-            "CMDB association events the watch received, by watched object and type.",
-            ["object", "type"],
-            registry=reg,
-        )
-        self.watch_lag = Gauge(
-            "syncd_watch_lag_seconds",
-            "Seconds between the CMDB stamping the last event and syncd applying it.",
-            ["object"],
-            registry=reg,
-        )
-        self.webhooks = Counter(
-            "syncd_webhooks_total",
-            "Webhook deliveries by outcome (applied, full_read, duplicate, unsigned, busy, ...).",
-            ["result"],
-            registry=reg,
-        )
-        self.relists = Counter(
-            "syncd_relists_total",
-            "Lists a relation needed beyond its first (expired cursor, gap, relist_interval).",
-            ["relation", "reason"],
-            registry=reg,
-        )
-        self.http_trouble = Counter(
-            "syncd_http_rejected_total",
-            "HTTP connections and requests a listener refused, dropped or rejected as malformed.",
-            ["listener", "kind"],
-            registry=reg,
-        )
-        self.desired = Gauge(
-            "syncd_desired_pairs", "Pairs the source wants.", ["relation"], registry=reg
-        )
-        self.known = Gauge(
-            "syncd_known_pairs", "Pairs known to be in the CMDB.", ["relation"], registry=reg
-        )
-        self.failed = Gauge(
-            "syncd_failed_pairs",
-            "Pairs the CMDB refused and that are held back for now.",
-            ["relation"],
-            registry=reg,
-        )
-        self.kept_uncertain = Gauge(
-            "syncd_kept_uncertain_pairs",
-            "Pairs not in the source that pruning and moves keep, because a fact with an "
-            "unresolved key could still state them.",
-            ["relation"],
-            registry=reg,
-        )
+        BUILD_INFO.make(reg).labels(version=__version__).set(1)
+        for attr, series in SERIES.items():
+            setattr(self, attr, series.make(reg))
         if sync_interval is not None:
             # Alerts count staleness in intervals, so the interval itself is a series
             # (absent rather than 0 when unknown: 3 x 0 seconds would page at once).
-            Gauge(
-                "syncd_sync_interval_seconds",
-                "sync.interval: seconds between cycles (alerts measure staleness in intervals).",
-                registry=reg,
-            ).set(sync_interval)
-        self.ready = Gauge(
-            "syncd_ready",
-            "1 while /readyz answers ready, else 0; read at scrape time.",
-            registry=reg,
-        )
+            SYNC_INTERVAL.make(reg).set(sync_interval)
+        self.ready: Gauge = READY.make(reg)
 
     def report_readiness(self, is_ready: Callable[[], bool]) -> None:
         """``syncd_ready`` asks ``is_ready`` at each scrape, so it never disagrees with /readyz."""
@@ -247,6 +286,8 @@ class Metrics:
             time.time() if when is None else when
         )
 
-    def render(self) -> tuple[bytes, str]:
-        """The text exposition format and its Content-Type, for the ops server."""
-        return generate_latest(self.registry), CONTENT_TYPE_LATEST
+    def render(self, accept: str | None = None) -> tuple[bytes, str]:
+        """The exposition the scraper's ``Accept`` header asks for (OpenMetrics or the text
+        format, prometheus_client's own negotiation) and its Content-Type."""
+        encoder, content_type = choose_encoder(accept or "")
+        return encoder(self.registry), content_type

@@ -134,8 +134,8 @@ class OpsServer:
         body: dict[str, Any] = {"ok": ok, "reason": reason, **self.health.snapshot(now)}
         return web.json_response(body, status=200 if ok else 503)
 
-    async def _metrics(self, _: web.Request) -> web.Response:
-        body, content_type = self.metrics.render()
+    async def _metrics(self, request: web.Request) -> web.Response:
+        body, content_type = self.metrics.render(request.headers.get("Accept"))
         return web.Response(body=body, headers={"Content-Type": content_type})
 
     def _resync_refusal(self, request: web.Request) -> str | None:

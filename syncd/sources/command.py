@@ -28,6 +28,7 @@ from syncd.sources.childio import exited, finish, read_tail
 from syncd.sources.lldpd import LldpdFormatError, neighbor_key, orient, parse_neighbors
 from syncd.sources.paths import PathMissing, compile_path, get_path, scalar
 from syncd.sources.settings import CommandSourceSettings
+from syncd.support.log import BadRecords
 
 log = structlog.get_logger("syncd.sources")
 
@@ -43,6 +44,7 @@ class CommandSource:
         self.program = os.path.basename(settings.argv[0])
         self.label = f"command:{self.program}"
         self._stats = ReadStats()
+        self._bad_records = BadRecords(self.label)
 
     @property
     def stats(self) -> ReadStats:
@@ -118,6 +120,7 @@ class CommandSource:
 
     async def facts(self) -> AsyncIterator[list[RawFact]]:
         self._stats = ReadStats()
+        self._bad_records = BadRecords(self.label)
         out = await self.run()
         fmt = self.settings.format
         if fmt == "json":
@@ -128,6 +131,7 @@ class CommandSource:
             facts = self._csv(out)
         else:
             facts = self._lldpd(out)
+        self._bad_records.finish()
         for part in chunked(facts):
             yield part
 
@@ -135,13 +139,7 @@ class CommandSource:
 
     def _bad(self, record: int, reason: str) -> None:
         self._stats.bad += 1
-        log.warning(
-            "bad_record",
-            relation=self.name,
-            source=self.label,
-            origin=self.origin(record),
-            reason=reason,
-        )
+        self._bad_records.add(self.origin(record), reason)
 
     def _pick(self, item: Any, record: int, facts: list[RawFact]) -> None:
         s = self.settings

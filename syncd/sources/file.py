@@ -28,8 +28,6 @@ from collections.abc import AsyncIterator, Generator, Iterator
 from pathlib import Path
 from typing import Any, Literal
 
-import structlog
-
 from syncd.sources.base import CHUNK_SIZE, RawFact, ReadStats, SourceError
 from syncd.sources.jsonstream import (
     DECODER,
@@ -39,6 +37,7 @@ from syncd.sources.jsonstream import (
     json_array_chunks,
     unparsable,
 )
+from syncd.support.log import BadRecords
 from syncd.support.secretfile import open_regular
 
 FileFormat = Literal["auto", "csv", "jsonl", "json"]
@@ -46,8 +45,6 @@ FileFormat = Literal["auto", "csv", "jsonl", "json"]
 READ_SIZE = 1 << 20
 """Bytes read per block; the JSON array buffer holds about this much text."""
 
-MAX_LOGGED_BAD = 1000
-"""Bad records logged per read; the rest are only counted (a garbage file must not flood logs)."""
 
 _EXTENSIONS: dict[str, Literal["csv", "jsonl", "json"]] = {
     ".csv": "csv",
@@ -72,33 +69,21 @@ def _dirty(text: str) -> bool:
 class FileRead:
     """One pass over the file; runs entirely in worker threads."""
 
-    def __init__(self, src: FileSource, log: Any) -> None:
+    def __init__(self, src: FileSource) -> None:
         self.src = src
         self.path = src.path
         self.stats = src.stats
-        self.log = log
-        self.logged = 0
+        self.reporter = BadRecords(src.label)
         self.dirty = False  # some block held undecodable bytes: check records for them
 
     # -- reporting
 
     def bad(self, line: int, reason: str) -> None:
         self.stats.bad += 1
-        if self.logged < MAX_LOGGED_BAD:
-            self.logged += 1
-            self.log.warning(
-                "bad_record", source=self.src.label, origin=self.src.origin(line), reason=reason
-            )
+        self.reporter.add(self.src.origin(line), reason)
 
     def finish(self) -> None:
-        unlogged = self.stats.bad - self.logged
-        if unlogged > 0:
-            self.log.warning(
-                "bad_records_not_logged",
-                source=self.src.label,
-                count=unlogged,
-                reason=f"only the first {MAX_LOGGED_BAD} bad records of a read are logged",
-            )
+        self.reporter.finish()
 
     def undecodable(self, text: str, start: int = 0, end: int | None = None) -> bool:
         """Does ``text[start:end]`` hold bytes the encoding could not decode?"""
@@ -217,21 +202,7 @@ class FileRead:
         reader = csv.reader(lines)
         stats = self.stats
         sf, tf = self.src.source_field, self.src.target_field
-        header: list[str] | None = None
-        for row in reader:
-            if row and not (len(row) == 1 and not row[0].strip()):
-                header = [h.strip() for h in row]
-                break
-            stats.blank += 1
-        if header is None:
-            raise SourceError(f"{self.path}: empty file, no CSV header row")
-        missing = [f for f in (sf, tf) if f not in header]
-        if missing:
-            raise SourceError(
-                f"{self.path}: CSV header has no column {', '.join(map(repr, missing))}"
-                f" (columns: {', '.join(header)})"
-            )
-        si, ti, width = header.index(sf), header.index(tf), len(header)
+        si, ti, width = self._csv_header(reader)
         prev_end = reader.line_num
         facts: list[RawFact] = []
         while True:
@@ -268,6 +239,25 @@ class FileRead:
                     self.bad(start, f"{len(row)} fields, header has {width}")
         if facts:
             yield facts
+
+    def _csv_header(self, reader: Any) -> tuple[int, int, int]:
+        """Read up to the header row: the source and target columns, and the row width."""
+        sf, tf = self.src.source_field, self.src.target_field
+        header: list[str] | None = None
+        for row in reader:
+            if row and not (len(row) == 1 and not row[0].strip()):
+                header = [h.strip() for h in row]
+                break
+            self.stats.blank += 1
+        if header is None:
+            raise SourceError(f"{self.path}: empty file, no CSV header row")
+        missing = [f for f in (sf, tf) if f not in header]
+        if missing:
+            raise SourceError(
+                f"{self.path}: CSV header has no column {', '.join(map(repr, missing))}"
+                f" (columns: {', '.join(header)})"
+            )
+        return header.index(sf), header.index(tf), len(header)
 
     def jsonl_chunks(self, texts: Iterator[str]) -> Iterator[list[RawFact]]:
         stats = self.stats
@@ -380,7 +370,7 @@ class FileSource:
     async def facts(self) -> AsyncIterator[list[RawFact]]:
         """Yield facts in chunks of at most CHUNK_SIZE, parsing in a worker thread."""
         self._stats = ReadStats()
-        read = FileRead(self, structlog.get_logger("syncd.source"))
+        read = FileRead(self)
         gen = read.chunks()
         lock = threading.Lock()
         abandoned = False

@@ -23,6 +23,7 @@ from syncd.sources.base import RawFact, ReadStats, SourceError, chunked, redact
 from syncd.sources.paths import PathMissing, PathStep, compile_path, get_path, scalar
 from syncd.sources.settings import HttpCommonSettings, HttpSourceSettings
 from syncd.support.httpbody import BodyTooLarge, origin_of, read_capped, safe_url
+from syncd.support.log import BadRecords
 
 log = structlog.get_logger("syncd.sources")
 
@@ -85,41 +86,60 @@ async def iter_json_pages(
         pages += 1
         if pages > max_pages:
             raise SourceError(f"{what}: more than max_pages={max_pages} pages; raise max_pages")
-        where = f"GET {safe_url(current)}"
-        status, reason, content_type, link_next, body, final = await _get(
-            session, current, headers, secrets, what, max_body
-        )
-        if final != current:
-            where = f"GET {safe_url(current)} (redirected to {safe_url(final)})"
-        if status != 200:
-            snippet = redact(body[:200].decode("utf-8", "replace").strip(), secrets)
-            raise SourceError(f"{what}: {where}: HTTP {status} {reason}: {snippet!r}")
-        try:
-            doc = json.loads(body)
-        except RecursionError:
-            raise SourceError(f"{what}: {where}: answer is JSON nested too deep") from None
-        except ValueError:
-            snippet = redact(body[:120].decode("utf-8", "replace").strip(), secrets)
-            raise SourceError(
-                f"{what}: {where}: answer is not JSON ({content_type or 'no content type'}): "
-                f"{snippet!r}"
-            ) from None
+        doc, link_next = await _get_json(session, current, headers, secrets, what, max_body)
         yield current, doc
-        nxt: str | None = None
-        if pagination in ("auto", "next") and isinstance(doc, dict):
-            try:
-                value = get_path(doc, next_path)
-            except PathMissing:
-                value = None
-            if isinstance(value, str) and value:
-                nxt = value
-        if nxt is None and pagination in ("auto", "link") and link_next is not None:
-            nxt = str(link_next.get("url") or "") or None
+        nxt = _next_url(doc, link_next, pagination, next_path)
         if nxt is not None:
             nxt = urljoin(current, nxt)
             if origin_of(nxt) != origin_of(url):
                 nxt = _rebase(nxt, url)
         current = nxt
+
+
+async def _get_json(
+    session: aiohttp.ClientSession,
+    url: str,
+    headers: Mapping[str, str],
+    secrets: list[str],
+    what: str,
+    max_body: int,
+) -> tuple[Any, Any]:
+    """One page: its parsed body and its ``Link: rel=next``; SourceError short of JSON."""
+    where = f"GET {safe_url(url)}"
+    status, reason, content_type, link_next, body, final = await _get(
+        session, url, headers, secrets, what, max_body
+    )
+    if final != url:
+        where = f"GET {safe_url(url)} (redirected to {safe_url(final)})"
+    if status != 200:
+        snippet = redact(body[:200].decode("utf-8", "replace").strip(), secrets)
+        raise SourceError(f"{what}: {where}: HTTP {status} {reason}: {snippet!r}")
+    try:
+        return json.loads(body), link_next
+    except RecursionError:
+        raise SourceError(f"{what}: {where}: answer is JSON nested too deep") from None
+    except ValueError:
+        snippet = redact(body[:120].decode("utf-8", "replace").strip(), secrets)
+        raise SourceError(
+            f"{what}: {where}: answer is not JSON ({content_type or 'no content type'}): "
+            f"{snippet!r}"
+        ) from None
+
+
+def _next_url(
+    doc: Any, link_next: Any, pagination: str, next_path: tuple[PathStep, ...]
+) -> str | None:
+    """Where the next page is, as the answer says (before joining with its URL)."""
+    if pagination in ("auto", "next") and isinstance(doc, dict):
+        try:
+            value = get_path(doc, next_path)
+        except PathMissing:
+            value = None
+        if isinstance(value, str) and value:
+            return value
+    if pagination in ("auto", "link") and link_next is not None:
+        return str(link_next.get("url") or "") or None
+    return None
 
 
 MAX_REDIRECTS = 5
@@ -179,6 +199,7 @@ class HttpSource:
         self.settings = settings
         self.name = name
         self.label = f"http:{safe_url(settings.url)}"
+        self._bad_records = BadRecords(self.label)
         self._records = compile_path(settings.records) if settings.records is not None else None
         self._src = compile_path(settings.source_path)
         self._dst = compile_path(settings.target_path)
@@ -229,6 +250,7 @@ class HttpSource:
 
     async def facts(self) -> AsyncIterator[list[RawFact]]:
         self._stats = ReadStats()
+        self._bad_records = BadRecords(self.label)
         self._page_starts = []
         headers, secrets = self._headers()
         s = self.settings
@@ -263,14 +285,9 @@ class HttpSource:
                     chunk.append(fact)
                 for part in chunked(chunk):
                     yield part
+        self._bad_records.finish()
 
     def _bad(self, record: int, exc: Exception) -> None:
         self._stats.bad += 1
         reason = f"no {exc} in the record" if isinstance(exc, PathMissing) else str(exc)
-        log.warning(
-            "bad_record",
-            relation=self.name,
-            source=self.label,
-            origin=self.origin(record),
-            reason=reason,
-        )
+        self._bad_records.add(self.origin(record), reason)

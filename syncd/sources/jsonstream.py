@@ -13,12 +13,36 @@ from __future__ import annotations
 import json
 import re
 from collections.abc import Iterator
-from typing import TYPE_CHECKING
+from pathlib import Path
+from typing import Any, Protocol
 
-from syncd.sources.base import CHUNK_SIZE, RawFact, SourceError
+from syncd.sources.base import CHUNK_SIZE, RawFact, ReadStats, SourceError
 
-if TYPE_CHECKING:
-    from syncd.sources.file import FileRead
+
+class Fields(Protocol):
+    @property
+    def source_field(self) -> str: ...
+    @property
+    def target_field(self) -> str: ...
+
+
+class ArrayRead(Protocol):
+    """What the scanner needs of the file read it serves (syncd.sources.file.FileRead)."""
+
+    @property
+    def src(self) -> Fields: ...
+    @property
+    def path(self) -> Path: ...
+    @property
+    def stats(self) -> ReadStats: ...
+    @property
+    def dirty(self) -> bool: ...
+
+    def bad(self, line: int, reason: str) -> None: ...
+    def bad_fact(self, obj: Any, lineno: int) -> None: ...
+    def bad_bytes(self) -> str: ...
+    def undecodable(self, text: str, start: int = 0, end: int | None = None) -> bool: ...
+
 
 MAX_ELEMENT = 16 << 20
 """A JSON array element larger than this (in characters) is treated as broken."""
@@ -71,129 +95,172 @@ def _value_end(buf: str, pos: int) -> int | None:
     return None
 
 
-def json_array_chunks(read: FileRead, texts: Iterator[str]) -> Iterator[list[RawFact]]:
-    """Stream the elements of one top-level JSON array.
+def json_array_chunks(read: ArrayRead, texts: Iterator[str]) -> Iterator[list[RawFact]]:
+    """Stream the elements of one top-level JSON array (see :class:`ArrayScanner`)."""
+    return ArrayScanner(read, texts).chunks()
+
+
+class ArrayScanner:
+    """A small state machine over one top-level JSON array: ``[`` first, then an element
+    and a separator in turn (``,`` or the closing ``]``), then nothing but blanks.
 
     ``buf[pos:]`` is unparsed text; ``line`` is the line number at ``line_pos``.
     An element is accepted only if it ends before the buffer does (or at EOF), so a
     value cut by a block boundary (``12|34``) is never taken for a shorter one. A
     decode error near the buffer's end means "read more"; elsewhere it means broken.
     """
-    raw_decode = DECODER.raw_decode
-    sf, tf, scalars = read.src.source_field, read.src.target_field, SCALARS
-    buf, pos, eof = "", 0, False
-    line, line_pos = 1, 0
-    facts: list[RawFact] = []
 
-    def more() -> bool:
-        nonlocal buf, pos, line_pos, eof
-        for text in texts:
-            if pos > len(buf) // 2:  # drop the consumed prefix, keep line bookkeeping
-                line_at(pos)
-                buf, line_pos, pos = buf[pos:], 0, 0
-            buf += text
-            return True
-        eof = True
-        return False
+    def __init__(self, read: ArrayRead, texts: Iterator[str]) -> None:
+        self.read = read
+        self.texts = texts
+        self.buf, self.pos, self.eof = "", 0, False
+        self.line, self.line_pos = 1, 0
+        self.facts: list[RawFact] = []
 
-    def skip_ws() -> bool:
-        """Advance pos to the next non-blank char; False at end of input."""
-        nonlocal pos
+    def chunks(self) -> Iterator[list[RawFact]]:
+        self._open()
+        if self.buf[self.pos] == "]":
+            self.pos += 1
+        else:
+            while True:
+                self._element()
+                if len(self.facts) >= CHUNK_SIZE:
+                    yield self.facts
+                    self.facts = []
+                if self._separator():
+                    break
+        if self.facts:
+            yield self.facts
+        if self._skip_ws():
+            raise self._broken("data after the closing ']'")
+
+    # -- the states -------------------------------------------------------------------
+
+    def _open(self) -> None:
+        """Before the array: blanks, then ``[``, then something."""
+        if not self._skip_ws():
+            raise self._broken("empty file, expected a JSON array")
+        if self.buf[self.pos] != "[":
+            hint = " (one object per line? use format 'jsonl')" if self.buf[self.pos] == "{" else ""
+            raise self._broken(f"the file does not start with '['{hint}")
+        self.pos += 1
+        if not self._skip_ws():
+            raise self._broken("unexpected end of file, ']' missing")
+
+    def _element(self) -> None:
+        """One element, decoded (or skipped as unbuildable) and taken as a fact or a bad record."""
         while True:
-            while pos < len(buf) and buf[pos] in WS:
-                pos += 1
-            if pos < len(buf):
-                return True
-            if not more():
-                return False
-
-    def line_at(p: int) -> int:
-        nonlocal line, line_pos
-        line += buf.count("\n", line_pos, p)
-        line_pos = p
-        return line
-
-    def broken(what: str) -> SourceError:
-        if pos < len(buf) and read.undecodable(buf[pos]):
-            what = read.bad_bytes()
-        return SourceError(
-            f"{read.path}:{line_at(pos)}: broken JSON array: {what}"
-            f" ({read.stats.records} elements before it were read)"
-        )
-
-    if not skip_ws():
-        raise broken("empty file, expected a JSON array")
-    if buf[pos] != "[":
-        hint = " (one object per line? use format 'jsonl')" if buf[pos] == "{" else ""
-        raise broken(f"the file does not start with '['{hint}")
-    pos += 1
-    if not skip_ws():
-        raise broken("unexpected end of file, ']' missing")
-    if buf[pos] == "]":
-        pos += 1
-    else:
-        while True:
-            start = pos
+            start = self.pos
             unbuilt: str | None = None
             try:
-                obj, end = raw_decode(buf, pos)
-                if end == len(buf) and not eof:
-                    raise json.JSONDecodeError("value may continue", buf, end)
+                obj, end = DECODER.raw_decode(self.buf, self.pos)
+                if end == len(self.buf) and not self.eof:
+                    raise json.JSONDecodeError("value may continue", self.buf, end)
             except json.JSONDecodeError as exc:
-                incomplete = exc.msg.startswith("Unterminated string") or (exc.pos >= len(buf) - 16)
-                if not eof and incomplete:
-                    if len(buf) - start > MAX_ELEMENT:
-                        raise broken(f"element larger than {MAX_ELEMENT} characters") from None
-                    more()  # pos is still the element's start; more() may move both
+                if self._cut(exc, start):
                     continue
-                pos = exc.pos
-                raise broken(exc.msg) from None
+                self.pos = exc.pos
+                raise self._broken(exc.msg) from None
             except (ValueError, RecursionError) as exc:
-                # Valid JSON that Python will not build (nested too deep, an integer
-                # of thousands of digits): skip the element by scanning for its end.
-                # The buffer at least doubles between scans: linear, whatever read_size.
-                while (skipped := _value_end(buf, pos)) is None and not eof:
-                    if len(buf) - pos > MAX_ELEMENT:
-                        raise broken(f"element larger than {MAX_ELEMENT} characters") from None
-                    wanted = 2 * (len(buf) - pos)
-                    while len(buf) - pos < wanted and more():
-                        pass
-                if skipped is None:
-                    raise broken(unparsable(exc)) from None
-                start = pos  # more() may have moved the buffer
-                obj, end, unbuilt = None, skipped, unparsable(exc)
-            lineno = line_at(start)
-            read.stats.records += 1
-            if unbuilt is not None:
-                read.bad(lineno, unbuilt)
-            elif read.dirty and read.undecodable(buf, start, end):
-                read.bad(lineno, read.bad_bytes())
-            elif type(obj) is dict and (
-                type(s := obj.get(sf, MISSING)) in scalars
-                and type(t := obj.get(tf, MISSING)) in scalars
-            ):
-                facts.append((s, t, lineno))
-                if len(facts) >= CHUNK_SIZE:
-                    yield facts
-                    facts = []
-            elif not isinstance(obj, dict):
-                read.bad(lineno, f"element is {type(obj).__name__}, not an object")
-            else:
-                read.bad_fact(obj, lineno)
-            pos = end
-            if not skip_ws():
-                raise broken("unexpected end of file, ']' missing")
-            if buf[pos] == "]":
+                end = self._skip_unbuildable(exc)
+                start, obj, unbuilt = self.pos, None, unparsable(exc)
+            break
+        self._take(self.line_at(start), obj, start, end, unbuilt)
+        self.pos = end
+
+    def _separator(self) -> bool:
+        """After an element: ``,`` and another element, or ``]``; True when the array closed."""
+        if not self._skip_ws():
+            raise self._broken("unexpected end of file, ']' missing")
+        if self.buf[self.pos] == "]":
+            self.pos += 1
+            return True
+        if self.buf[self.pos] != ",":
+            raise self._broken(f"expected ',' or ']', found {self.buf[self.pos]!r}")
+        self.pos += 1
+        if not self._skip_ws():
+            raise self._broken("unexpected end of file after ','")
+        if self.buf[self.pos] == "]":
+            raise self._broken("trailing ',' before ']'")
+        return False
+
+    # -- an element -------------------------------------------------------------------
+
+    def _cut(self, exc: json.JSONDecodeError, start: int) -> bool:
+        """Is the element cut by the buffer's end? Then more text is read (True)."""
+        incomplete = exc.msg.startswith("Unterminated string") or (exc.pos >= len(self.buf) - 16)
+        if self.eof or not incomplete:
+            return False
+        if len(self.buf) - start > MAX_ELEMENT:
+            raise self._broken(f"element larger than {MAX_ELEMENT} characters") from None
+        self._more()  # pos is still the element's start; more() may move both
+        return True
+
+    def _skip_unbuildable(self, exc: Exception) -> int:
+        """Valid JSON that Python will not build (nested too deep, an integer of thousands
+        of digits): the element's end, found by scanning. The buffer at least doubles
+        between scans: linear, whatever read_size."""
+        while (skipped := _value_end(self.buf, self.pos)) is None and not self.eof:
+            if len(self.buf) - self.pos > MAX_ELEMENT:
+                raise self._broken(f"element larger than {MAX_ELEMENT} characters") from None
+            wanted = 2 * (len(self.buf) - self.pos)
+            while len(self.buf) - self.pos < wanted and self._more():
+                pass
+        if skipped is None:
+            raise self._broken(unparsable(exc)) from None
+        return skipped
+
+    def _take(self, lineno: int, obj: Any, start: int, end: int, unbuilt: str | None) -> None:
+        read = self.read
+        read.stats.records += 1
+        if unbuilt is not None:
+            read.bad(lineno, unbuilt)
+        elif read.dirty and read.undecodable(self.buf, start, end):
+            read.bad(lineno, read.bad_bytes())
+        elif type(obj) is dict and (
+            type(s := obj.get(read.src.source_field, MISSING)) in SCALARS
+            and type(t := obj.get(read.src.target_field, MISSING)) in SCALARS
+        ):
+            self.facts.append((s, t, lineno))
+        elif not isinstance(obj, dict):
+            read.bad(lineno, f"element is {type(obj).__name__}, not an object")
+        else:
+            read.bad_fact(obj, lineno)
+
+    # -- the buffer -------------------------------------------------------------------
+
+    def _more(self) -> bool:
+        for text in self.texts:
+            if self.pos > len(self.buf) // 2:  # drop the consumed prefix, keep line count
+                self.line_at(self.pos)
+                self.buf, self.line_pos, self.pos = self.buf[self.pos :], 0, 0
+            self.buf += text
+            return True
+        self.eof = True
+        return False
+
+    def _skip_ws(self) -> bool:
+        """Advance pos to the next non-blank char; False at end of input."""
+        while True:
+            buf, pos = self.buf, self.pos
+            while pos < len(buf) and buf[pos] in WS:
                 pos += 1
-                break
-            if buf[pos] != ",":
-                raise broken(f"expected ',' or ']', found {buf[pos]!r}")
-            pos += 1
-            if not skip_ws():
-                raise broken("unexpected end of file after ','")
-            if buf[pos] == "]":
-                raise broken("trailing ',' before ']'")
-    if facts:
-        yield facts
-    if skip_ws():
-        raise broken("data after the closing ']'")
+            self.pos = pos
+            if pos < len(buf):
+                return True
+            if not self._more():
+                return False
+
+    def line_at(self, p: int) -> int:
+        self.line += self.buf.count("\n", self.line_pos, p)
+        self.line_pos = p
+        return self.line
+
+    def _broken(self, what: str) -> SourceError:
+        read = self.read
+        if self.pos < len(self.buf) and read.undecodable(self.buf[self.pos]):
+            what = read.bad_bytes()
+        return SourceError(
+            f"{read.path}:{self.line_at(self.pos)}: broken JSON array: {what}"
+            f" ({read.stats.records} elements before it were read)"
+        )

@@ -34,6 +34,7 @@ from syncd.sources.http import _rebase, iter_json_pages, open_session
 from syncd.sources.paging import Page, PagingDrift, PagingError, first_failure, read_pages
 from syncd.sources.settings import NetBoxSourceSettings
 from syncd.support.httpbody import safe_url
+from syncd.support.log import BadRecords
 
 log = structlog.get_logger("syncd.sources")
 
@@ -92,6 +93,7 @@ class NetBoxSource:
         self.settings = settings
         self.name = name
         self.label = f"netbox:{safe_url(settings.url)} {settings.mode}"
+        self._bad_records = BadRecords(self.label)
         self._stats = ReadStats()
         self._what = f"netbox source {name!r}"
         self.by_record: dict[int, RecordFacts] = {}
@@ -177,6 +179,7 @@ class NetBoxSource:
 
     async def facts(self) -> AsyncIterator[list[RawFact]]:
         self._stats = stats = ReadStats()
+        self._bad_records = BadRecords(self.label)
         headers, secrets = self._headers()
         s = self.settings
         async with open_session(s, max_connections=s.concurrency) as session:
@@ -190,7 +193,9 @@ class NetBoxSource:
                     links.append(link)
             devices = await self._devices(page, links)
         self.by_record = {}
-        for part in chunked(self._pairs(links, devices, self.by_record)):
+        pairs = self._pairs(links, devices, self.by_record)
+        self._bad_records.finish()
+        for part in chunked(pairs):
             yield part
 
     async def read_cables(
@@ -423,12 +428,9 @@ class NetBoxSource:
         if value is None:
             self._stats.bad += 1
             name = device.get("name") if device else None
-            log.warning(
-                "bad_record",
-                relation=self.name,
-                source=self.label,
-                origin=self.origin(record),
-                reason=f"device {name or ident!s} has no {key}"
+            self._bad_records.add(
+                self.origin(record),
+                f"device {name or ident!s} has no {key}"
                 if device is not None
                 else f"device {ident} was not found",
             )

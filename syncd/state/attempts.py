@@ -36,11 +36,10 @@ def _keys(blob: bytes) -> list[PairKey]:
 
 
 class Attempts:
-    """The ``attempts`` half of :class:`syncd.state.StateStore`."""
+    """The creates without a definite answer (``StateStore.attempts``)."""
 
-    _db: Database
-
-    def _init_attempts(self) -> None:
+    def __init__(self, database: Database) -> None:
+        self._db = database
         self.run = secrets.randbits(62) + 1
         """This process's mark on its rows (0 stands for schema 2's, of a run long gone)."""
         self._numbers = itertools.count(1)
@@ -91,7 +90,7 @@ class Attempts:
             if not (run == self.run and batch in self._live)
         }
 
-    def _claim(
+    def claim(
         self, db: sqlite3.Connection, rel: int, keys: Collection[PairKey], now: float
     ) -> set[PairKey]:
         """Which of ``keys`` (just seen in the CMDB) an ambiguous attempt may have created;
@@ -102,10 +101,10 @@ class Attempts:
             if not mine:
                 continue
             claimed |= mine
-            self._narrow(db, run, batch, pairs - mine, None)
+            self.narrow(db, run, batch, pairs - mine, None)
         return claimed
 
-    def _narrow(
+    def narrow(
         self,
         db: sqlite3.Connection,
         run: int,
@@ -123,7 +122,7 @@ class Attempts:
             (ids_blob(ids), ended, run, batch),
         )
 
-    def _settle_attempts(self, db: sqlite3.Connection, rel: int, now: float) -> set[PairKey]:
+    def settle(self, db: sqlite3.Connection, rel: int, now: float) -> set[PairKey]:
         """A full read from the CMDB settles every attempt that is over. Returns the pairs of
         those that ended ambiguously within the window: found by the read, they are syncd's;
         not found, they never happened. Old attempts are dropped without proving anything."""

@@ -31,11 +31,12 @@ import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import IO, Any
+from typing import Any
 
 from syncd.state.errors import StateError, Unusable
 from syncd.state.lock import take_lock
 from syncd.state.schema import check_and_init
+from syncd.support.pidlock import PidLock
 
 # SQLite primary result codes that say "try later", not "this file is bad".
 _TRANSIENT_CODES = frozenset(
@@ -67,7 +68,7 @@ def _is_transient(exc: sqlite3.Error) -> bool:
 class Database:
     """One checked SQLite connection, its transactions, and relation ids."""
 
-    def __init__(self, conn: sqlite3.Connection, path: Path, lock: IO[str] | None = None) -> None:
+    def __init__(self, conn: sqlite3.Connection, path: Path, lock: PidLock | None = None) -> None:
         """Use :meth:`open`; this only wraps an already checked connection."""
         self._conn: sqlite3.Connection | None = conn
         self.path = path
@@ -109,7 +110,7 @@ class Database:
             raise StateError(f"state file {path} is unusable ({exc})") from None
 
     @classmethod
-    def _open_or_replace(cls, path: Path, held: IO[str] | None) -> tuple[Database, str | None]:
+    def _open_or_replace(cls, path: Path, held: PidLock | None) -> tuple[Database, str | None]:
         try:
             return cls(_connect(path), path, held), None
         except Unusable as exc:

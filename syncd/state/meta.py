@@ -21,9 +21,10 @@ class Identity(NamedTuple):
 
 
 class Meta:
-    """The baselines and cursors half of :class:`syncd.state.StateStore`."""
+    """Source sizes, prune baselines and watch cursors (``StateStore.meta``)."""
 
-    _db: Database
+    def __init__(self, database: Database) -> None:
+        self._db = database
 
     def watch_cursor(self, bk_obj_id: str, tenant: str | None = None) -> str | None:
         """Where the watch of one object's associations goes on from after a restart.

@@ -10,19 +10,24 @@ from __future__ import annotations
 import sqlite3
 from collections.abc import Iterable
 
-from syncd.core.pairs import PairKey, unpack_all
+from syncd.core.pairs import unpack_all
+from syncd.state.attempts import Attempts
 from syncd.state.db import Database, scalar
 from syncd.state.errors import StateError
 
 
 class Resync:
-    """The resync half of :class:`syncd.state.StateStore`."""
+    """Full resyncs of the known state (``StateStore.resync``)."""
 
-    _db: Database
-    _staging: set[str]
+    def __init__(self, database: Database, attempts: Attempts) -> None:
+        self._db = database
+        self._attempts = attempts
+        """Settled by a full read: every create that is over is found or not."""
+        self._staging: set[str] = set()
 
-    def _settle_attempts(self, db: sqlite3.Connection, rel: int, now: float) -> set[PairKey]:
-        raise NotImplementedError  # syncd.state.attempts.Attempts, before this in the MRO
+    def staging(self, relation: str) -> bool:
+        """Whether a resync of ``relation`` is being staged (answers go to the stage too)."""
+        return relation in self._staging
 
     def replace_from_cmdb(
         self, relation: str, rows: Iterable[tuple[int, int, int]], now: float
@@ -44,11 +49,11 @@ class Resync:
             self._stage_rows(db, rel, rows)
             return self._apply_stage(db, rel, now)
 
-    def begin_resync(self, relation: str) -> None:
+    def begin(self, relation: str) -> None:
         """Start a resync staged page by page (so 1M CMDB rows never sit in a Python list).
 
-        Feed pages with :meth:`stage_resync`, then :meth:`finish_resync` swaps them in in one
-        transaction, or :meth:`abort_resync` drops them. The stage lives in a TEMP table, so
+        Feed pages with :meth:`stage`, then :meth:`finish` swaps them in in one
+        transaction, or :meth:`abort` drops them. The stage lives in a TEMP table, so
         a crash mid-resync leaves the known state untouched. While staging, pairs recorded
         as created/existing are added to the stage too.
         """
@@ -57,15 +62,15 @@ class Resync:
             db.execute("DELETE FROM temp.stage WHERE rel = ?", (rel,))
             self._staging.add(relation)
 
-    def stage_resync(self, relation: str, rows: Iterable[tuple[int, int, int]]) -> None:
-        """Add one page of (src, dst, association_id) to a resync begun with begin_resync."""
+    def stage(self, relation: str, rows: Iterable[tuple[int, int, int]]) -> None:
+        """Add one page of (src, dst, association_id) to a resync begun with begin."""
         if relation not in self._staging:
             raise StateError(f"no resync of {relation!r} in progress")
         with self._db.tx() as db:
             rel = self._db.rel_w(db, relation)
             self._stage_rows(db, rel, rows)
 
-    def finish_resync(self, relation: str, now: float) -> tuple[int, int]:
+    def finish(self, relation: str, now: float) -> tuple[int, int]:
         """Make the staged rows the known state (see replace_from_cmdb); (added, removed)."""
         if relation not in self._staging:
             raise StateError(f"no resync of {relation!r} in progress")
@@ -75,7 +80,7 @@ class Resync:
         self._staging.discard(relation)
         return result
 
-    def abort_resync(self, relation: str) -> None:
+    def abort(self, relation: str) -> None:
         """Drop a staged resync; the known state stays as it was."""
         self._staging.discard(relation)
         with self._db.tx() as db:
@@ -118,7 +123,7 @@ class Resync:
         # ended ambiguously within the window, it is syncd's; else it never happened.
         db.executemany(
             "UPDATE pairs SET owned = 1 WHERE rel = ? AND src = ? AND dst = ? AND owned = 0",
-            ((rel, s, d) for s, d in unpack_all(self._settle_attempts(db, rel, now))),
+            ((rel, s, d) for s, d in unpack_all(self._attempts.settle(db, rel, now))),
         )
         db.execute(
             "DELETE FROM failures WHERE rel = ?1 AND EXISTS (SELECT 1 FROM temp.stage s"

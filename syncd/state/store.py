@@ -65,16 +65,21 @@ def _as_set(keys: Iterable[PairKey]) -> set[PairKey] | frozenset[PairKey]:
     return keys if isinstance(keys, set | frozenset) else set(keys)
 
 
-class StateStore(Meta, Attempts, Resync):
-    """Known pairs and failures, over one :class:`Database` (baselines: :class:`Meta`,
-    creates without a definite answer: :class:`Attempts`)."""
+class StateStore:
+    """Known pairs and failures, over one :class:`Database`; its parts: ``meta`` (sizes,
+    baselines, cursors, identities), ``attempts`` (creates without a definite answer) and
+    ``resync``."""
 
     def __init__(self, database: Database) -> None:
         self.database = database
         self.path = database.path
         self._db = database
-        self._staging: set[str] = set()
-        self._init_attempts()
+        self.meta = Meta(database)
+        """Source sizes, prune baselines, watch cursors, the relations' identities."""
+        self.attempts = Attempts(database)
+        """Creates without a definite answer, and what they prove about ownership."""
+        self.resync = Resync(database, self.attempts)
+        """Full resyncs, staged page by page."""
 
     @classmethod
     def open(cls, path: Path, *, lock: bool = False) -> tuple[StateStore, str | None]:
@@ -287,7 +292,7 @@ class StateStore(Meta, Attempts, Resync):
             if exists:
                 self._record_exists(db, rel, exists, reclaim, now)
             if attempt is not None:
-                self._narrow(db, self.run, attempt, pack_all(unanswered), now)
+                self.attempts.narrow(db, self.attempts.run, attempt, pack_all(unanswered), now)
             if created or exists:
                 self._now_known(db, rel, relation, [*created, *exists])
             if failed:
@@ -313,7 +318,7 @@ class StateStore(Meta, Attempts, Resync):
         now: float,
     ) -> None:
         keys = [pack(s, d) for s, d, _ in exists]
-        proven = self._claim(db, rel, keys, now)
+        proven = self.attempts.claim(db, rel, keys, now)
         proven.update(pack(s, d) for s, d in reclaim)
         db.executemany(
             "INSERT INTO pairs(rel, src, dst, association_id, owned, first_seen)"
@@ -340,7 +345,7 @@ class StateStore(Meta, Attempts, Resync):
                 "DELETE FROM failures WHERE rel = ? AND src = ? AND dst = ?",
                 [(rel, r[0], r[1]) for r in rows],
             )
-        if relation in self._staging:
+        if self.resync.staging(relation):
             # The snapshot must not drop them even if their page was read earlier.
             db.executemany(
                 "INSERT INTO temp.stage(rel, src, dst, aid) VALUES (?, ?, ?, ?)"

@@ -294,12 +294,14 @@ MAX_LOGGED_BAD = 1000
 
 
 class BadRecords:
-    """Logs the bad records of one read of one source: each of the first
-    :data:`MAX_LOGGED_BAD`, then one line with the count of the others."""
+    """The one reporter of bad records, for every source: one read's bad records, each of
+    the first :data:`MAX_LOGGED_BAD` as one ``bad_record`` line (source, origin, reason;
+    the relation and source name come from the bound context), then one line with the
+    count of the others, so a garbage answer cannot flood the log."""
 
-    def __init__(self, source: str, cap: int = MAX_LOGGED_BAD) -> None:
+    def __init__(self, source: str, cap: int | None = None) -> None:
         self.source = source
-        self.cap = cap
+        self.cap = MAX_LOGGED_BAD if cap is None else cap
         self.count = 0
 
     def add(self, origin: str, reason: str) -> None:

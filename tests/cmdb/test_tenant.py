@@ -108,16 +108,16 @@ def test_tenant_refusals_are_about_the_relation_and_name_the_setting(
 def test_watch_cursors_are_kept_per_tenant(tmp_path: Path) -> None:
     store, _ = StateStore.open(tmp_path / "s.db")
     try:
-        store.set_watch_cursor("bk_switch", "c-plain")
-        store.set_watch_cursor("bk_switch", "c-acme", ACME)
-        store.set_watch_cursor("bk_switch", "c-umbrella", UMBRELLA)
-        assert store.watch_cursor("bk_switch") == "c-plain"
-        assert store.watch_cursor("bk_switch", ACME) == "c-acme"
-        assert store.watch_cursor("bk_switch", UMBRELLA) == "c-umbrella"
-        store.set_watch_cursor("bk_switch", None, ACME)
-        assert store.watch_cursor("bk_switch", ACME) is None
-        assert store.watch_cursor("bk_switch", UMBRELLA) == "c-umbrella"
-        assert store.watch_cursor("bk_switch", "other") is None
+        store.meta.set_watch_cursor("bk_switch", "c-plain")
+        store.meta.set_watch_cursor("bk_switch", "c-acme", ACME)
+        store.meta.set_watch_cursor("bk_switch", "c-umbrella", UMBRELLA)
+        assert store.meta.watch_cursor("bk_switch") == "c-plain"
+        assert store.meta.watch_cursor("bk_switch", ACME) == "c-acme"
+        assert store.meta.watch_cursor("bk_switch", UMBRELLA) == "c-umbrella"
+        store.meta.set_watch_cursor("bk_switch", None, ACME)
+        assert store.meta.watch_cursor("bk_switch", ACME) is None
+        assert store.meta.watch_cursor("bk_switch", UMBRELLA) == "c-umbrella"
+        assert store.meta.watch_cursor("bk_switch", "other") is None
     finally:
         store.close()
 
@@ -199,17 +199,17 @@ def test_a_state_file_serves_one_tenant(tmp_path: Path) -> None:
     a pair syncd never made there."""
     store, _ = StateStore.open(tmp_path / "s.db")
     try:
-        assert store.tenant_mismatch(ACME) is None  # the first use records it
-        assert store.tenant_mismatch(ACME) is None
-        other = store.tenant_mismatch(UMBRELLA)
+        assert store.meta.tenant_mismatch(ACME) is None  # the first use records it
+        assert store.meta.tenant_mismatch(ACME) is None
+        other = store.meta.tenant_mismatch(UMBRELLA)
         assert other is not None and "'acme'" in other and "state.path" in other
-        assert "without tenants" in (store.tenant_mismatch(None) or "")
+        assert "without tenants" in (store.meta.tenant_mismatch(None) or "")
     finally:
         store.close()
     plain, _ = StateStore.open(tmp_path / "plain.db")
     try:
-        assert plain.tenant_mismatch(None) is None
-        assert "'acme'" in (plain.tenant_mismatch(ACME) or "")
+        assert plain.meta.tenant_mismatch(None) is None
+        assert "'acme'" in (plain.meta.tenant_mismatch(ACME) or "")
     finally:
         plain.close()
 

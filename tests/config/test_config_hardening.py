@@ -13,7 +13,8 @@ import pytest
 import structlog
 
 from syncd.cli import main
-from syncd.config.settings import ConfigError, load_settings
+from syncd.config.load import load_settings
+from syncd.config.settings import ConfigError
 from syncd.support import log as syncd_log
 from tests.helpers import ASST, write_config
 

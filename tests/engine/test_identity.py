@@ -54,7 +54,7 @@ async def test_changed_association_id_resyncs_and_prunes_nothing_from_the_old(
             assert report.total("deleted") == 0
         assert sim.pairs(ASST) == set(OURS)
         with StateStore.open_readonly(rig.settings.state.path) as st:
-            ids = st.stored_identities()
+            ids = st.meta.stored_identities()
         assert ids["switch-host"] == Identity("bk_switch", "host", UPLINK)
         assert ids[f"switch-host@{ASST}"] == Identity("bk_switch", "host", ASST)
         # The old state is reported at each start as orphaned, with its owned pairs.
@@ -95,7 +95,7 @@ async def test_a_removed_relation_is_reported_and_never_pruned(
         # Another relation now, the old one removed (other ids: not a rename).
         reconfigure(rig, 'name = "switch-host"', 'name = "other"')
         with StateStore.open(rig.settings.state.path)[0] as st:
-            st.set_relation_identity("switch-host", Identity("bk_switch", "host", "old_asst"))
+            st.meta.set_relation_identity("switch-host", Identity("bk_switch", "host", "old_asst"))
         with capture_logs() as logs:
             async with engine_for(rig.settings, clock=rig.clock) as engine:
                 await engine.cycle()

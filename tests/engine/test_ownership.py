@@ -55,7 +55,7 @@ async def test_a_stale_in_flight_row_and_a_relist_do_not_own_a_foreign_pair(
         name = rig.settings.relations[0].name
         # A create of FOREIGN left in flight three days ago (that process was killed).
         st, _ = StateStore.open(rig.settings.state.path)
-        st.intend(name, [FOREIGN], now=rig.clock.now - 3 * 86400)
+        st.attempts.intend(name, [FOREIGN], now=rig.clock.now - 3 * 86400)
         st.close()
         await foreign_create(rig, FOREIGN)
         async with engine_for(rig.settings, clock=rig.clock) as engine:
@@ -63,7 +63,7 @@ async def test_a_stale_in_flight_row_and_a_relist_do_not_own_a_foreign_pair(
         with StateStore.open_readonly(rig.settings.state.path) as st:
             assert pack(*FOREIGN) in st.known_keys(name)
             assert pack(*FOREIGN) not in st.owned_keys(name)
-            assert st.in_flight(name) == set()  # the relist settled the old attempt
+            assert st.attempts.in_flight(name) == set()  # the relist settled the old attempt
         await rig.cycle([*OURS, FOREIGN])
         for _ in range(2):
             await rig.cycle(OURS, advance=60)
@@ -80,13 +80,13 @@ async def test_a_recent_killed_attempt_makes_its_exists_owned(
         await rig.cycle(OURS)
         name = rig.settings.relations[0].name
         st, _ = StateStore.open(rig.settings.state.path)
-        st.intend(name, [FOREIGN], now=rig.clock.now)  # sent, then killed mid-request ...
+        st.attempts.intend(name, [FOREIGN], now=rig.clock.now)  # sent, then killed mid-request ...
         st.close()
         await foreign_create(rig, FOREIGN)  # ... after the CMDB acted (same request, here)
         await rig.cycle([*OURS, FOREIGN], advance=5)  # the retry: "already exists"
         with StateStore.open_readonly(rig.settings.state.path) as st:
             assert pack(*FOREIGN) in st.owned_keys(name)
-            assert st.in_flight(name) == set()
+            assert st.attempts.in_flight(name) == set()
         for _ in range(2):
             await rig.cycle(OURS, advance=60)
         assert FOREIGN in rig.deleted() and FOREIGN not in sim.pairs(ASST)

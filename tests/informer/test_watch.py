@@ -20,6 +20,7 @@ from syncd.config.settings import Settings
 from syncd.core.pairs import pack
 from syncd.core.watchevents import Event, WatchGap, event_time, last_wins, parse_answer
 from syncd.engine.reconcile import Reconciler
+from syncd.informer.stream import WatchTimings
 from syncd.informer.watch import Watcher
 from syncd.state import StateStore
 from tests.helpers import ASST, capture_logs, fixture_dict, load, write_config, write_csv
@@ -27,6 +28,8 @@ from tests.helpers import ASST, capture_logs, fixture_dict, load, write_config, 
 OTHER = "bk_switch_default_host"
 """A second model association between the same objects: its events are not ours."""
 WAIT = 30.0
+FAST = WatchTimings(pace=0.1, adopt_grace=0.3, retry_base=0.1, retry_cap=1.0)
+"""The watch's waits, shortened: the tests wait for what they check, not for the clock."""
 
 
 def _fixture() -> dict[str, Any]:
@@ -73,7 +76,7 @@ async def _daemon_like(settings: Settings) -> AsyncIterator[tuple[Reconciler, Wa
     try:
         async with CmdbClient(settings.cmdb, watch_slots=1) as client:
             engine = Reconciler(settings, client, store)
-            watcher = Watcher(settings, engine)
+            watcher = Watcher(settings, engine, timings=FAST)
             async with watcher.running():
                 yield engine, watcher
     finally:
@@ -196,7 +199,7 @@ async def test_events_of_other_associations_are_ignored(tmp_path: Path) -> None:
             sim.delete_pairs(OTHER, same)
             events = watcher.objects["bk_switch"].events
             await _until(lambda: events["delete"] >= 10 and events["create"] >= 10)
-            await asyncio.sleep(1.5)  # past the adoption grace
+            await asyncio.sleep(FAST.adopt_grace + 0.3)  # past the adoption grace
             keys = {pack(s, d) for s, d in DESIRED}
             assert engine.known.holds("switch-host", keys) == keys
             assert engine.store.count("switch-host") == len(DESIRED)
@@ -210,10 +213,10 @@ async def test_an_expired_cursor_relists_and_loses_nothing(tmp_path: Path) -> No
         settings = _settings(tmp_path, url, DESIRED)
         async with _daemon_like(settings) as (engine, _):
             assert (await engine.cycle()).converged
-            await _until(lambda: engine.store.watch_cursor("bk_switch") is not None)
+            await _until(lambda: engine.store.meta.watch_cursor("bk_switch") is not None)
         # syncd is away: its stored cursor ages past retention, and pairs disappear.
         store = StateStore.open(settings.state.path)[0]
-        assert store.watch_cursor("bk_switch") is not None
+        assert store.meta.watch_cursor("bk_switch") is not None
         store.close()
         gone = DESIRED[50:80]
         sim.delete_pairs(ASST, gone)
@@ -234,13 +237,14 @@ async def test_a_restart_goes_on_from_the_stored_cursor_without_a_relist(tmp_pat
         settings = _settings(tmp_path, url, DESIRED)
         async with _daemon_like(settings) as (engine, _):
             assert (await engine.cycle()).converged
-            await _until(lambda: engine.store.watch_cursor("bk_switch") is not None)
+            await _until(lambda: engine.store.meta.watch_cursor("bk_switch") is not None)
         gone = DESIRED[100:110]
         sim.delete_pairs(ASST, gone)  # while syncd is away
         with capture_logs() as logs:
             async with _daemon_like(settings) as (engine, watcher):
                 await _until(lambda: sim.pairs(ASST) == set(DESIRED))
-                assert watcher.repaired["switch-host"] == len(gone)
+                # Counted when the repairing run ends, a moment after its creates land.
+                await _until(lambda: watcher.repaired["switch-host"] == len(gone))
                 assert not watcher.relists
     assert not any(line.get("event") == "resync" for line in logs)  # the events sufficed
     drift = [line for line in logs if line.get("event") == "drift"]

@@ -9,13 +9,14 @@ from pathlib import Path
 from cmdb_simulator import Fixture, Simulator, SimulatorOptions
 from syncd.cmdb.client import CmdbClient
 from syncd.engine.reconcile import Reconciler
-from syncd.informer import stream
+from syncd.informer.stream import WatchTimings
 from syncd.informer.watch import Watcher
 from syncd.state import StateStore
 from tests.helpers import capture_logs, fixture_dict, load, write_config, write_csv
 
 DESIRED = [(s, 1000 + h) for s in range(1, 3) for h in range(1, 11)]
 WINDOW = 4.0
+TIMINGS = WatchTimings()  # the defaults: the brakes as shipped
 
 
 async def test_every_watch_call_expired_is_paced_and_relists_are_braked(tmp_path: Path) -> None:
@@ -43,11 +44,11 @@ async def test_every_watch_call_expired_is_paced_and_relists_are_braked(tmp_path
     assert expired >= 2  # the fault answered the watch, again and again
     # One watched object: at most one watch request a second (+1 for the window's edges).
     assert 1 <= during <= WINDOW + 1, during
-    # The first expiry relists at once; the next waits RELIST_FLOOR (longer than the window).
-    assert stream.RELIST_FLOOR > WINDOW
+    # The first expiry relists at once; the next waits relist_floor (longer than the window).
+    assert TIMINGS.relist_floor > WINDOW
     assert 1 <= watcher.relists["expired"] <= 2, watcher.relists
     restarts = [line for line in logs if line.get("event") == "watch_restarting"]
-    assert restarts and restarts[-1]["restart_in"] >= stream.RELIST_FLOOR
+    assert restarts and restarts[-1]["restart_in"] >= TIMINGS.relist_floor
 
 
 def _watch_calls(sim: Simulator) -> int:
@@ -55,7 +56,7 @@ def _watch_calls(sim: Simulator) -> int:
 
 
 def test_the_restart_pause_doubles_from_the_floor_to_the_cap() -> None:
-    pauses = [stream._restart_pause(n) for n in range(12)]
+    pauses = [TIMINGS.restart_pause(n) for n in range(12)]
     assert pauses[0] == 0.0
-    assert pauses[1] == stream.RELIST_FLOOR and pauses[2] == 2 * stream.RELIST_FLOOR
-    assert pauses == sorted(pauses) and pauses[-1] == stream.RELIST_CAP
+    assert pauses[1] == TIMINGS.relist_floor and pauses[2] == 2 * TIMINGS.relist_floor
+    assert pauses == sorted(pauses) and pauses[-1] == TIMINGS.relist_cap

@@ -11,13 +11,14 @@ from pathlib import Path
 from cmdb_simulator import Fixture, Simulator, SimulatorOptions
 from syncd.cmdb.client import CmdbClient
 from syncd.engine.reconcile import Reconciler
-from syncd.informer import drift
+from syncd.informer.stream import WatchTimings
 from syncd.informer.watch import Watcher
 from syncd.state import StateStore
 from tests.helpers import ASST, capture_logs, fixture_dict, load, write_config, write_csv
 
 DESIRED = [(s, 1000 + h) for s in range(1, 5) for h in range(1, 51)]  # 200: one batch
 PER_DETAIL_MS = 12.0  # 200 x 12 ms = 2.4 s a batch, past the 1 s grace
+GRACE = WatchTimings().adopt_grace  # the shipped adoption grace
 
 
 async def _until(what: Callable[[], bool], limit: float = 30.0) -> None:
@@ -27,7 +28,7 @@ async def _until(what: Callable[[], bool], limit: float = 30.0) -> None:
 
 
 async def test_slow_creates_are_not_drift_and_a_foreign_create_still_is(tmp_path: Path) -> None:
-    assert PER_DETAIL_MS * len(DESIRED) / 1000 > 2 * drift.ADOPT_GRACE
+    assert PER_DETAIL_MS * len(DESIRED) / 1000 > 2 * GRACE
     sim = Simulator(
         Fixture.from_dict(fixture_dict(switches=10, hosts=100)),
         SimulatorOptions(watch_timeout_s=1.0, per_detail_ms=PER_DETAIL_MS),
@@ -50,7 +51,7 @@ async def test_slow_creates_are_not_drift_and_a_foreign_create_still_is(tmp_path
                         async with CmdbClient(settings.cmdb) as other:
                             await other.batch_create("bk_switch", "host", ASST, [(9, 1099)])
                         await _until(lambda: any(_created(logs)))
-                        await asyncio.sleep(2 * drift.ADOPT_GRACE)
+                        await asyncio.sleep(2 * GRACE)
         finally:
             store.close()
     assert [(line["bk_inst_id"], line["bk_asst_inst_id"]) for line in _created(logs)] == [(9, 1099)]

@@ -12,7 +12,7 @@ import pytest
 import yaml
 from opstools import REPO
 
-from syncd.config.settings import load_settings
+from syncd.config.load import load_settings
 
 KUSTOMIZE_DIR = REPO / "deploy" / "kubernetes"
 VERSIONS = ("1.29.0", "1.33.0")

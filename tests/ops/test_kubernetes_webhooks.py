@@ -13,7 +13,7 @@ import pytest
 import yaml
 from opstools import REPO
 
-from syncd.config.settings import load_settings
+from syncd.config.load import load_settings
 
 BASE = REPO / "deploy" / "kubernetes"
 COMPONENT = BASE / "components" / "netbox-webhooks"

@@ -88,6 +88,20 @@ async def test_readyz_follows_the_last_cycle(ops: Ops) -> None:
     assert (status, body["reason"]) == (503, "last cycle failed for 2 relation(s)")
 
 
+async def test_metrics_follow_the_scrapers_accept_header(ops: Ops) -> None:
+    """Prometheus asks for OpenMetrics first; curl and older scrapers get the text format."""
+    ops.metrics.record_pair("switch-host", "created", 2)
+    accept = "application/openmetrics-text;version=1.0.0,text/plain;version=0.0.4;q=0.5"
+    async with ops.http.get(ops.url + "/metrics", headers={"Accept": accept}) as resp:
+        assert resp.headers["Content-Type"].startswith("application/openmetrics-text")
+        open_metrics = await resp.text()
+    assert open_metrics.rstrip().endswith("# EOF")
+    assert 'syncd_pairs_total{outcome="created",relation="switch-host"} 2.0' in open_metrics
+    async with ops.http.get(ops.url + "/metrics", headers={"Accept": "text/plain"}) as resp:
+        assert resp.headers["Content-Type"].startswith("text/plain; version=0.0.4")
+        assert "# EOF" not in await resp.text()
+
+
 async def test_metrics_exposition(ops: Ops) -> None:
     m = ops.metrics
     m.record_pair("switch-host", "created", 5)

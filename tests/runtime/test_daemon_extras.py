@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 import os
 import pty
@@ -11,7 +12,18 @@ import time
 import urllib.request
 from pathlib import Path
 
-from tests.helpers import REPO, Proc, fixture_dict, start_simulator, write_config, write_csv
+from cmdb_simulator import Simulator
+from syncd.runtime.daemon import Daemon
+from tests.helpers import (
+    REPO,
+    Proc,
+    capture_logs,
+    fixture_dict,
+    load,
+    start_simulator,
+    write_config,
+    write_csv,
+)
 
 
 def fixture(tmp_path: Path) -> Path:
@@ -20,22 +32,33 @@ def fixture(tmp_path: Path) -> Path:
     return path
 
 
-def test_watched_file_starts_a_cycle_early(tmp_path: Path, procs: list[Proc]) -> None:
-    url = start_simulator(procs, fixture(tmp_path))
+async def test_watched_file_starts_a_cycle_early(
+    tmp_path: Path, sim: tuple[Simulator, str]
+) -> None:
+    """In process: what is tested is the file watcher waking the loop, not the process."""
+    _, url = sim
     topo = write_csv(tmp_path / "t.csv", [(1, 1001)])
     cfg = write_config(tmp_path, url, topo, interval=3600)
     text = cfg.read_text().replace(
         f'path = "{topo}" }}', f'path = "{topo}", watch = true, watch_interval = 0.1 }}'
     )
     cfg.write_text(text)
-    daemon = Proc(["-m", "syncd", "run", "--config", str(cfg)])
-    procs.append(daemon)
-    daemon.wait_for(lambda l: l.get("event") == "cycle")
-    mark = len(daemon.lines)
-    write_csv(topo, [(1, 1001), (2, 1002)])
-    daemon.wait_for(lambda l: l.get("event") == "cycle_requested", start=mark, timeout=10)
-    cycle = daemon.wait_for(lambda l: l.get("event") == "cycle", start=mark, timeout=10)
-    assert cycle["created"] == 1
+    daemon = Daemon(load(cfg))
+    with capture_logs() as logs:
+        running = asyncio.create_task(daemon.run())
+        try:
+            async with asyncio.timeout(20):
+                while not daemon.reports:  # noqa: ASYNC110 (the loop has no event to await)
+                    await asyncio.sleep(0.02)
+                first = daemon.reports[-1]
+                write_csv(topo, [(1, 1001), (2, 1002)])
+                while daemon.reports[-1] is first:  # noqa: ASYNC110
+                    await asyncio.sleep(0.02)
+        finally:
+            daemon.request_stop()
+            assert await running == 0
+    assert any(line["event"] == "cycle_requested" for line in logs)
+    assert daemon.reports[-1].total("created") == 1
 
 
 def test_progress_bar_on_a_terminal(tmp_path: Path, procs: list[Proc]) -> None:

@@ -331,7 +331,7 @@ async def test_chunking(tmp_path: Path) -> None:
 async def test_stats_reset_per_read_and_log_cap(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setattr("syncd.sources.file.MAX_LOGGED_BAD", 3)
+    monkeypatch.setattr("syncd.support.log.MAX_LOGGED_BAD", 3)
     p = write(tmp_path, "t.csv", "bk_inst_id,bk_asst_inst_id\n" + "x\n" * 10 + "1,2\n")
     src = FileSource(p)
     for _ in range(2):

@@ -24,7 +24,8 @@ from test_src_resolver import cmdb_fixture
 from cmdb_simulator import Fixture, Simulator, SimulatorOptions
 from syncd.cli import main
 from syncd.commands.planview import plan_document, render_text
-from syncd.config.settings import ConfigError, Settings, load_settings
+from syncd.config.load import load_settings
+from syncd.config.settings import ConfigError, Settings
 from syncd.engine.report import RelationReport
 from syncd.runtime.push import PushSources
 from syncd.runtime.webhooks import parse_event

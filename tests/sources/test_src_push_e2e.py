@@ -28,7 +28,7 @@ from test_src_lldpd_watch import _alive
 from test_src_resolver import cmdb_fixture
 
 from syncd.cmdb.client import CmdbClient
-from syncd.config.settings import load_settings
+from syncd.config.load import load_settings
 from syncd.runtime.webhooks import sign
 from tests.helpers import ASST, Proc, start_simulator
 

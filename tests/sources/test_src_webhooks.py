@@ -16,7 +16,8 @@ from src_helpers import NETBOX_FIXTURES
 from structlog.testing import capture_logs
 
 from syncd.config.hooks import NetBoxHookSettings
-from syncd.config.settings import ConfigError, load_settings
+from syncd.config.load import load_settings
+from syncd.config.settings import ConfigError
 from syncd.engine.change import Change
 from syncd.runtime.health import Health
 from syncd.runtime.hookguard import BodyBudget, RefusalLog

@@ -90,7 +90,7 @@ class Ownership(RuleBasedStateMachine):
             return
         if any(self.cmdb.get(p, (SYNCD,))[0] == FOREIGN for p in details):
             end = "answered"  # ambiguous, this would be the rule's blind spot (see above)
-        attempt = self.store.intend(R, details, self.now)
+        attempt = self.store.attempts.intend(R, details, self.now)
         if end == "answered":
             self.record(
                 classify_batch(details, self.answer(details, after_ambiguous=False)), attempt
@@ -114,7 +114,7 @@ class Ownership(RuleBasedStateMachine):
             self.store.close()
             self.store, _ = StateStore.open(self.dir / "state.db")
             return
-        self.store.release(attempt)
+        self.store.attempts.release(attempt)
 
     @rule(pair=pair_st)
     def foreign_creates(self, pair: tuple[int, int]) -> None:
@@ -126,7 +126,7 @@ class Ownership(RuleBasedStateMachine):
     @rule()
     def relist(self) -> None:
         rows = [(s, d, assoc) for (s, d), (_, assoc) in self.cmdb.items()]
-        self.store.replace_from_cmdb(R, rows, now=self.now)
+        self.store.resync.replace_from_cmdb(R, rows, now=self.now)
 
     @rule(pair=pair_st)
     def watch_sees_a_create(self, pair: tuple[int, int]) -> None:

@@ -34,8 +34,8 @@ def _aside(path: Path) -> list[Path]:
 
 def test_an_exists_answering_a_first_attempt_is_not_owned(tmp_path: Path) -> None:
     st, _ = StateStore.open(tmp_path / "s.db")
-    attempt = st.intend(R, [(1, 10), (1, 11), (1, 12), (1, 13)], now=1.0)
-    assert st.in_flight(R) == {pack(1, 10), pack(1, 11), pack(1, 12), pack(1, 13)}
+    attempt = st.attempts.intend(R, [(1, 10), (1, 11), (1, 12), (1, 13)], now=1.0)
+    assert st.attempts.in_flight(R) == {pack(1, 10), pack(1, 11), pack(1, 12), pack(1, 13)}
     st.record_answer(
         R,
         created=[Created(1, 10, 100)],
@@ -44,19 +44,19 @@ def test_an_exists_answering_a_first_attempt_is_not_owned(tmp_path: Path) -> Non
         attempt=attempt,
         now=2.0,
     )
-    st.release(attempt)
+    st.attempts.release(attempt)
     assert st.owned_keys(R) == {pack(1, 10)}
     # The point lookup a pushed change uses says the same of a few keys.
     asked = {pack(1, 10), pack(2, 20), pack(1, 11), pack(9, 99)}
     assert st.owned_among(R, asked) == {pack(1, 10)}
     assert st.owned_among("other", asked) == set()
-    assert st.in_flight(R) == set()  # a definite answer settles the attempt
+    assert st.attempts.in_flight(R) == set()  # a definite answer settles the attempt
     st.close()
 
 
 def test_an_exists_after_an_ambiguous_end_in_the_same_request_is_owned(tmp_path: Path) -> None:
     st, _ = StateStore.open(tmp_path / "s.db")
-    attempt = st.intend(R, [(1, 11), (1, 13)], now=1.0)
+    attempt = st.attempts.intend(R, [(1, 11), (1, 13)], now=1.0)
     # The client's first try timed out; its retry answered "already exists" for (1, 11).
     st.record_answer(R, exists=[Seen(1, 11, None)], attempt=attempt, reclaim=[(1, 11)], now=2.0)
     assert st.owned_keys(R) == {pack(1, 11)}
@@ -65,16 +65,16 @@ def test_an_exists_after_an_ambiguous_end_in_the_same_request_is_owned(tmp_path:
 
 def test_an_ambiguous_end_proves_ownership_within_the_window_only(tmp_path: Path) -> None:
     st, _ = StateStore.open(tmp_path / "s.db")
-    attempt = st.intend(R, [(1, 10), (1, 11), (1, 12)], now=1.0)
+    attempt = st.attempts.intend(R, [(1, 10), (1, 11), (1, 12)], now=1.0)
     # Every try of the request timed out: the CMDB may have created all three.
     st.record_answer(R, attempt=attempt, unanswered=[(1, 10), (1, 11), (1, 12)], failed=[], now=2.0)
-    st.release(attempt)
-    assert st.in_flight(R) == {pack(1, 10), pack(1, 11), pack(1, 12)}
-    retry = st.intend(R, [(1, 10)], now=100.0)  # the next cycle sends it again
+    st.attempts.release(attempt)
+    assert st.attempts.in_flight(R) == {pack(1, 10), pack(1, 11), pack(1, 12)}
+    retry = st.attempts.intend(R, [(1, 10)], now=100.0)  # the next cycle sends it again
     st.record_answer(R, exists=[Seen(1, 10, None)], attempt=retry, now=101.0)
     assert st.owned_keys(R) == {pack(1, 10)}
     late = 2.0 + RECLAIM_WINDOW + 1
-    retry = st.intend(R, [(1, 11)], now=late)  # too late: proves nothing
+    retry = st.attempts.intend(R, [(1, 11)], now=late)  # too late: proves nothing
     st.record_answer(R, exists=[Seen(1, 11, None)], attempt=retry, now=late)
     assert st.owned_keys(R) == {pack(1, 10)}
     st.close()
@@ -83,14 +83,14 @@ def test_an_ambiguous_end_proves_ownership_within_the_window_only(tmp_path: Path
 def test_an_attempt_of_a_killed_process_counts_and_a_live_one_does_not(tmp_path: Path) -> None:
     path = tmp_path / "s.db"
     st, _ = StateStore.open(path)
-    st.intend(R, [(1, 10)], now=1.0)
+    st.attempts.intend(R, [(1, 10)], now=1.0)
     st.close()  # killed mid-request: the row stays, its process is gone
     st, _ = StateStore.open(path)
-    live = st.intend(R, [(2, 20)], now=2.0)  # in flight in this process
+    live = st.attempts.intend(R, [(2, 20)], now=2.0)  # in flight in this process
     st.record_answer(R, exists=[Seen(1, 10, None), Seen(2, 20, None)], now=3.0)  # the watch
     assert st.owned_keys(R) == {pack(1, 10)}
-    assert st.in_flight(R) == {pack(2, 20)}
-    st.release(live)  # over, never answered (a failed write): ambiguous from now on
+    assert st.attempts.in_flight(R) == {pack(2, 20)}
+    st.attempts.release(live)  # over, never answered (a failed write): ambiguous from now on
     st.record_answer(R, exists=[Seen(2, 20, None)], now=4.0)
     assert st.owned_keys(R) == {pack(1, 10), pack(2, 20)}
     st.close()
@@ -99,24 +99,24 @@ def test_an_attempt_of_a_killed_process_counts_and_a_live_one_does_not(tmp_path:
 def test_a_resync_settles_what_was_in_flight(tmp_path: Path) -> None:
     path = tmp_path / "s.db"
     st, _ = StateStore.open(path)
-    st.intend(R, [(1, 10), (1, 11)], now=1.0)
+    st.attempts.intend(R, [(1, 10), (1, 11)], now=1.0)
     st.close()
     st, _ = StateStore.open(path)
     # Killed before the answer: the CMDB has (1, 10), never got (1, 11).
-    st.replace_from_cmdb(R, [(1, 10, 100), (3, 30, 300)], now=2.0)
+    st.resync.replace_from_cmdb(R, [(1, 10, 100), (3, 30, 300)], now=2.0)
     assert st.owned_keys(R) == {pack(1, 10)}
-    assert st.in_flight(R) == set()
+    assert st.attempts.in_flight(R) == set()
     st.close()
 
 
 def test_a_resync_never_owns_through_an_old_attempt(tmp_path: Path) -> None:
     path = tmp_path / "s.db"
     st, _ = StateStore.open(path)
-    st.intend(R, [(1, 10)], now=1.0)
+    st.attempts.intend(R, [(1, 10)], now=1.0)
     st.close()
     st, _ = StateStore.open(path)
-    st.replace_from_cmdb(R, [(1, 10, 100)], now=3 * 86400.0)  # three days on
-    assert st.owned_keys(R) == set() and st.in_flight(R) == set()
+    st.resync.replace_from_cmdb(R, [(1, 10, 100)], now=3 * 86400.0)  # three days on
+    assert st.owned_keys(R) == set() and st.attempts.in_flight(R) == set()
     st.close()
 
 
@@ -137,11 +137,11 @@ def test_a_schema_2_store_is_upgraded_in_place(tmp_path: Path) -> None:
     st, warning = StateStore.open(path)
     assert warning is None and _aside(path) == []
     assert st.owned_keys(R) == {pack(1, 2)} and st.has_resynced(R)
-    assert st.in_flight(R) == {pack(5, 50), pack(5, 51), pack(6, 60)}
-    assert st.relation_identity(R) is None  # adopted from the configuration at start
+    assert st.attempts.in_flight(R) == {pack(5, 50), pack(5, 51), pack(6, 60)}
+    assert st.meta.relation_identity(R) is None  # adopted from the configuration at start
     st.record_answer(R, exists=[Seen(5, 50, None), Seen(7, 70, None)], now=30.0)
     assert st.owned_keys(R) == {pack(1, 2), pack(5, 50)}
-    assert st.in_flight(R) == {pack(5, 51), pack(6, 60)}
+    assert st.attempts.in_flight(R) == {pack(5, 51), pack(6, 60)}
     st.close()
     conn = sqlite3.connect(path)
     assert conn.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION == 3
@@ -181,8 +181,8 @@ def test_a_schema_1_store_is_upgraded_in_place(tmp_path: Path) -> None:
     st, warning = StateStore.open(path)
     assert warning is None and _aside(path) == []
     assert st.owned_keys(R) == {pack(1, 2)} and st.count(R) == 2
-    st.intend(R, [(7, 8)], now=2.0)
-    assert st.in_flight(R) == {pack(7, 8)}
+    st.attempts.intend(R, [(7, 8)], now=2.0)
+    assert st.attempts.in_flight(R) == {pack(7, 8)}
     st.close()
     conn = sqlite3.connect(path)
     assert conn.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION

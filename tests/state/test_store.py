@@ -54,7 +54,7 @@ def test_empty_relation_reads(store: StateStore) -> None:
     assert store.association_ids("nope", [pack(1, 2)]) == {}
     assert store.missing_association_ids("nope") == []
     assert store.absent_info("nope", [pack(1, 2)]) == {}
-    assert store.prune_baseline("nope") is None
+    assert store.meta.prune_baseline("nope") is None
     store.remove("nope", [pack(1, 2)])  # no-ops, no relation row created
     store.mark_absent("nope", [pack(1, 2)], 1.0)
     assert relations(store) == []
@@ -182,7 +182,9 @@ def test_a_pair_deleted_and_created_again_by_others_is_no_longer_owned(
     store.record_answer(R, exists=[(4, 40, None)], now=1.0)  # id not known yet
     assert store.owned_keys(R) == {pack(1, 10), pack(2, 20), pack(3, 30)}
     # (2,20) was deleted and created again by another client: id 201, not syncd's 200
-    store.replace_from_cmdb(R, [(1, 10, 100), (2, 20, 201), (3, 30, None), (4, 40, 400)], now=2.0)
+    store.resync.replace_from_cmdb(
+        R, [(1, 10, 100), (2, 20, 201), (3, 30, None), (4, 40, 400)], now=2.0
+    )
     assert store.owned_keys(R) == {pack(1, 10), pack(3, 30)}
     assert store.association_ids(R, [pack(2, 20)]) == {pack(2, 20): 201}
 
@@ -194,7 +196,7 @@ def test_replace_from_cmdb(store: StateStore) -> None:
     )
     assert not store.has_resynced(R)
     # CMDB: (2,20) was deleted behind our back, (4,40) exists now, (6,60) created by others
-    added, removed = store.replace_from_cmdb(
+    added, removed = store.resync.replace_from_cmdb(
         R, iter([(1, 10, 100), (3, 30, 300), (4, 40, 400), (6, 60, 600), (6, 60, 600)]), now=2.0
     )
     assert (added, removed) == (2, 1)
@@ -207,27 +209,27 @@ def test_replace_from_cmdb(store: StateStore) -> None:
     (f,) = failures(store, R)
     assert f.key == pack(5, 50) and f.next_attempt == 2.0 and f.attempts == 1
     assert store.held_back(R, now=2.0) == {}
-    assert store.replace_from_cmdb(R, [], now=3.0) == (0, 4)
+    assert store.resync.replace_from_cmdb(R, [], now=3.0) == (0, 4)
     assert store.count(R) == 0
 
 
 def test_staged_resync(store: StateStore) -> None:
     store.record_answer(R, created=[(1, 10, 100), (2, 20, 200)], now=1.0)
-    store.begin_resync(R)
-    store.stage_resync(R, [(1, 10, 100)])
+    store.resync.begin(R)
+    store.resync.stage(R, [(1, 10, 100)])
     store.record_answer(R, created=[(7, 70, 700)], now=1.5)  # answer during paging
-    store.stage_resync(R, [(3, 30, 300)])
+    store.resync.stage(R, [(3, 30, 300)])
     assert store.count(R) == 3  # nothing swapped in yet
-    assert store.finish_resync(R, now=2.0) == (1, 1)
+    assert store.resync.finish(R, now=2.0) == (1, 1)
     assert store.known_keys(R) == {pack(1, 10), pack(3, 30), pack(7, 70)}
     with pytest.raises(StateError):
-        store.stage_resync(R, [(1, 1, 1)])
-    store.begin_resync(R)
-    store.stage_resync(R, [])
-    store.abort_resync(R)
+        store.resync.stage(R, [(1, 1, 1)])
+    store.resync.begin(R)
+    store.resync.stage(R, [])
+    store.resync.abort(R)
     assert store.count(R) == 3
     with pytest.raises(StateError):
-        store.finish_resync(R, now=3.0)
+        store.resync.finish(R, now=3.0)
 
 
 def test_association_ids_bulk_and_set(store: StateStore) -> None:
@@ -258,15 +260,15 @@ def test_remove_and_absence(store: StateStore) -> None:
 
 def test_baselines_persist(db_path: Path) -> None:
     st, _ = StateStore.open(db_path)
-    assert st.source_size(R) == 0 and st.prune_baseline(R) is None
-    st.set_source_size(R, 7)
-    st.set_source_size(R, 8)
-    st.set_prune_baseline(R, 42)
+    assert st.meta.source_size(R) == 0 and st.meta.prune_baseline(R) is None
+    st.meta.set_source_size(R, 7)
+    st.meta.set_source_size(R, 8)
+    st.meta.set_prune_baseline(R, 42)
     st.close()
     with StateStore.open(db_path)[0] as st:
-        assert st.source_size(R) == 8
-        assert st.source_size("other") == 0
-        assert st.prune_baseline(R) == 42
+        assert st.meta.source_size(R) == 8
+        assert st.meta.source_size("other") == 0
+        assert st.meta.prune_baseline(R) == 42
 
 
 def test_closed_store_raises(db_path: Path) -> None:

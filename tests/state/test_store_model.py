@@ -64,12 +64,12 @@ class StoreModel(RuleBasedStateMachine):
 
     @rule(pairs=pairs_st, finish=st.booleans())
     def resync(self, pairs: frozenset[tuple[int, int]], finish: bool) -> None:
-        self.store.begin_resync(R)
-        self.store.stage_resync(R, [(s, d, 1 + s * 10 + d) for s, d in pairs])
+        self.store.resync.begin(R)
+        self.store.resync.stage(R, [(s, d, 1 + s * 10 + d) for s, d in pairs])
         if not finish:
-            self.store.abort_resync(R)
+            self.store.resync.abort(R)
             return
-        self.store.finish_resync(R, self.tick())
+        self.store.resync.finish(R, self.tick())
         keys = {pack(s, d) for s, d in pairs}
         self.known = set(keys)
         self.owned &= keys
