@@ -20,6 +20,10 @@ from typing import Any
 from cmdb_simulator.backend import INNER_MODELS, ApiSpec
 from cmdb_simulator.fixture import HOST
 from cmdb_simulator.store import Store
+from cmdb_simulator.version import CmdbVersion
+
+NO_MATCHED_RULES = "no matched rules"
+"""The chain's finalizer when no parser added a resource (src/ac/parser/chain.go:215-224)."""
 
 _ABSENT = object()
 
@@ -85,7 +89,9 @@ class AuthParser:
     def __init__(self, store: Store) -> None:
         self.store = store
 
-    def parse(self, api: ApiSpec, params: Mapping[str, Any], body: Any) -> str | None:
+    def parse(
+        self, api: ApiSpec, params: Mapping[str, Any], body: Any, version: CmdbVersion | None = None
+    ) -> str | None:
         if api.name == "batch_create_instance_association":
             return self._create(body, many=True)
         if api.name == "add_instance_association":
@@ -95,13 +101,16 @@ class AuthParser:
         if api.name == "delete_instance_association":
             return self._delete_one(params)
         if api.name == "resource_watch":
-            return self._watch(params, body)
+            return self._watch(params, body, version is None or version.inst_asst_watch)
         return None
 
-    def _watch(self, params: Mapping[str, Any], body: Any) -> str | None:
+    def _watch(self, params: Mapping[str, Any], body: Any, inst_asst: bool) -> str | None:
         # src/ac/parser/event.go:48-117: a sub resource, when present, must name a model
         # (getOneModel with gjson String(), util.go:41-50); it becomes the IAM instance.
-        if params.get("bk_resource") not in ("object_instance", "mainline_instance", "inst_asst"):
+        # Before 3.10.10 the parser looks at it only for object and mainline instances
+        # (release-v3.10.9:src/ac/parser/event.go:67-85).
+        parsed = ("object_instance", "mainline_instance", "inst_asst")
+        if params.get("bk_resource") not in (parsed if inst_asst else parsed[:2]):
             return None
         sub = _get(_get(body, "bk_filter"), "bk_sub_resource")
         if sub is _ABSENT:
@@ -112,10 +121,13 @@ class AuthParser:
         return None
 
     def _delete_one(self, params: Mapping[str, Any]) -> str | None:
-        # topolatest.go:734-800: only a numeric id matches the route's regexp (:482);
-        # getInstAssociation (util.go:178-194), then the host side is looked up.
+        # topolatest.go:734-800: only a numeric id matches the route's regexp (:482), and
+        # no other rule matches: "no matched rules" (chain.go:215-224); getInstAssociation
+        # (util.go:178-194), then the host side is looked up.
         obj, raw_id = params.get("bk_obj_id"), params.get("id")
-        if not isinstance(obj, str) or not obj or not str(raw_id).isdigit():
+        if not str(raw_id).isdigit():
+            return NO_MATCHED_RULES
+        if not isinstance(obj, str) or not obj:
             return None
         asso_id = int(str(raw_id))
         row = self.store.by_object.get(obj, {}).get(asso_id)
@@ -133,6 +145,9 @@ class AuthParser:
         if model is None:
             return f"model association [map[bk_obj_asst_id:{asst_id}]] not found"
         items = _array(_get(body, "details")) if many else [body]
+        if not items:
+            # No detail, no resource (topolatest.go:678-731): the chain's finalizer.
+            return NO_MATCHED_RULES
         hosts = self.store.tables.get(HOST)
         exists = hosts.exists if hosts is not None else _never
         src_host, dst_host = model.bk_obj_id == HOST, model.bk_asst_obj_id == HOST

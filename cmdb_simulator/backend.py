@@ -369,6 +369,11 @@ class Backend:
         writer = self.store.writer(model, obj, asst_obj)
         texts = {code: cmdb_text(code, lang) for code in _PER_INDEX_CODES}
         texts[ASSOCIATION_ALREADY_EXIST] = cmdb_text(ASSOCIATION_ALREADY_EXIST, lang, obj, asst_obj)
+        # save() inserts the row into the source's and then the target's table, outside
+        # any transaction (core/instance.go:149-172, svc/association.go:1166-1182): two
+        # change-stream events with their own cluster times, which the flow keeps both of
+        # (event/flow/flow.go:252-267): two create events; one for a self-association.
+        second = self.store.on_change if obj != asst_obj else None
         for idx, (src, dst) in enumerate(pairs):
             code = writer.check(src, dst)
             if pace is not no_pace:
@@ -377,9 +382,12 @@ class Backend:
                 errors[str(idx)] = texts[code]
                 continue
             try:
-                created[str(idx)] = writer.insert(src, dst, unique=unique)
+                new_id = created[str(idx)] = writer.insert(src, dst, unique=unique)
             except DuplicateKeyError as exc:
                 errors[str(idx)] = duplicate_key_text(str(exc), asst_id, src, dst)
+                continue
+            if second is not None:
+                second(("create", self.store.rows[new_id]))
         self.stats.pairs_created += len(created)
         if self.fault == "audit-fail":
             # No transaction on the batch path (svc/association.go:1166-1182): the

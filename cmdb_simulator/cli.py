@@ -11,6 +11,7 @@ import asyncio
 import json
 import signal
 import sys
+from typing import NoReturn
 
 from cmdb_simulator.faults import ALL_FAULT_KINDS, FAULT_KINDS, check_kinds
 from cmdb_simulator.fixture import Fixture, FixtureError
@@ -92,8 +93,18 @@ def _positive(value: str) -> float:
     return number
 
 
+class _OptionsParser(argparse.ArgumentParser):
+    """A bad option is a configuration error: usage, the reason, exit 78 (not argparse's 2)."""
+
+    def error(self, message: str) -> NoReturn:
+        self.print_usage(sys.stderr)
+        self.exit(EX_CONFIG, f"{self.prog}: error: {message}\n")
+
+
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    """The simulator's options, for ``syncd simulate`` and ``python -m cmdb_simulator``."""
+    """The simulator's options, for ``syncd simulate`` and ``python -m cmdb_simulator``;
+    a bad one exits 78, as a bad fixture does."""
+    parser.__class__ = _OptionsParser
     parser.add_argument(
         "--listen", type=_listen, default=("127.0.0.1", 0), metavar="HOST:PORT",
         help="address to serve on; port 0 picks a free port (default 127.0.0.1:0)",
@@ -202,7 +213,7 @@ async def _serve(simulator: Simulator, host: str, port: int) -> int:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(
+    parser = _OptionsParser(
         prog="python -m cmdb_simulator", description="BlueKing CMDB simulator (both gateways)"
     )
     add_arguments(parser)

@@ -29,9 +29,14 @@ _TOP_KEYS = (
     "instance_ranges",
     "model_associations",
     "instance_associations",
+    "tenants",
 )
 
-_APP_KEYS = ("bk_app_code", "bk_app_secret", "deny")
+_APP_KEYS = ("bk_app_code", "bk_app_secret", "deny", "tenant_mode", "tenant_id")
+TENANT_MODES = ("single", "global")
+SINGLE_TENANT = "default"
+"""bk-cmdb's ``BKSingleTenantID``: the one tenant when multi-tenant mode is off
+(release-v3.15.1: src/common/definitions.go:81-84)."""
 _DENY_KEYS = ("api", "bk_obj_asst_id", "bk_obj_id")
 
 
@@ -63,6 +68,11 @@ class App:
     bk_app_code: str
     bk_app_secret: str
     deny: tuple[DenyRule, ...] = ()
+    tenant_mode: str = "single"
+    """The API gateway's app tenant mode: ``single`` (of ``tenant_id``) or ``global``
+    (all tenants; must name one in ``X-Bk-Tenant-Id``)."""
+    tenant_id: str = SINGLE_TENANT
+    """A single-tenant app's tenant (ignored for a global app)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -106,6 +116,9 @@ class Fixture:
     source: str = "<dict>"
     auth: bool = True
     """bk-cmdb's ``enableAuth`` (on by default, src/common/auth/auth.go:29)."""
+    tenants: dict[str, bool] | None = None
+    """Tenant id -> enabled, for ``--cmdb-version 3.15``: multi-tenant mode is on when
+    the fixture lists tenants; each starts with a copy of the fixture's data."""
 
     @classmethod
     def load(cls, path: str | Path) -> Fixture:
@@ -180,7 +193,39 @@ class _Parser:
         auth = top.get("auth", True)
         if not isinstance(auth, bool):
             raise self.fail("auth", f"must be true or false, got {_kind(auth)}")
-        return Fixture(apps, objects, ranges, models, pairs, tokens, self.source, auth)
+        tenants = self.tenants(top.get("tenants"))
+        for i, app in enumerate(apps):
+            known = tenants if tenants is not None else {SINGLE_TENANT: True}
+            if app.tenant_mode == "single" and app.tenant_id not in known:
+                raise self.fail(
+                    f"apps[{i}].tenant_id",
+                    f"{app.tenant_id!r} is not a tenant (tenants: {', '.join(known)})",
+                )
+        return Fixture(apps, objects, ranges, models, pairs, tokens, self.source, auth, tenants)
+
+    def tenants(self, raw: Any) -> dict[str, bool] | None:
+        """``tenants: [acme, {bk_tenant_id: old, enabled: false}]``; None when absent."""
+        if raw is None:
+            return None
+        out: dict[str, bool] = {}
+        for i, item in enumerate(self.seq(raw, "tenants")):
+            key = f"tenants[{i}]"
+            entry = {"bk_tenant_id": item} if isinstance(item, str) else self.mapping(item, key)
+            unknown = sorted(set(map(str, entry)) - {"bk_tenant_id", "enabled"})
+            if unknown:
+                raise self.fail(
+                    f"{key}.{unknown[0]}", "unknown key (expected bk_tenant_id, enabled)"
+                )
+            tenant = self.text(entry, "bk_tenant_id", key)
+            enabled = entry.get("enabled", True)
+            if not isinstance(enabled, bool):
+                raise self.fail(f"{key}.enabled", f"must be true or false, got {_kind(enabled)}")
+            if tenant in out:
+                raise self.fail(f"{key}.bk_tenant_id", f"duplicate tenant {tenant!r}")
+            out[tenant] = enabled
+        if not out:
+            raise self.fail("tenants", "list at least one tenant, or leave the key out")
+        return out
 
     def apps(self, raw: Any) -> list[App]:
         items = self.seq(raw, "apps")
@@ -196,10 +241,18 @@ class _Parser:
                 raise self.fail(
                     f"{key}.{unknown[0]}", f"unknown key (expected one of {', '.join(_APP_KEYS)})"
                 )
+            mode = entry.get("tenant_mode", "single")
+            if mode not in TENANT_MODES:
+                raise self.fail(f"{key}.tenant_mode", f"must be one of {', '.join(TENANT_MODES)}")
+            tenant = SINGLE_TENANT
+            if "tenant_id" in entry:
+                tenant = self.text(entry, "tenant_id", key)
             app = App(
                 self.text(entry, "bk_app_code", key),
                 self.text(entry, "bk_app_secret", key),
                 self.deny(entry.get("deny"), f"{key}.deny"),
+                mode,
+                tenant,
             )
             if app.bk_app_code in seen:
                 raise self.fail(f"{key}.bk_app_code", f"duplicate app code {app.bk_app_code!r}")

@@ -20,6 +20,8 @@ from cmdb_simulator.faults import CREATE_APIS
 from cmdb_simulator.fixture import HOST, DenyRule, Fixture
 from cmdb_simulator.messages import NO_PERMISSION, CmdbError
 from cmdb_simulator.store import Store
+from cmdb_simulator.version import CmdbVersion
+from cmdb_simulator.watch import INST_ASST, WATCHABLE
 
 SYSTEM_ID = "bk_cmdb"
 SYSTEM_NAME = "配置平台"
@@ -38,12 +40,15 @@ TOPO_AUTHORISED = frozenset(
         "search_object_instances",
         "find_object_association",
         "find_instance_association",
-        "list_hosts_without_biz",
     }
 )
 """Reads the API server lets through (``SkipAction``, src/ac/parser/topolatest.go:525-546)
 and the scene server authorises after its own checks (svc/association.go:781-789);
-their refusal is proxied. Writes are refused by the API server's authFilter."""
+their refusal is proxied. Writes are refused by the API server's authFilter, and so is
+``list_hosts_without_biz``: the parser makes it ``{HostInstance, FindMany}``
+(src/ac/parser/host.go:715-727), which IAM knows as ``view_resource_pool_host``
+(src/ac/iam/adaptor.go:175-189); the host server does no auth of its own
+(src/scene_server/host_server/service/findhost.go:649-686)."""
 WATCH_API = "resource_watch"
 _WATCH_ACTIONS = {
     "inst_asst": ("watch_inst_asst_event", "实例关联事件监听", "inst_asst_event", "实例关联事件"),
@@ -51,6 +56,20 @@ _WATCH_ACTIONS = {
 """src/ac/iam/types.go:226,519, initial_actions.go:131, initial_resources.go:42."""
 NEVER_AUTHORISED = frozenset({"count_instance_associations"})
 """SkipAction in the API server and no check in topo (svc/association.go:804-836)."""
+
+
+def iam_can_map(api: ApiSpec, params: Mapping[str, Any], version: CmdbVersion) -> bool:
+    """Whether the auth filter can turn the request into an IAM action. A watch of a
+    resource the release has no IAM action for (any unknown name; ``inst_asst`` before
+    3.10.10, whose adaptor has no ``WatchInstAsst``: release-v3.10.9:src/ac/iam/
+    adaptor.go:386-394) passes the parse (src/ac/parser/event.go:71-76) and then fails
+    ``AdaptAuthOptions`` (src/ac/iam/iam.go:1308-1312, adaptor.go:196-203)."""
+    if api.name != WATCH_API:
+        return True
+    resource = params.get("bk_resource")
+    if resource == INST_ASST:
+        return version.inst_asst_watch
+    return resource in WATCHABLE
 
 
 def _text(body: Mapping[str, Any], key: str) -> str | None:
@@ -86,6 +105,8 @@ class Iam:
     def _objects(self, api: ApiSpec, params: Mapping[str, Any], body: Any) -> list[str]:
         """The objects a request touches: source and target of a create, else its object."""
         fields: Mapping[str, Any] = body if isinstance(body, Mapping) else {}
+        if api.name == "list_hosts_without_biz":
+            return [HOST]
         if api.name == WATCH_API:
             flt = fields.get("bk_filter")
             sub = flt.get("bk_sub_resource") if isinstance(flt, Mapping) else None

@@ -63,6 +63,9 @@ EVENT_CHAIN_NODE_NOT_EXIST = 1103007
 AUDIT_LOG_FAILED = 1109005
 CORE_SERVICE_CONCURRENT = 1113053
 AUTH_NOT_HAVE_PERMISSION = 1199047
+AUTHORIZE_FAILED = 1199046
+"""CCErrCommCheckAuthorizeFailed: the auth filter could not ask IAM (src/apiserver/service/
+filter.go:281-290), e.g. a resource IAM has no action for."""
 TOO_MANY_REQUESTS = 1199997
 NO_PERMISSION = 9900403
 """IAM denial; its text is that of 1199047, and the answer carries a ``permission`` object."""
@@ -112,6 +115,7 @@ CMDB_TEXTS: dict[int, tuple[str, str]] = {
     # its language packs word it like this.
     CORE_SERVICE_CONCURRENT: ("关联关系约束不匹配", "association constraint mismatch"),
     AUTH_NOT_HAVE_PERMISSION: ("没有操作的权限", "Do not have access permission."),
+    AUTHORIZE_FAILED: ("鉴权失败", "Authorize request failed."),
     TOO_MANY_REQUESTS: (TOO_MANY_REQUESTS_TEXT, TOO_MANY_REQUESTS_TEXT),
     NO_PERMISSION: ("没有操作的权限", "Do not have access permission."),
 }

@@ -10,9 +10,10 @@ of both its source and its target model.
 from __future__ import annotations
 
 import bisect
+import itertools
 import json
 import re
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from typing import Any
 
 from cmdb_simulator import query
@@ -155,7 +156,16 @@ class DuplicateKeyError(Exception):
 class Store:
     """All data of one simulated CMDB."""
 
-    def __init__(self, fixture: Fixture) -> None:
+    def __init__(
+        self,
+        fixture: Fixture,
+        *,
+        supplier_account: str | None = SUPPLIER_ACCOUNT,
+        ids: Iterator[int] | None = None,
+    ) -> None:
+        self.supplier_account = supplier_account
+        """None on the multi-tenant line, whose rows have no ``bk_supplier_account``
+        (release-v3.15.1: src/common/metadata/association.go:542-559)."""
         self.tables: dict[str, ObjectTable] = {}
         self.models: dict[str, ModelAssociation] = {}
         self.model_ids: dict[str, int] = {}
@@ -176,7 +186,9 @@ class Store:
         """Associations inserted since start (the fixture's own pairs not counted)."""
         self.deleted_total = 0
         """Associations deleted since start, by any API or :meth:`delete_pairs`."""
-        self._seq = 0
+        self._ids = ids if ids is not None else itertools.count(1)
+        """Association ids; tenants share one sequence, as bk-cmdb draws them system-wide
+        (release-v3.15.1: core/instance.go:158-160)."""
         self._cache: tuple[Any, int, list[Row]] | None = None
         self.on_change: ChangeHook | None = None
         """Set after seeding (the fixture's pairs are no events): the watch's event chain."""
@@ -239,8 +251,7 @@ class Store:
             "mapping": model.mapping,
             "on_delete": model.on_delete,
             "is_pre": False,
-            "bk_supplier_account": SUPPLIER_ACCOUNT,
-        }
+        } | _owner(self.supplier_account)
 
     def find_models(self, cond: Mapping[str, Any], *, check_dangerous: bool = True) -> list[Row]:
         """Model associations matching a Mongo condition; raises :class:`MongoError`."""
@@ -267,8 +278,7 @@ class Store:
 
     def next_id(self) -> int:
         """One global, only-growing sequence, like the CMDB's ``cc_idgenerator``."""
-        self._seq += 1
-        return self._seq
+        return next(self._ids)
 
     def delete_row(self, row_id: int) -> bool:
         row = self.rows.pop(row_id, None)
@@ -440,6 +450,10 @@ class Store:
         writer.insert(src, dst)
 
 
+def _owner(supplier_account: str | None) -> Row:
+    return {} if supplier_account is None else {"bk_supplier_account": supplier_account}
+
+
 def _drop_id(ids: list[int], row_id: int) -> None:
     i = bisect.bisect_left(ids, row_id)
     if i < len(ids) and ids[i] == row_id:
@@ -534,8 +548,7 @@ class PairWriter:
         ``unique``: the pair index exists (bk-cmdb >= 3.10.17); without it a pair that
         appeared meanwhile is stored a second time, silently."""
         store = self.store
-        store._seq += 1
-        new_id = store._seq
+        new_id = next(store._ids)
         asst_id = self.asst_id
         key = (asst_id, src, dst)
         doubled = key in self.by_pair
@@ -549,8 +562,9 @@ class PairWriter:
             "bk_asst_obj_id": self.asst_obj_id,
             "bk_obj_asst_id": asst_id,
             "bk_asst_id": self.kind,
-            "bk_supplier_account": SUPPLIER_ACCOUNT,
         }
+        if store.supplier_account is not None:
+            row["bk_supplier_account"] = store.supplier_account
         store.rows[new_id] = row
         if doubled:
             store.doubled.setdefault(key, []).append(new_id)

@@ -1,15 +1,17 @@
 """Which bk-cmdb release the simulator answers as, and what changed between releases.
 
-``3.10``, ``3.12`` and ``3.14`` name the newest patch of that line; ``3.10.16`` and
-the like pick an older patch, for the changes that landed mid-line (from bk-cmdb's
-git history, docs/simulator.md lists them).
+``3.10``, ``3.12``, ``3.14`` and ``3.15`` name the newest patch of that line; ``3.10.16``
+and the like pick an older patch, for the changes that landed mid-line (from bk-cmdb's
+git history, docs/simulator.md lists them). ``3.15`` is the multi-tenant line
+(``release-v3.15.1``, branch ``feature-tenant``): it branched before v3.14.8, so it has
+every 3.10-3.12 change but not 3.14.8's.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 
-LINES = ("3.10", "3.12", "3.14")
+LINES = ("3.10", "3.12", "3.14", "3.15")
 DEFAULT = "3.14"
 _LATEST_PATCH = 10_000
 
@@ -47,11 +49,19 @@ class CmdbVersion:
 
     @property
     def dangerous_ops_check(self) -> bool:
-        """The DAL refuses $where/$expr/$accumulator/$function (v3.14.8, commit d7c0743aa6)."""
-        return self.number >= (3, 14, 8)
+        """The DAL refuses $where/$expr/$accumulator/$function (v3.14.8, commit d7c0743aa6;
+        not an ancestor of release-v3.15.1)."""
+        return (3, 14, 8) <= self.number < (3, 15, 0)
 
     @property
     def inst_asst_watch(self) -> bool:
         """``resource_watch`` knows ``inst_asst`` (v3.10.10, commit 1a3d09a192); before it the
         resource is refused like any unknown one."""
         return self.number >= (3, 10, 10)
+
+    @property
+    def tenants(self) -> bool:
+        """The multi-tenant line: ``X-Bk-Tenant-Id`` on every call, the API server's
+        ``TenantVerify`` filter, no ``bk_supplier_account`` (release-v3.15.1:
+        src/common/http/header/header.go:62-63, src/apiserver/service/service.go:105-110)."""
+        return self.number >= (3, 15, 0)

@@ -1,9 +1,11 @@
 """bk-cmdb's ``resource_watch`` for ``inst_asst``: the event chain, its cursors, the long poll.
 
-Follows bk-cmdb v3.14.8 (111e7ac66a). Every create and delete of an instance
-association becomes one chain node (the two change-stream events of the source
-and target tables share one cursor and are deduplicated;
-src/source_controller/cacheservice/event/flow/parser.go:142-173). Its cursor is
+Follows bk-cmdb v3.14.8 (111e7ac66a). Every stored change of an instance association
+becomes a chain node: one for a single create or a delete (both in a transaction, so
+the source and target tables' change-stream events share a cluster time and cursor
+and are deduplicated, event/flow/parser.go:142-173), two for each pair a batch create
+stores (two writes without a transaction, each with its own cluster time; the flow
+drops only identical cursors, event/flow/flow.go:252-267). Its cursor is
 bk-cmdb's own encoding (src/common/watch/cursor.go:191-244): type 13, the
 association id as oid and unique key, the operation (``insert``/``delete``) and the
 cluster time. Nodes older than the retention window are gone, so a cursor naming

@@ -118,8 +118,11 @@ def main(argv: list[str] | None = None) -> int:
     if command == "check-config":
         for warning in security_warnings(settings.cmdb):
             print(f"syncd: warning: {warning}", file=sys.stderr)
+        from syncd.cmdb.gateway import describe
+
         names = ", ".join(r.name for r in settings.relations)
         print(f"syncd: config OK: {len(settings.relations)} relation(s): {names}")
+        print(f"syncd: {describe(settings.cmdb)}")
         return 0
     from syncd.runtime.daemon import Daemon
 

@@ -3,7 +3,9 @@
 ESB: credentials and path variables ride in the JSON body, language in
 ``Blueking-Language``. API gateway: credentials in ``X-Bkapi-Authorization``,
 backend method and path, language in ``X-Bkcmdb-Language``, our own
-``X-Request-ID`` so the CMDB's logs can be matched to ours.
+``X-Request-ID`` so the CMDB's logs can be matched to ours. On a multi-tenant CMDB
+(bk-cmdb 3.15, ``cmdb.tenant_id``) the tenant rides in ``X-Bk-Tenant-Id`` and the
+supplier account, which that release no longer has, is not sent.
 """
 
 from __future__ import annotations
@@ -16,6 +18,7 @@ from urllib.parse import quote
 
 from syncd.cmdb.apis import Api
 from syncd.config.settings import CmdbSettings
+from syncd.support.httpbody import safe_url
 
 
 @dataclass(frozen=True, slots=True)
@@ -54,9 +57,10 @@ def frame(settings: CmdbSettings, api: Api, body: dict[str, Any], params: dict[s
         auth["bk_token"] = settings.bk_token.get_secret_value()
     headers["X-Bkapi-Authorization"] = json.dumps(auth)
     headers["X-Bkcmdb-Language"] = "en" if settings.language == "en" else "zh-cn"
-    headers["X-Bkcmdb-Supplier-Account"] = settings.supplier_account
-    if settings.tenant_id:
+    if settings.tenant_id is not None:
         headers["X-Bk-Tenant-Id"] = settings.tenant_id
+    else:
+        headers["X-Bkcmdb-Supplier-Account"] = settings.supplier_account
     path = api.path.format(**{k: path_segment(v) for k, v in params.items()})
     url = f"{settings.url}/api/bk-cmdb/{settings.stage}{path}"
     return Framed(api.method, url, headers, json.dumps(body).encode(), request_id)
@@ -70,3 +74,26 @@ def path_segment(value: object) -> str:
     if text in ("", ".", ".."):
         raise ValueError(f"{text!r} cannot be a URL path segment")
     return quote(text, safe="")
+
+
+def describe(settings: CmdbSettings) -> str:
+    """One line for ``syncd check-config``: which gateway, and how the CMDB learns whose
+    data a call is about (supplier account or tenant), so the operator can match it to
+    the BlueKing release before the first call."""
+    url = safe_url(settings.url)
+    if settings.gateway == "esb":
+        return (
+            f"CMDB through the ESB at {url}: bk_supplier_account = "
+            f"{settings.supplier_account!r} in every body, no tenant "
+            "(bk-cmdb 3.10-3.14, or a 3.15 that is not multi-tenant)"
+        )
+    where = f"CMDB through the API gateway at {url}, stage {settings.stage!r}"
+    if settings.tenant_id is not None:
+        return (
+            f"{where}: X-Bk-Tenant-Id: {settings.tenant_id} on every call, no supplier "
+            "account (bk-cmdb 3.15, multi-tenant)"
+        )
+    return (
+        f"{where}: X-Bkcmdb-Supplier-Account: {settings.supplier_account}, no tenant "
+        "(bk-cmdb 3.10-3.14; a multi-tenant 3.15 needs cmdb.tenant_id)"
+    )

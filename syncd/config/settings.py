@@ -8,13 +8,11 @@ e.g. ``SYNCD_CMDB__RATE_LIMIT=50``), then the TOML file. Secrets are
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 from typing import Literal
 
 from pydantic import (
     Field,
-    SecretStr,
     ValidationInfo,
     field_validator,
     model_validator,
@@ -25,16 +23,14 @@ from pydantic_settings import (
     SettingsConfigDict,
 )
 
+from syncd.config.cmdb import CmdbSettings as CmdbSettings  # imported from here in many places
 from syncd.config.hooks import HooksSettings, OpsSettings
-from syncd.core.batching import MAX_BATCH
 from syncd.core.identifiers import ASSOCIATION_ID_MAX, MODEL_ID_MAX, check_model_id
 from syncd.core.moves import MoveGuards
 from syncd.core.prune import PruneGuards
 from syncd.sources.filters import FilterSettings
 from syncd.sources.settings import NetBoxSourceSettings, SourceSettings
-from syncd.support.httpbody import check_url
 from syncd.support.printable import escape_controls
-from syncd.support.secretfile import read_secret_file
 from syncd.support.sections import _Section
 
 EX_CONFIG = 78
@@ -49,72 +45,6 @@ class ConfigError(Exception):
 
     def __init__(self, message: str) -> None:
         super().__init__(escape_controls(message))
-
-
-class CmdbSettings(_Section):
-    """How to reach the CMDB and how hard to push it."""
-
-    url: str = Field(description="ESB or API gateway base URL")
-    gateway: Literal["esb", "apigw"] = "esb"
-    stage: str = Field("prod", description="API gateway stage (apigw only)")
-    app_code: str
-    app_secret: SecretStr | None = None
-    app_secret_file: Path | None = None
-    username: str = "admin"
-    bk_token: SecretStr | None = None
-    supplier_account: str = "0"
-    tenant_id: str | None = Field(None, description="X-Bk-Tenant-Id for multi-tenant CMDB 3.15")
-    language: Literal["en", "zh-cn"] = "en"
-    rate_limit: float = Field(50, gt=0, description="requests per second, all relations together")
-    read_rate_limit: float | None = Field(
-        None,
-        gt=0,
-        description="API gateway only: requests per second for reads (searches, counts, "
-        "lookups), a budget apart from writes; default rate_limit. The ESB shares one budget",
-    )
-    concurrency: int = Field(8, ge=1, le=256, description="requests in flight at most")
-    batch_size: int = Field(MAX_BATCH, ge=1, le=MAX_BATCH)
-    timeout: float = Field(60.0, gt=0, description="seconds for one request, end to end")
-    connect_timeout: float = Field(10.0, gt=0)
-    verify_tls: bool = True
-    ca_bundle: Path | None = None
-    max_retries: int = Field(6, ge=0, le=50, description="per request, for retryable failures")
-    retry_base: float = Field(0.5, gt=0, description="first backoff, seconds; doubles, jittered")
-    retry_cap: float = Field(30.0, gt=0, description="longest single backoff, seconds")
-
-    @field_validator("url")
-    @classmethod
-    def _url(cls, value: str) -> str:
-        return check_url(value).rstrip("/")
-
-    @model_validator(mode="after")
-    def _retry_order(self) -> CmdbSettings:
-        if self.retry_base > self.retry_cap:
-            raise ValueError(
-                f"retry_base ({self.retry_base:g}) is larger than retry_cap ({self.retry_cap:g})"
-            )
-        return self
-
-    @model_validator(mode="after")
-    def _secret(self) -> CmdbSettings:
-        if self.app_secret is None:
-            path = self.app_secret_file
-            if path is None:
-                creds = os.environ.get("CREDENTIALS_DIRECTORY")
-                candidate = Path(creds) / "app_secret" if creds else None
-                if candidate is None or not candidate.exists():
-                    raise ValueError(
-                        "no app secret: set cmdb.app_secret, cmdb.app_secret_file, "
-                        "or provide the systemd credential 'app_secret'"
-                    )
-                path = candidate
-            self.app_secret = SecretStr(read_secret_file(path, "app_secret_file"))
-        return self
-
-    def secret(self) -> str:
-        """The app secret in clear, for the wire only."""
-        assert self.app_secret is not None  # guaranteed by the validator
-        return self.app_secret.get_secret_value()
 
 
 class StateSettings(_Section):

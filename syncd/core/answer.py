@@ -236,7 +236,8 @@ RELATION_CODES: Mapping[int, str] = {
     1640401: "the API gateway does not know this API: check cmdb.url, cmdb.gateway and cmdb.stage",
     1641301: "the request body is too large for the gateway: lower cmdb.batch_size",
     9900403: "no IAM permission: apply for the permission named in this line",
-    1199046: "the CMDB could not ask IAM whether the user may do this: check the CMDB's IAM",
+    1199046: "the CMDB could not ask IAM whether the user may do this: check the CMDB's IAM; "
+    "for the watch, bk-cmdb before 3.10.10 has no inst_asst events (set sync.watch = false)",
     1199047: "no IAM permission: apply for the permission named in this line",
     1199048: "no IAM permission: apply for the permission named in this line",
     1101046: "the model association does not exist in the CMDB: check bk_obj_asst_id",
@@ -244,6 +245,11 @@ RELATION_CODES: Mapping[int, str] = {
     1199006: "the CMDB rejected a parameter: check the relation's model ids",
     1199035: "too many details in one request: lower cmdb.batch_size",
     1199000: "the CMDB could not decode the request",
+    1100005: "the CMDB does not know the tenant: on a multi-tenant BlueKing (bk-cmdb 3.15) "
+    'set cmdb.tenant_id to your tenant and cmdb.gateway = "apigw"; otherwise remove '
+    'cmdb.tenant_id (or set it to "default")',
+    1640302: "the API gateway refused the tenant: set cmdb.tenant_id to the app's own tenant "
+    "(a single-tenant app) or to the tenant to sync (an all-tenant app, which must send one)",
 }
 
 

@@ -8,6 +8,7 @@ checked on values alone.
 from __future__ import annotations
 
 import base64
+from collections import OrderedDict
 from collections.abc import Iterable
 from typing import NamedTuple
 
@@ -95,3 +96,36 @@ def last_wins(events: Iterable[Event]) -> dict[PairKey, Event]:
         final.pop(event.key, None)
         final[event.key] = event
     return final
+
+
+class CreateEchoes:
+    """Drops the second ``create`` event of an association: bk-cmdb sends two.
+
+    A batch create stores each association in the source's and the target's table
+    as two writes without a transaction (core/instance.go:149-172, svc/association.go:
+    1166-1182); each is a change-stream event with its own cluster time and cursor,
+    and the event flow drops only identical cursors (event/flow/flow.go:252-267). The
+    two have the same ``bk_detail.id``, usually one after the other, sometimes in the
+    next answer. Association ids are never reused (one global sequence), so a
+    second create of an id is always the echo. Remembers the last ``size`` ids.
+    """
+
+    def __init__(self, size: int = 2 * EVENT_STEP) -> None:
+        self.size = size
+        self._ids: OrderedDict[int, None] = OrderedDict()
+        self.dropped = 0
+        """Echoes dropped so far."""
+
+    def fresh(self, events: Iterable[Event]) -> list[Event]:
+        """The events without the echoes; an event with no id is always kept."""
+        out: list[Event] = []
+        for event in events:
+            if event.type == "create" and event.association_id:
+                if event.association_id in self._ids:
+                    self.dropped += 1
+                    continue
+                self._ids[event.association_id] = None
+                if len(self._ids) > self.size:
+                    self._ids.popitem(last=False)
+            out.append(event)
+        return out

@@ -25,7 +25,15 @@ from syncd.cmdb.client import CmdbClient
 from syncd.config.settings import RelationSettings
 from syncd.core.answer import Verdict
 from syncd.core.pairs import PairKey
-from syncd.core.watchevents import EVENT_STEP, EXPIRED, Event, WatchGap, event_time, parse_answer
+from syncd.core.watchevents import (
+    EVENT_STEP,
+    EXPIRED,
+    CreateEchoes,
+    Event,
+    WatchGap,
+    event_time,
+    parse_answer,
+)
 from syncd.state import StateStore
 
 log = structlog.get_logger("syncd.watch")
@@ -94,6 +102,8 @@ class ObjectWatch:
     """Why the next "from now" cursor is needed: the relist reason of the relations."""
     pending: dict[tuple[str, PairKey], Event] = field(default_factory=dict)
     """Creates of unknown pairs waiting out the adoption grace, by (relation, pair)."""
+    echoes: CreateEchoes = field(default_factory=CreateEchoes)
+    """The second create event bk-cmdb sends per batch-created association, dropped."""
     next_request: float = -math.inf
     """Monotonic time before which no watch request of this object leaves."""
     restart_due: float = -math.inf
@@ -205,12 +215,16 @@ class ObjectStream:
         for rel in watch.relations:
             if rel.name in self.parts.book.uncovered or not self.parts.store.has_resynced(rel.name):
                 return
-        self.parts.store.meta.set_watch_cursor(watch.bk_obj_id, watch.cursor)
+        self.parts.store.meta.set_watch_cursor(
+            watch.bk_obj_id, watch.cursor, self.parts.client.settings.tenant_id
+        )
 
     def resume(self) -> None:
         """Go on from the stored cursor if every relation's state goes with it."""
         watch = self.watch
-        stored = self.parts.store.meta.watch_cursor(watch.bk_obj_id)
+        stored = self.parts.store.meta.watch_cursor(
+            watch.bk_obj_id, self.parts.client.settings.tenant_id
+        )
         if stored is not None and all(
             self.parts.store.has_resynced(r.name) for r in watch.relations
         ):
@@ -291,7 +305,9 @@ class ObjectStream:
         watch.cursor = None
         watch.lost = reason
         watch.since = math.inf  # every relation listed before the next cursor relists
-        self.parts.store.meta.set_watch_cursor(watch.bk_obj_id, None)
+        self.parts.store.meta.set_watch_cursor(
+            watch.bk_obj_id, None, self.parts.client.settings.tenant_id
+        )
         for rel in watch.relations:
             self.parts.book.listed_at.pop(rel.name, None)
         pause = self.parts.timings.restart_pause(watch.restarts)
@@ -303,6 +319,7 @@ class ObjectStream:
         watch = self.watch
         now = self.parts.clock()
         watch.last_answer = self.parts.monotonic()
+        events = watch.echoes.fresh(events)  # one change, one event: counted and applied once
         by_type = Counter(e.type for e in events)
         watch.events.update(by_type)
         lag = 0.0

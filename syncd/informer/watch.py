@@ -139,7 +139,7 @@ class Watcher:
             log.info("relist_requested", relation=rel.name, reason=reason)
             self.book.uncovered.add(rel.name)
             # Until the relist is in, the stored cursor does not describe the state.
-            self.store.meta.set_watch_cursor(rel.bk_obj_id, None)
+            self.store.meta.set_watch_cursor(rel.bk_obj_id, None, self.client.settings.tenant_id)
         if self.engine.stopping:
             return
         run = self.engine.queue.add(Work(rel.name, relist))

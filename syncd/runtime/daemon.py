@@ -282,6 +282,12 @@ class Daemon:
             self._state_error = str(exc)
             log.error("state_unavailable", path=str(path), error=str(exc))
             return None
+        mismatch = store.meta.tenant_mismatch(self.settings.cmdb.tenant_id)
+        if mismatch is not None:  # another tenant's pairs: nothing may be pruned by them
+            store.close()
+            self._state_error = mismatch
+            log.error("state_unavailable", path=str(path), error=mismatch)
+            return None
         stack.callback(store.close)
         self._state_error = None
         if warning:

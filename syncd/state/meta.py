@@ -26,25 +26,56 @@ class Meta:
     def __init__(self, database: Database) -> None:
         self._db = database
 
-    def watch_cursor(self, bk_obj_id: str) -> str | None:
-        """Where the watch of one object's associations goes on from after a restart."""
+    def watch_cursor(self, bk_obj_id: str, tenant: str | None = None) -> str | None:
+        """Where the watch of one object's associations goes on from after a restart.
+
+        A multi-tenant CMDB keeps an event chain per tenant, so a cursor is kept per
+        (tenant, object): another tenant's would be unknown there (1103007)."""
         with self._db.read() as db:
             row = db.execute(
-                "SELECT value FROM meta WHERE key = ?", (_watch_cursor_key(bk_obj_id),)
+                "SELECT value FROM meta WHERE key = ?", (_watch_cursor_key(bk_obj_id, tenant),)
             ).fetchone()
             return None if row is None else str(row[0])
 
-    def set_watch_cursor(self, bk_obj_id: str, cursor: str | None) -> None:
+    def set_watch_cursor(
+        self, bk_obj_id: str, cursor: str | None, tenant: str | None = None
+    ) -> None:
         """Keep (or, with None, drop: the known state is not in step with any cursor)."""
+        key = _watch_cursor_key(bk_obj_id, tenant)
         with self._db.tx() as db:
             if cursor is None:
-                db.execute("DELETE FROM meta WHERE key = ?", (_watch_cursor_key(bk_obj_id),))
+                db.execute("DELETE FROM meta WHERE key = ?", (key,))
                 return
             db.execute(
                 "INSERT INTO meta(key, value) VALUES (?, ?)"
                 " ON CONFLICT (key) DO UPDATE SET value = excluded.value",
-                (_watch_cursor_key(bk_obj_id), cursor),
+                (key, cursor),
             )
+
+    def tenant_mismatch(self, tenant: str | None) -> str | None:
+        """Why this state cannot serve ``tenant`` (``cmdb.tenant_id``), or None.
+
+        The known pairs, their ownership and the association ids belong to one tenant's
+        data: carried to another tenant, a resync there would keep the ownership of any
+        pair that happens to exist in both, and a prune could then delete a pair syncd
+        never created there. The first use records the tenant (none: ``""``); a state
+        made before tenants is taken as the configured one's.
+        """
+        want = tenant or ""
+        with self._db.tx() as db:
+            row = db.execute("SELECT value FROM meta WHERE key = ?", (_TENANT_KEY,)).fetchone()
+            if row is None:
+                db.execute("INSERT INTO meta(key, value) VALUES (?, ?)", (_TENANT_KEY, want))
+                return None
+        have = str(row[0])
+        if have == want:
+            return None
+        made = f"tenant {have!r}" if have else "a CMDB without tenants"
+        now = f"tenant {want!r}" if want else "a CMDB without tenants (no cmdb.tenant_id)"
+        return (
+            f"the state was made for {made}, but this configuration syncs {now}: give each "
+            "tenant a state.path of its own (or move this file away to start afresh)"
+        )
 
     # ------------------------------------------------------------------ identity
 
@@ -144,12 +175,18 @@ class Meta:
             )
 
 
+_TENANT_KEY = "cmdb_tenant"
+
+
 def _source_size_key(relation: str) -> str:
     return f"last_desired:{relation}"
 
 
-def _watch_cursor_key(bk_obj_id: str) -> str:
-    return f"watch_cursor:{bk_obj_id}"
+def _watch_cursor_key(bk_obj_id: str, tenant: str | None) -> str:
+    """Without a tenant the key of old (a CMDB without tenants); a tenant id has no ':'."""
+    if tenant is None:
+        return f"watch_cursor:{bk_obj_id}"
+    return f"watch_cursor:{tenant}:{bk_obj_id}"
 
 
 def _source_baseline_key(relation: str, source: str) -> str:

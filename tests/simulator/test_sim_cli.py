@@ -70,10 +70,11 @@ def test_bad_fixture_exits_78(tmp_path: Path) -> None:
     assert f"fixture {bad}: apps: at least one" in err
 
 
-def test_bad_option_is_a_usage_error() -> None:
+def test_bad_option_is_a_config_error() -> None:
+    # docs/simulator.md: a bad fixture or option exits with 78 (EX_CONFIG), not argparse's 2.
     proc = start("--fixture", "config/demo/fixture.yaml", "--fault-kinds", "503")
     _, err = proc.communicate(timeout=20)
-    assert proc.returncode == 2
+    assert proc.returncode == 78
     assert "unknown fault kind '503'" in err
 
 
@@ -94,8 +95,8 @@ def test_defaults_follow_a_stock_cmdb() -> None:
     [("--cmdb-version", "3.11", "unknown cmdb version"), ("--auth", "yes", "expected on or off"),
      ("--rate-limit", "-3", "must be positive")],
 )  # fmt: skip
-def test_bad_new_options_are_usage_errors(option: str, value: str, why: str) -> None:
+def test_bad_new_options_are_config_errors(option: str, value: str, why: str) -> None:
     proc = start("--fixture", "config/demo/fixture.yaml", option, value)
     _, err = proc.communicate(timeout=20)
-    assert proc.returncode == 2
+    assert proc.returncode == 78
     assert why in err

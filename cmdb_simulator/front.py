@@ -1,0 +1,83 @@
+"""What both gateway fronts share: the per-request outcome, JSON in and out, a dropped
+answer, and the parts of the simulator they call (declared here, defined by
+:class:`cmdb_simulator.server.Simulator`)."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from aiohttp import web
+
+from cmdb_simulator.backend import MALFORMED, ApiSpec
+from cmdb_simulator.limits import RateLimiter
+from cmdb_simulator.messages import Lang
+from cmdb_simulator.stats import Stats
+from cmdb_simulator.version import CmdbVersion
+
+JSON_TYPE = "application/json"
+
+
+@dataclass(slots=True)
+class Outcome:
+    """What one request ended as, for the counters."""
+
+    api: str
+    status: str = "200"
+    code: int | None = None
+    extra_headers: dict[str, str] = field(default_factory=dict)
+
+
+def dumps(doc: Any) -> bytes:
+    return json.dumps(doc, ensure_ascii=False, separators=(",", ":")).encode()
+
+
+def parse_body(raw: bytes) -> Any:
+    if not raw.strip():
+        return None
+    try:
+        return json.loads(raw)
+    except ValueError:
+        return MALFORMED
+
+
+async def drop(
+    request: web.Request, payload: bytes, headers: dict[str, str], outcome: Outcome
+) -> web.StreamResponse:
+    """Send the headers and half the body, then cut the connection."""
+    outcome.status = "drop"
+    resp = web.StreamResponse(status=200, headers=headers)
+    resp.content_type = JSON_TYPE
+    resp.content_length = len(payload)
+    await resp.prepare(request)
+    await resp.write(payload[: len(payload) // 2])
+    transport = request.transport
+    if transport is not None:
+        transport.abort()
+    return resp
+
+
+class Front:
+    """The simulator as a gateway front sees it."""
+
+    _stats: Stats
+    _apps: dict[str, str]
+    _tokens: set[str] | None
+    _rate: RateLimiter
+
+    @property
+    def version(self) -> CmdbVersion:
+        raise NotImplementedError
+
+    async def _act(
+        self,
+        api: ApiSpec,
+        params: Mapping[str, Any],
+        body: Any,
+        lang: Lang,
+        app_code: str,
+        tenant: str | None = None,
+    ) -> tuple[str | None, Any]:
+        raise NotImplementedError
