@@ -1,7 +1,10 @@
-"""``python -m bench [--quick] [--only NAME ...]``: run the scenarios, print a table, save JSON.
+"""``python -m bench [--quick] [--only NAME ...] [--compare OLD [NEW]]``: run the scenarios,
+print a table, save JSON.
 
 Every figure of one run, with the machine it ran on, goes to
-``bench/results/bench-<UTC time>[-quick].json`` (and ``latest.json``), so runs compare.
+``bench/results/bench-<UTC time>[-quick].json`` (and ``latest.json``), so runs compare:
+``--compare OLD`` prints this run's figures against an earlier results file,
+``--compare OLD NEW`` two files against each other without running anything.
 """
 
 from __future__ import annotations
@@ -28,6 +31,7 @@ from bench import (
     webhook_latency,
 )
 from bench.common import machine
+from bench.compare import compare, load
 
 RESULTS = Path(__file__).resolve().parent / "results"
 
@@ -49,10 +53,14 @@ SIZES = {
 
 TARGETS = {
     "throughput.efficiency >= 0.95": lambda r: r["throughput"]["efficiency"] >= 0.95,
-    "throughput.cpu_s_per_100k <= 2": lambda r: r["throughput"]["cpu_s_per_100k"] <= 2.0,
+    "throughput.cpu_s_per_100k <= 1": lambda r: r["throughput"]["cpu_s_per_100k"] <= 1.0,
+    "throughput.cycle_minus_send_s <= 0.1": lambda r: (
+        (r["throughput"].get("cycle_minus_send_s") or 1e9) <= 0.1
+    ),
     "baseline: syncd >= 10x faster": lambda r: r["ratios"]["baseline_over_syncd_cycle"] >= 10,
-    "diff_scale.noop_cycle_s < 2": lambda r: r["diff_scale"]["noop_cycle_s"] < 2.0,
-    "diff_scale.noop_max_rss_mb < 300": lambda r: r["diff_scale"]["noop_max_rss_mb"] < 300,
+    "diff_scale.noop_cycle_s <= 1": lambda r: r["diff_scale"]["noop_cycle_s"] <= 1.0,
+    "diff_scale.noop_max_rss_mb <= 200": lambda r: r["diff_scale"]["noop_max_rss_mb"] <= 200,
+    "diff_scale.changed_cycle_s <= 1.2": lambda r: r["diff_scale"]["changed_cycle_s"] <= 1.2,
     "netbox_read.speedup >= 3": lambda r: r["netbox_read"]["speedup"] >= 3,
     "pacing.new_peak_over_rate <= 1.1": lambda r: r["pacing"]["new_peak_over_rate"] <= 1.1,
     "pacing.new_throughput >= 0.95": lambda r: r["pacing"]["new_throughput"] >= 0.95,
@@ -163,7 +171,23 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--quick", action="store_true", help="small sizes (seconds, not minutes)")
     parser.add_argument("--only", nargs="*", default=[], choices=sorted(SIZES), metavar="NAME")
     parser.add_argument("--out", type=Path, default=RESULTS, help="directory for the JSON file")
+    parser.add_argument(
+        "--compare",
+        nargs="+",
+        type=Path,
+        metavar="FILE",
+        help="OLD: this run against an earlier results file; OLD NEW: two files, no run",
+    )
     args = parser.parse_args(argv)
+    if args.compare and len(args.compare) > 2:
+        parser.error("--compare takes OLD, or OLD and NEW")
+    try:
+        earlier = [load(path) for path in args.compare or ()]
+    except (OSError, ValueError) as exc:
+        parser.error(f"--compare: {exc}")
+    if len(earlier) == 2:
+        print(compare(earlier[0], earlier[1]))
+        return 0
     with tempfile.TemporaryDirectory(prefix="syncd-bench-") as tmp:
         results = run_all(args.quick, args.only, Path(tmp))
     print(table(results))
@@ -174,6 +198,8 @@ def main(argv: list[str] | None = None) -> int:
     path.write_text(text, encoding="utf-8")
     (args.out / ("latest-quick.json" if args.quick else "latest.json")).write_text(text)
     print(f"\nbench: results in {path}", file=sys.stderr)
+    if earlier:
+        print("\n" + compare(earlier[0], results))
     return 0
 
 

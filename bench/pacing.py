@@ -177,7 +177,8 @@ def _syncd(workdir: Path, pairs: int, rate: float, concurrency: int) -> dict[str
     cycle_s = float(cycle["duration"]) if cycle is not None else child.wall
     requests = int(stats["requests"])
     ideal = requests / rate
-    send_s = _send_phase(child, (LATENCY_MS + BATCH * PER_DETAIL_MS) / 1000)
+    phases = _send_phase(child, (LATENCY_MS + BATCH * PER_DETAIL_MS) / 1000)
+    send_s = phases[0] if phases else None
     return {
         "syncd_created": counts.get("created", 0),
         "syncd_requests": requests,

@@ -74,17 +74,23 @@ async def _floor(url: str, pairs: list[tuple[int, int]], concurrency: int) -> fl
         return time.perf_counter() - started
 
 
-def _send_phase(child: ChildResult, first_latency: float) -> float | None:
-    """First pair line to last, plus the first request's nominal latency: the send phase."""
-    first = last = None
+def _send_phase(child: ChildResult, first_latency: float) -> tuple[float, float] | None:
+    """(send phase, cycle start to the first request out): the send phase is first pair
+    line to last, plus the first request's nominal latency."""
+    first = last = end = duration = None
     for line in child.lines():
         if line.get("event") == "pair":
             stamp = datetime.fromisoformat(line["timestamp"]).timestamp()
             first = stamp if first is None else first
             last = stamp
+        elif line.get("event") == "cycle":
+            end = datetime.fromisoformat(line["timestamp"]).timestamp()
+            duration = float(line["duration"])
     if first is None or last is None:
         return None
-    return last - first + first_latency
+    send = last - first + first_latency
+    before = first - first_latency - (end - duration) if end and duration else None
+    return send, (round(before, 3) if before is not None else float("nan"))
 
 
 def run(
@@ -117,7 +123,8 @@ def run(
     creates = stats["requests_by_api"].get("batch_create_instance_association", 0)
     # The cycle line is an info line; at level warning only the process wall time is known.
     cycle_s = float(cycle["duration"]) if cycle is not None else child.wall
-    send_s = _send_phase(child, (latency_ms + min(pairs, BATCH) * per_detail_ms) / 1000)
+    phases = _send_phase(child, (latency_ms + min(pairs, BATCH) * per_detail_ms) / 1000)
+    send_s, before_s = phases if phases else (None, None)
     return {
         "pairs": pairs,
         "created": counts.get("created", 0),
@@ -134,6 +141,10 @@ def run(
         "efficiency_process": round(ideal / child.wall, 3),
         "send_phase_s": round(send_s, 3) if send_s else None,
         "efficiency_send_phase": round(ideal / send_s, 3) if send_s else None,
+        # What runs besides the sends (source read, diff, CMDB reads; the state after),
+        # and of it, what runs before the first request leaves.
+        "cycle_minus_send_s": round(cycle_s - send_s, 3) if send_s else None,
+        "pre_send_s": before_s,
         "floor_client_s": round(floor_s, 3),
         "efficiency_floor_client": round(ideal / floor_s, 3),
         "peak_rps_server": stats["peak_rps"],

@@ -20,6 +20,8 @@ from dataclasses import dataclass
 from enum import StrEnum
 from typing import Any
 
+from syncd.core.jsonload import loads
+
 
 class IndexKind(StrEnum):
     """What one detail of a batch came to."""
@@ -353,7 +355,7 @@ def classify_response(status: int, headers: Mapping[str, str], body: bytes) -> A
     header_id = next((v for n in _REQUEST_ID_HEADERS if (v := _header(headers, n))), None)
     retry_after = _retry_after(headers)
     try:
-        doc = json.loads(body) if body else None
+        doc = loads(body) if body else None
     except (ValueError, UnicodeDecodeError):
         doc = None
     if not isinstance(doc, dict):

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Iterator, Sequence
 from itertools import repeat
-from operator import lshift, or_
+from operator import and_, lshift, or_, rshift
 from typing import Any
 
 PairKey = int
@@ -67,3 +67,33 @@ def pack_raw(sources: Sequence[Any], targets: Sequence[Any]) -> Iterator[PairKey
     if min(src) < 0 or min(dst) < 0 or max(src) > MAX_ID or max(dst) > MAX_ID:
         return None
     return map(or_, map(lshift, src, repeat(_SHIFT)), dst)
+
+
+def pack_columns(src: Sequence[str], dst: Sequence[str]) -> list[PairKey] | None:
+    """Keys for two columns of ASCII-digit texts (checked by the caller), at C speed.
+
+    None when a value is out of range (or too long for ``int()``): the caller then takes
+    the per-value path, which names it. Leading zeros are read as ``to_id`` reads them.
+    """
+    try:
+        s = list(map(int, src))
+        d = list(map(int, dst))
+    except ValueError:  # more digits than int() converts
+        return None
+    if not s or max(s) > MAX_ID or max(d) > MAX_ID:
+        return None if s else []
+    return list(map(or_, map(lshift, s, repeat(_SHIFT)), d))
+
+
+def from_hex(text: str) -> list[PairKey]:
+    """Keys from comma-joined hex texts of packed keys (the state's ``printf('%x%016x')``)."""
+    if not text:
+        return []
+    return list(map(int, text.split(","), repeat(16)))
+
+
+def ids_of(keys: Iterable[PairKey], side: int) -> Iterator[int]:
+    """The src (side 0) or dst (side 1) ids of many keys, at C speed."""
+    if side == 0:
+        return map(rshift, keys, repeat(_SHIFT))
+    return map(and_, keys, repeat(_MASK))

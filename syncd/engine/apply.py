@@ -10,9 +10,9 @@ from __future__ import annotations
 
 import asyncio
 import itertools
-from collections.abc import Awaitable, Callable, Mapping, Sequence
+from collections.abc import Awaitable, Callable, Coroutine, Mapping, Sequence
 from dataclasses import replace
-from typing import Protocol
+from typing import Any, Protocol
 
 import structlog
 
@@ -23,9 +23,9 @@ from syncd.core.answer import Answer, IndexKind, Verdict
 from syncd.core.backoff import pair_next_attempt
 from syncd.core.isolate import Detail, IsolationBudget, batch_outcome, settle_batch
 from syncd.core.outcome import BatchOutcome, classify_batch, whole_failure
-from syncd.core.pairs import PairKey, pack, unpack
+from syncd.core.pairs import PairKey, ids_of, pack, unpack
 from syncd.core.refusal import looked_up_sides
-from syncd.engine.known import Known, RelationRefused
+from syncd.engine.known import D, Known, RelationRefused
 from syncd.engine.moving import Replaces, count_moves, delete_fields, mark_moves
 from syncd.engine.precheck import HostCheck, host_sides, split_stale, stale_outcome
 from syncd.engine.report import RelationReport
@@ -204,6 +204,19 @@ class Applier:
         if refused:
             raise refused[0]
 
+    async def read_then_ask_hosts(self, rel: RelationSettings, read: Coroutine[Any, Any, D]) -> D:
+        """``read`` (a first sync's source read), then the host pre-check of every pair it
+        gave, started at once: it then overlaps the resync and the plan, not follows them."""
+        desired = await read
+        sides = host_sides(rel.bk_obj_id, rel.bk_asst_obj_id)
+        if self.hosts is not None and any(sides) and self._wants_precheck(rel.name):
+            ids: set[int] = set()
+            for side in (0, 1):
+                if sides[side]:
+                    ids.update(ids_of(desired.pairs, side))
+            self.hosts.ask_ahead(ids)
+        return desired
+
     def _wants_precheck(self, name: str) -> bool:
         """``on``: always. ``auto``: on a relation's first sending cycle (a first sync sends
         many hosts at once) and while its last sending cycle met a missing host; a clean
@@ -225,13 +238,10 @@ class Applier:
         """Hold back pairs naming hosts the CMDB does not have, without sending them."""
         assert self.hosts is not None
         sides = host_sides(rel.bk_obj_id, rel.bk_asst_obj_id)
-        ids = {
-            pair[side]
-            for batch in batches
-            for pair in map(unpack, batch)
-            for side in (0, 1)
-            if sides[side]
-        }
+        ids: set[int] = set()
+        for side in (0, 1):
+            if sides[side]:
+                ids.update(*(ids_of(batch, side) for batch in batches))
         try:
             missing = await self.hosts.missing(ids)
         except CmdbError as exc:

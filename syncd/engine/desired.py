@@ -21,7 +21,7 @@ from syncd.core.plan import SourceStatus, UnresolvedKey
 from syncd.core.uncertain import CERTAIN, OpenSides, Uncertainty
 from syncd.engine.resolver import KeyResolver, KeySpec
 from syncd.sources import registry
-from syncd.sources.base import RawValue, Source, SourceError
+from syncd.sources.base import PackedFacts, RawValue, Source, SourceError
 from syncd.support.log import BadRecords, log_pairs, source_context
 
 log = structlog.get_logger("syncd")
@@ -284,7 +284,12 @@ async def read_ids(source: Source) -> Desired:
     desired: set[PairKey] = set()
     add = desired.add
     bad = BadRecords(source.label)
-    async for chunk in source.facts():
+    id_facts = getattr(source, "id_facts", None)  # a source that can pack clean runs
+    chunks = id_facts() if callable(id_facts) else source.facts()
+    async for chunk in chunks:
+        if type(chunk) is PackedFacts:
+            desired.update(chunk.keys)
+            continue
         # Clean chunks (the usual case) convert at C speed; one bad value sends the
         # chunk through to_id, record by record, which names it.
         keys = pack_raw([f[0] for f in chunk], [f[1] for f in chunk])

@@ -12,11 +12,12 @@ by reacting.
 
 from __future__ import annotations
 
+import asyncio
 import time
 from collections.abc import Callable, Iterable, Sequence
 
 from syncd.cmdb.apis import HOST_PAGE_LIMIT
-from syncd.cmdb.client import CmdbClient
+from syncd.cmdb.client import CmdbClient, CmdbError
 from syncd.core.answer import IndexKind
 from syncd.core.outcome import BatchOutcome, FailedPair, LogLine, pair_fields
 from syncd.core.refusal import INT64_MAX
@@ -36,9 +37,18 @@ class HostCheck:
         self.ttl = ttl
         self.clock = clock
         self._confirmed: dict[int, float] = {}
+        self._ahead: list[tuple[set[int], asyncio.Task[set[int]]]] = []
 
     def forget(self) -> None:
         self._confirmed.clear()
+
+    def ask_ahead(self, host_ids: Iterable[int]) -> None:
+        """Start asking about these ids now; :meth:`missing` over them waits for that
+        answer instead of asking again (so the check overlaps what runs meanwhile)."""
+        ids = set(host_ids)
+        task = asyncio.ensure_future(self._ask(ids))
+        task.add_done_callback(_retrieved)  # awaited by missing(), or by nobody
+        self._ahead.append((ids, task))
 
     async def missing(self, host_ids: Iterable[int]) -> set[int]:
         """The ids among ``host_ids`` the CMDB does not have. Raises CmdbError.
@@ -46,6 +56,19 @@ class HostCheck:
         Ids that can never be valid (<= 0, beyond int64) are left to the CMDB's own
         refusal, which names them ``invalid_id``.
         """
+        wanted = set(host_ids)
+        gone: set[int] = set()
+        ahead = [entry for entry in self._ahead if not entry[0].isdisjoint(wanted)]
+        self._ahead = [entry for entry in self._ahead if entry[0].isdisjoint(wanted)]
+        for ids, task in ahead:
+            try:
+                gone |= await task & wanted
+            except CmdbError:
+                continue  # asked again below
+            wanted -= ids
+        return gone | await self._ask(wanted) if wanted else gone
+
+    async def _ask(self, host_ids: Iterable[int]) -> set[int]:
         now = self.clock()
         unconfirmed = {
             i
@@ -64,6 +87,12 @@ class HostCheck:
         for host_id in found:
             self._confirmed[host_id] = expires
         return unconfirmed - found
+
+
+def _retrieved(task: asyncio.Task[set[int]]) -> None:
+    """Mark an ask-ahead's outcome seen: nobody may come for it (the relation failed)."""
+    if not task.cancelled():
+        task.exception()
 
 
 def host_sides(bk_obj_id: str, bk_asst_obj_id: str) -> tuple[bool, bool]:

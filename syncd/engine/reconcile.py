@@ -296,9 +296,12 @@ class Reconciler:
     ) -> tuple[set[PairKey], Desired]:
         """The known pairs and the source's, read together; a failed read blocks pruning."""
         try:
-            (known, report.resynced), desired = await together(
-                self.known.observe(rel, resync=resync),
-                self.desired.read(rel, self.guards.last_sizes(rel)),
+            read = self.desired.read(rel, self.guards.last_sizes(rel))
+            if not resync and not self.store.has_resynced(rel.name):
+                # A first sync sends (nearly) everything: check its hosts during the resync.
+                read = self.apply.read_then_ask_hosts(rel, read)
+            known, report.resynced, desired = await self.known.observe_beside(
+                rel, read, resync=resync
             )
         except (SourceError, CmdbError):
             if rel.prune.enabled:

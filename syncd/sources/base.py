@@ -21,6 +21,17 @@ RawFact = tuple[RawValue, RawValue, int]
 CHUNK_SIZE = 10_000
 
 
+@dataclass(slots=True)
+class PackedFacts:
+    """Facts already turned into pair keys: a run of records that were plainly valid ids.
+
+    A source's fast path for id-keyed relations (``id_facts``); anything it could not
+    vouch for still comes as RawFacts, so bad records are reported as usual.
+    """
+
+    keys: list[int]
+
+
 class SourceError(Exception):
     """The source as a whole could not be read; the relation's cycle fails, state is kept."""
 

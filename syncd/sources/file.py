@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import asyncio
 import codecs
-import csv
 import itertools
 import json
 import os
@@ -28,7 +27,8 @@ from collections.abc import AsyncIterator, Generator, Iterator
 from pathlib import Path
 from typing import Any, Literal
 
-from syncd.sources.base import CHUNK_SIZE, RawFact, ReadStats, SourceError
+from syncd.sources.base import CHUNK_SIZE, PackedFacts, RawFact, ReadStats, SourceError
+from syncd.sources.csvfile import csv_chunks
 from syncd.sources.jsonstream import (
     DECODER,
     MISSING,
@@ -75,6 +75,8 @@ class FileRead:
         self.stats = src.stats
         self.reporter = BadRecords(src.label)
         self.dirty = False  # some block held undecodable bytes: check records for them
+        self.packed = False  # clean CSV blocks come as PackedFacts (FileSource.id_facts)
+        self.fast_lines = 0
 
     # -- reporting
 
@@ -148,27 +150,35 @@ class FileRead:
                 "into place to avoid this)"
             )
 
-    def line_blocks(self, texts: Iterator[str]) -> Iterator[list[str]]:
-        """Lists of consecutive whole lines (without the newline), in file order."""
+    def text_blocks(self, texts: Iterator[str]) -> Iterator[str]:
+        """Runs of consecutive whole lines (joined, without the last newline), in file order."""
         carry = ""
         for text in texts:
-            lines = (carry + text).split("\n")
-            carry = lines.pop()
-            if lines:
-                yield lines
+            text = carry + text
+            cut = text.rfind("\n")
+            if cut < 0:
+                carry = text
+                continue
+            carry = text[cut + 1 :]
+            yield text[:cut]
         if carry:
-            yield [carry]
+            yield carry
+
+    def line_blocks(self, texts: Iterator[str]) -> Iterator[list[str]]:
+        """Lists of consecutive whole lines (without the newline), in file order."""
+        for block in self.text_blocks(texts):
+            yield block.split("\n")
 
     # -- formats
 
-    def chunks(self) -> Generator[list[RawFact], None, None]:
+    def chunks(self) -> Generator[list[RawFact] | PackedFacts, None, None]:
         raw = self.texts()
         try:
             yield from self._chunks(raw)
         finally:
             raw.close()  # closes the file now, also when the consumer stopped early
 
-    def _chunks(self, texts: Iterator[str]) -> Iterator[list[RawFact]]:
+    def _chunks(self, texts: Iterator[str]) -> Iterator[list[RawFact] | PackedFacts]:
         fmt = self.src.format
         if fmt == "auto":
             fmt = _EXTENSIONS.get(self.path.suffix.lower(), "auto")
@@ -185,79 +195,12 @@ class FileRead:
                 self.stats.blank += sum(len(b) for b in self.line_blocks(texts))
                 return
         if fmt == "csv":
-            yield from self.csv_chunks(texts)
+            yield from csv_chunks(self, texts)
         elif fmt == "jsonl":
             yield from self.jsonl_chunks(texts)
         else:
             yield from json_array_chunks(self, texts)
         self.finish()
-
-    def csv_chunks(self, texts: Iterator[str]) -> Iterator[list[RawFact]]:
-        # csv.reader reads one list item per physical line, so reader.line_num is the
-        # line a record ends on; a record spanning lines (quoted newline) starts after
-        # the previous one ended. Blank lines come back as [] and are counted.
-        # Each line goes in with its newline back on, so a quoted field that spans lines
-        # keeps it ("sw\n1" stays one unresolvable key, not the valid key "sw1").
-        lines = (line + "\n" for block in self.line_blocks(texts) for line in block)
-        reader = csv.reader(lines)
-        stats = self.stats
-        sf, tf = self.src.source_field, self.src.target_field
-        si, ti, width = self._csv_header(reader)
-        prev_end = reader.line_num
-        facts: list[RawFact] = []
-        while True:
-            try:
-                row = next(reader)
-            except StopIteration:
-                break
-            except csv.Error as exc:
-                self.bad(prev_end + 1, f"CSV error: {exc}")
-                stats.records += 1
-                prev_end = reader.line_num
-                continue
-            end = reader.line_num
-            start, prev_end = prev_end + 1, end
-            if len(row) == width:
-                stats.records += 1
-                s, t = row[si].strip(), row[ti].strip()
-                if self.dirty and any(_SURROGATE.search(f) for f in row):
-                    self.bad(start, _BAD_BYTES.format(enc=self.src.encoding))
-                elif s and t:
-                    facts.append((s, t, start))
-                    if len(facts) >= CHUNK_SIZE:
-                        yield facts
-                        facts = []
-                else:
-                    self.bad(start, f"empty {sf if not s else tf}")
-            elif not row or (len(row) == 1 and not row[0].strip()):
-                stats.blank += 1
-            else:
-                stats.records += 1
-                if self.dirty and any(_SURROGATE.search(f) for f in row):
-                    self.bad(start, _BAD_BYTES.format(enc=self.src.encoding))
-                else:
-                    self.bad(start, f"{len(row)} fields, header has {width}")
-        if facts:
-            yield facts
-
-    def _csv_header(self, reader: Any) -> tuple[int, int, int]:
-        """Read up to the header row: the source and target columns, and the row width."""
-        sf, tf = self.src.source_field, self.src.target_field
-        header: list[str] | None = None
-        for row in reader:
-            if row and not (len(row) == 1 and not row[0].strip()):
-                header = [h.strip() for h in row]
-                break
-            self.stats.blank += 1
-        if header is None:
-            raise SourceError(f"{self.path}: empty file, no CSV header row")
-        missing = [f for f in (sf, tf) if f not in header]
-        if missing:
-            raise SourceError(
-                f"{self.path}: CSV header has no column {', '.join(map(repr, missing))}"
-                f" (columns: {', '.join(header)})"
-            )
-        return header.index(sf), header.index(tf), len(header)
 
     def jsonl_chunks(self, texts: Iterator[str]) -> Iterator[list[RawFact]]:
         stats = self.stats
@@ -369,13 +312,24 @@ class FileSource:
 
     async def facts(self) -> AsyncIterator[list[RawFact]]:
         """Yield facts in chunks of at most CHUNK_SIZE, parsing in a worker thread."""
+        async for chunk in self._read(packed=False):
+            assert not isinstance(chunk, PackedFacts)
+            yield chunk
+
+    async def id_facts(self) -> AsyncIterator[list[RawFact] | PackedFacts]:
+        """:meth:`facts` for id-keyed relations: clean CSV blocks come already packed."""
+        async for chunk in self._read(packed=True):
+            yield chunk
+
+    async def _read(self, *, packed: bool) -> AsyncIterator[list[RawFact] | PackedFacts]:
         self._stats = ReadStats()
         read = FileRead(self)
+        read.packed = packed
         gen = read.chunks()
         lock = threading.Lock()
         abandoned = False
 
-        def step() -> list[RawFact] | None:
+        def step() -> list[RawFact] | PackedFacts | None:
             with lock:
                 chunk = next(gen, None)
                 if abandoned:  # the consumer left while we were parsing: close here

@@ -262,6 +262,13 @@ def _connect(path: Path, *, readonly: bool = False) -> sqlite3.Connection:
         conn.execute("PRAGMA synchronous = NORMAL")
         conn.execute("PRAGMA temp_store = MEMORY")
         conn.execute("PRAGMA cache_size = -65536")  # 64 MiB: a 1M-pair resync stays in RAM
+        if not readonly:
+            # Pairs whose association id is still to be looked up: asked every cycle, rare,
+            # so a partial index answers without scanning (and caching) a million rows.
+            conn.execute(
+                "CREATE INDEX IF NOT EXISTS pairs_without_id ON pairs(association_id, rel)"
+                " WHERE association_id IS NULL"
+            )
         conn.execute(
             "CREATE TEMP TABLE IF NOT EXISTS stage ("
             " rel INTEGER NOT NULL, src INTEGER NOT NULL, dst INTEGER NOT NULL, aid INTEGER,"

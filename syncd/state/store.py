@@ -10,13 +10,14 @@ from __future__ import annotations
 
 import asyncio
 import sqlite3
-from collections.abc import Collection, Iterable, Sequence
+from collections.abc import Collection, Generator, Iterable, Sequence
 from pathlib import Path
 from typing import NamedTuple
 
-from syncd.core.pairs import PairKey, pack, pack_all, unpack_all
+from syncd.core.pairs import PairKey, from_hex, pack, pack_all, unpack_all
 from syncd.state.attempts import Attempts
 from syncd.state.db import Database
+from syncd.state.knowntext import KnownAhead, known_texts
 from syncd.state.meta import Meta
 from syncd.state.resync import Resync
 
@@ -108,12 +109,29 @@ class StateStore:
 
         A long scan on a connection of its own: call it from a worker thread.
         """
+        keys: set[PairKey] = set()
+        for text in self.known_texts(relation):
+            keys.update(from_hex(text))
+        return keys
+
+    def known_texts(self, relation: str) -> Generator[str, None, None]:
+        """The known pairs as text, a chunk at a time: packed keys in hex, comma-joined.
+
+        A million pairs as ints cost ~40 MB and a tuple per row on the way; SQLite
+        writes the text without holding the GIL, and :func:`~syncd.core.pairs.from_hex`
+        makes keys of a chunk with one ``int()`` each. One read transaction on a
+        connection of its own: iterate it in a worker thread (or :class:`KnownAhead`).
+        """
         with self._db.scan() as db:
-            rows = db.execute(
-                "SELECT src, dst FROM pairs WHERE rel = (SELECT id FROM relations WHERE name = ?)",
-                (relation,),
-            )
-            return set(pack_all(rows))
+            db.execute("BEGIN")
+            try:
+                yield from known_texts(db, relation)
+            finally:
+                db.execute("COMMIT")
+
+    def read_known_ahead(self, relation: str) -> KnownAhead:
+        """Start reading :meth:`known_texts` in a thread of its own; take them by chunks."""
+        return KnownAhead(self, relation)
 
     async def load_known_keys(self, relation: str) -> set[PairKey]:
         """:meth:`known_keys` off the event loop."""

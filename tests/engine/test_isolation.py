@@ -401,3 +401,30 @@ def test_isolation_settings_default_and_accept(tmp_path: Path) -> None:
         write_config(tmp_path, "http://127.0.0.1:1", tmp_path / "t.csv", sync_extra=extra)
     )
     assert (chosen.sync.isolation_budget, chosen.sync.host_precheck) == (16, "on")
+
+
+async def test_hosts_asked_ahead_are_not_asked_again(
+    tmp_path: Path, sim_factory: Callable[..., Simulator]
+) -> None:
+    sim = sim_factory(SimulatorOptions(auth=True), switches=2, hosts=100)
+    topo = write_csv(tmp_path / "t.csv", [(1, 1001)])
+    async with sim.running(host="127.0.0.1", port=0) as url:
+        settings = load(write_config(tmp_path, url, topo))
+        async with engine_for(settings) as engine:
+            hosts = engine.apply.hosts
+            assert hosts is not None
+
+            def asked() -> int:
+                return int(sim.stats()["requests_by_api"].get("list_hosts_without_biz", 0))
+
+            hosts.ask_ahead({1001, 1002, 5000})
+            assert await hosts.missing({1001, 5000}) == {5000}
+            assert asked() == 1  # the answer asked ahead, not a second request
+            assert await hosts.missing({1002, 1003}) == set()
+            assert asked() == 2  # 1002 was confirmed ahead; only 1003 is asked
+            # A first sync asks during the resync, once, and still holds the stale host back.
+            write_csv(topo, [(1, 1001), (1, 5001), (2, 1004)])
+            hosts.forget()
+            report = await engine.cycle()
+            assert asked() == 3
+            assert report.relations[0].failed == 1 and report.relations[0].created == 2

@@ -453,3 +453,45 @@ def test_readonly_open_never_creates_moves_or_repairs(db_path: Path) -> None:
     with pytest.raises(StateError, match="unusable"):
         StateStore.open_readonly(db_path)
     assert db_path.read_bytes() == b"garbage" * 100 and _aside(db_path) == []
+
+
+def test_known_texts_in_chunks_equal_known_keys(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import syncd.state.knowntext as store_module
+    from syncd.core.pairs import from_hex
+
+    monkeypatch.setattr(store_module, "_TEXT_CHUNK", 7)
+    st, _ = StateStore.open(tmp_path / "k.db")
+    rows = [(s, d, 10 * s + d + 1) for s in (1, 2, 2**59) for d in range(10)]
+    st.resync.replace_from_cmdb("r", rows, 1.0)
+    st.resync.replace_from_cmdb("other", [(5, 5, 1)], 1.0)
+    chunks = list(st.known_texts("r"))
+    assert len(chunks) == 5  # 30 pairs, 7 a chunk
+    keys = [k for text in chunks for k in from_hex(text)]
+    assert keys == sorted(pack(s, d) for s, d, _ in rows)  # each pair once, in key order
+    assert st.known_keys("r") == set(keys)
+    assert list(st.known_texts("nope")) == []
+
+
+def test_known_ahead_reads_in_its_own_thread_and_stops(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import syncd.state.knowntext as store_module
+    from syncd.core.pairs import from_hex
+
+    monkeypatch.setattr(store_module, "_TEXT_CHUNK", 3)
+    st, _ = StateStore.open(tmp_path / "a.db")
+    st.resync.replace_from_cmdb("r", [(1, d, d + 1) for d in range(20)], 1.0)
+    ahead = st.read_known_ahead("r")
+    assert {k for text in ahead.chunks() for k in from_hex(text)} == st.known_keys("r")
+    ahead.close()
+    # Never read from: closing ends the thread anyway (it waits on a full queue).
+    idle = st.read_known_ahead("r")
+    idle.close()
+    idle._thread.join(timeout=5)
+    assert not idle._thread.is_alive()
+    # A failed read reaches the reader.
+    st.close()
+    with pytest.raises(StateError):
+        list(st.read_known_ahead("r").chunks())

@@ -1,0 +1,44 @@
+"""The command line loads the simulator only for ``syncd simulate`` (start-up cost)."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from syncd.cli import build_parser
+
+
+def test_simulate_keeps_its_options() -> None:
+    args = build_parser(simulate_options=True).parse_args(["simulate", "--fixture", "f.json"])
+    assert args.command == "simulate" and str(args.fixture) == "f.json"
+    with pytest.raises(SystemExit):  # without them the options are unknown
+        build_parser(simulate_options=False).parse_args(["simulate", "--fixture", "f.json"])
+
+
+def test_other_commands_do_not_import_the_simulator(tmp_path: Path) -> None:
+    code = (
+        "import sys\n"
+        "from syncd.cli import main\n"
+        "try:\n"
+        "    main(['check-config', '--config', sys.argv[1]])\n"
+        "except SystemExit:\n"
+        "    pass\n"
+        "print('cmdb_simulator' in sys.modules)\n"
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", code, str(tmp_path / "missing.toml")],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert done.stdout.strip() == "False", done.stderr
+    help_text = subprocess.run(
+        [sys.executable, "-m", "syncd", "simulate", "--help"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert help_text.returncode == 0 and "--fixture" in help_text.stdout
