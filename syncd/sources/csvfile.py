@@ -14,13 +14,36 @@ import csv
 import re
 from collections.abc import Iterator
 from functools import cache
-from typing import TYPE_CHECKING, Any
+from pathlib import Path
+from typing import Any, Protocol
 
 from syncd.core.pairs import PairKey, pack_columns
-from syncd.sources.base import CHUNK_SIZE, PackedFacts, RawFact, SourceError
+from syncd.sources.base import CHUNK_SIZE, PackedFacts, RawFact, ReadStats, SourceError
 
-if TYPE_CHECKING:
-    from syncd.sources.file import FileRead
+
+class _Fields(Protocol):
+    @property
+    def source_field(self) -> str: ...
+    @property
+    def target_field(self) -> str: ...
+
+
+class FileRead(Protocol):
+    """What the CSV reader needs of one pass over a file (``syncd.sources.file.FileRead``)."""
+
+    @property
+    def src(self) -> _Fields: ...
+
+    path: Path
+    stats: ReadStats
+    dirty: bool
+    packed: bool
+    fast_lines: int
+
+    def text_blocks(self, texts: Iterator[str]) -> Iterator[str]: ...
+    def bad(self, line: int, reason: str) -> None: ...
+    def undecodable(self, text: str, start: int = 0, end: int | None = None) -> bool: ...
+    def bad_bytes(self) -> str: ...
 
 
 @cache
