@@ -188,19 +188,7 @@ class Daemon:
             )
         )
         if self.settings.ops.enabled and not self.once:
-            token = self.settings.ops.resync_token
-            ops = OpsServer(
-                self.health,
-                self.metrics,
-                functools.partial(self.request_resync, lift_guards=False),
-                host=self.settings.ops.host,
-                port=self.settings.ops.port,
-                routes=push.routes(),
-                resync_token=token.get_secret_value() if token is not None else None,
-                on_lift=self.request_resync,
-            )
-            self.ops_url = await ops.start()
-            stack.push_async_callback(ops.stop)
+            await self._start_ops(stack, push)
         if not self.once:
             self.hooks_url = await push.start_listener()
             stack.push_async_callback(push.stop_listener)
@@ -225,6 +213,22 @@ class Daemon:
         )
         self.notifier.ready()
         self.notifier.status("started; first cycle running")
+
+    async def _start_ops(self, stack: contextlib.AsyncExitStack, push: PushSources) -> None:
+        """The ops server (health, metrics, resync, push routes), stopped by the stack."""
+        token = self.settings.ops.resync_token
+        ops = OpsServer(
+            self.health,
+            self.metrics,
+            functools.partial(self.request_resync, lift_guards=False),
+            host=self.settings.ops.host,
+            port=self.settings.ops.port,
+            routes=push.routes(),
+            resync_token=token.get_secret_value() if token is not None else None,
+            on_lift=self.request_resync,
+        )
+        self.ops_url = await ops.start()
+        stack.push_async_callback(ops.stop)
 
     def _make_engine(self, store: StateStore) -> Reconciler:
         assert self._client is not None, "the client opens before the engine is made"
