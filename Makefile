@@ -25,14 +25,15 @@ typecheck: venv
 	$(BIN)/mypy
 
 # The suite mostly waits (subprocesses, long polls, pacing), so more workers than cores
-# pay off; tests that must share a worker are grouped in tests/conftest.py.
+# pay off; tests that must share a worker are grouped in tests/conftest.py, which also
+# orders the work (longest first: xdist's reordering by group size is turned off).
 WORKERS ?= 4
 
 # Extra pytest options, e.g. `make test PYTEST_ARGS=--durations=20`.
 PYTEST_ARGS ?=
 
 unit: venv
-	$(BIN)/pytest -q -n $(WORKERS) --dist loadgroup $(PYTEST_ARGS)
+	$(BIN)/pytest -q -n $(WORKERS) --dist loadgroup --no-loadscope-reorder $(PYTEST_ARGS)
 
 # The linters and mypy run beside the suite (which mostly waits), each one's output in one
 # piece; any of them failing fails `make test`.
