@@ -104,26 +104,9 @@ def main(argv: list[str] | None = None) -> int:
         return asyncio.run(_plan(settings, as_json=args.json))
     log.configure(settings.log.level, settings.log.format)
     if command == "resync":
-        from syncd.runtime.control import ControlError, ops_url_for, request_resync
-
-        ops = settings.ops
-        url = ops_url_for(ops.host, ops.port) if ops.enabled and ops.port else None
-        try:
-            token = ops.resync_token.get_secret_value() if ops.resync_token else None
-            print(f"syncd: {request_resync(pidfile=ops.pidfile, ops_url=url, token=token)}")
-        except ControlError as exc:
-            print(f"syncd: {exc}", file=sys.stderr)
-            return 1
-        return 0
+        return _resync(settings)
     if command == "check-config":
-        for warning in security_warnings(settings.cmdb):
-            print(f"syncd: warning: {warning}", file=sys.stderr)
-        from syncd.cmdb.gateway import describe
-
-        names = ", ".join(r.name for r in settings.relations)
-        print(f"syncd: config OK: {len(settings.relations)} relation(s): {names}")
-        print(f"syncd: {describe(settings.cmdb)}")
-        return 0
+        return _check_config(settings)
     from syncd.runtime.daemon import Daemon
 
     once = command == "once"
@@ -140,6 +123,33 @@ def main(argv: list[str] | None = None) -> int:
     except OpsUnavailable as exc:
         print(f"syncd: {exc}", file=sys.stderr)
         return EX_TEMPFAIL
+
+
+def _resync(settings: Settings) -> int:
+    """``syncd resync``: ask the running daemon (pid file or ops endpoint) for a resync."""
+    from syncd.runtime.control import ControlError, ops_url_for, request_resync
+
+    ops = settings.ops
+    url = ops_url_for(ops.host, ops.port) if ops.enabled and ops.port else None
+    try:
+        token = ops.resync_token.get_secret_value() if ops.resync_token else None
+        print(f"syncd: {request_resync(pidfile=ops.pidfile, ops_url=url, token=token)}")
+    except ControlError as exc:
+        print(f"syncd: {exc}", file=sys.stderr)
+        return 1
+    return 0
+
+
+def _check_config(settings: Settings) -> int:
+    """``syncd check-config``: the configuration is valid; say what it points at."""
+    for warning in security_warnings(settings.cmdb):
+        print(f"syncd: warning: {warning}", file=sys.stderr)
+    from syncd.cmdb.gateway import describe
+
+    names = ", ".join(r.name for r in settings.relations)
+    print(f"syncd: config OK: {len(settings.relations)} relation(s): {names}")
+    print(f"syncd: {describe(settings.cmdb)}")
+    return 0
 
 
 async def _plan(settings: Settings, *, as_json: bool) -> int:

@@ -298,16 +298,16 @@ def start_simulator(procs: list[Any], fixture: Path, *args: str) -> str:
     return sim.url
 
 
-SHARED = Path(os.environ.get("SYNCD_SHARED_DIR") or REPO.parent / "shared")
-"""The shared fixtures beside the clone (``../shared``); SYNCD_SHARED_DIR points elsewhere."""
-NETBOX_473_WEBHOOKS = SHARED / "fixtures" / "netbox-4.7.3-webhooks"
+NETBOX_473_WEBHOOKS = REPO / "tests" / "sources" / "fixtures" / "netbox-4.7.3-webhooks"
+"""Real deliveries recorded from a running NetBox 4.7.3 (their README says what each is),
+kept in the repository so the tests need nothing beside the clone."""
 
 
 def delivery(number: str) -> dict[str, Any]:
     """A real NetBox 4.7.3 webhook delivery by its number (``001``): the recorded POST, its
-    ``body`` as bytes; fails (not skips) when the shared fixtures are not there."""
+    ``body`` as bytes; fails (not skips) when it is not there."""
     found = sorted(NETBOX_473_WEBHOOKS.glob(f"{number}-*.json"))
-    assert found, f"no delivery {number} in {NETBOX_473_WEBHOOKS} (set SYNCD_SHARED_DIR)"
+    assert found, f"no delivery {number} in {NETBOX_473_WEBHOOKS}"
     doc: dict[str, Any] = json.loads(found[0].read_text("utf-8"))
     doc["body"] = doc["body"].encode("utf-8")
     return doc

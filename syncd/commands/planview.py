@@ -231,35 +231,12 @@ def render_text(doc: dict[str, Any], *, limit: int = 20) -> str:
             )
         if len(rel["held"]) > limit:
             out.append(f"  ~ ... and {len(rel['held']) - limit} more held back")
-        several = len(rel["sources"]) > 1
-        for status in rel["sources"] if several else ():
-            if status["error"]:
-                out.append(f"  ! source {status['name']} failed: {status['error']}")
-            else:
-                out.append(
-                    f"  source {status['name']} ({status['type']}): {status['desired']} desired, "
-                    f"{status['unresolved']} unresolved, {status['bad_records']} bad records"
-                )
-        for item in rel["unresolved"][:limit]:
-            where = f"{item['source_name']}: {item['origin']}" if several else item["origin"]
-            out.append(f"  ? {item['side']} key {item['key']!r} not in the CMDB ({where})")
-        if len(rel["unresolved"]) > limit:
-            out.append(f"  ? ... and {len(rel['unresolved']) - limit} more unresolved")
+        _render_sources(out, rel, limit)
         for item in rel["kept"][:limit]:
             out.append(f"  = {_named(item)}  kept: {item['key']}")
         if len(rel["kept"]) > limit:
             out.append(f"  = ... and {len(rel['kept']) - limit} more kept for uncertainty")
-        prune = rel["prune"]
-        if not prune["enabled"]:
-            if c["absent"]:
-                out.append(f"  pruning off: {c['absent']} pair(s) absent from the source are kept")
-        elif prune["blocked"]:
-            out.append(f"  pruning blocked: {prune['blocked']}")
-        elif prune["waiting"] or prune["capped"]:
-            out.append(
-                f"  pruning: {prune['waiting']} in their grace period, "
-                f"{prune['capped']} over this cycle's cap"
-            )
+        _render_prune(out, rel["prune"], c["absent"])
     for orphan in doc.get("orphans", ()):
         out.append(
             f"orphaned state {orphan['relation']} ({orphan.get('bk_obj_asst_id', '?')}): "
@@ -267,6 +244,38 @@ def render_text(doc: dict[str, Any], *, limit: int = 20) -> str:
         )
     out.append("changes pending" if doc["changes"] else "no changes")
     return "\n".join(out)
+
+
+def _render_sources(out: list[str], rel: dict[str, Any], limit: int) -> None:
+    """Each source's answer (when there are several), then the keys no instance carries."""
+    several = len(rel["sources"]) > 1
+    for status in rel["sources"] if several else ():
+        if status["error"]:
+            out.append(f"  ! source {status['name']} failed: {status['error']}")
+        else:
+            out.append(
+                f"  source {status['name']} ({status['type']}): {status['desired']} desired, "
+                f"{status['unresolved']} unresolved, {status['bad_records']} bad records"
+            )
+    for item in rel["unresolved"][:limit]:
+        where = f"{item['source_name']}: {item['origin']}" if several else item["origin"]
+        out.append(f"  ? {item['side']} key {item['key']!r} not in the CMDB ({where})")
+    if len(rel["unresolved"]) > limit:
+        out.append(f"  ? ... and {len(rel['unresolved']) - limit} more unresolved")
+
+
+def _render_prune(out: list[str], prune: dict[str, Any], absent: int) -> None:
+    """Why pairs absent from the source are not deleted now, if they are not."""
+    if not prune["enabled"]:
+        if absent:
+            out.append(f"  pruning off: {absent} pair(s) absent from the source are kept")
+    elif prune["blocked"]:
+        out.append(f"  pruning blocked: {prune['blocked']}")
+    elif prune["waiting"] or prune["capped"]:
+        out.append(
+            f"  pruning: {prune['waiting']} in their grace period, "
+            f"{prune['capped']} over this cycle's cap"
+        )
 
 
 def _named(item: dict[str, Any]) -> str:

@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import random
 
-from syncd.core.answer import IndexKind
+from syncd.core.details import IndexKind
 
 
 def request_delay(

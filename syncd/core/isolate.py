@@ -24,7 +24,8 @@ from collections.abc import Awaitable, Callable, Iterator, Sequence
 from dataclasses import dataclass, field, replace
 from enum import StrEnum
 
-from syncd.core.answer import Answer, BadAnswer, IndexKind, Verdict, split_batch_data
+from syncd.core.answer import Answer, Verdict
+from syncd.core.details import BadAnswer, IndexKind, split_batch_data
 from syncd.core.outcome import BatchOutcome, DetailRows, LogLine, RequestLines
 from syncd.core.refusal import Refusal, Scope, read_refusal
 

@@ -9,14 +9,8 @@ from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field, replace
 from typing import Any, overload
 
-from syncd.core.answer import (
-    Answer,
-    BadAnswer,
-    IndexKind,
-    Verdict,
-    all_created,
-    split_batch_data,
-)
+from syncd.core.answer import Answer, Verdict
+from syncd.core.details import BadAnswer, IndexKind, all_created, split_batch_data
 
 Operation = str
 """``create`` or ``delete``: which request a ``pair`` line is about."""

@@ -29,10 +29,10 @@ from syncd.core.answer import (
     CCERR_PARSE_AUTH_ATTRIBUTE,
     RELATION_CODES,
     Answer,
-    IndexKind,
     Verdict,
     parse_failure_is_relation,
 )
+from syncd.core.details import IndexKind
 
 INT64_MAX = 2**63 - 1
 

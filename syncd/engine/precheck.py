@@ -18,7 +18,7 @@ from collections.abc import Callable, Iterable, Sequence
 
 from syncd.cmdb.apis import HOST_PAGE_LIMIT
 from syncd.cmdb.client import CmdbClient, CmdbError
-from syncd.core.answer import IndexKind
+from syncd.core.details import IndexKind
 from syncd.core.outcome import BatchOutcome, FailedPair, LogLine, pair_fields
 from syncd.core.refusal import INT64_MAX
 from syncd.support.tasks import together

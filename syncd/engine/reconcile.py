@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import asyncio
 import time
-import traceback
 from collections.abc import Callable, Collection
 from dataclasses import dataclass, field
 from typing import Protocol
@@ -23,19 +22,19 @@ import structlog
 
 from syncd.cmdb.client import CmdbClient, CmdbError
 from syncd.config.settings import RelationSettings, Settings
-from syncd.core.answer import Verdict
-from syncd.core.moves import MOVE_BLOCKED, MOVE_CAPPED
 from syncd.core.pairs import PairKey
 from syncd.core.plan import MoveInputs, RelationPlan, plan
 from syncd.core.uncertain import CERTAIN, Uncertainty, certainly_absent
 from syncd.engine.apply import Applier, SendBatch
 from syncd.engine.change import Change, ChangeApplier, ChangeUncertain
-from syncd.engine.desired import Desired, DesiredReader, SourceFactory, make_source
+from syncd.engine.desired import Desired, SourceFactory, make_source
+from syncd.engine.failures import report_failure
 from syncd.engine.guards import Guards
 from syncd.engine.identity import IdentityCheck, check_identities
-from syncd.engine.known import Known, RelationRefused
+from syncd.engine.known import Known
 from syncd.engine.moving import blocking_pairs, clear_for_moves, log_blocked, log_holds
-from syncd.engine.report import CycleReport, RelationReport
+from syncd.engine.reader import DesiredReader
+from syncd.engine.report import CycleReport, RelationReport, fill_report
 from syncd.engine.resolver import KeyResolver
 from syncd.engine.workqueue import Work, WorkQueue
 from syncd.sources.base import SourceError
@@ -45,8 +44,6 @@ from syncd.support.tasks import first_error, together
 
 log = structlog.get_logger("syncd")
 
-EXPECTED = (SourceError, CmdbError, RelationRefused, StateError)
-"""Failures a relation's cycle reports in one line; anything else also gets a traceback."""
 SOURCE_FAILED = "the source failed this cycle"
 
 
@@ -216,7 +213,7 @@ class Reconciler:
             except ChangeUncertain:
                 raise
             except Exception as group:
-                report.error = _report_failure(rel, first_error(group))
+                report.error = report_failure(rel, first_error(group))
             report.duration = time.monotonic() - started
             report.known = self._known_count(rel.name)
             log.info(
@@ -238,7 +235,7 @@ class Reconciler:
             try:
                 await self.run(rel, report, resync, lift_guards)
             except Exception as group:
-                report.error = _report_failure(rel, first_error(group))
+                report.error = report_failure(rel, first_error(group))
             report.duration = time.monotonic() - started
             report.known = self._known_count(rel.name)
             log.info("relation", **report.log_fields())
@@ -279,7 +276,7 @@ class Reconciler:
             for key in decided.held.keys() & decided.blockers.keys()
             for old in decided.blockers[key]
         }
-        _fill_report(report, desired, decided)
+        fill_report(report, desired, decided)
         self._commit(rel, desired, decided, now)
         if self.stopping:
             return
@@ -371,44 +368,3 @@ class Reconciler:
                 self.desired.read(rel, self.guards.last_sizes(rel)),
             )
             return self.decide(rel, desired, known, self.clock())
-
-
-def _fill_report(report: RelationReport, desired: Desired, decided: RelationPlan) -> None:
-    report.desired = len(desired.pairs)
-    report.bad_records = desired.bad_records
-    report.unresolved = len(desired.unresolved)
-    report.unresolved_keys = list(desired.unresolved)
-    report.source_counts = dict(desired.source_counts)
-    report.held = len(decided.held)
-    report.absent = len(decided.absent)
-    report.deferred = len(decided.deferred)
-    report.pending = len(decided.to_create)
-    report.prune_blocked = decided.prune.blocked
-    report.error = desired.failure
-    report.kept_uncertain = len(decided.kept)
-    report.moves_held = sum(1 for r, _ in decided.held.values() if r in (MOVE_CAPPED, MOVE_BLOCKED))
-
-
-def _report_failure(rel: RelationSettings, exc: BaseException) -> str:
-    """Log a relation's failure in one line; the report's error text."""
-    if isinstance(exc, CmdbError) and exc.answer.verdict is Verdict.RELATION:
-        answer = exc.answer
-        what = str(exc).removesuffix(f" ({answer.hint})")
-        exc = RelationRefused(
-            what, answer.hint, permission=answer.permission, request_id=answer.request_id
-        )
-    if isinstance(exc, RelationRefused):
-        log.error(
-            "relation_refused",
-            error=exc.error,
-            fix=exc.fix,
-            permission=exc.permission,
-            request_id=exc.request_id,
-        )
-        return str(exc)
-    if isinstance(exc, EXPECTED):
-        log.error("relation_failed", error=str(exc))
-        return str(exc)
-    trace = "".join(traceback.format_exception(exc)).strip()
-    log.error("relation_failed", error=repr(exc), traceback=trace)
-    return repr(exc)

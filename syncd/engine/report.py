@@ -9,7 +9,9 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
-from syncd.core.plan import UnresolvedKey
+from syncd.core.moves import MOVE_BLOCKED, MOVE_CAPPED
+from syncd.core.plan import RelationPlan, UnresolvedKey
+from syncd.engine.desired import Desired
 
 
 @dataclass
@@ -123,3 +125,20 @@ class CycleReport:
             "relations_failed": sum(1 for r in self.relations if r.error is not None),
             "duration": round(self.duration, 3),
         }
+
+
+def fill_report(report: RelationReport, desired: Desired, decided: RelationPlan) -> None:
+    """A relation's report from what its source gave and what the plan decided."""
+    report.desired = len(desired.pairs)
+    report.bad_records = desired.bad_records
+    report.unresolved = len(desired.unresolved)
+    report.unresolved_keys = list(desired.unresolved)
+    report.source_counts = dict(desired.source_counts)
+    report.held = len(decided.held)
+    report.absent = len(decided.absent)
+    report.deferred = len(decided.deferred)
+    report.pending = len(decided.to_create)
+    report.prune_blocked = decided.prune.blocked
+    report.error = desired.failure
+    report.kept_uncertain = len(decided.kept)
+    report.moves_held = sum(1 for r, _ in decided.held.values() if r in (MOVE_CAPPED, MOVE_BLOCKED))

@@ -1,4 +1,4 @@
-"""The daemon: wires config, state, client and engine together; owns lifecycle and signals.
+"""The daemon: wires config, state, client and engine together; owns the lifecycle.
 
 Signals only set flags and wake the loop; all work happens in the loop.
 SIGHUP asks for a full resync at the next opportunity (now, if idle).
@@ -14,10 +14,9 @@ import contextlib
 import functools
 import os
 import signal
-import threading
 import time
 from collections import deque
-from collections.abc import AsyncIterator, Collection
+from collections.abc import Collection
 
 import structlog
 
@@ -25,9 +24,10 @@ from syncd.cmdb.client import CmdbClient
 from syncd.config.settings import Settings
 from syncd.engine.change import Change, ChangeUncertain
 from syncd.engine.reconcile import Reconciler
-from syncd.engine.report import CycleReport, RelationReport
+from syncd.engine.report import CycleReport
 from syncd.informer.stream import WatchTimings
 from syncd.informer.watch import Watcher
+from syncd.runtime.background import background_tasks
 from syncd.runtime.control import ControlError, remove_pidfile, write_pidfile
 from syncd.runtime.health import Health
 from syncd.runtime.metrics import Metrics
@@ -35,18 +35,14 @@ from syncd.runtime.notify import SystemdNotifier
 from syncd.runtime.ops import OpsServer
 from syncd.runtime.progress import ProgressBar
 from syncd.runtime.push import PushSources
+from syncd.runtime.signals import DaemonSignals
+from syncd.runtime.stateopen import StateOpener
 from syncd.runtime.webhooks import RESULTS
-from syncd.sources.watch import watch_file
-from syncd.state import StateError, StateLocked, StateStore
-from syncd.state.db import stop_waiting
-from syncd.support.log import relation_context
-from syncd.support.sections import FileSourceSettings
+from syncd.state import StateLocked, StateStore
 
 log = structlog.get_logger("syncd")
 
 REPORTS_KEPT = 16
-EXIT_GRACE = 2.0
-"""Seconds past ``shutdown_deadline`` after the first stop signal before a forced exit."""
 EX_TEMPFAIL = 75
 """Exit status when the state file is held by another syncd (sysexits' EX_TEMPFAIL)."""
 
@@ -73,14 +69,10 @@ class Daemon:
         self._lift_guards = False
         self._pending: set[str] = set()
         self._everything = False
-        self._signals = 0
         self.engine: Reconciler | None = None
         self._watcher: Watcher | None = None
         self._client: CmdbClient | None = None
-        self._state_error: str | None = None
-        self._event_loop: asyncio.AbstractEventLoop | None = None
-        self._stop_signalled = False
-        self._exit_guard: threading.Timer | None = None
+        self._signals = DaemonSignals(settings.sync, self.request_stop, self.request_resync)
         self.last_report: CycleReport | None = None
         self.reports: deque[CycleReport] = deque(maxlen=REPORTS_KEPT)
         """The last few cycles' reports (a daemon runs for months: not all of them)."""
@@ -90,12 +82,13 @@ class Daemon:
         # recently: one slow cycle is tolerated, two missed ones are not.
         self.health = Health(max_age=2 * settings.sync.interval + 60)
         self.metrics.report_readiness(lambda: self.health.ready()[0])
+        self._state = StateOpener(settings, self.metrics)
         self.ops_url: str | None = None
         self.hooks_url: str | None = None
         self.progress = progress
         self._push: PushSources | None = None
 
-    # -- signals -------------------------------------------------------------
+    # -- requests: signals, commands, pushes -----------------------------------
 
     def request_resync(self, lift_guards: bool = True) -> None:
         """SIGHUP, ``syncd resync``, POST /resync: a full resync at the next turn. Only the
@@ -143,55 +136,13 @@ class Daemon:
         if self._stop.is_set():
             log.warning("second_stop_signal", signal=signum, action="exit now")
             os._exit(128 + (signum or signal.SIGTERM))
-        self._arm_exit_guard(signum)
+        self._signals.arm_exit_guard(signum)
         log.info("stopping", signal=signum, deadline=self.settings.sync.shutdown_deadline)
         self._stop.set()
         self._wake.set()
         self.notifier.stopping()
         if self.engine is not None:
             self.engine.stop()
-
-    def _arm_exit_guard(self, signum: int | None) -> None:
-        """Whatever still runs after the deadline (a worker thread, a wait inside SQLite)
-        cannot keep the process: a timer thread ends it a moment after."""
-        if self._exit_guard is not None:
-            return
-        grace = self.settings.sync.shutdown_deadline + EXIT_GRACE
-        code = 128 + (signum or signal.SIGTERM)
-
-        def force() -> None:
-            log.error("shutdown_forced", waited=grace, action="exit now")
-            os._exit(code)
-
-        self._exit_guard = threading.Timer(grace, force)
-        self._exit_guard.daemon = True
-        self._exit_guard.start()
-
-    def _on_stop_signal(self, signum: int, _frame: object) -> None:
-        """SIGTERM/SIGINT, handled in Python (not by the loop): it runs even while the loop
-        thread waits in a state write, and the loop hears of it at once."""
-        if self._stop_signalled:
-            os._exit(128 + signum)  # the second one: at once, the state is transactional
-        self._stop_signalled = True
-        self._arm_exit_guard(signum)
-        stop_waiting.set()  # a state write waiting on another program's lock gives up
-        if self._event_loop is not None:
-            self._event_loop.call_soon_threadsafe(self.request_stop, signum)
-
-    def _install_signals(self, loop: asyncio.AbstractEventLoop) -> None:
-        self._event_loop = loop
-        for sig in (signal.SIGTERM, signal.SIGINT):
-            signal.signal(sig, self._on_stop_signal)
-        loop.add_signal_handler(signal.SIGHUP, self.request_resync)
-        # Held since the first instruction (syncd/__main__.py): any pending one is a resync.
-        signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGHUP})
-
-    def _remove_signals(self, loop: asyncio.AbstractEventLoop) -> None:
-        loop.remove_signal_handler(signal.SIGHUP)
-        for sig in (signal.SIGTERM, signal.SIGINT):
-            signal.signal(sig, signal.SIG_DFL)
-        if self._exit_guard is not None:
-            self._exit_guard.cancel()
 
     # -- lifecycle -------------------------------------------------------------
 
@@ -218,9 +169,9 @@ class Daemon:
         :meth:`_engine`); only another syncd holding it does (exit 75).
         """
         loop = asyncio.get_running_loop()
-        self._install_signals(loop)
+        self._signals.install(loop)
         stack.callback(self._stopped, loop)
-        store = self._open_state(stack)
+        store = self._state.open(stack)
         push = self._push = PushSources(
             self.settings,
             self.request_cycle,
@@ -231,21 +182,13 @@ class Daemon:
         if push.webhook is not None:
             self.metrics.webhook_results(RESULTS)
             self.health.push = push.not_ready
-        await stack.enter_async_context(self._helpers(push))
-        if self.settings.ops.enabled and not self.once:
-            token = self.settings.ops.resync_token
-            ops = OpsServer(
-                self.health,
-                self.metrics,
-                functools.partial(self.request_resync, lift_guards=False),
-                host=self.settings.ops.host,
-                port=self.settings.ops.port,
-                routes=push.routes(),
-                resync_token=token.get_secret_value() if token is not None else None,
-                on_lift=self.request_resync,
+        await stack.enter_async_context(
+            background_tasks(
+                self.settings, self.health, self.notifier, push, self.request_cycle, once=self.once
             )
-            self.ops_url = await ops.start()
-            stack.push_async_callback(ops.stop)
+        )
+        if self.settings.ops.enabled and not self.once:
+            await self._start_ops(stack, push)
         if not self.once:
             self.hooks_url = await push.start_listener()
             stack.push_async_callback(push.stop_listener)
@@ -271,28 +214,21 @@ class Daemon:
         self.notifier.ready()
         self.notifier.status("started; first cycle running")
 
-    def _open_state(self, stack: contextlib.AsyncExitStack) -> StateStore | None:
-        """The state store, closed by the stack; None (and one line) if it cannot be used now."""
-        path = self.settings.state.path
-        try:
-            store, warning = StateStore.open(path, lock=True)
-        except StateLocked:
-            raise
-        except StateError as exc:
-            self._state_error = str(exc)
-            log.error("state_unavailable", path=str(path), error=str(exc))
-            return None
-        mismatch = store.meta.tenant_mismatch(self.settings.cmdb.tenant_id)
-        if mismatch is not None:  # another tenant's pairs: nothing may be pruned by them
-            store.close()
-            self._state_error = mismatch
-            log.error("state_unavailable", path=str(path), error=mismatch)
-            return None
-        stack.callback(store.close)
-        self._state_error = None
-        if warning:
-            log.warning("state_rebuilt", path=str(path), reason=warning)
-        return store
+    async def _start_ops(self, stack: contextlib.AsyncExitStack, push: PushSources) -> None:
+        """The ops server (health, metrics, resync, push routes), stopped by the stack."""
+        token = self.settings.ops.resync_token
+        ops = OpsServer(
+            self.health,
+            self.metrics,
+            functools.partial(self.request_resync, lift_guards=False),
+            host=self.settings.ops.host,
+            port=self.settings.ops.port,
+            routes=push.routes(),
+            resync_token=token.get_secret_value() if token is not None else None,
+            on_lift=self.request_resync,
+        )
+        self.ops_url = await ops.start()
+        stack.push_async_callback(ops.stop)
 
     def _make_engine(self, store: StateStore) -> Reconciler:
         assert self._client is not None, "the client opens before the engine is made"
@@ -305,7 +241,7 @@ class Daemon:
     def _engine(self, stack: contextlib.AsyncExitStack) -> Reconciler | None:
         """The engine; the first turns after a failed open try the state store again."""
         if self.engine is None:
-            store = self._open_state(stack)
+            store = self._state.open(stack)
             if store is not None:
                 log.info("state_available", path=str(self.settings.state.path))
                 self._make_engine(store)
@@ -335,46 +271,6 @@ class Daemon:
         if not entering.cancelled():
             entering.result()  # a failure to start the watch is raised, as before
 
-    def _state_unavailable_cycle(self) -> CycleReport:
-        """A cycle without a state store: each relation fails with one line, nothing is sent."""
-        error = f"state store unavailable: {self._state_error}"
-        reports = []
-        for rel in self.settings.relations:
-            with relation_context(rel.name, rel.bk_obj_asst_id, 0):
-                log.error("relation_failed", error=error)
-            reports.append(RelationReport(rel.name, error=error))
-        report = CycleReport(reports, 0.0)
-        self.metrics.record_cycle(0.0, ok=False)
-        log.info("cycle", **report.summary(), stopped=self._stop.is_set())
-        return report
-
-    @contextlib.asynccontextmanager
-    async def _helpers(self, push: PushSources) -> AsyncIterator[None]:
-        """Heartbeat, watchdog, file watchers and push sources (NetBox webhooks, watched
-        commands: see syncd/runtime/push.py): running inside, cancelled and reaped after."""
-        helpers_stop = asyncio.Event()
-        tasks = [asyncio.create_task(self.health.heartbeat_loop(helpers_stop))]
-        if self.notifier.watchdog_interval() is not None:
-            tasks.append(asyncio.create_task(self.notifier.watchdog_loop(helpers_stop)))
-        if not self.once:
-            for rel in self.settings.relations:
-                for src in rel.source_settings():
-                    if not (isinstance(src, FileSourceSettings) and src.watch):
-                        continue
-                    why = f"{rel.name}: {src.path} changed"
-                    wake = functools.partial(self.request_cycle, why, [rel.name])
-                    watcher = watch_file(src.path, wake, src.watch_interval, helpers_stop)
-                    tasks.append(asyncio.create_task(watcher))
-            tasks.extend(push.start(helpers_stop))
-        try:
-            yield
-        finally:
-            helpers_stop.set()
-            for task in tasks:
-                task.cancel()
-            await asyncio.gather(*tasks, return_exceptions=True)
-            push.close()
-
     def _write_pidfile(self, stack: contextlib.AsyncExitStack) -> None:
         pidfile = self.settings.ops.pidfile
         if pidfile is None:
@@ -394,7 +290,7 @@ class Daemon:
 
     def _stopped(self, loop: asyncio.AbstractEventLoop) -> None:
         """Last thing on the way out."""
-        self._remove_signals(loop)
+        self._signals.remove(loop)
         self.notifier.stopping()
         self.notifier.close()
         log.info("stopped")
@@ -414,7 +310,9 @@ class Daemon:
                     break  # stopped during start-up: no cycle begins after "stopping"
             started = time.monotonic()
             if engine is None:
-                report: CycleReport | None = self._state_unavailable_cycle()
+                report: CycleReport | None = self._state.unavailable_cycle(
+                    stopped=self._stop.is_set()
+                )
             else:
                 report = await self._run_cycle(engine, resync, only, lift)
             if report is not None and self._push is not None:

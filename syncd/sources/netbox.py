@@ -31,6 +31,7 @@ import structlog
 
 from syncd.sources.base import RawFact, RawValue, ReadStats, SourceError, chunked
 from syncd.sources.http import _rebase, iter_json_pages, open_session
+from syncd.sources.netboxlinks import Link, cable_link, device_key, device_role, interface_link
 from syncd.sources.paging import Page, PagingDrift, PagingError, first_failure, read_pages
 from syncd.sources.settings import NetBoxSourceSettings
 from syncd.support.httpbody import safe_url
@@ -40,7 +41,6 @@ log = structlog.get_logger("syncd.sources")
 
 PageRead = Callable[[str], Awaitable[Page]]
 
-_IP_KEYS = ("primary_ip", "primary_ip4", "primary_ip6", "oob_ip")
 DEVICE_LOOKUP_CHUNK = 100
 """Device ids per lookup request: keeps the URL well under common proxy limits."""
 LIST_FIELDS = {
@@ -57,33 +57,6 @@ class RecordFacts:
 
     devices: frozenset[int]
     facts: tuple[tuple[RawValue, RawValue], ...]
-
-
-@dataclass(slots=True)
-class _Link:
-    """One cable (or switch interface) reduced to the devices at its two ends."""
-
-    record: int
-    a: list[int]
-    b: list[int]
-    other_ends: int
-    """Ends that are not interfaces (patch panels, circuits, ...)."""
-
-
-def device_key(device: dict[str, Any], key: str) -> RawValue:
-    """The attribute that names a device in the CMDB; None when the device has none."""
-    if key in _IP_KEYS:
-        ip = device.get(key)
-        address = ip.get("address") if isinstance(ip, dict) else None
-        return address.split("/", 1)[0] if isinstance(address, str) and address else None
-    if key.startswith("custom_fields."):
-        fields = device.get("custom_fields")
-        value = fields.get(key.split(".", 1)[1]) if isinstance(fields, dict) else None
-    else:
-        value = device.get(key)
-    if value is None or value == "" or not isinstance(value, str | int | float):
-        return None
-    return value
 
 
 class NetBoxSource:
@@ -185,7 +158,7 @@ class NetBoxSource:
         async with open_session(s, max_connections=s.concurrency) as session:
             page = self._page_reader(session, headers, secrets)
             rows = await self._rows(page)
-            links: list[_Link] = []
+            links: list[Link] = []
             for row in rows:
                 link = self._cable(row) if s.mode == "cables" else self._interface(row)
                 if link is not None:
@@ -284,7 +257,7 @@ class NetBoxSource:
             nxt = _rebase(nxt, current)
         return nxt
 
-    async def _devices(self, page: PageRead, links: list[_Link]) -> dict[int, dict[str, Any]]:
+    async def _devices(self, page: PageRead, links: list[Link]) -> dict[int, dict[str, Any]]:
         """The devices at the links' ends, ``DEVICE_LOOKUP_CHUNK`` ids a request, concurrently."""
         wanted = sorted({d for link in links for d in (*link.a, *link.b)})
         gate = asyncio.Semaphore(self.settings.concurrency)
@@ -321,62 +294,23 @@ class NetBoxSource:
     def _count(self, what: str, n: int = 1) -> None:
         self._stats.extra[what] = self._stats.extra.get(what, 0) + n
 
-    @staticmethod
-    def _device_id(obj: Any) -> int | None:
-        device = obj.get("device") if isinstance(obj, dict) else None
-        ident = device.get("id") if isinstance(device, dict) else None
-        return ident if isinstance(ident, int) else None
-
-    def _ends(self, terminations: Any) -> tuple[list[int], int]:
-        devices: list[int] = []
-        other = 0
-        for term in terminations if isinstance(terminations, list) else ():
-            if not isinstance(term, dict) or term.get("object_type") != "dcim.interface":
-                other += 1
-                continue
-            ident = self._device_id(term.get("object"))
-            if ident is None:
-                other += 1
-            elif ident not in devices:
-                devices.append(ident)
-        return devices, other
-
-    def _cable(self, row: Any) -> _Link | None:
-        if not isinstance(row, dict) or not isinstance(row.get("id"), int):
+    def _cable(self, row: Any) -> Link | None:
+        link = cable_link(row)
+        if link is None:
             self._count("malformed")
-            return None
-        a, other_a = self._ends(row.get("a_terminations"))
-        b, other_b = self._ends(row.get("b_terminations"))
-        return _Link(row["id"], a, b, other_a + other_b)
+        return link
 
-    def _interface(self, row: Any) -> _Link | None:
-        if not isinstance(row, dict) or not isinstance(row.get("id"), int):
+    def _interface(self, row: Any) -> Link | None:
+        link = interface_link(row)
+        if link is None:
             self._count("malformed")
-            return None
-        own = self._device_id(row)
-        peers: list[int] = []
-        other = 0
-        if row.get("link_peers_type") != "dcim.interface":
-            other = max(1, len(row.get("link_peers") or ()))
-        else:
-            for peer in row.get("link_peers") or ():
-                ident = self._device_id(peer)
-                if ident is None:
-                    other += 1
-                elif ident not in peers:
-                    peers.append(ident)
-        return _Link(row["id"], [own] if own is not None else [], peers, other)
+        return link
 
     # -- ends to facts --------------------------------------------------------------------
 
-    def _role(self, device: dict[str, Any] | None) -> str | None:
-        role = device.get("role") if device else None
-        slug = role.get("slug") if isinstance(role, dict) else None
-        return slug if isinstance(slug, str) else None
-
     def _pairs(
         self,
-        links: Iterable[_Link],
+        links: Iterable[Link],
         devices: dict[int, dict[str, Any]],
         by_record: dict[int, RecordFacts] | None = None,
     ) -> list[RawFact]:
@@ -392,8 +326,8 @@ class NetBoxSource:
             if not link.a or not link.b:
                 self._count("ignored_not_interface")
                 continue
-            a_switch = [self._role(devices.get(d)) in switch_roles for d in link.a]
-            b_switch = [self._role(devices.get(d)) in switch_roles for d in link.b]
+            a_switch = [device_role(devices.get(d)) in switch_roles for d in link.a]
+            b_switch = [device_role(devices.get(d)) in switch_roles for d in link.b]
             if all(a_switch) and not any(b_switch):
                 switches, hosts = link.a, link.b
             elif all(b_switch) and not any(a_switch):
@@ -404,7 +338,7 @@ class NetBoxSource:
             else:
                 self._count("ignored_no_switch")
                 continue
-            if host_roles and not all(self._role(devices.get(h)) in host_roles for h in hosts):
+            if host_roles and not all(device_role(devices.get(h)) in host_roles for h in hosts):
                 self._count("ignored_host_role")
                 continue
             for sw in switches:

@@ -9,7 +9,8 @@ from collections.abc import Iterator
 import pytest
 import structlog
 
-from syncd.core.answer import Answer, BadAnswer, Verdict, all_created
+from syncd.core.answer import Answer, Verdict
+from syncd.core.details import BadAnswer, all_created
 from syncd.core.outcome import CreatedLines, classify_batch
 from syncd.support import log
 from tests.core.test_log import STAMP, stock

@@ -6,14 +6,8 @@ import json
 
 import pytest
 
-from syncd.core.answer import (
-    Answer,
-    BadAnswer,
-    IndexKind,
-    Verdict,
-    classify_response,
-    split_batch_data,
-)
+from syncd.core.answer import Answer, Verdict, classify_response
+from syncd.core.details import BadAnswer, IndexKind, split_batch_data
 
 
 def classify(doc: object, status: int = 200, headers: dict[str, str] | None = None) -> Answer:

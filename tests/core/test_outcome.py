@@ -6,15 +6,8 @@ import json
 
 import pytest
 
-from syncd.core.answer import (
-    BadAnswer,
-    IndexKind,
-    Verdict,
-    classify_index_message,
-    classify_response,
-    classify_transport_error,
-    split_batch_data,
-)
+from syncd.core.answer import Verdict, classify_response, classify_transport_error
+from syncd.core.details import BadAnswer, IndexKind, classify_index_message, split_batch_data
 
 MESSAGES = [
     ("关联关系 bk_switch->host 重复", IndexKind.EXISTS),
