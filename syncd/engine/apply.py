@@ -1,17 +1,16 @@
 """Carry out a plan: send the creates, record each answer, delete what is pruned.
 
-The send step is one narrow seam, :data:`SendBatch`: a batch of details in, one
-outcome per detail out (:class:`syncd.core.outcome.BatchOutcome`). Whatever happens
-inside (one request, or a request split to isolate a refused detail) the rest of
-the cycle only sees the outcome, records it and logs its lines.
+The send step is one narrow seam, :data:`syncd.engine.sendstep.SendBatch`: a batch of
+details in, one outcome per detail out (:class:`syncd.core.outcome.BatchOutcome`).
+Whatever happens inside (one request, or a request split to isolate a refused
+detail) the rest of the cycle only sees the outcome, records it and logs its lines.
 """
 
 from __future__ import annotations
 
 import asyncio
 import itertools
-from collections.abc import Awaitable, Callable, Coroutine, Mapping, Sequence
-from dataclasses import replace
+from collections.abc import Callable, Coroutine, Mapping
 from typing import Any, Protocol
 
 import structlog
@@ -21,95 +20,21 @@ from syncd.cmdb.client import CmdbClient, CmdbError
 from syncd.config.settings import RelationSettings, SyncSettings
 from syncd.core.answer import Answer, IndexKind, Verdict
 from syncd.core.backoff import pair_next_attempt
-from syncd.core.isolate import Detail, IsolationBudget, batch_outcome, settle_batch
-from syncd.core.outcome import BatchOutcome, classify_batch, whole_failure
+from syncd.core.outcome import BatchOutcome, whole_failure
 from syncd.core.pairs import PairKey, ids_of, pack, unpack
-from syncd.core.refusal import looked_up_sides
 from syncd.engine.known import D, Known, RelationRefused
 from syncd.engine.moving import Replaces, count_moves, delete_fields, mark_moves
 from syncd.engine.precheck import HostCheck, host_sides, split_stale, stale_outcome
 from syncd.engine.report import RelationReport
+from syncd.engine.sendstep import Details as Details
+from syncd.engine.sendstep import SendBatch as SendBatch
+from syncd.engine.sendstep import SettleBatch
+from syncd.engine.sendstep import send_batch as send_batch
 from syncd.state import Failed
-from syncd.support.log import log_pairs, wants
+from syncd.support.log import log_pairs
 from syncd.support.slots import Slot
 
 log = structlog.get_logger("syncd")
-
-Details = list[tuple[int, int]]
-SendBatch = Callable[[CmdbClient, RelationSettings, Details], Awaitable[BatchOutcome]]
-"""The send step: (client, relation, details) -> an outcome for every detail."""
-
-
-async def send_batch(client: CmdbClient, rel: RelationSettings, details: Details) -> BatchOutcome:
-    """One batch_create request, its answer classified."""
-    answer = await client.batch_create(
-        rel.bk_obj_id, rel.bk_asst_obj_id, rel.bk_obj_asst_id, details
-    )
-    return classify_batch(details, answer, verbose=wants("info"))
-
-
-class SettleBatch:
-    """The default send step: a batch answered per index is classified at once; one the
-    CMDB refuses as a whole is settled by ``syncd.core.isolate.settle_batch``.
-
-    A batch the CMDB refuses as a whole is not lost: details the refusal names fail,
-    the rest is sent again; an unnamed parameter refusal is bisected within the
-    cycle's :class:`IsolationBudget` (shared by every relation); a relation-level
-    refusal stops the relation's other isolations too. Isolation requests go through
-    the same client (rate limit, concurrency, retries).
-    """
-
-    def __init__(self, budget: int, closed: asyncio.Event) -> None:
-        self.limit = budget
-        self.closed = closed
-        self.budget = IsolationBudget(budget)
-        self.refused: set[str] = set()
-
-    def begin_cycle(self) -> None:
-        """A new cycle: a full budget, no relation refused yet."""
-        self.budget = IsolationBudget(self.limit)
-        self.refused = set()
-
-    async def __call__(
-        self, client: CmdbClient, rel: RelationSettings, details: Details
-    ) -> BatchOutcome:
-        reclaim: set[Detail] = set()
-
-        async def send(chunk: Sequence[Detail]) -> Answer:
-            answer = await client.batch_create(
-                rel.bk_obj_id, rel.bk_asst_obj_id, rel.bk_obj_asst_id, list(chunk)
-            )
-            if answer.may_have_acted:
-                reclaim.update(chunk)
-            return answer
-
-        answer = await send(details)
-        if answer.verdict is Verdict.OK:
-            # Answered per index (the common case): no isolation machinery.
-            return classify_batch(details, answer, verbose=wants("info"))
-        first: Answer | None = answer
-
-        async def resend(chunk: Sequence[Detail]) -> Answer:
-            nonlocal first
-            if first is not None:  # the batch's own request, answered above
-                answer, first = first, None
-                return answer
-            return await send(chunk)
-
-        def stop() -> bool:
-            return self.closed.is_set() or rel.name in self.refused
-
-        settled = await settle_batch(
-            details,
-            resend,
-            looked_up=looked_up_sides(rel.bk_obj_id, rel.bk_asst_obj_id),
-            budget=self.budget,
-            stop=stop,
-        )
-        if settled.refusal is not None:
-            self.refused.add(rel.name)
-        outcome = batch_outcome(details, settled, verbose=wants("info"))
-        return replace(outcome, reclaim=frozenset(reclaim)) if reclaim else outcome
 
 
 def refusal(rel: RelationSettings, answer: Answer) -> RelationRefused:

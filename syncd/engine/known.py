@@ -210,7 +210,8 @@ class Known:
         Returns the attempt's number for :meth:`record` and ``store.release``."""
         attempt = self.store.attempts.intend(name, details, self.clock())
         now = time.monotonic()
-        self._sending.setdefault(name, {}).update((pack(s, d), now) for s, d in details)
+        keys = [pack(s, d) for s, d in details]
+        self._sending.setdefault(name, {}).update(dict.fromkeys(keys, now))
         return attempt
 
     def record(
@@ -228,14 +229,14 @@ class Known:
             now=self.clock(),
         )
         known = self._pairs[name]
-        known.update([pack(s, d) for s, d, _ in outcome.created])
-        known.update([pack(s, d) for s, d, _ in outcome.exists])
+        now_known = [pack(s, d) for s, d, _ in outcome.created]
+        now_known += [pack(s, d) for s, d, _ in outcome.exists]
+        known.update(now_known)
         sending = self._sending.get(name)
         if sending:
-            for s, d, _ in outcome.created:
-                sending.pop(pack(s, d), None)
-            for s, d, _ in outcome.exists:
-                sending.pop(pack(s, d), None)
+            pop = sending.pop
+            for key in now_known:
+                pop(key, None)
             for f in outcome.failed:
                 sending.pop(pack(f.src, f.dst), None)
             for s, d in outcome.deferred:

@@ -3,8 +3,9 @@
 from syncd.state.db import Database
 from syncd.state.errors import StateError, StateLocked
 from syncd.state.meta import Identity
+from syncd.state.rows import Absence, Created, Failed, Held, Seen
 from syncd.state.schema import APPLICATION_ID, SCHEMA_VERSION
-from syncd.state.store import Absence, Created, Failed, Held, Seen, StateStore
+from syncd.state.store import StateStore
 
 __all__ = [
     "APPLICATION_ID",

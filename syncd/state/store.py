@@ -12,7 +12,6 @@ import asyncio
 import sqlite3
 from collections.abc import Collection, Generator, Iterable, Sequence
 from pathlib import Path
-from typing import NamedTuple
 
 from syncd.core.pairs import PairKey, from_hex, pack, pack_all, unpack_all
 from syncd.state.attempts import Attempts
@@ -20,46 +19,9 @@ from syncd.state.db import Database
 from syncd.state.knowntext import KnownAhead, known_texts
 from syncd.state.meta import Meta
 from syncd.state.resync import Resync
+from syncd.state.rows import Absence, Failed, Held
 
 _BULK_LOOKUP = 2_000  # above this many keys a relation scan beats point lookups
-
-
-class Created(NamedTuple):
-    """A pair syncd created: in the CMDB now, and owned (a prune may delete it)."""
-
-    src: int
-    dst: int
-    association_id: int
-
-
-class Seen(NamedTuple):
-    """A pair found in the CMDB (an "already exists", or a resync page); owner unchanged."""
-
-    src: int
-    dst: int
-    association_id: int | None
-
-
-class Failed(NamedTuple):
-    """A pair the CMDB refused, and when to send it again (None: after the next resync)."""
-
-    src: int
-    dst: int
-    kind: str
-    message: str
-    next_attempt: float | None
-
-
-class Held(NamedTuple):
-    """Why a pair is not sent this cycle."""
-
-    kind: str
-    message: str
-
-
-class Absence(NamedTuple):
-    since: float
-    cycles: int
 
 
 def _as_set(keys: Iterable[PairKey]) -> set[PairKey] | frozenset[PairKey]:
