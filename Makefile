@@ -25,13 +25,20 @@ typecheck: venv
 	$(BIN)/mypy
 
 # The suite mostly waits (subprocesses, long polls, pacing), so more workers than cores
-# pay off; tests that must share a worker are grouped in tests/conftest.py.
+# pay off; tests that must share a worker are grouped in tests/conftest.py, which also
+# orders the work (longest first: xdist's reordering by group size is turned off).
 WORKERS ?= 4
 
-unit: venv
-	$(BIN)/pytest -q -n $(WORKERS) --dist loadgroup
+# Extra pytest options, e.g. `make test PYTEST_ARGS=--durations=20`.
+PYTEST_ARGS ?=
 
-test: lint typecheck unit
+unit: venv
+	$(BIN)/pytest -q -n $(WORKERS) --dist loadgroup --no-loadscope-reorder $(PYTEST_ARGS)
+
+# The linters and mypy run beside the suite (which mostly waits), each one's output in one
+# piece; any of them failing fails `make test`.
+test: venv
+	$(MAKE) --no-print-directory -j3 --output-sync=target lint typecheck unit
 
 bench: venv
 	$(BIN)/python -m bench
