@@ -95,6 +95,7 @@ def _order(path: str) -> int:
     return len(_FIRST) + (0 if path.startswith(_SLOW_FILES) else 1)
 
 
+@pytest.hookimpl(tryfirst=True)  # before xdist's own hook reads the groups off the markers
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
     """Every test that starts real processes (the ``procs`` fixture) is slow, as are the
     files above; others say so with ``@pytest.mark.slow``. Groups and order for xdist: above."""
