@@ -9,15 +9,14 @@ from __future__ import annotations
 import json
 import uuid
 from collections.abc import Mapping
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from aiohttp import web
 
 from cmdb_simulator.backend import ApiSpec, match_path
 from cmdb_simulator.envelope import apigw_body, code_of
-from cmdb_simulator.fixture import App
-from cmdb_simulator.front import JSON_TYPE, Front, Outcome, drop, dumps, parse_body
-from cmdb_simulator.limits import ConcurrencyGate, RateDecision, RateLimiter
+from cmdb_simulator.front import JSON_TYPE, Core, Outcome, drop, dumps, parse_body
+from cmdb_simulator.limits import RateDecision
 from cmdb_simulator.messages import (
     APIGW_API_NOT_FOUND,
     APIGW_BACKEND_TIMEOUT,
@@ -34,22 +33,15 @@ from cmdb_simulator.messages import (
     apigw_language,
 )
 from cmdb_simulator.tenants import HEADER as TENANT_HEADER
-from cmdb_simulator.tenants import Tenancy
-
-if TYPE_CHECKING:
-    from cmdb_simulator.server import SimulatorOptions
 
 
-class ApiGatewayFront(Front):
+class ApiGatewayFront:
     """``/api/bk-cmdb/{stage}/...``: the backend's own method and path."""
 
-    options: SimulatorOptions
-    tenancy: Tenancy
-    _app_info: dict[str, App]
-    _gw_rate: RateLimiter
-    _gate: ConcurrencyGate
+    def __init__(self, sim: Core) -> None:
+        self.sim = sim
 
-    def _gw_error(
+    def error(
         self, err: GatewayError, headers: dict[str, str], outcome: Outcome | None = None
     ) -> web.Response:
         if outcome is not None:
@@ -84,10 +76,10 @@ class ApiGatewayFront(Front):
             return APIGW_NO_APP_CODE
         if not secret:
             return APIGW_NO_APP_SECRET
-        if self._apps.get(str(code)) != secret:
+        if self.sim._apps.get(str(code)) != secret:
             return APIGW_BAD_SECRET
         token = creds.get("bk_token") or creds.get("access_token")
-        if token and (self._tokens is None or token in self._tokens):
+        if token and (self.sim._tokens is None or token in self.sim._tokens):
             return None
         if creds.get("bk_username") and not token:
             return None
@@ -104,15 +96,15 @@ class ApiGatewayFront(Front):
             "X-Bkapi-RateLimit-Plugin": "bk-resource-rate-limit",
         }
 
-    async def _apigw(self, request: web.Request) -> web.StreamResponse:
+    async def handle(self, request: web.Request) -> web.StreamResponse:
         tail = "/" + request.match_info["tail"]
         found = match_path(request.method, tail)
         outcome = Outcome(found[0].name if found else "unknown")
-        self._stats.arrive()
+        self.sim._stats.arrive()
         try:
             return await self._apigw_serve(request, found, outcome)
         finally:
-            self._stats.depart(outcome.api, outcome.status, outcome.code)
+            self.sim._stats.depart(outcome.api, outcome.status, outcome.code)
 
     async def _apigw_serve(
         self,
@@ -129,47 +121,47 @@ class ApiGatewayFront(Front):
             err = APIGW_API_NOT_FOUND.with_reason(
                 method=request.method, path=request.raw_path.split("?")[0]
             )
-            return self._gw_error(err, headers, outcome)
+            return self.error(err, headers, outcome)
         api, params = found
         creds = self._gw_creds(request.headers.get("X-Bkapi-Authorization"))
         refusal = self._gw_auth(creds)
         if refusal is not None:
-            return self._gw_error(APIGW_INVALID_ARGS.with_reason(reason=refusal), headers, outcome)
-        opts = self.options
+            return self.error(APIGW_INVALID_ARGS.with_reason(reason=refusal), headers, outcome)
+        opts = self.sim.options
         app_code = str(creds["bk_app_code"])
         tenant = request.headers.get(TENANT_HEADER)
-        if self.version.tenants:
-            tenant, cross = self.tenancy.gateway(self._app_info[app_code], tenant)
+        if self.sim.version.tenants:
+            tenant, cross = self.sim.tenancy.gateway(self.sim._app_info[app_code], tenant)
             if cross is not None:
-                return self._gw_error(cross, headers, outcome)
+                return self.error(cross, headers, outcome)
         # bk-concurrency-limit (priority 17660) runs before bk-resource-rate-limit (17653),
         # one count per gateway, stage and app (bk-concurrency-limit.lua:44-58,83-89).
         stage = request.match_info["stage"]
-        if not self._gate.try_enter(opts.max_in_flight, app_code):
+        if not self.sim._gate.try_enter(opts.max_in_flight, app_code):
             key = f"bk-cmdb:{stage}:{app_code}"
-            return self._gw_error(APIGW_CONCURRENCY_LIMITED.with_reason(key=key), headers, outcome)
+            return self.error(APIGW_CONCURRENCY_LIMITED.with_reason(key=key), headers, outcome)
         try:
-            decision = self._gw_rate.check(opts.rate_limit, app_code, f"{stage}:{api.name}")
+            decision = self.sim._gw_rate.check(opts.rate_limit, app_code, f"{stage}:{api.name}")
             headers.update(self._rate_headers(decision))
             if decision is not None and not decision.allowed:
-                return self._gw_error(APIGW_RATE_LIMITED, headers, outcome)
+                return self.error(APIGW_RATE_LIMITED, headers, outcome)
             try:
                 body = parse_body(await request.read())
             except web.HTTPRequestEntityTooLarge:
-                return self._gw_error(APIGW_BODY_TOO_LARGE, headers, outcome)
+                return self.error(APIGW_BODY_TOO_LARGE, headers, outcome)
             lang = apigw_language(request.headers.get("X-Bkcmdb-Language"))
-            fault, data = await self._act(api, params, body, lang, app_code, tenant)
+            fault, data = await self.sim._act(api, params, body, lang, app_code, tenant)
             if fault == "502":
-                return self._gw_error(APIGW_BAD_GATEWAY, headers, outcome)
+                return self.error(APIGW_BAD_GATEWAY, headers, outcome)
             if fault in ("504", "504-after"):
                 timeout = APIGW_BACKEND_TIMEOUT.with_reason(
                     upstream_error="cannot read header from upstream"
                 )
-                return self._gw_error(timeout, headers, outcome)
-            doc = apigw_body(data, lang, self.version)
+                return self.error(timeout, headers, outcome)
+            doc = apigw_body(data, lang, self.sim.version)
             outcome.code = code_of(doc)
             if fault == "drop":
                 return await drop(request, dumps(doc), headers, outcome)
             return web.Response(body=dumps(doc), content_type=JSON_TYPE, headers=headers)
         finally:
-            self._gate.leave(app_code)
+            self.sim._gate.leave(app_code)

@@ -7,13 +7,13 @@ from __future__ import annotations
 import json
 import uuid
 from collections.abc import Mapping
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from aiohttp import web
 
 from cmdb_simulator.backend import BY_NAME, ApiSpec
 from cmdb_simulator.envelope import code_of, esb_body
-from cmdb_simulator.front import JSON_TYPE, Front, Outcome, drop, dumps, parse_body
+from cmdb_simulator.front import JSON_TYPE, Core, Outcome, drop, dumps, parse_body
 from cmdb_simulator.messages import (
     ESB_ARGUMENT_ERROR,
     ESB_BAD_AUTH_HEADER,
@@ -36,14 +36,12 @@ from cmdb_simulator.messages import (
     esb_unknown_app,
 )
 
-if TYPE_CHECKING:
-    from cmdb_simulator.server import SimulatorOptions
 
-
-class EsbFront(Front):
+class EsbFront:
     """``POST /api/c/compapi/v2/cc/{api_name}/``."""
 
-    options: SimulatorOptions
+    def __init__(self, sim: Core) -> None:
+        self.sim = sim
 
     def _esb_response(self, doc: dict[str, Any], outcome: Outcome) -> web.Response:
         return web.Response(body=dumps(doc), content_type=JSON_TYPE, headers=outcome.extra_headers)
@@ -72,28 +70,28 @@ class EsbFront(Front):
             return ESB_NO_APP_CODE
         if not secret:
             return ESB_NO_APP_SECRET
-        if str(code) not in self._apps:
+        if str(code) not in self.sim._apps:
             return esb_unknown_app(str(code))
-        if self._apps[str(code)] != secret:
+        if self.sim._apps[str(code)] != secret:
             return esb_bad_secret(str(code))
         token = creds.get("bk_token")
         if token:
-            if self._tokens is not None and token not in self._tokens:
+            if self.sim._tokens is not None and token not in self.sim._tokens:
                 return ESB_BAD_TOKEN
             return None
         if creds.get("bk_username") or creds.get("username"):
             return None
         return ESB_NO_USER
 
-    async def _esb(self, request: web.Request) -> web.StreamResponse:
+    async def handle(self, request: web.Request) -> web.StreamResponse:
         name = request.match_info["api_name"]
         api = BY_NAME.get(name)
         outcome = Outcome(api.name if api else "unknown")
-        self._stats.arrive()
+        self.sim._stats.arrive()
         try:
             return await self._esb_serve(request, api, name, outcome)
         finally:
-            self._stats.depart(outcome.api, outcome.status, outcome.code)
+            self.sim._stats.depart(outcome.api, outcome.status, outcome.code)
 
     async def _esb_serve(
         self, request: web.Request, api: ApiSpec | None, name: str, outcome: Outcome
@@ -113,7 +111,7 @@ class EsbFront(Front):
         if refusal is not None:
             return self._esb_error(ESB_COMMON_ERROR, refusal, rid, outcome)
         app_code = str(creds.get("bk_app_code") or creds.get("app_code") or "")
-        decision = self._rate.check(self.options.rate_limit, app_code, name)
+        decision = self.sim._rate.check(self.sim.options.rate_limit, app_code, name)
         if decision is not None and not decision.allowed:
             limit = f"{decision.limit}/1second"
             return self._esb_error(
@@ -121,7 +119,7 @@ class EsbFront(Front):
             )
         lang = esb_language(request.headers.get("Blueking-Language"))
         params = {k: fields.get(k) for k in api.path_params}
-        fault, data = await self._act(api, params, body, lang, app_code)
+        fault, data = await self.sim._act(api, params, body, lang, app_code)
         if fault == "502":
             # The CC client allows non-200 answers; the proxy's HTML page is not JSON.
             outcome.code = ESB_COMMON_ERROR

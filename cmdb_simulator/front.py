@@ -1,21 +1,25 @@
 """What both gateway fronts share: the per-request outcome, JSON in and out, a dropped
-answer, and the parts of the simulator they call (declared here, defined by
-:class:`cmdb_simulator.server.Simulator`)."""
+answer, and the parts of the simulator they call (:class:`Core`)."""
 
 from __future__ import annotations
 
 import json
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any, Protocol
 
 from aiohttp import web
 
 from cmdb_simulator.backend import MALFORMED, ApiSpec
-from cmdb_simulator.limits import RateLimiter
+from cmdb_simulator.fixture import App
+from cmdb_simulator.limits import ConcurrencyGate, RateLimiter
 from cmdb_simulator.messages import Lang
 from cmdb_simulator.stats import Stats
+from cmdb_simulator.tenants import Tenancy
 from cmdb_simulator.version import CmdbVersion
+
+if TYPE_CHECKING:
+    from cmdb_simulator.server import SimulatorOptions
 
 JSON_TYPE = "application/json"
 
@@ -59,17 +63,22 @@ async def drop(
     return resp
 
 
-class Front:
-    """The simulator as a gateway front sees it."""
+class Core(Protocol):
+    """The simulator as a gateway front sees it (:class:`cmdb_simulator.server.Simulator`):
+    each front holds one and calls it; neither is a base class of the simulator."""
 
+    options: SimulatorOptions
+    tenancy: Tenancy
     _stats: Stats
     _apps: dict[str, str]
     _tokens: set[str] | None
     _rate: RateLimiter
+    _app_info: dict[str, App]
+    _gw_rate: RateLimiter
+    _gate: ConcurrencyGate
 
     @property
-    def version(self) -> CmdbVersion:
-        raise NotImplementedError
+    def version(self) -> CmdbVersion: ...
 
     async def _act(
         self,
@@ -79,5 +88,4 @@ class Front:
         lang: Lang,
         app_code: str,
         tenant: str | None = None,
-    ) -> tuple[str | None, Any]:
-        raise NotImplementedError
+    ) -> tuple[str | None, Any]: ...

@@ -117,7 +117,7 @@ class SimulatorOptions:
             raise ValueError("watch_retention_s must be positive")
 
 
-class Simulator(EsbFront, ApiGatewayFront):
+class Simulator:
     """A BlueKing CMDB stand-in; see docs/simulator.md."""
 
     def __init__(self, fixture: Fixture, options: SimulatorOptions | None = None) -> None:
@@ -144,6 +144,8 @@ class Simulator(EsbFront, ApiGatewayFront):
         self._rate = RateLimiter()
         self._gw_rate = RateLimiter(fixed_window=True)
         self._gate = ConcurrencyGate()
+        self.esb = EsbFront(self)
+        self.apigw = ApiGatewayFront(self)
         self._faults = FaultPlan(self.options.seed)
         self._runner: web.AppRunner | None = None
         self.url: str | None = None
@@ -156,9 +158,9 @@ class Simulator(EsbFront, ApiGatewayFront):
         app.router.add_post("/_sim/reset", self._sim_reset)
         app.router.add_get("/_sim/options", self._sim_options)
         app.router.add_post("/_sim/options", self._sim_options)
-        app.router.add_post("/api/c/compapi/v2/cc/{api_name}/", self._esb)
-        app.router.add_post("/api/c/compapi/v2/cc/{api_name}", self._esb)
-        app.router.add_route("*", "/api/bk-cmdb/{stage}/{tail:.*}", self._apigw)
+        app.router.add_post("/api/c/compapi/v2/cc/{api_name}/", self.esb.handle)
+        app.router.add_post("/api/c/compapi/v2/cc/{api_name}", self.esb.handle)
+        app.router.add_route("*", "/api/bk-cmdb/{stage}/{tail:.*}", self.apigw.handle)
         app.router.add_route("*", "/{tail:.*}", self._not_found)
         return app
 
@@ -275,7 +277,7 @@ class Simulator(EsbFront, ApiGatewayFront):
         err = APIGW_API_NOT_FOUND.with_reason(
             method=request.method, path=request.raw_path.split("?")[0]
         )
-        return self._gw_error(err, {})
+        return self.apigw.error(err, {})
 
     # --- shared pipeline ------------------------------------------------------------------------
 
