@@ -14,6 +14,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from enum import StrEnum
 
+from syncd.core.disjoint import DisjointSets
 from syncd.core.pairs import PairKey, unpack
 
 MAX_BATCH = 200
@@ -81,22 +82,11 @@ def _groups(ordered: list[PairKey], mapping: Mapping) -> list[list[PairKey]]:
         return sorted(by_target.values(), key=lambda g: g[0])
     # 1:1: either side may have one partner; union-find over source-side and
     # target-side instances (kept apart: the same object may be on both sides).
-    parent: dict[tuple[int, int], tuple[int, int]] = {}
-
-    def find(node: tuple[int, int]) -> tuple[int, int]:
-        root = node
-        while parent.setdefault(root, root) != root:
-            root = parent[root]
-        while parent[node] != root:
-            parent[node], node = root, parent[node]
-        return root
-
+    sets: DisjointSets[tuple[int, int]] = DisjointSets()
     for key in ordered:
         src, dst = unpack(key)
-        a, b = find((0, src)), find((1, dst))
-        if a != b:
-            parent[b] = a
+        sets.union((0, src), (1, dst))
     components: dict[tuple[int, int], list[PairKey]] = {}
     for key in ordered:
-        components.setdefault(find((0, unpack(key)[0])), []).append(key)
+        components.setdefault(sets.find((0, unpack(key)[0])), []).append(key)
     return sorted(components.values(), key=lambda g: g[0])

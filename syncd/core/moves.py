@@ -27,6 +27,7 @@ from collections.abc import Callable, Iterable, Mapping, Set
 from dataclasses import dataclass, field
 
 from syncd.core.batching import Mapping as AssociationMapping
+from syncd.core.disjoint import DisjointSets
 from syncd.core.pairs import PairKey, unpack
 
 SOURCE_CONFLICT = ("conflict_1_n", "conflict_1_1")
@@ -209,24 +210,13 @@ def move_sets(moves: list[Move]) -> list[list[Move]]:
     if len(olds) == len(moves) == len(set(olds)):
         # The usual 1:n re-cabling: each move replaces one pair no other move replaces.
         return [[move] for move in sorted(moves, key=lambda m: m.create)]
-    parent: dict[PairKey, PairKey] = {}
-
-    def find(node: PairKey) -> PairKey:
-        root = node
-        while parent.setdefault(root, root) != root:
-            root = parent[root]
-        while parent[node] != root:
-            parent[node], node = root, parent[node]
-        return root
-
+    sets: DisjointSets[PairKey] = DisjointSets()
     for move in moves:
         for old in move.replaces:
-            a, b = find(move.replaces[0]), find(old)
-            if a != b:
-                parent[b] = a
+            sets.union(move.replaces[0], old)
     groups: dict[PairKey, list[Move]] = {}
     for move in moves:
-        groups.setdefault(find(move.replaces[0]), []).append(move)
+        groups.setdefault(sets.find(move.replaces[0]), []).append(move)
     return sorted(groups.values(), key=lambda g: g[0].create)
 
 
