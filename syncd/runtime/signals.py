@@ -41,6 +41,7 @@ class DaemonSignals:
         self._event_loop: asyncio.AbstractEventLoop | None = None
         self._stop_signalled = False
         self._exit_guard: threading.Timer | None = None
+        self._previous: dict[int, signal._HANDLER] = {}
 
     def arm_exit_guard(self, signum: int | None) -> None:
         """Whatever still runs after the deadline (a worker thread, a wait inside SQLite)
@@ -72,14 +73,18 @@ class DaemonSignals:
     def install(self, loop: asyncio.AbstractEventLoop) -> None:
         self._event_loop = loop
         for sig in (signal.SIGTERM, signal.SIGINT):
-            signal.signal(sig, self._on_stop_signal)
+            self._previous[sig] = signal.signal(sig, self._on_stop_signal)
         loop.add_signal_handler(signal.SIGHUP, self.on_resync)
         # Held since the first instruction (syncd/__main__.py): any pending one is a resync.
         signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGHUP})
 
     def remove(self, loop: asyncio.AbstractEventLoop) -> None:
+        """Gives the signals back, except on the way out of a stop: then a second stop
+        signal still exits at once with 128 + signum, never by the default action (which
+        would report death by signal instead of the exit code the first one promised)."""
         loop.remove_signal_handler(signal.SIGHUP)
-        for sig in (signal.SIGTERM, signal.SIGINT):
-            signal.signal(sig, signal.SIG_DFL)
+        if not self._stop_signalled:
+            for sig, previous in self._previous.items():
+                signal.signal(sig, previous if previous is not None else signal.SIG_DFL)
         if self._exit_guard is not None:
             self._exit_guard.cancel()

@@ -136,14 +136,14 @@ def wait_until_in_flight(url: str, timeout: float = 10.0) -> None:
 
 def test_second_sigterm_exits_at_once(tmp_path: Path, procs: list[Proc]) -> None:
     url = start_simulator(
-        procs, write_fixture(tmp_path, switches=20, hosts=100), "--latency-ms", "2000"
+        procs, write_fixture(tmp_path, switches=20, hosts=100), "--per-detail-ms", "100"
     )
     topology = write_csv(tmp_path / "t.csv", pairs(20, 100))
     cfg = write_config(tmp_path, url, topology, shutdown_deadline=30)
     daemon = Proc(["-m", "syncd", "run", "--config", str(cfg)])
     procs.append(daemon)
     daemon.wait_for(lambda l: l.get("event") == "resync")
-    wait_until_in_flight(url)  # batches are in flight on a 2 s server
+    wait_until_in_flight(url)  # a 100-pair batch takes 10 s: the stop waits for it
     daemon.signal(signal.SIGTERM)
     daemon.wait_for(lambda l: l.get("event") == "stopping")
     daemon.signal(signal.SIGTERM)
