@@ -95,7 +95,7 @@ def known_beside(desired: Set[PairKey], chunks: Callable[[], Iterator[list[PairK
         if before - len(unmatched) != len(keys):  # some known pair is not desired
             extra.update(set(keys).difference(desired))
     missing = frozenset(unmatched)
-    del unmatched
+    del strike, unmatched  # the bound method holds the table too
     known = set(desired)
     known.difference_update(missing)
     known.update(extra)
