@@ -473,7 +473,7 @@ class Backend:
             resource if isinstance(resource, str) else "",
             raw,
             self.costs.watching,
-            inst_asst=self.version.inst_asst_watch,
+            release=watch.Release.of(self.version),
         )
 
     async def count_instance_associations(

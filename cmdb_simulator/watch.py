@@ -24,6 +24,8 @@ from __future__ import annotations
 import asyncio
 import base64
 import bisect
+import math
+import os
 import time
 from array import array
 from collections.abc import Callable, Mapping
@@ -37,6 +39,7 @@ from cmdb_simulator.messages import (
     UNKNOWN_ERROR,
     CmdbError,
 )
+from cmdb_simulator.version import CmdbVersion
 
 Row = dict[str, Any]
 
@@ -78,9 +81,26 @@ CURSOR_TYPES: dict[str, int] = {
 }
 """``cursorTypeIntMap`` (src/common/watch/cursor.go:63-86)."""
 WATCHABLE = frozenset(CURSOR_TYPES) - {"no_event"}
-"""``resourceKeyMap`` (event/util.go:30-51): what ``bk_resource`` may name."""
+"""``resourceKeyMap`` (event/util.go:30-51): what ``bk_resource`` may name on 3.12-3.14."""
+_KUBE = frozenset(k for k in CURSOR_TYPES if k.startswith("kube_"))
+_BIZ_SET = frozenset({"biz_set", "biz_set_relation"})
 _NEEDS_FIELDS = frozenset({"host", "biz", "set", "module"})
 _HAS_SUB_RESOURCE = frozenset({"object_instance", "mainline_instance", INST_ASST, "kube_workload"})
+
+
+def watchable(version: CmdbVersion) -> frozenset[str]:
+    """The resources a release's cache service knows (``GetResourceKeyWithCursorType``).
+
+    3.10 has no ``plat``, ``project`` or ``kube_*`` (release-v3.10.51:
+    src/source_controller/cacheservice/event/util.go:26-59), ``biz_set`` and
+    ``biz_set_relation`` only from 3.10.12 and ``inst_asst`` only from 3.10.10;
+    3.15 drops ``kube_*`` again (release-v3.15.1: event/util.go:30-46)."""
+    if version.number < (3, 11, 0):
+        known = WATCHABLE - _KUBE - {"plat", "project"}
+        if version.number < (3, 10, 12):
+            known -= _BIZ_SET
+        return known if version.inst_asst_watch else known - {INST_ASST}
+    return WATCHABLE - _KUBE if version.tenants else WATCHABLE
 _EVENT_TYPES = frozenset({"create", "update", "delete"})
 _OPERATIONS = {"create": "insert", "delete": "delete"}
 
@@ -165,6 +185,8 @@ class EventChain:
         self._stamp = 0
         self._last: ChainNode | None = None
         self._waiters: list[asyncio.Future[None]] = []
+        self.process = os.urandom(5).hex()
+        """The ObjectId's per-process bytes of the inserts this chain records."""
 
     @property
     def total(self) -> int:
@@ -309,8 +331,45 @@ class WatchSettings:
     """The knobs a real CMDB hard-codes; the simulator lets tests shorten them."""
 
     hold_s: float = HOLD_SECONDS
+    """``timeoutWatchLoopSeconds``: the threshold of the hold, not its length
+    (:func:`hold_seconds`)."""
     error_delay_s: float = ERROR_DELAY_SECONDS
     retention_s: float = TTL_SECONDS
+    wall: Callable[[], float] = time.time
+    """The wall clock whose whole seconds the hold's check compares."""
+
+
+@dataclass(frozen=True, slots=True)
+class Release:
+    """What differs between the releases answered as."""
+
+    known: frozenset[str] = WATCHABLE
+    """The resources the cache service knows (:func:`watchable`)."""
+    looks_again: bool = True
+    """At the end of a hold, look once more for matching events before answering with
+    the newest cursor (77543aee8b, first in release-v3.10.11)."""
+
+    @classmethod
+    def of(cls, version: CmdbVersion) -> Release:
+        return cls(watchable(version), version.number >= (3, 10, 11))
+
+
+def hold_seconds(start_wall: float, threshold: float, poll: float = POLL_SECONDS) -> float:
+    """How long a watch that finds nothing is held: bk-cmdb takes ``start :=
+    time.Now().Unix()``, then after each 250 ms sleep checks ``time.Now().Unix()-start >
+    timeoutWatchLoopSeconds`` (cs/event/watch/watch.go:584,610-614). Whole seconds, so
+    the hold is more than the threshold and up to a second and a poll longer (20 s:
+    20.25-21 s, plus bk-cmdb's own time per look). A fractional threshold (tests) also
+    needs the time itself past it, which an integer one implies."""
+    if not math.isfinite(threshold):
+        return threshold
+    start = math.floor(start_wall)
+    k = max(1, math.floor(threshold / poll))
+    while True:
+        held = k * poll
+        if held > threshold and math.floor(start_wall + held) - start > threshold:
+            return held
+        k += 1
 
 
 def _strings(value: Any) -> tuple[str, ...]:
@@ -361,12 +420,12 @@ def decode(resource: str, body: Any) -> WatchOptions:
     )
 
 
-def validate(opts: WatchOptions, *, inst_asst: bool = True) -> str | None:
+def validate(opts: WatchOptions, known: frozenset[str] = WATCHABLE) -> str | None:
     """``WatchEventOptions.Validate(false)`` (src/common/watch/watch.go:52-85), then the
-    resource lookup (event/util.go:53-61): the raw Go error text, or None. ``inst_asst``:
-    the release knows that resource (bk-cmdb >= 3.10.10)."""
-    known = WATCHABLE if inst_asst else WATCHABLE - {INST_ASST}
-    with_sub = _HAS_SUB_RESOURCE if inst_asst else _HAS_SUB_RESOURCE - {INST_ASST}
+    resource lookup (event/util.go:53-61): the raw Go error text, or None. ``known``: the
+    resources the release has (:func:`watchable`); its ``Validate`` lets a sub resource
+    through only for those of them that take one (3.10 and 3.15 have no kube_workload)."""
+    with_sub = _HAS_SUB_RESOURCE & known
     for kind in opts.event_types:
         if kind not in _EVENT_TYPES:
             return "unsupported event type"
@@ -381,20 +440,40 @@ def validate(opts: WatchOptions, *, inst_asst: bool = True) -> str | None:
     return None
 
 
-def _detail(row: Row, fields: tuple[str, ...]) -> Row:
+def stored_document(node: ChainNode, process: str) -> Row:
+    """The association as MongoDB holds it, which is what a watch detail is.
+
+    A create's detail is the change stream's ``fullDocument`` decoded into a map and
+    marshalled with sorted keys (src/storage/stream/event/watch.go:262-268,
+    src/common/json/json.go:25-30): the ``InstAsst`` struct, so ``bk_biz_id`` 0 too
+    (src/common/metadata/association.go:555-575), and the ``_id`` ObjectId the driver
+    gave the insert (each of a batch create's two inserts has its own). A delete's is
+    the del-archive copy, ``_id`` removed (src/storage/dal/mongo/local/mongo.go:844-888)."""
+    doc = {**node.row, "bk_biz_id": 0}
+    if node.type == "create":
+        doc["_id"] = object_id(int(node.at), process, node.id)
+    return dict(sorted(doc.items()))
+
+
+def object_id(sec: int, process: str, counter: int) -> str:
+    """A MongoDB ObjectId in hex: 4 bytes of seconds, 5 per process, a 3-byte counter."""
+    return f"{sec & 0xFFFFFFFF:08x}{process}{counter & 0xFFFFFF:06x}"
+
+
+def _detail(doc: Row, fields: tuple[str, ...]) -> Row:
     """``CutJsonDataWithFields`` (src/common/json/tool.go:29-55): the named fields in the
     order asked, null where absent; all fields when none are named."""
     if not fields:
-        return dict(row)
-    return {f: row.get(f) for f in fields}
+        return doc
+    return {f: doc.get(f) for f in fields}
 
 
-def _event(opts: WatchOptions, node: ChainNode) -> dict[str, Any]:
+def _event(opts: WatchOptions, node: ChainNode, process: str) -> dict[str, Any]:
     return {
         "bk_cursor": node.cursor,
         "bk_resource": opts.resource,
         "bk_event_type": node.type,
-        "bk_detail": _detail(node.row, opts.fields),
+        "bk_detail": _detail(stored_document(node, process), opts.fields),
     }
 
 
@@ -403,8 +482,8 @@ def _nothing(resource: str, cursor: str) -> dict[str, Any]:
     return {"bk_cursor": cursor, "bk_resource": resource, "bk_event_type": "", "bk_detail": None}
 
 
-def _answer(opts: WatchOptions, nodes: list[ChainNode]) -> dict[str, Any]:
-    return {"bk_watched": True, "bk_events": [_event(opts, n) for n in nodes]}
+def _answer(chain: EventChain, opts: WatchOptions, nodes: list[ChainNode]) -> dict[str, Any]:
+    return {"bk_watched": True, "bk_events": [_event(opts, n, chain.process) for n in nodes]}
 
 
 def _unwatched(opts: WatchOptions, cursor: str) -> dict[str, Any]:
@@ -417,17 +496,18 @@ async def serve(
     body: Any,
     settings: WatchSettings,
     *,
-    inst_asst: bool = True,
+    release: Release | None = None,
     now: float | None = None,
 ) -> dict[str, Any]:
     """One ``resource_watch`` request: the answer's ``data``, or raises CmdbError.
-    ``inst_asst``: the release answered as knows that resource (bk-cmdb >= 3.10.10)."""
+    ``release``: what the release answered as knows and does (default: 3.14)."""
+    release = release or Release()
     try:
         opts = decode(resource, body)
     except CmdbError:
         await asyncio.sleep(settings.error_delay_s)
         raise
-    problem = validate(opts, inst_asst=inst_asst)
+    problem = validate(opts, release.known)
     if problem is not None:
         await asyncio.sleep(settings.error_delay_s)
         raise CmdbError(UNKNOWN_ERROR, raw=problem)
@@ -435,7 +515,7 @@ async def serve(
         # Only inst_asst events are simulated; other resources see an empty chain.
         chain = EventChain()
     if opts.cursor:
-        return await _with_cursor(chain, opts, settings)
+        return await _with_cursor(chain, opts, settings, release.looks_again)
     if opts.start_from != 0:
         return _with_start_from(chain, opts, settings, time.time() if now is None else now)
     return _from_now(chain, opts)
@@ -446,7 +526,7 @@ def _from_now(chain: EventChain, opts: WatchOptions) -> dict[str, Any]:
     node = chain.latest()
     if node is None or not node.hits(opts.event_types, opts.sub_resource):
         return _unwatched(opts, NO_EVENT_CURSOR)
-    return _answer(opts, [node])
+    return _answer(chain, opts, [node])
 
 
 def _with_start_from(
@@ -462,7 +542,7 @@ def _with_start_from(
     if tail.sec <= opts.start_from:
         if not tail.hits(opts.event_types, opts.sub_resource):
             return _unwatched(opts, NO_EVENT_CURSOR)
-        return _answer(opts, [tail])
+        return _answer(chain, opts, [tail])
     first = chain.after_time(opts.start_from)
     if first is None:
         return _unwatched(opts, NO_EVENT_CURSOR)
@@ -471,19 +551,20 @@ def _with_start_from(
         nodes.insert(0, first)
     if not nodes:
         return _unwatched(opts, tail.cursor)
-    return _answer(opts, nodes)
+    return _answer(chain, opts, nodes)
 
 
 async def _with_cursor(
-    chain: EventChain, opts: WatchOptions, settings: WatchSettings
+    chain: EventChain, opts: WatchOptions, settings: WatchSettings, looks_again: bool
 ) -> dict[str, Any]:
     """``WatchWithCursor`` (watch.go:575-662) and the answer built from it (cache.go:629-685).
 
     Events after the cursor come back at once; else the request is held until one
     matches (bk-cmdb polls every 250 ms; the simulator wakes on the event) or the hold
-    ends: then the newest node's cursor, or the caller's own when there is none."""
+    (:func:`hold_seconds`) ends: then the newest node's cursor, or the no-event cursor
+    when there is none."""
     loop = asyncio.get_running_loop()
-    deadline = loop.time() + settings.hold_s
+    deadline = loop.time() + hold_seconds(settings.wall(), settings.hold_s)
     types, sub = opts.event_types, opts.sub_resource
     if opts.cursor == NO_EVENT_CURSOR:
         first = chain.earliest()
@@ -504,16 +585,31 @@ async def _with_cursor(
     while not nodes:
         remaining = deadline - loop.time()
         if remaining <= 0:
-            last = chain.latest()
-            if last is None:
-                # watch.go:621-630 sets opts.Cursor to NoEventCursor, which the answer echoes.
-                return _unwatched(opts, NO_EVENT_CURSOR)
-            nodes = chain.following(node_id, types, sub)
-            if nodes:
-                break
-            return _unwatched(opts, last.cursor)
+            return _hold_ends(chain, opts, node_id, looks_again)
+        if not looks_again and remaining <= POLL_SECONDS:
+            # 3.10.10 checks the time before it looks: what the last sleep brought is
+            # never looked at, and the newest cursor skips it
+            # (release-v3.10.10: cs/event/watch/watch.go:447-473).
+            await asyncio.sleep(remaining)
+            continue
         # bk-cmdb looks again every 250 ms (loopInternal, watch.go:50-51); a flush wakes it
         # sooner. The 250 ms also picks up changes made straight in the store.
         await chain.wait(min(remaining, POLL_SECONDS))
         nodes = chain.following(node_id, types, sub)
-    return _answer(opts, nodes)
+    return _answer(chain, opts, nodes)
+
+
+def _hold_ends(
+    chain: EventChain, opts: WatchOptions, node_id: int, looks_again: bool
+) -> dict[str, Any]:
+    """The end of a hold (watch.go:614-652): look once more (3.10.11+), else the newest
+    node's cursor so the next call skips what did not match."""
+    last = chain.latest()
+    if last is None:
+        # watch.go:621-630 sets opts.Cursor to NoEventCursor, which the answer echoes.
+        return _unwatched(opts, NO_EVENT_CURSOR)
+    if looks_again:
+        nodes = chain.following(node_id, opts.event_types, opts.sub_resource)
+        if nodes:
+            return _answer(chain, opts, nodes)
+    return _unwatched(opts, last.cursor)
