@@ -100,10 +100,9 @@ def _go_float(f: float) -> str:
         return "NaN" if f != f else ("+Inf" if f > 0 else "-Inf")
     if f == 0:
         return "-0" if math.copysign(1.0, f) < 0 else "0"
-    sign, digits, exp = Decimal(repr(f)).as_tuple()
-    assert isinstance(exp, int)
+    sign, digits, raw_exp = Decimal(repr(f)).as_tuple()
     ds = "".join(map(str, digits)).rstrip("0")
-    exp += len(digits) - len(ds)
+    exp = int(raw_exp) + len(digits) - len(ds)
     point = len(ds) + exp
     x = point - 1
     head = "-" if sign else ""

@@ -101,6 +101,8 @@ def watchable(version: CmdbVersion) -> frozenset[str]:
             known -= _BIZ_SET
         return known if version.inst_asst_watch else known - {INST_ASST}
     return WATCHABLE - _KUBE if version.tenants else WATCHABLE
+
+
 _EVENT_TYPES = frozenset({"create", "update", "delete"})
 _OPERATIONS = {"create": "insert", "delete": "delete"}
 
