@@ -13,12 +13,13 @@ import signal
 import sys
 from typing import NoReturn
 
+from cmdb_simulator.chain import TTL_SECONDS
 from cmdb_simulator.faults import ALL_FAULT_KINDS, FAULT_KINDS, check_kinds
 from cmdb_simulator.fixture import Fixture, FixtureError
 from cmdb_simulator.server import Simulator, SimulatorOptions
 from cmdb_simulator.version import DEFAULT as DEFAULT_VERSION
 from cmdb_simulator.version import LINES, CmdbVersion
-from cmdb_simulator.watch import HOLD_SECONDS, TTL_SECONDS
+from cmdb_simulator.watch import HOLD_SECONDS
 
 DEFAULT_RATE = 100.0
 """bk-cmdb's published API-gateway limit: 100 requests/s per app and resource

@@ -16,12 +16,13 @@ from collections.abc import Iterable, Mapping
 from typing import Any
 
 from cmdb_simulator.backend import INNER_MODELS, ApiSpec
+from cmdb_simulator.chain import INST_ASST
 from cmdb_simulator.faults import CREATE_APIS
 from cmdb_simulator.fixture import HOST, DenyRule, Fixture
 from cmdb_simulator.messages import NO_PERMISSION, CmdbError
 from cmdb_simulator.store import Store
 from cmdb_simulator.version import CmdbVersion
-from cmdb_simulator.watch import INST_ASST, WATCHABLE, watchable
+from cmdb_simulator.watch import WATCHABLE, watchable
 
 SYSTEM_ID = "bk_cmdb"
 SYSTEM_NAME = "配置平台"

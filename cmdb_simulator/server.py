@@ -29,6 +29,7 @@ from cmdb_simulator.backend import (
     Pace,
     no_pace,
 )
+from cmdb_simulator.chain import TTL_SECONDS, EventChain
 from cmdb_simulator.esb import EsbFront
 from cmdb_simulator.faults import FAULT_KINDS, FaultPlan, check_kinds
 from cmdb_simulator.fixture import Fixture, FixtureError, id_field
@@ -55,8 +56,6 @@ from cmdb_simulator.version import CmdbVersion
 from cmdb_simulator.watch import (
     ERROR_DELAY_SECONDS,
     HOLD_SECONDS,
-    TTL_SECONDS,
-    EventChain,
     WatchSettings,
 )
 

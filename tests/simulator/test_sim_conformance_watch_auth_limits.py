@@ -19,9 +19,9 @@ import pytest
 from sim_client import CONNECT, GATEWAYS, LANGS, Cmdb, fixture_doc
 
 from cmdb_simulator import Fixture, Simulator, SimulatorOptions
+from cmdb_simulator.chain import NO_EVENT_CURSOR
 from cmdb_simulator.envelope import code_of
 from cmdb_simulator.limits import FixedWindow
-from cmdb_simulator.watch import NO_EVENT_CURSOR
 
 VERSIONS = ("3.10", "3.12", "3.14", "3.15")
 SELF = "host_connect_host"

@@ -21,8 +21,8 @@ from sim_client import APP, CONNECT, GATEWAYS, LANGS, Answer, Cmdb, fixture_doc
 
 from cmdb_simulator import Fixture, Simulator, SimulatorOptions
 from cmdb_simulator import cli as sim_cli
+from cmdb_simulator.chain import NO_EVENT_CURSOR, EventChain, encode_cursor
 from cmdb_simulator.envelope import code_of
-from cmdb_simulator.watch import NO_EVENT_CURSOR, EventChain, encode_cursor
 
 INST_ASST = {"bk_resource": "inst_asst"}
 
