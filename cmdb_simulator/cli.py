@@ -150,8 +150,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--seed", type=int, default=0, metavar="N", help="fault RNG seed")
     parser.add_argument(
         "--watch-timeout", type=_non_negative, default=HOLD_SECONDS, metavar="SECONDS",
-        help="how long resource_watch holds a cursor request when no event matches"
-        f" (default {HOLD_SECONDS:g}, as bk-cmdb)",
+        help="resource_watch holds a cursor request that finds nothing until more than this"
+        f" has passed in whole seconds, up to 1 s more (default {HOLD_SECONDS:g}, as bk-cmdb)",
     )  # fmt: skip
     parser.add_argument(
         "--watch-retention", type=_positive, default=TTL_SECONDS, metavar="SECONDS",

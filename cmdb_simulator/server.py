@@ -91,7 +91,8 @@ class SimulatorOptions:
     cmdb_version: str = DEFAULT_VERSION
     """The bk-cmdb release answered as: ``3.10``, ``3.12``, ``3.14`` (optionally ``.PATCH``)."""
     watch_timeout_s: float = HOLD_SECONDS
-    """How long ``resource_watch`` holds a cursor request when no event matches (bk-cmdb: 20)."""
+    """bk-cmdb's ``timeoutWatchLoopSeconds`` (20): a cursor request that finds nothing is
+    held more than this and up to a second longer (:func:`cmdb_simulator.watch.hold_seconds`)."""
     watch_retention_s: float = TTL_SECONDS
     """How long watch events stay; older cursors answer 1103007 (bk-cmdb: 6 h for inst_asst)."""
     watch_error_delay_s: float = ERROR_DELAY_SECONDS
