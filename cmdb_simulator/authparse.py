@@ -200,11 +200,11 @@ class AuthParser:
                 src, dst = item.get("bk_inst_id", _ABSENT), item.get("bk_asst_inst_id", _ABSENT)
             else:
                 src, dst = _get(item, "bk_inst_id"), _get(item, "bk_asst_inst_id")
-            if type(src) is not int:
+            if type(src) is not int or src > _SAFE_INT:
                 src = _go_int(src)
             if src <= 0:
                 return "invalid bk_inst_id value"
-            if type(dst) is not int:
+            if type(dst) is not int or dst > _SAFE_INT:
                 dst = _go_int(dst)
             if dst <= 0:
                 return "invalid bk_asst_inst_id value"

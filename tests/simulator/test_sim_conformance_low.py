@@ -320,6 +320,7 @@ def test_gjson_int() -> None:
     assert _go_int("99999999999999999999") == 99999999999999999999 - 2**64 * 5
     assert _go_int(5.9) == 5 and _go_int(True) == 1 and _go_int(False) == 0
     assert _go_int(2**63) == -(2**63) and _go_int(None) == 0 and _go_int([1]) == 0
+    assert _go_int(2**64 + 5) == 5 and _go_int(1e300) == -(2**63)
 
 
 # --- A4: Go's %+v of a bk_obj_id that is no string ----------------------------------------
