@@ -5,8 +5,9 @@ The answer logic is the cache service's
 (src/source_controller/cacheservice/service/cache.go:557-685) and its watch client's
 (event/watch/watch.go:57-189,508-662): at most 200 nodes of the event chain
 (:mod:`cmdb_simulator.chain`) after a cursor (plus the first node for ``bk_start_from``
-and the no-event cursor), a 20 s hold when nothing matches, ``bk_watched: false`` with
-a cursor to go on from. A cursor naming no retained node answers 1103007.
+and the no-event cursor), a hold of a little over 20 s when nothing matches,
+``bk_watched: false`` with a cursor to go on from. A cursor naming no retained node
+answers 1103007.
 
 Pure except :func:`serve`, which awaits.
 """
