@@ -45,8 +45,8 @@ def test_other_commands_do_not_import_the_simulator(tmp_path: Path) -> None:
 
 
 def test_a_daemon_without_pushes_or_ops_does_not_import_the_server_side() -> None:
-    """aiohttp's server, the webhook, stream and watch modules load only when configured
-    (a ``syncd once`` over a file pays for none of them)."""
+    """aiohttp's server, the webhook, stream and watch modules, and each source type's
+    module, load only when configured (``syncd once`` over a file pays for none of them)."""
     code = (
         "import sys\n"
         "import syncd.cli, syncd.runtime.daemon\n"
@@ -60,6 +60,9 @@ def test_a_daemon_without_pushes_or_ops_does_not_import_the_server_side() -> Non
         "syncd.runtime.changefeed",
         "syncd.sources.stream",
         "syncd.informer.watch",
+        "syncd.sources.netbox",
+        "syncd.sources.http",
+        "syncd.sources.command",
     ]
     done = subprocess.run(
         [sys.executable, "-c", code, *lazy], capture_output=True, text=True, timeout=60
