@@ -115,7 +115,7 @@ def main(argv: list[str] | None = None) -> int:
         from syncd.runtime.progress import ProgressBar
 
         progress = ProgressBar(sys.stderr)
-    from syncd.runtime.ops import OpsUnavailable
+    from syncd.runtime.errors import OpsUnavailable
 
     daemon = Daemon(settings, once=once, progress=progress)
     try:

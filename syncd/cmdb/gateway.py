@@ -18,6 +18,7 @@ from urllib.parse import quote
 
 from syncd.cmdb.apis import Api
 from syncd.config.settings import CmdbSettings
+from syncd.core import jsondump
 from syncd.support.httpbody import safe_url
 
 
@@ -47,7 +48,7 @@ def frame(settings: CmdbSettings, api: Api, body: dict[str, Any], params: dict[s
         payload.update(body)
         headers["Blueking-Language"] = settings.language
         url = f"{settings.url}/api/c/compapi/v2/cc/{api.name}/"
-        return Framed("POST", url, headers, json.dumps(payload).encode(), request_id)
+        return Framed("POST", url, headers, jsondump.dumps(payload), request_id)
     auth: dict[str, str] = {
         "bk_app_code": settings.app_code,
         "bk_app_secret": settings.secret(),
@@ -63,7 +64,7 @@ def frame(settings: CmdbSettings, api: Api, body: dict[str, Any], params: dict[s
         headers["X-Bkcmdb-Supplier-Account"] = settings.supplier_account
     path = api.path.format(**{k: path_segment(v) for k, v in params.items()})
     url = f"{settings.url}/api/bk-cmdb/{settings.stage}{path}"
-    return Framed(api.method, url, headers, json.dumps(body).encode(), request_id)
+    return Framed(api.method, url, headers, jsondump.dumps(body), request_id)
 
 
 def path_segment(value: object) -> str:

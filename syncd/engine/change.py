@@ -24,6 +24,7 @@ from __future__ import annotations
 import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import structlog
 
@@ -52,7 +53,9 @@ from syncd.engine.report import RelationReport
 from syncd.engine.resolver import KeyResolver
 from syncd.sources.base import RawValue, Source
 from syncd.sources.filters import FilteredSource
-from syncd.sources.netbox import NetBoxSource, RecordFacts
+
+if TYPE_CHECKING:
+    from syncd.sources.netbox import NetBoxSource, RecordFacts
 
 log = structlog.get_logger("syncd")
 
@@ -80,6 +83,8 @@ class Change:
 
 def _netbox(source: Source) -> tuple[NetBoxSource | None, FilteredSource | None]:
     """The NetBox source inside ``source`` (unwrapping filters), and the filters."""
+    from syncd.sources.netbox import NetBoxSource  # only a daemon with a webhook gets here
+
     filters = source if isinstance(source, FilteredSource) else None
     inner = filters.inner if filters is not None else source
     if isinstance(inner, NetBoxSource) and inner.settings.mode == "cables":

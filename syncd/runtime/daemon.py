@@ -17,6 +17,7 @@ import signal
 import time
 from collections import deque
 from collections.abc import Collection
+from typing import TYPE_CHECKING
 
 import structlog
 
@@ -27,19 +28,19 @@ from syncd.engine.change import Change, ChangeUncertain
 from syncd.engine.reconcile import Reconciler
 from syncd.engine.report import CycleReport
 from syncd.informer.stream import WatchTimings
-from syncd.informer.watch import Watcher
 from syncd.runtime.background import background_tasks
 from syncd.runtime.control import ControlError, remove_pidfile, write_pidfile
 from syncd.runtime.health import Health
 from syncd.runtime.metrics import Metrics
 from syncd.runtime.notify import SystemdNotifier
-from syncd.runtime.ops import OpsServer
 from syncd.runtime.progress import ProgressBar
 from syncd.runtime.push import PushSources
 from syncd.runtime.signals import DaemonSignals
 from syncd.runtime.stateopen import StateOpener
-from syncd.runtime.webhooks import RESULTS
 from syncd.state import StateLocked, StateStore
+
+if TYPE_CHECKING:
+    from syncd.informer.watch import Watcher
 
 log = structlog.get_logger("syncd")
 
@@ -181,6 +182,8 @@ class Daemon:
             count_http=self.metrics.record_http_trouble,
         )
         if push.webhook is not None:
+            from syncd.runtime.webhooks import RESULTS
+
             self.metrics.webhook_results(RESULTS)
             self.health.push = push.not_ready
         await stack.enter_async_context(
@@ -219,6 +222,8 @@ class Daemon:
 
     async def _start_ops(self, stack: contextlib.AsyncExitStack, push: PushSources) -> None:
         """The ops server (health, metrics, resync, push routes), stopped by the stack."""
+        from syncd.runtime.ops import OpsServer
+
         token = self.settings.ops.resync_token
         ops = OpsServer(
             self.health,
@@ -255,6 +260,8 @@ class Daemon:
         must precede the first list. Undone by the stack before the client closes."""
         if not self.settings.sync.watch or self.once:
             return
+        from syncd.informer.watch import Watcher
+
         self._watcher = Watcher(
             self.settings, engine, observer=self.metrics, timings=self.watch_timings
         )

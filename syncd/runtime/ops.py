@@ -23,6 +23,7 @@ from typing import Any
 import structlog
 from aiohttp import web
 
+from syncd.runtime.errors import OpsUnavailable as OpsUnavailable  # raised here
 from syncd.runtime.health import Health
 from syncd.runtime.listener import Listener, ListenerLimits
 from syncd.runtime.metrics import Metrics
@@ -37,10 +38,6 @@ Route = tuple[str, str, Callable[[web.Request], Awaitable[web.StreamResponse]]]
 LINGER = 0.25
 """Seconds a body left unread (a refused webhook) is still read and dropped, so an honest
 client gets its answer, before the connection is closed (aiohttp's default is 10)."""
-
-
-class OpsUnavailable(OSError):
-    """The ops address is taken (or refused): exit 75, systemd tries again later."""
 
 
 class OpsServer:

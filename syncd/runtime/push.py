@@ -15,19 +15,24 @@ import asyncio
 import json
 import os
 from collections.abc import Callable, Collection
+from typing import TYPE_CHECKING
 
 import structlog
-from aiohttp import web
 
 from syncd.config.settings import Settings
 from syncd.engine.report import CycleReport
-from syncd.runtime.changefeed import ApplyChange, ChangeFeed
-from syncd.runtime.listener import Listener, ListenerLimits
-from syncd.runtime.ops import LINGER, OpsUnavailable, Route
-from syncd.runtime.webhooks import Debouncer, NetBoxEvent, NetBoxWebhook, event_change
+from syncd.runtime.errors import OpsUnavailable
 from syncd.sources.lldpd import LldpdFormatError, watch_event
 from syncd.sources.settings import CommandSourceSettings, NetBoxSourceSettings
-from syncd.sources.stream import StreamSpec, StreamSupervisor
+
+if TYPE_CHECKING:
+    # What only a configured push needs (aiohttp's server side, the webhook, the stream
+    # supervisor) is imported when one is: a daemon without pushes starts without it.
+    from syncd.runtime.changefeed import ApplyChange, ChangeFeed
+    from syncd.runtime.listener import Listener
+    from syncd.runtime.ops import Route
+    from syncd.runtime.webhooks import Debouncer, NetBoxEvent, NetBoxWebhook
+    from syncd.sources.stream import StreamSupervisor
 
 log = structlog.get_logger("syncd.push")
 
@@ -64,6 +69,9 @@ class PushSources:
         self.url: str | None = None
         hook = settings.hooks.netbox
         if hook is not None:
+            from syncd.runtime.changefeed import ChangeFeed
+            from syncd.runtime.webhooks import NetBoxWebhook
+
             assert hook.secret is not None  # loaded by the validator
             names = [
                 r.name
@@ -97,6 +105,8 @@ class PushSources:
                     self.streams.append(self._stream(rel.name, src))
 
     def _on_event(self, event: NetBoxEvent) -> str:
+        from syncd.runtime.webhooks import event_change
+
         assert self.feed is not None
         reason = f"{event.object_type} {event.event}"
         return self.feed.push(event_change(event), reason)
@@ -112,6 +122,9 @@ class PushSources:
         return self.feed.not_ready() if self.feed is not None else None
 
     def _stream(self, name: str, src: CommandSourceSettings) -> StreamSupervisor:
+        from syncd.runtime.webhooks import Debouncer
+        from syncd.sources.stream import StreamSpec, StreamSupervisor
+
         argv = src.watch_command()
         assert argv is not None  # checked by WatchSettings
         program = os.path.basename(argv[0])
@@ -150,6 +163,11 @@ class PushSources:
         """``hooks.listen``: the webhook alone on its own address; its URL (None: not set)."""
         if self.webhook is None or self.listen is None:
             return None
+        from aiohttp import web
+
+        from syncd.runtime.listener import Listener, ListenerLimits
+        from syncd.runtime.ops import LINGER
+
         app = web.Application()
         app.router.add_post(WEBHOOK_PATH, self.webhook.handle)
         # The ops server's bounds (syncd.runtime.listener): capped connections, read

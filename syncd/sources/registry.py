@@ -3,11 +3,8 @@
 from __future__ import annotations
 
 from syncd.sources.base import Source
-from syncd.sources.command import CommandSource
 from syncd.sources.file import FileSource
 from syncd.sources.filters import FilteredSource, FilterSettings
-from syncd.sources.http import HttpSource
-from syncd.sources.netbox import NetBoxSource
 from syncd.sources.settings import (
     CommandSourceSettings,
     HttpSourceSettings,
@@ -23,14 +20,21 @@ def make_source(
 ) -> Source:
     """The source for one relation (``name`` is the relation's, for logs and errors).
 
-    With active ``filters`` the source is wrapped so only matching facts come out.
+    With active ``filters`` the source is wrapped so only matching facts come out. A
+    source type's module is imported when a relation uses it (start-up cost).
     """
     source: Source
     if isinstance(settings, HttpSourceSettings):
+        from syncd.sources.http import HttpSource
+
         source = HttpSource(settings, name=name)
     elif isinstance(settings, NetBoxSourceSettings):
+        from syncd.sources.netbox import NetBoxSource
+
         source = NetBoxSource(settings, name=name)
     elif isinstance(settings, CommandSourceSettings):
+        from syncd.sources.command import CommandSource
+
         source = CommandSource(settings, name=name)
     else:
         source = FileSource(

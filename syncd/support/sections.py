@@ -15,7 +15,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 class _Section(BaseModel):
     # inf and nan are valid TOML floats but never a sane rate, timeout or interval.
-    model_config = ConfigDict(extra="forbid", allow_inf_nan=False)
+    model_config = ConfigDict(extra="forbid", allow_inf_nan=False, defer_build=True)
 
 
 SOURCE_NAME = r"^[A-Za-z0-9_.-]+$"

@@ -42,3 +42,30 @@ def test_other_commands_do_not_import_the_simulator(tmp_path: Path) -> None:
         timeout=60,
     )
     assert help_text.returncode == 0 and "--fixture" in help_text.stdout
+
+
+def test_a_daemon_without_pushes_or_ops_does_not_import_the_server_side() -> None:
+    """aiohttp's server, the webhook, stream and watch modules, and each source type's
+    module, load only when configured (``syncd once`` over a file pays for none of them)."""
+    code = (
+        "import sys\n"
+        "import syncd.cli, syncd.runtime.daemon\n"
+        "print(sorted(m for m in sys.modules if m in set(sys.argv[1:])))\n"
+    )
+    lazy = [
+        "aiohttp.web",
+        "syncd.runtime.ops",
+        "syncd.runtime.listener",
+        "syncd.runtime.webhooks",
+        "syncd.runtime.changefeed",
+        "syncd.sources.stream",
+        "syncd.informer.watch",
+        "syncd.sources.netbox",
+        "syncd.sources.http",
+        "syncd.sources.command",
+    ]
+    done = subprocess.run(
+        [sys.executable, "-c", code, *lazy], capture_output=True, text=True, timeout=60
+    )
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip() == "[]"
