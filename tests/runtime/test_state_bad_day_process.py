@@ -1,19 +1,20 @@
 """`syncd run` on a bad day for its state store (issue 13): a full disk, a read-only state
 directory, a schema it does not know. The daemon never dies: each cycle fails with one
-line, /healthz and /metrics keep answering (not ready), the next cycle tries again."""
+line, /healthz and /metrics keep answering (not ready), the next cycle tries again.
+
+The daemons are real processes; the one-shot ``once`` and ``plan`` before and after them
+run through ``syncd.cli.main`` in this process (tests/helpers.py ``run_syncd``)."""
 
 from __future__ import annotations
 
 import sqlite3
-import subprocess
-import sys
 import urllib.error
 import urllib.request
 from pathlib import Path
 from typing import Any
 
 from syncd.state import SCHEMA_VERSION
-from tests.helpers import REPO, Proc, start_simulator, write_config, write_csv
+from tests.helpers import Proc, Ran, run_syncd, start_simulator, write_config, write_csv
 from tests.mounts import fill, read_only, small_fs
 from tests.runtime.test_daemon_process import cmdb_pairs, pairs, write_fixture
 
@@ -88,9 +89,7 @@ def test_read_only_state_directory_keeps_the_file(tmp_path: Path, procs: list[Pr
     url = start_simulator(procs, write_fixture(tmp_path, switches=2, hosts=20))
     folder = tmp_path / "state"
     cfg = daemon_config(tmp_path, url, desired[:20], folder / "state.db")
-    once = Proc(["-m", "syncd", "once", "--config", str(cfg)])
-    procs.append(once)
-    assert once.wait(60) == 0
+    assert run_syncd("once", "--config", str(cfg)).code == 0
     cfg.write_text(cfg.read_text().replace(str(tmp_path / "t.csv"), str(tmp_path / "t2.csv")))
     write_csv(tmp_path / "t2.csv", desired)
     before = sorted(p.name for p in folder.iterdir())
@@ -120,9 +119,7 @@ def test_a_newer_schema_fails_cycles_and_is_kept(tmp_path: Path, procs: list[Pro
     url = start_simulator(procs, write_fixture(tmp_path, switches=2, hosts=20))
     state = tmp_path / "state.db"
     cfg = daemon_config(tmp_path, url, pairs(1, 5), state)
-    once = Proc(["-m", "syncd", "once", "--config", str(cfg)])
-    procs.append(once)
-    assert once.wait(60) == 0
+    assert run_syncd("once", "--config", str(cfg)).code == 0
     db = sqlite3.connect(state)
     db.execute(f"PRAGMA user_version = {SCHEMA_VERSION + 1}")
     db.close()
@@ -139,26 +136,14 @@ def test_a_newer_schema_fails_cycles_and_is_kept(tmp_path: Path, procs: list[Pro
     assert daemon.wait() == 0
     assert state.read_bytes() == kept and not list(tmp_path.glob("state.db.corrupt-*"))
     # `syncd plan` reports it and plans against an empty state, touching nothing.
-    plan = subprocess.run(
-        [sys.executable, "-m", "syncd", "plan", "--config", str(cfg)],
-        capture_output=True,
-        text=True,
-        cwd=REPO,
-        timeout=60,
-    )
-    assert plan.returncode in (0, 2), plan.stderr
+    plan = run_syncd("plan", "--config", str(cfg))
+    assert plan.code in (0, 2), plan.stderr
     assert "newer than this syncd" in plan.stderr and "empty state" in plan.stderr
     assert state.read_bytes() == kept and not list(tmp_path.glob("state.db.corrupt-*"))
 
 
-def _plan(cfg: Path) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "syncd", "plan", "--config", str(cfg)],
-        capture_output=True,
-        text=True,
-        cwd=REPO,
-        timeout=60,
-    )
+def _plan(cfg: Path) -> Ran:
+    return run_syncd("plan", "--config", str(cfg))
 
 
 def test_plan_never_creates_moves_or_repairs_the_state(tmp_path: Path, procs: list[Proc]) -> None:
@@ -168,21 +153,19 @@ def test_plan_never_creates_moves_or_repairs_the_state(tmp_path: Path, procs: li
     state = folder / "state.db"
     cfg = daemon_config(tmp_path, url, pairs(1, 5), state)
     missing = _plan(cfg)  # no state yet: planned against an empty one, nothing created
-    assert missing.returncode == 2, missing.stderr
+    assert missing.code == 2, missing.stderr
     assert list(folder.iterdir()) == []
     state.write_bytes(b"not a database" * 100)  # unusable: reported, kept as it is
     garbage = _plan(cfg)
-    assert garbage.returncode == 2 and "unusable" in garbage.stderr
+    assert garbage.code == 2 and "unusable" in garbage.stderr
     assert "empty state" in garbage.stderr
     assert sorted(p.name for p in folder.iterdir()) == ["state.db"]
     assert state.read_bytes() == b"not a database" * 100
     state.unlink()
-    once = Proc(["-m", "syncd", "once", "--config", str(cfg)])
-    procs.append(once)
-    assert once.wait(60) == 0
+    assert run_syncd("once", "--config", str(cfg)).code == 0
     before = {p.name: p.read_bytes() for p in folder.iterdir()}
     with read_only(folder):  # a valid file in a read-only directory: read as it is
         valid = _plan(cfg)
-    assert valid.returncode == 0, valid.stderr
+    assert valid.code == 0, valid.stderr
     assert valid.stderr == "" or "empty state" not in valid.stderr
     assert {p.name: p.read_bytes() for p in folder.iterdir()} == before
