@@ -26,6 +26,9 @@ from typing import Any
 import pytest
 from opstools import REPO, bind_notify_socket
 
+from tests import helpers
+from tests.helpers import ThreadSimulator
+
 DEMO = REPO / "config" / "demo"
 WATCHDOG_USEC = 400_000  # pings every 0.2 s
 
@@ -139,13 +142,16 @@ def notify_socket(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[No
 
 
 @pytest.fixture
-def procs() -> Iterator[list[Lines]]:
-    running: list[Lines] = []
+def procs() -> Iterator[list[Lines | ThreadSimulator]]:
+    running: list[Lines | ThreadSimulator] = []
     try:
         yield running
     finally:
         for proc in reversed(running):
-            proc.stop()
+            if isinstance(proc, ThreadSimulator):
+                proc.kill()
+            else:
+                proc.stop()
 
 
 def _base_env() -> dict[str, str]:
@@ -158,15 +164,10 @@ def _base_env() -> dict[str, str]:
     return env
 
 
-def start_simulator(procs: list[Lines], tmp_path: Path) -> str:
-    sim = Lines(
-        ["-m", "cmdb_simulator", "--listen", "127.0.0.1:0", "--fixture",
-         str(DEMO / "fixture.yaml")],
-        _base_env(), tmp_path,
-    )  # fmt: skip
-    procs.append(sim)
-    line = sim.json_line(lambda o: o.get("event") == "simulator_listening", timeout=20)
-    return str(line["url"])
+def start_simulator(procs: list[Lines | ThreadSimulator], tmp_path: Path) -> str:
+    """The demo's simulator, with the command line's defaults, served from a thread of this
+    process: the daemon is the process under test."""
+    return helpers.start_simulator(procs, DEMO / "fixture.yaml")
 
 
 def demo_config(tmp_path: Path) -> Path:
@@ -178,7 +179,11 @@ def demo_config(tmp_path: Path) -> Path:
 
 
 def start_daemon(
-    procs: list[Lines], tmp_path: Path, url: str, notify: NotifySocket, **extra: str
+    procs: list[Lines | ThreadSimulator],
+    tmp_path: Path,
+    url: str,
+    notify: NotifySocket,
+    **extra: str,
 ) -> Lines:
     env = _base_env()
     env.update(
@@ -196,7 +201,7 @@ def start_daemon(
 
 
 def test_daemon_notifies_ready_status_watchdog_stopping(
-    tmp_path: Path, notify_socket: NotifySocket, procs: list[Lines]
+    tmp_path: Path, notify_socket: NotifySocket, procs: list[Lines | ThreadSimulator]
 ) -> None:
     url = start_simulator(procs, tmp_path)
     daemon = start_daemon(procs, tmp_path, url, notify_socket)
@@ -226,7 +231,7 @@ def test_daemon_notifies_ready_status_watchdog_stopping(
 
 
 def test_config_error_never_signals_ready(
-    tmp_path: Path, notify_socket: NotifySocket, procs: list[Lines]
+    tmp_path: Path, notify_socket: NotifySocket, procs: list[Lines | ThreadSimulator]
 ) -> None:
     """Exit 78 without READY=1: systemd sees a failed start and does not restart it."""
     env = _base_env()
@@ -240,7 +245,7 @@ def test_config_error_never_signals_ready(
 
 
 def test_sighup_reports_reloading_then_ready(
-    tmp_path: Path, notify_socket: NotifySocket, procs: list[Lines]
+    tmp_path: Path, notify_socket: NotifySocket, procs: list[Lines | ThreadSimulator]
 ) -> None:
     """``systemctl reload``: RELOADING=1 (with MONOTONIC_USEC) when the resync starts,
     READY=1 when it is done, so systemd shows the unit as reloading meanwhile."""
