@@ -63,6 +63,9 @@ def pytest_configure(config: pytest.Config) -> None:
     config.addinivalue_line(
         "markers", "slow: a process-level or long test; `pytest -m 'not slow'` is the fast loop"
     )
+    config.addinivalue_line(
+        "markers", "process_simulator: a benchmark smoke test keeps bench's simulator processes"
+    )
 
 
 # Under pytest-xdist (`make unit`: `-n 4 --dist loadgroup`) the tests of one group run on one
