@@ -200,9 +200,13 @@ def start_daemon(
     return daemon
 
 
-def test_daemon_notifies_ready_status_watchdog_stopping(
+def test_daemon_notifies_ready_status_watchdog_reloading_stopping(
     tmp_path: Path, notify_socket: NotifySocket, procs: list[Lines | ThreadSimulator]
 ) -> None:
+    """One daemon through its life, as systemd sees it: READY=1, STATUS=, WATCHDOG=1 while
+    idle; ``systemctl reload`` (SIGHUP): RELOADING=1 (with MONOTONIC_USEC) when the resync
+    starts, READY=1 when it is done, so systemd shows the unit as reloading meanwhile;
+    SIGTERM: STOPPING=1 and no READY=1 after it."""
     url = start_simulator(procs, tmp_path)
     daemon = start_daemon(procs, tmp_path, url, notify_socket)
 
@@ -218,6 +222,15 @@ def test_daemon_notifies_ready_status_watchdog_stopping(
     assert len(pings) >= 3, notify_socket.texts()
     gaps = [b - a for a, b in itertools.pairwise(pings)]
     assert max(gaps) < WATCHDOG_USEC / 1e6, f"a ping came later than WatchdogSec: {gaps}"
+
+    mark = len(notify_socket.messages)
+    daemon.proc.send_signal(signal.SIGHUP)
+    reloading = notify_socket.wait_for(
+        lambda m: m.startswith("RELOADING=1\nMONOTONIC_USEC="), 30, "RELOADING=1", start=mark
+    )
+    notify_socket.wait_for(
+        lambda m: "READY=1" in m.split("\n"), 30, "READY=1 after RELOADING=1", start=reloading + 1
+    )
 
     before_stop = len(notify_socket.messages)
     assert not any("STOPPING=1" in m for m in notify_socket.texts())
@@ -242,23 +255,3 @@ def test_config_error_never_signals_ready(
     assert daemon.proc.wait(30) == 78, daemon.output()
     time.sleep(0.2)
     assert not any("READY=1" in m for m in notify_socket.texts())
-
-
-def test_sighup_reports_reloading_then_ready(
-    tmp_path: Path, notify_socket: NotifySocket, procs: list[Lines | ThreadSimulator]
-) -> None:
-    """``systemctl reload``: RELOADING=1 (with MONOTONIC_USEC) when the resync starts,
-    READY=1 when it is done, so systemd shows the unit as reloading meanwhile."""
-    url = start_simulator(procs, tmp_path)
-    daemon = start_daemon(procs, tmp_path, url, notify_socket)
-    notify_socket.wait_for(lambda m: m.startswith("STATUS="), 30, "first STATUS=")
-    mark = len(notify_socket.messages)
-    daemon.proc.send_signal(signal.SIGHUP)
-    reloading = notify_socket.wait_for(
-        lambda m: m.startswith("RELOADING=1\nMONOTONIC_USEC="), 30, "RELOADING=1", start=mark
-    )
-    notify_socket.wait_for(
-        lambda m: "READY=1" in m.split("\n"), 30, "READY=1 after RELOADING=1", start=reloading + 1
-    )
-    daemon.proc.send_signal(signal.SIGTERM)
-    assert daemon.proc.wait(30) == 0, daemon.output()
