@@ -158,7 +158,7 @@ class ApiGatewayFront:
                     upstream_error="cannot read header from upstream"
                 )
                 return self.error(timeout, headers, outcome)
-            doc = apigw_body(data, lang, self.sim.version)
+            doc = apigw_body(data, lang, self.sim.version, api.name)
             outcome.code = code_of(doc)
             if fault == "drop":
                 return await drop(request, dumps(doc), headers, outcome)

@@ -14,7 +14,9 @@ from __future__ import annotations
 
 import json
 import math
+import re
 from collections.abc import Mapping
+from decimal import Decimal
 from typing import Any
 
 from cmdb_simulator.backend import INNER_MODELS, ApiSpec
@@ -42,34 +44,76 @@ def _go_string(value: Any) -> str:
     return json.dumps(value, separators=(",", ":"), ensure_ascii=False)
 
 
+_INT64 = 1 << 64
+_SAFE_INT = 9007199254740991
+_GJSON_INT = re.compile(r"-?[0-9]+")
+
+
+def _wrap64(n: int) -> int:
+    """Go int64 arithmetic: wrapped into [-2**63, 2**63)."""
+    return (n + (1 << 63)) % _INT64 - (1 << 63)
+
+
 def _go_int(value: Any) -> int:
-    """gjson ``Result.Int()``: numbers truncated, numeric strings parsed, true is 1, else 0."""
+    """gjson v1.14.2 ``Result.Int()`` (gjson.go:118-141, parseInt and safeInt at
+    :2598-2630): true is 1; a string counts only if it is ``-?[0-9]+`` (no space, no
+    ``+``, no fraction or exponent), wrapping like int64; a number is truncated while
+    it is a safe integer, else its digits are parsed (wrapping), else Go's float
+    conversion, which gives the lowest int64 on amd64; anything else is 0."""
     if value is True:
         return 1
-    if isinstance(value, int):
-        return value
-    if isinstance(value, float):
-        return int(value) if math.isfinite(value) else 0
     if isinstance(value, str):
-        try:
-            return int(value.strip())
-        except ValueError:
-            try:
-                return int(float(value))
-            except (ValueError, OverflowError):
-                return 0
+        return _wrap64(int(value)) if _GJSON_INT.fullmatch(value, 0) else 0
+    if isinstance(value, int) and not isinstance(value, bool):
+        return value if -_SAFE_INT <= value <= _SAFE_INT else _wrap64(value)
+    if isinstance(value, float):
+        if math.isfinite(value) and -_SAFE_INT <= value <= _SAFE_INT:
+            return int(value)
+        return -(1 << 63)
     return 0
 
 
 def _go_value(value: Any) -> str:
-    """How Go's ``%+v`` prints gjson ``Result.Value()`` inside a map."""
+    """How Go's ``%+v`` prints gjson ``Result.Value()`` inside a map: strings bare,
+    ``<nil>``, numbers as float64 (``%v``), arrays as ``[a b]``, objects as
+    ``map[k:v ...]`` with sorted keys (src/ac/parser/util.go:41-50)."""
     if value is _ABSENT or value is None:
         return "<nil>"
     if isinstance(value, bool):
         return "true" if value else "false"
-    if isinstance(value, float) and value.is_integer():
-        return str(int(value))
-    return value if isinstance(value, str) else _go_string(value)
+    if isinstance(value, str):
+        return value
+    if isinstance(value, int | float):
+        return _go_float(float(value))
+    if isinstance(value, list):
+        return "[" + " ".join(_go_value(v) for v in value) + "]"
+    if isinstance(value, Mapping):
+        items = (f"{k}:{_go_value(value[k])}" for k in sorted(value))
+        return "map[" + " ".join(items) + "]"
+    return str(value)
+
+
+def _go_float(f: float) -> str:
+    """Go's ``%v`` of a float64: ``strconv.FormatFloat(f, 'g', -1, 64)``, the shortest
+    digits, with an exponent when it is below -4 or at least 6 (``1e+06``)."""
+    if not math.isfinite(f):
+        return "NaN" if f != f else ("+Inf" if f > 0 else "-Inf")
+    if f == 0:
+        return "-0" if math.copysign(1.0, f) < 0 else "0"
+    sign, digits, raw_exp = Decimal(repr(f)).as_tuple()
+    ds = "".join(map(str, digits)).rstrip("0")
+    exp = int(raw_exp) + len(digits) - len(ds)
+    point = len(ds) + exp
+    x = point - 1
+    head = "-" if sign else ""
+    if x < -4 or x >= 6:
+        mantissa = ds[0] + ("." + ds[1:] if len(ds) > 1 else "")
+        return f"{head}{mantissa}e{'-' if x < 0 else '+'}{abs(x):02d}"
+    if point <= 0:
+        return f"{head}0.{'0' * -point}{ds}"
+    if point >= len(ds):
+        return head + ds + "0" * (point - len(ds))
+    return f"{head}{ds[:point]}.{ds[point:]}"
 
 
 def _never(inst_id: int) -> bool:
@@ -156,11 +200,11 @@ class AuthParser:
                 src, dst = item.get("bk_inst_id", _ABSENT), item.get("bk_asst_inst_id", _ABSENT)
             else:
                 src, dst = _get(item, "bk_inst_id"), _get(item, "bk_asst_inst_id")
-            if type(src) is not int:
+            if type(src) is not int or src > _SAFE_INT:
                 src = _go_int(src)
             if src <= 0:
                 return "invalid bk_inst_id value"
-            if type(dst) is not int:
+            if type(dst) is not int or dst > _SAFE_INT:
                 dst = _go_int(dst)
             if dst <= 0:
                 return "invalid bk_asst_inst_id value"

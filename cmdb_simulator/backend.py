@@ -18,6 +18,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from cmdb_simulator import query, watch
+from cmdb_simulator.chain import EventChain
 from cmdb_simulator.messages import (
     ASSOCIATION_ALREADY_EXIST,
     ASST_INST_NOT_EXIST,
@@ -286,10 +287,10 @@ class Costs:
 class Backend:
     """Serves each API's body against the store; returns ``data`` or raises CmdbError."""
 
-    def __init__(self, store: Store, stats: Stats, chain: watch.EventChain | None = None) -> None:
+    def __init__(self, store: Store, stats: Stats, chain: EventChain | None = None) -> None:
         self.store = store
         self.stats = stats
-        self.chain = chain if chain is not None else watch.EventChain()
+        self.chain = chain if chain is not None else EventChain()
 
     @property
     def fault(self) -> str | None:
@@ -473,7 +474,7 @@ class Backend:
             resource if isinstance(resource, str) else "",
             raw,
             self.costs.watching,
-            inst_asst=self.version.inst_asst_watch,
+            release=watch.Release.of(self.version),
         )
 
     async def count_instance_associations(

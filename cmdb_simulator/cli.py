@@ -13,12 +13,13 @@ import signal
 import sys
 from typing import NoReturn
 
+from cmdb_simulator.chain import TTL_SECONDS
 from cmdb_simulator.faults import ALL_FAULT_KINDS, FAULT_KINDS, check_kinds
 from cmdb_simulator.fixture import Fixture, FixtureError
 from cmdb_simulator.server import Simulator, SimulatorOptions
 from cmdb_simulator.version import DEFAULT as DEFAULT_VERSION
 from cmdb_simulator.version import LINES, CmdbVersion
-from cmdb_simulator.watch import HOLD_SECONDS, TTL_SECONDS
+from cmdb_simulator.watch import HOLD_SECONDS
 
 DEFAULT_RATE = 100.0
 """bk-cmdb's published API-gateway limit: 100 requests/s per app and resource
@@ -149,8 +150,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--seed", type=int, default=0, metavar="N", help="fault RNG seed")
     parser.add_argument(
         "--watch-timeout", type=_non_negative, default=HOLD_SECONDS, metavar="SECONDS",
-        help="how long resource_watch holds a cursor request when no event matches"
-        f" (default {HOLD_SECONDS:g}, as bk-cmdb)",
+        help="resource_watch holds a cursor request that finds nothing until more than this"
+        f" has passed in whole seconds, up to 1 s more (default {HOLD_SECONDS:g}, as bk-cmdb)",
     )  # fmt: skip
     parser.add_argument(
         "--watch-retention", type=_positive, default=TTL_SECONDS, metavar="SECONDS",

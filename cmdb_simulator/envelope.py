@@ -20,9 +20,13 @@ from cmdb_simulator.messages import CmdbError, Lang
 from cmdb_simulator.version import CmdbVersion
 
 SUCCESS = "success"
+WITHOUT_PERMISSION = frozenset({"resource_watch"})
+"""APIs whose success the event server writes with ``RespString``: ``{"result",
+"bk_error_code", "bk_error_msg", "data"}``, no ``permission``
+(src/common/http/rest/contexts.go:92-108, src/scene_server/event_server/service/watch.go:47)."""
 
 
-def cmdb_body(data: Any, lang: Lang) -> dict[str, Any]:
+def cmdb_body(data: Any, lang: Lang, api: str = "") -> dict[str, Any]:
     """What bk-cmdb writes, before any gateway touches it (Go struct field order)."""
     if isinstance(data, CmdbError):
         doc: dict[str, Any] = {
@@ -34,6 +38,8 @@ def cmdb_body(data: Any, lang: Lang) -> dict[str, Any]:
         if not data.bare:
             doc["data"] = None
         return doc
+    if api in WITHOUT_PERMISSION:
+        return {"result": True, "bk_error_code": 0, "bk_error_msg": SUCCESS, "data": data}
     return {
         "result": True,
         "bk_error_code": 0,
@@ -43,22 +49,23 @@ def cmdb_body(data: Any, lang: Lang) -> dict[str, Any]:
     }
 
 
-def esb_body(data: Any, lang: Lang, request_id: str) -> dict[str, Any]:
-    """The CC component's ``format_response`` plus ESB's ``request_id``."""
-    raw = cmdb_body(data, lang)
+def esb_body(data: Any, lang: Lang, request_id: str, api: str = "") -> dict[str, Any]:
+    """The CC component's ``format_response`` plus ESB's ``request_id``; it always has a
+    ``permission`` (``response.get("permission")``, cc/toolkit/tools.py:93-123)."""
+    raw = cmdb_body(data, lang, api)
     return {
         "result": raw["result"],
         "code": raw["bk_error_code"],
         "data": raw.get("data"),
         "message": raw["bk_error_msg"] or "",
-        "permission": raw["permission"],
+        "permission": raw.get("permission"),
         "request_id": request_id,
     }
 
 
-def apigw_body(data: Any, lang: Lang, version: CmdbVersion) -> dict[str, Any]:
+def apigw_body(data: Any, lang: Lang, version: CmdbVersion, api: str = "") -> dict[str, Any]:
     """The API server's answer to a gateway (JWT) request."""
-    raw = cmdb_body(data, lang)
+    raw = cmdb_body(data, lang, api)
     if not version.apigw_renames_keys or (isinstance(data, CmdbError) and data.filter):
         return raw
     renames = {"bk_error_code": "code", "bk_error_msg": "message"}

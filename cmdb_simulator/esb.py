@@ -31,6 +31,7 @@ from cmdb_simulator.messages import (
     esb_bad_secret,
     esb_language,
     esb_not_json,
+    esb_param_required,
     esb_rate_limited,
     esb_third_party,
     esb_unknown_app,
@@ -83,6 +84,19 @@ class EsbFront:
             return None
         return ESB_NO_USER
 
+    @staticmethod
+    def _path_vars(api: ApiSpec, body: Any) -> dict[str, Any] | str:
+        """The component fills its ``dest_path`` from the call's fields with ``str.format``
+        (esb/components/component.py:95-106): the name of the first one missing, or each
+        one's Python text (None gives "None"). A body that is no JSON object is passed
+        on as it is, its path variables empty."""
+        if not isinstance(body, Mapping):
+            return {k: None for k in api.path_params}
+        missing = next((k for k in api.path_params if k not in body), None)
+        if missing is not None:
+            return missing
+        return {k: format(body[k]) for k in api.path_params}
+
     async def handle(self, request: web.Request) -> web.StreamResponse:
         name = request.match_info["api_name"]
         api = BY_NAME.get(name)
@@ -118,7 +132,9 @@ class EsbFront:
                 ESB_RATE_LIMITED, esb_rate_limited(app_code, name, limit), rid, outcome
             )
         lang = esb_language(request.headers.get("Blueking-Language"))
-        params = {k: fields.get(k) for k in api.path_params}
+        params = self._path_vars(api, body)
+        if isinstance(params, str):
+            return self._esb_error(ESB_ARGUMENT_ERROR, esb_param_required(params), rid, outcome)
         fault, data = await self.sim._act(api, params, body, lang, app_code)
         if fault == "502":
             # The CC client allows non-200 answers; the proxy's HTML page is not JSON.
@@ -133,7 +149,7 @@ class EsbFront:
         if fault in ("504", "504-after"):
             text = esb_third_party(name, ESB_TIMEOUT_REASON)
             return self._esb_error(ESB_THIRD_PARTY_ERROR, text, rid, outcome)
-        doc = esb_body(data, lang, rid)
+        doc = esb_body(data, lang, rid, api.name)
         outcome.code = code_of(doc)
         if fault == "drop":
             return await drop(request, dumps(doc), {}, outcome)

@@ -16,12 +16,13 @@ from collections.abc import Iterable, Mapping
 from typing import Any
 
 from cmdb_simulator.backend import INNER_MODELS, ApiSpec
+from cmdb_simulator.chain import INST_ASST
 from cmdb_simulator.faults import CREATE_APIS
 from cmdb_simulator.fixture import HOST, DenyRule, Fixture
 from cmdb_simulator.messages import NO_PERMISSION, CmdbError
 from cmdb_simulator.store import Store
 from cmdb_simulator.version import CmdbVersion
-from cmdb_simulator.watch import INST_ASST, WATCHABLE
+from cmdb_simulator.watch import WATCHABLE, watchable
 
 SYSTEM_ID = "bk_cmdb"
 SYSTEM_NAME = "配置平台"
@@ -63,13 +64,16 @@ def iam_can_map(api: ApiSpec, params: Mapping[str, Any], version: CmdbVersion) -
     resource the release has no IAM action for (any unknown name; ``inst_asst`` before
     3.10.10, whose adaptor has no ``WatchInstAsst``: release-v3.10.9:src/ac/iam/
     adaptor.go:386-394) passes the parse (src/ac/parser/event.go:71-76) and then fails
-    ``AdaptAuthOptions`` (src/ac/iam/iam.go:1308-1312, adaptor.go:196-203)."""
+    ``AdaptAuthOptions`` (src/ac/iam/iam.go:1308-1312, adaptor.go:196-203). 3.10's adaptor
+    has no plat, project or kube actions (release-v3.10.51: src/ac/iam/adaptor.go:398-409);
+    3.15's keeps the kube ones (release-v3.15.1: adaptor.go:399-416) though its cache
+    service no longer knows them, so they pass here and meet its 1199998."""
     if api.name != WATCH_API:
         return True
     resource = params.get("bk_resource")
     if resource == INST_ASST:
         return version.inst_asst_watch
-    return resource in WATCHABLE
+    return resource in (WATCHABLE if version.tenants else watchable(version))
 
 
 def _text(body: Mapping[str, Any], key: str) -> str | None:

@@ -285,3 +285,9 @@ def esb_third_party(api: str, reason: str) -> str:
         f"Component request third-party system [CC] interface [{api}] error: {reason}, "
         "please try again later or contact component developer to handle this"
     )
+
+
+def esb_param_required(name: str) -> str:
+    """A component called without a path variable of its ``dest_path``: ``format`` raises
+    KeyError (esb/components/component.py:100-106), answered as ARGUMENT_ERROR."""
+    return f"Parameters error, param {name} is required"

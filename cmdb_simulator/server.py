@@ -29,6 +29,7 @@ from cmdb_simulator.backend import (
     Pace,
     no_pace,
 )
+from cmdb_simulator.chain import TTL_SECONDS, EventChain
 from cmdb_simulator.esb import EsbFront
 from cmdb_simulator.faults import FAULT_KINDS, FaultPlan, check_kinds
 from cmdb_simulator.fixture import Fixture, FixtureError, id_field
@@ -55,8 +56,6 @@ from cmdb_simulator.version import CmdbVersion
 from cmdb_simulator.watch import (
     ERROR_DELAY_SECONDS,
     HOLD_SECONDS,
-    TTL_SECONDS,
-    EventChain,
     WatchSettings,
 )
 
@@ -92,7 +91,8 @@ class SimulatorOptions:
     cmdb_version: str = DEFAULT_VERSION
     """The bk-cmdb release answered as: ``3.10``, ``3.12``, ``3.14`` (optionally ``.PATCH``)."""
     watch_timeout_s: float = HOLD_SECONDS
-    """How long ``resource_watch`` holds a cursor request when no event matches (bk-cmdb: 20)."""
+    """bk-cmdb's ``timeoutWatchLoopSeconds`` (20): a cursor request that finds nothing is
+    held more than this and up to a second longer (:func:`cmdb_simulator.watch.hold_seconds`)."""
     watch_retention_s: float = TTL_SECONDS
     """How long watch events stay; older cursors answer 1103007 (bk-cmdb: 6 h for inst_asst)."""
     watch_error_delay_s: float = ERROR_DELAY_SECONDS

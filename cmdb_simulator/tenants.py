@@ -30,12 +30,12 @@ from dataclasses import dataclass
 
 from cmdb_simulator.authparse import AuthParser
 from cmdb_simulator.backend import Backend
+from cmdb_simulator.chain import EventChain
 from cmdb_simulator.fixture import SINGLE_TENANT, App, Fixture
 from cmdb_simulator.iam import Iam
 from cmdb_simulator.messages import CmdbError, GatewayError
 from cmdb_simulator.stats import Stats
 from cmdb_simulator.store import Store
-from cmdb_simulator.watch import EventChain
 
 HEADER = "X-Bk-Tenant-Id"
 INVALID_TENANT = 1100005

@@ -1,35 +1,35 @@
-"""bk-cmdb's ``resource_watch`` for ``inst_asst``: the event chain, its cursors, the long poll.
+"""bk-cmdb's ``resource_watch``: the request, its checks, the answer and the long poll.
 
-Follows bk-cmdb v3.14.8 (111e7ac66a). Every stored change of an instance association
-becomes a chain node: one for a single create or a delete (both in a transaction, so
-the source and target tables' change-stream events share a cluster time and cursor
-and are deduplicated, event/flow/parser.go:142-173), two for each pair a batch create
-stores (two writes without a transaction, each with its own cluster time; the flow
-drops only identical cursors, event/flow/flow.go:252-267). Its cursor is
-bk-cmdb's own encoding (src/common/watch/cursor.go:191-244): type 13, the
-association id as oid and unique key, the operation (``insert``/``delete``) and the
-cluster time. Nodes older than the retention window are gone, so a cursor naming
-one answers 1103007, except the newest node's cursor, which the watch token keeps
-(event/watch/client.go:334-370). The answer logic is the cache service's
+Follows bk-cmdb v3.14.8 (111e7ac66a), with what differs per release (:class:`Release`).
+The answer logic is the cache service's
 (src/source_controller/cacheservice/service/cache.go:557-685) and its watch client's
-(event/watch/watch.go:57-189,508-662): at most 200 nodes after a cursor (plus the
-first node for ``bk_start_from`` and the no-event cursor), a 20 s hold when nothing
-matches, ``bk_watched: false`` with a cursor to go on from.
+(event/watch/watch.go:57-189,508-662): at most 200 nodes of the event chain
+(:mod:`cmdb_simulator.chain`) after a cursor (plus the first node for ``bk_start_from``
+and the no-event cursor), a hold of a little over 20 s when nothing matches,
+``bk_watched: false`` with a cursor to go on from. A cursor naming no retained node
+answers 1103007.
 
-Pure except :meth:`EventChain.wait` and :func:`serve`, which await.
+Pure except :func:`serve`, which awaits.
 """
 
 from __future__ import annotations
 
 import asyncio
-import base64
-import bisect
+import math
 import time
-from array import array
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
+from cmdb_simulator.chain import (
+    CURSOR_TYPES,
+    INST_ASST,
+    NO_EVENT_CURSOR,
+    TTL_SECONDS,
+    ChainNode,
+    EventChain,
+    Row,
+)
 from cmdb_simulator.messages import (
     EVENT_CHAIN_NODE_NOT_EXIST,
     JSON_UNMARSHAL,
@@ -37,256 +37,40 @@ from cmdb_simulator.messages import (
     UNKNOWN_ERROR,
     CmdbError,
 )
+from cmdb_simulator.version import CmdbVersion
 
-Row = dict[str, Any]
-
-INST_ASST = "inst_asst"
-EVENT_STEP = 200
-"""``eventStep``: nodes read after a cursor per answer (event/watch/watch.go:53-54)."""
 HOLD_SECONDS = 20.0
 """``timeoutWatchLoopSeconds`` (event/watch/watch.go:47-48)."""
-TTL_SECONDS = 6 * 60 * 60
-"""``InstAsstKey.ttlSeconds`` (src/source_controller/cacheservice/event/key.go:273-278)."""
 POLL_SECONDS = 0.25
 """``loopInternal`` (event/watch/watch.go:50-51)."""
 ERROR_DELAY_SECONDS = 0.5
 """The cache and event servers sleep 500 ms before answering a bad request
 (service/cache.go:558-564, event_server/service/watch.go:32-36)."""
 
-CURSOR_TYPES: dict[str, int] = {
-    "no_event": 1,
-    "host": 2,
-    "host_relation": 3,
-    "biz": 4,
-    "set": 5,
-    "module": 6,
-    "object_instance": 8,
-    "process": 9,
-    "process_instance_relation": 10,
-    "host_identifier": 11,
-    "mainline_instance": 12,
-    INST_ASST: 13,
-    "biz_set": 14,
-    "biz_set_relation": 15,
-    "plat": 16,
-    "kube_cluster": 17,
-    "kube_node": 18,
-    "kube_namespace": 19,
-    "kube_workload": 20,
-    "kube_pod": 21,
-    "project": 22,
-}
-"""``cursorTypeIntMap`` (src/common/watch/cursor.go:63-86)."""
 WATCHABLE = frozenset(CURSOR_TYPES) - {"no_event"}
-"""``resourceKeyMap`` (event/util.go:30-51): what ``bk_resource`` may name."""
+"""``resourceKeyMap`` (event/util.go:30-51): what ``bk_resource`` may name on 3.12-3.14."""
+_KUBE = frozenset(k for k in CURSOR_TYPES if k.startswith("kube_"))
+_BIZ_SET = frozenset({"biz_set", "biz_set_relation"})
 _NEEDS_FIELDS = frozenset({"host", "biz", "set", "module"})
 _HAS_SUB_RESOURCE = frozenset({"object_instance", "mainline_instance", INST_ASST, "kube_workload"})
+
+
+def watchable(version: CmdbVersion) -> frozenset[str]:
+    """The resources a release's cache service knows (``GetResourceKeyWithCursorType``).
+
+    3.10 has no ``plat``, ``project`` or ``kube_*`` (release-v3.10.51:
+    src/source_controller/cacheservice/event/util.go:26-59), ``biz_set`` and
+    ``biz_set_relation`` only from 3.10.12 and ``inst_asst`` only from 3.10.10;
+    3.15 drops ``kube_*`` again (release-v3.15.1: event/util.go:30-46)."""
+    if version.number < (3, 11, 0):
+        known = WATCHABLE - _KUBE - {"plat", "project"}
+        if version.number < (3, 10, 12):
+            known -= _BIZ_SET
+        return known if version.inst_asst_watch else known - {INST_ASST}
+    return WATCHABLE - _KUBE if version.tenants else WATCHABLE
+
+
 _EVENT_TYPES = frozenset({"create", "update", "delete"})
-_OPERATIONS = {"create": "insert", "delete": "delete"}
-
-
-def encode_cursor(kind: str, oid: str, oper: str, sec: int, nano: int, uniq_key: str = "") -> str:
-    """``Cursor.Encode``: base64 of ``1\\r<type>\\r<oid>\\r<oper>\\r<sec>\\r<nano>\\r<key>``."""
-    raw = f"1\r{CURSOR_TYPES[kind]}\r{oid}\r{oper}\r{sec}\r{nano}\r{uniq_key}"
-    return base64.b64encode(raw.encode()).decode()
-
-
-NO_EVENT_CURSOR = encode_cursor("no_event", "5ea6d3f394c1f5d986e9bd86", "noEvent", 1, 1)
-"""``NoEventCursor`` (cursor.go:41-61): "no event yet, start from the oldest one"."""
-
-
-def _cluster_time(cursor: str) -> tuple[int, int] | None:
-    """The cluster time of an ``inst_asst`` cursor, or None if it cannot be one."""
-    try:
-        parts = base64.b64decode(cursor, validate=True).decode().split("\r")
-        if len(parts) < 6 or parts[1] != str(CURSOR_TYPES[INST_ASST]):
-            return None
-        return int(parts[4]), int(parts[5])
-    except (ValueError, UnicodeDecodeError):
-        return None
-
-
-@dataclass(slots=True)
-class ChainNode:
-    """One event: ``id`` counts from 1 in the order events happened."""
-
-    id: int
-    type: str
-    row: Row
-    sec: int
-    nano: int
-    at: float
-
-    @property
-    def cursor(self) -> str:
-        oid = str(self.row["id"])
-        return encode_cursor(INST_ASST, oid, _OPERATIONS[self.type], self.sec, self.nano, oid)
-
-    def hits(self, types: tuple[str, ...], sub_resource: str) -> bool:
-        """``isNodeHitEventType`` and ``isNodeHitSubResource`` (watch.go:664-691); the sub
-        resources of an inst_asst node are its source and target objects (parser.go:172-173)."""
-        if types and self.type not in types:
-            return False
-        return not sub_resource or sub_resource in (
-            self.row["bk_obj_id"],
-            self.row["bk_asst_obj_id"],
-        )
-
-
-class EventChain:
-    """The ``inst_asst`` event chain; :meth:`record` is the store's hook for every change.
-
-    Recording only appends ``(kind, row)`` to a pending list, which costs next to
-    nothing on the store's hot path; every read (and the server after each request)
-    first moves pending events into the chain with one clock reading, stamping them
-    in order, and wakes held watches. Stored column-wise (no object per event), so the
-    garbage collector has nothing more to walk. Cluster times are kept as
-    ``sec << 32 | inc``, strictly increasing with the id, so a cursor is found by
-    bisection."""
-
-    def __init__(
-        self,
-        retention: Callable[[], float] = lambda: TTL_SECONDS,
-        clock: Callable[[], float] = time.time,
-    ) -> None:
-        self._retention = retention
-        self._clock = clock
-        self._pending: list[tuple[str, Row]] = []
-        self.record: Callable[[tuple[str, Row]], None] = self._pending.append
-        """The store's hook: ``record(("create" | "delete", row))``."""
-        self._first_id = 1
-        """The id of the node at index 0."""
-        self._head = 0
-        """The index of the oldest node still retained."""
-        self._kinds: list[str] = []
-        self._rows: list[Row] = []
-        self._times = array("q")
-        self._ats = array("d")
-        self._stamp = 0
-        self._last: ChainNode | None = None
-        self._waiters: list[asyncio.Future[None]] = []
-
-    @property
-    def total(self) -> int:
-        """Events recorded since start."""
-        self.flush()
-        return self._first_id + len(self._kinds) - 1
-
-    @property
-    def last(self) -> ChainNode | None:
-        """The newest node ever, kept past retention like bk-cmdb's watch token."""
-        self.flush()
-        if self._kinds:
-            return self._node(len(self._kinds) - 1)
-        return self._last
-
-    def _node(self, i: int) -> ChainNode:
-        t = self._times[i]
-        return ChainNode(
-            self._first_id + i, self._kinds[i], self._rows[i], t >> 32, t & 0xFFFFFFFF, self._ats[i]
-        )
-
-    def flush(self) -> None:
-        """Move recorded events into the chain, in order, and wake held watches."""
-        pending = self._pending
-        if not pending:
-            return
-        kinds, rows = zip(*pending, strict=True)
-        pending.clear()
-        now = self._clock()
-        first = max(self._stamp + 1, int(now) << 32 | 1)  # a clock step back: go on
-        self._stamp = first + len(kinds) - 1
-        self._times.extend(range(first, self._stamp + 1))
-        self._ats.extend([now] * len(kinds))
-        self._kinds.extend(kinds)
-        self._rows.extend(rows)
-        if self._waiters:
-            waiters, self._waiters = self._waiters, []
-            for fut in waiters:
-                if not fut.done():
-                    fut.set_result(None)
-
-    def _expire(self) -> None:
-        """Flush, then drop what is older than the retention window."""
-        self.flush()
-        horizon = self._clock() - self._retention()
-        ats, head = self._ats, self._head
-        if head < len(ats) and ats[head] < horizon:
-            head = bisect.bisect_left(ats, horizon, lo=head)
-        if head > 1024 and head * 2 > len(ats):
-            self._last = self._node(len(ats) - 1)
-            for column in (self._kinds, self._rows, self._times, self._ats):
-                del column[:head]
-            self._first_id += head
-            head = 0
-        self._head = head
-
-    def retained(self) -> int:
-        self._expire()
-        return len(self._kinds) - self._head
-
-    def earliest(self) -> ChainNode | None:
-        """``getEarliestEvent``: the oldest node still retained."""
-        self._expire()
-        return self._node(self._head) if self._head < len(self._kinds) else None
-
-    def latest(self) -> ChainNode | None:
-        """``getLatestEvent``: the newest node still retained."""
-        self._expire()
-        return self._node(len(self._kinds) - 1) if self._head < len(self._kinds) else None
-
-    def find(self, cursor: str) -> ChainNode | None:
-        """The retained node with this cursor, else the watch token's (the newest node)."""
-        when = _cluster_time(cursor)
-        if when is None:
-            return None
-        self._expire()
-        sec, nano = when
-        if not (0 <= sec < 1 << 31 and 0 <= nano < 1 << 32):
-            return None
-        i = bisect.bisect_left(self._times, sec << 32 | nano, lo=self._head)
-        if i < len(self._times) and (node := self._node(i)).cursor == cursor:
-            return node
-        last = self.last
-        if last is not None and last.cursor == cursor:
-            return last
-        return None
-
-    def after_time(self, sec: int) -> ChainNode | None:
-        """The first retained node with a cluster time after ``sec`` (watch.go:133-141)."""
-        self._expire()
-        i = bisect.bisect_left(self._times, (sec + 1) << 32, lo=self._head)
-        return self._node(i) if i < len(self._times) else None
-
-    def following(
-        self, node_id: int, types: tuple[str, ...], sub_resource: str, limit: int = EVENT_STEP
-    ) -> list[ChainNode]:
-        """``searchFollowingEventChainNodesByID``: matching nodes with a larger id, oldest first."""
-        self._expire()
-        out: list[ChainNode] = []
-        kinds, rows = self._kinds, self._rows
-        for i in range(max(self._head, node_id - self._first_id + 1), len(kinds)):
-            if types and kinds[i] not in types:
-                continue
-            row = rows[i]
-            if sub_resource and sub_resource not in (row["bk_obj_id"], row["bk_asst_obj_id"]):
-                continue
-            out.append(self._node(i))
-            if len(out) >= limit:
-                break
-        return out
-
-    async def wait(self, seconds: float) -> None:
-        """Until the next event is flushed or ``seconds`` pass."""
-        fut: asyncio.Future[None] = asyncio.get_running_loop().create_future()
-        self._waiters.append(fut)
-        try:
-            await asyncio.wait({fut}, timeout=seconds)
-        finally:
-            if not fut.done():
-                fut.cancel()
-                if fut in self._waiters:
-                    self._waiters.remove(fut)
 
 
 # --- the request -------------------------------------------------------------------------------
@@ -309,8 +93,45 @@ class WatchSettings:
     """The knobs a real CMDB hard-codes; the simulator lets tests shorten them."""
 
     hold_s: float = HOLD_SECONDS
+    """``timeoutWatchLoopSeconds``: the threshold of the hold, not its length
+    (:func:`hold_seconds`)."""
     error_delay_s: float = ERROR_DELAY_SECONDS
     retention_s: float = TTL_SECONDS
+    wall: Callable[[], float] = time.time
+    """The wall clock whose whole seconds the hold's check compares."""
+
+
+@dataclass(frozen=True, slots=True)
+class Release:
+    """What differs between the releases answered as."""
+
+    known: frozenset[str] = WATCHABLE
+    """The resources the cache service knows (:func:`watchable`)."""
+    looks_again: bool = True
+    """At the end of a hold, look once more for matching events before answering with
+    the newest cursor (77543aee8b, first in release-v3.10.11)."""
+
+    @classmethod
+    def of(cls, version: CmdbVersion) -> Release:
+        return cls(watchable(version), version.number >= (3, 10, 11))
+
+
+def hold_seconds(start_wall: float, threshold: float, poll: float = POLL_SECONDS) -> float:
+    """How long a watch that finds nothing is held: bk-cmdb takes ``start :=
+    time.Now().Unix()``, then after each 250 ms sleep checks ``time.Now().Unix()-start >
+    timeoutWatchLoopSeconds`` (cs/event/watch/watch.go:584,610-614). Whole seconds, so
+    the hold is more than the threshold and up to a second and a poll longer (20 s:
+    20.25-21 s, plus bk-cmdb's own time per look). A fractional threshold (tests) also
+    needs the time itself past it, which an integer one implies."""
+    if not math.isfinite(threshold):
+        return threshold
+    start = math.floor(start_wall)
+    k = max(1, math.floor(threshold / poll))
+    while True:
+        held = k * poll
+        if held > threshold and math.floor(start_wall + held) - start > threshold:
+            return held
+        k += 1
 
 
 def _strings(value: Any) -> tuple[str, ...]:
@@ -361,12 +182,12 @@ def decode(resource: str, body: Any) -> WatchOptions:
     )
 
 
-def validate(opts: WatchOptions, *, inst_asst: bool = True) -> str | None:
+def validate(opts: WatchOptions, known: frozenset[str] = WATCHABLE) -> str | None:
     """``WatchEventOptions.Validate(false)`` (src/common/watch/watch.go:52-85), then the
-    resource lookup (event/util.go:53-61): the raw Go error text, or None. ``inst_asst``:
-    the release knows that resource (bk-cmdb >= 3.10.10)."""
-    known = WATCHABLE if inst_asst else WATCHABLE - {INST_ASST}
-    with_sub = _HAS_SUB_RESOURCE if inst_asst else _HAS_SUB_RESOURCE - {INST_ASST}
+    resource lookup (event/util.go:53-61): the raw Go error text, or None. ``known``: the
+    resources the release has (:func:`watchable`); its ``Validate`` lets a sub resource
+    through only for those of them that take one (3.10 and 3.15 have no kube_workload)."""
+    with_sub = _HAS_SUB_RESOURCE & known
     for kind in opts.event_types:
         if kind not in _EVENT_TYPES:
             return "unsupported event type"
@@ -381,20 +202,40 @@ def validate(opts: WatchOptions, *, inst_asst: bool = True) -> str | None:
     return None
 
 
-def _detail(row: Row, fields: tuple[str, ...]) -> Row:
+def stored_document(node: ChainNode, process: str) -> Row:
+    """The association as MongoDB holds it, which is what a watch detail is.
+
+    A create's detail is the change stream's ``fullDocument`` decoded into a map and
+    marshalled with sorted keys (src/storage/stream/event/watch.go:262-268,
+    src/common/json/json.go:25-30): the ``InstAsst`` struct, so ``bk_biz_id`` 0 too
+    (src/common/metadata/association.go:555-575), and the ``_id`` ObjectId the driver
+    gave the insert (each of a batch create's two inserts has its own). A delete's is
+    the del-archive copy, ``_id`` removed (src/storage/dal/mongo/local/mongo.go:844-888)."""
+    doc = {**node.row, "bk_biz_id": 0}
+    if node.type == "create":
+        doc["_id"] = object_id(int(node.at), process, node.id)
+    return dict(sorted(doc.items()))
+
+
+def object_id(sec: int, process: str, counter: int) -> str:
+    """A MongoDB ObjectId in hex: 4 bytes of seconds, 5 per process, a 3-byte counter."""
+    return f"{sec & 0xFFFFFFFF:08x}{process}{counter & 0xFFFFFF:06x}"
+
+
+def _detail(doc: Row, fields: tuple[str, ...]) -> Row:
     """``CutJsonDataWithFields`` (src/common/json/tool.go:29-55): the named fields in the
     order asked, null where absent; all fields when none are named."""
     if not fields:
-        return dict(row)
-    return {f: row.get(f) for f in fields}
+        return doc
+    return {f: doc.get(f) for f in fields}
 
 
-def _event(opts: WatchOptions, node: ChainNode) -> dict[str, Any]:
+def _event(opts: WatchOptions, node: ChainNode, process: str) -> dict[str, Any]:
     return {
         "bk_cursor": node.cursor,
         "bk_resource": opts.resource,
         "bk_event_type": node.type,
-        "bk_detail": _detail(node.row, opts.fields),
+        "bk_detail": _detail(stored_document(node, process), opts.fields),
     }
 
 
@@ -403,8 +244,8 @@ def _nothing(resource: str, cursor: str) -> dict[str, Any]:
     return {"bk_cursor": cursor, "bk_resource": resource, "bk_event_type": "", "bk_detail": None}
 
 
-def _answer(opts: WatchOptions, nodes: list[ChainNode]) -> dict[str, Any]:
-    return {"bk_watched": True, "bk_events": [_event(opts, n) for n in nodes]}
+def _answer(chain: EventChain, opts: WatchOptions, nodes: list[ChainNode]) -> dict[str, Any]:
+    return {"bk_watched": True, "bk_events": [_event(opts, n, chain.process) for n in nodes]}
 
 
 def _unwatched(opts: WatchOptions, cursor: str) -> dict[str, Any]:
@@ -417,17 +258,18 @@ async def serve(
     body: Any,
     settings: WatchSettings,
     *,
-    inst_asst: bool = True,
+    release: Release | None = None,
     now: float | None = None,
 ) -> dict[str, Any]:
     """One ``resource_watch`` request: the answer's ``data``, or raises CmdbError.
-    ``inst_asst``: the release answered as knows that resource (bk-cmdb >= 3.10.10)."""
+    ``release``: what the release answered as knows and does (default: 3.14)."""
+    release = release or Release()
     try:
         opts = decode(resource, body)
     except CmdbError:
         await asyncio.sleep(settings.error_delay_s)
         raise
-    problem = validate(opts, inst_asst=inst_asst)
+    problem = validate(opts, release.known)
     if problem is not None:
         await asyncio.sleep(settings.error_delay_s)
         raise CmdbError(UNKNOWN_ERROR, raw=problem)
@@ -435,7 +277,7 @@ async def serve(
         # Only inst_asst events are simulated; other resources see an empty chain.
         chain = EventChain()
     if opts.cursor:
-        return await _with_cursor(chain, opts, settings)
+        return await _with_cursor(chain, opts, settings, release.looks_again)
     if opts.start_from != 0:
         return _with_start_from(chain, opts, settings, time.time() if now is None else now)
     return _from_now(chain, opts)
@@ -446,7 +288,7 @@ def _from_now(chain: EventChain, opts: WatchOptions) -> dict[str, Any]:
     node = chain.latest()
     if node is None or not node.hits(opts.event_types, opts.sub_resource):
         return _unwatched(opts, NO_EVENT_CURSOR)
-    return _answer(opts, [node])
+    return _answer(chain, opts, [node])
 
 
 def _with_start_from(
@@ -462,7 +304,7 @@ def _with_start_from(
     if tail.sec <= opts.start_from:
         if not tail.hits(opts.event_types, opts.sub_resource):
             return _unwatched(opts, NO_EVENT_CURSOR)
-        return _answer(opts, [tail])
+        return _answer(chain, opts, [tail])
     first = chain.after_time(opts.start_from)
     if first is None:
         return _unwatched(opts, NO_EVENT_CURSOR)
@@ -471,19 +313,20 @@ def _with_start_from(
         nodes.insert(0, first)
     if not nodes:
         return _unwatched(opts, tail.cursor)
-    return _answer(opts, nodes)
+    return _answer(chain, opts, nodes)
 
 
 async def _with_cursor(
-    chain: EventChain, opts: WatchOptions, settings: WatchSettings
+    chain: EventChain, opts: WatchOptions, settings: WatchSettings, looks_again: bool
 ) -> dict[str, Any]:
     """``WatchWithCursor`` (watch.go:575-662) and the answer built from it (cache.go:629-685).
 
     Events after the cursor come back at once; else the request is held until one
     matches (bk-cmdb polls every 250 ms; the simulator wakes on the event) or the hold
-    ends: then the newest node's cursor, or the caller's own when there is none."""
+    (:func:`hold_seconds`) ends: then the newest node's cursor, or the no-event cursor
+    when there is none."""
     loop = asyncio.get_running_loop()
-    deadline = loop.time() + settings.hold_s
+    deadline = loop.time() + hold_seconds(settings.wall(), settings.hold_s)
     types, sub = opts.event_types, opts.sub_resource
     if opts.cursor == NO_EVENT_CURSOR:
         first = chain.earliest()
@@ -504,16 +347,31 @@ async def _with_cursor(
     while not nodes:
         remaining = deadline - loop.time()
         if remaining <= 0:
-            last = chain.latest()
-            if last is None:
-                # watch.go:621-630 sets opts.Cursor to NoEventCursor, which the answer echoes.
-                return _unwatched(opts, NO_EVENT_CURSOR)
-            nodes = chain.following(node_id, types, sub)
-            if nodes:
-                break
-            return _unwatched(opts, last.cursor)
+            return _hold_ends(chain, opts, node_id, looks_again)
+        if not looks_again and remaining <= POLL_SECONDS:
+            # 3.10.10 checks the time before it looks: what the last sleep brought is
+            # never looked at, and the newest cursor skips it
+            # (release-v3.10.10: cs/event/watch/watch.go:447-473).
+            await asyncio.sleep(remaining)
+            continue
         # bk-cmdb looks again every 250 ms (loopInternal, watch.go:50-51); a flush wakes it
         # sooner. The 250 ms also picks up changes made straight in the store.
         await chain.wait(min(remaining, POLL_SECONDS))
         nodes = chain.following(node_id, types, sub)
-    return _answer(opts, nodes)
+    return _answer(chain, opts, nodes)
+
+
+def _hold_ends(
+    chain: EventChain, opts: WatchOptions, node_id: int, looks_again: bool
+) -> dict[str, Any]:
+    """The end of a hold (watch.go:614-652): look once more (3.10.11+), else the newest
+    node's cursor so the next call skips what did not match."""
+    last = chain.latest()
+    if last is None:
+        # watch.go:621-630 sets opts.Cursor to NoEventCursor, which the answer echoes.
+        return _unwatched(opts, NO_EVENT_CURSOR)
+    if looks_again:
+        nodes = chain.following(node_id, opts.event_types, opts.sub_resource)
+        if nodes:
+            return _answer(chain, opts, nodes)
+    return _unwatched(opts, last.cursor)

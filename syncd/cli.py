@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from syncd import __version__
-from syncd.config.checks import security_warnings
+from syncd.config.checks import security_warnings, unused_settings
 from syncd.config.load import load_settings
 from syncd.config.settings import EX_CONFIG, ConfigError, Settings
 
@@ -142,7 +142,7 @@ def _resync(settings: Settings) -> int:
 
 def _check_config(settings: Settings) -> int:
     """``syncd check-config``: the configuration is valid; say what it points at."""
-    for warning in security_warnings(settings.cmdb):
+    for warning in [*security_warnings(settings.cmdb), *unused_settings(settings)]:
         print(f"syncd: warning: {warning}", file=sys.stderr)
     from syncd.cmdb.gateway import describe
 

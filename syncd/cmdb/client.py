@@ -42,10 +42,11 @@ MAX_ANSWER_BYTES = 32 << 20
 """A CMDB answer larger than this is not read (a page of 500 associations is ~100 KB)."""
 
 WATCH_HOLD = 20.0
-"""Seconds the CMDB holds a watch with no event (bk-cmdb's ``timeoutWatchLoopSeconds``)."""
+"""bk-cmdb's ``timeoutWatchLoopSeconds``: a watch with no event is held more than this and,
+as the check is in whole seconds after 250 ms sleeps, up to about 21.25 s."""
 
 WATCH_TIMEOUT = WATCH_HOLD + 15.0
-"""A watch request's shortest end-to-end timeout: the hold plus the ESB's own margin."""
+"""A watch request's shortest end-to-end timeout: the longest hold plus the ESB's margin."""
 
 LONG_WAIT = 5.0
 """A retry pause longer than this (seconds) is logged at info: the operator sees why it is slow."""

@@ -49,6 +49,28 @@ def security_warnings(cmdb: CmdbSettings) -> list[str]:
     return warnings
 
 
+UNUSED_SETTINGS = {
+    "debounce": "hooks.netbox.gather",
+    "max_delay": "hooks.netbox.group_max",
+}
+"""Settings still accepted (configs written for cycle-per-burst webhooks load) that no
+longer do anything, and the setting that took over each one's job."""
+
+
+def unused_settings(settings: Settings) -> list[str]:
+    """One warning per setting the file sets that syncd no longer reads; logged at start
+    and printed by ``check-config``, so an operator tuning it learns it has no effect."""
+    netbox = settings.hooks.netbox
+    if netbox is None:
+        return []
+    return [
+        f"hooks.netbox.{name} is set but no longer used: deliveries are applied as they "
+        f"come; tune {successor} instead"
+        for name, successor in UNUSED_SETTINGS.items()
+        if name in netbox.model_fields_set
+    ]
+
+
 def check_usable(settings: Settings) -> None:
     """What a model validator cannot see: files at their resolved paths, the ops address.
 

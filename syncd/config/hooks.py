@@ -54,11 +54,9 @@ class NetBoxHookSettings(_Section):
         None, description="the NetBox it belongs to (base URL); default: every netbox relation"
     )
     max_body: int = Field(1024 * 1024, ge=1024, description="bytes of a payload at most")
-    debounce: float = Field(
-        0.5, gt=0, le=1, description="unused: deliveries are applied as they come (gather)"
-    )
+    debounce: float = Field(0.5, gt=0, le=1, description="unused (a warning at start): see gather")
     max_delay: float = Field(
-        30, gt=0, le=600, description="unused: deliveries are applied as they come (group_max)"
+        30, gt=0, le=600, description="unused (a warning at start): see group_max"
     )
     """Accepted (and checked) so that configs written for cycle-per-burst webhooks load."""
     gather: float = Field(

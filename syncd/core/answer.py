@@ -17,8 +17,6 @@ from dataclasses import dataclass
 from enum import StrEnum
 from typing import Any
 
-# IndexKind is re-exported (explicitly, for mypy) for modules that import it from here.
-from syncd.core.details import IndexKind as IndexKind
 from syncd.core.jsonload import loads
 
 

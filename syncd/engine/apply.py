@@ -18,8 +18,9 @@ import structlog
 from syncd.cmdb.apis import PAGE_LIMIT
 from syncd.cmdb.client import CmdbClient, CmdbError
 from syncd.config.settings import RelationSettings, SyncSettings
-from syncd.core.answer import Answer, IndexKind, Verdict
+from syncd.core.answer import Answer, Verdict
 from syncd.core.backoff import pair_next_attempt
+from syncd.core.details import IndexKind
 from syncd.core.outcome import BatchOutcome, whole_failure
 from syncd.core.pairs import PairKey, ids_of, pack, unpack
 from syncd.engine.known import D, Known, RelationRefused

@@ -151,14 +151,47 @@ def _named_holds(decided: RelationPlan) -> dict[PairKey, tuple[str, str]]:
     }
 
 
-def blocking_pairs(decided: RelationPlan) -> set[PairKey]:
-    """The known pairs that the ``held`` lines name."""
-    return {old for key in _named_holds(decided) for old in decided.blockers[key]}
+HELD_REPEAT = 3600.0
+"""Seconds before a pair still held for the same reason is named again."""
+
+Holds = dict[PairKey, tuple[str, str]]
 
 
-def log_blocked(decided: RelationPlan, ids: Mapping[PairKey, int | None]) -> None:
-    """One ``held`` line per create a known pair blocks, naming the blocking pairs (ids and
-    association id) and what to do; every cycle, as long as it is held."""
+class HeldLines:
+    """Which held creates were named, and when. A pair a foreign blocker holds is named
+    when it is first held, when its reason or its blockers change, and once an hour while
+    it stays held: not every cycle (a thousand held pairs at a 5-minute interval would be
+    288,000 lines a day). The relation line counts every held pair, every cycle."""
+
+    def __init__(self, repeat: float = HELD_REPEAT) -> None:
+        self.repeat = repeat
+        self._named: dict[str, dict[PairKey, tuple[tuple[str, tuple[PairKey, ...]], float]]] = {}
+
+    def due(self, relation: str, decided: RelationPlan, now: float) -> Holds:
+        """The held creates to name this cycle; forgets those no longer held, so a pair
+        held again later is news again."""
+        holds = _named_holds(decided)
+        named = self._named.setdefault(relation, {})
+        for released in named.keys() - holds.keys():
+            del named[released]
+        due: Holds = {}
+        for key, why in holds.items():
+            mark = (why[0], decided.blockers[key])
+            last = named.get(key)
+            if last is None or last[0] != mark or not 0 <= now - last[1] < self.repeat:
+                named[key] = (mark, now)
+                due[key] = why
+        return due
+
+
+def blocking_pairs(decided: RelationPlan, holds: Holds) -> set[PairKey]:
+    """The known pairs that the ``held`` lines of ``holds`` name."""
+    return {old for key in holds for old in decided.blockers[key]}
+
+
+def log_blocked(decided: RelationPlan, holds: Holds, ids: Mapping[PairKey, int | None]) -> None:
+    """One ``held`` line per create of ``holds`` (see HeldLines), naming the blocking pairs
+    (ids and association id) and what to do."""
     lines: list[LogLine] = [
         (
             "warning",
@@ -172,7 +205,7 @@ def log_blocked(decided: RelationPlan, ids: Mapping[PairKey, int | None]) -> Non
                 blocked_by=blocked_by(decided.blockers[key], ids),
             ),
         )
-        for key, (reason, message) in sorted(_named_holds(decided).items())
+        for key, (reason, message) in sorted(holds.items())
     ]
     if lines:
         log_pairs(lines)

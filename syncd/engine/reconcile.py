@@ -32,7 +32,13 @@ from syncd.engine.failures import report_failure
 from syncd.engine.guards import Guards
 from syncd.engine.identity import IdentityCheck, check_identities
 from syncd.engine.known import Known
-from syncd.engine.moving import blocking_pairs, clear_for_moves, log_blocked, log_holds
+from syncd.engine.moving import (
+    HeldLines,
+    blocking_pairs,
+    clear_for_moves,
+    log_blocked,
+    log_holds,
+)
 from syncd.engine.reader import DesiredReader
 from syncd.engine.report import CycleReport, RelationReport, fill_report
 from syncd.engine.resolver import KeyResolver
@@ -94,6 +100,7 @@ class Reconciler:
         self.guards = Guards(store)
         """Source sizes, prune baselines and absence marks: the guards' memory."""
         self.known = Known(client, store, clock)
+        self.held_lines = HeldLines()
         self.resolver = KeyResolver(client, ttl=settings.sync.key_cache_ttl)
         self.desired = DesiredReader(
             self.resolver,
@@ -315,7 +322,10 @@ class Reconciler:
         """What this cycle observed, written (daemon path only; ``syncd plan`` stops before)."""
         self.guards.commit(rel, desired, decided, now)
         log_holds(decided)
-        log_blocked(decided, self.known.association_ids(rel.name, blocking_pairs(decided)))
+        holds = self.held_lines.due(rel.name, decided, now)
+        if holds:
+            ids = self.known.association_ids(rel.name, blocking_pairs(decided, holds))
+            log_blocked(decided, holds, ids)
 
     async def _create(
         self, rel: RelationSettings, decided: RelationPlan, report: RelationReport

@@ -21,6 +21,7 @@ from collections.abc import Collection
 import structlog
 
 from syncd.cmdb.client import CmdbClient
+from syncd.config.checks import unused_settings
 from syncd.config.settings import Settings
 from syncd.engine.change import Change, ChangeUncertain
 from syncd.engine.reconcile import Reconciler
@@ -211,6 +212,8 @@ class Daemon:
             hooks=self.hooks_url,
             pid=os.getpid(),
         )
+        for warning in unused_settings(self.settings):
+            log.warning("config_unused", warning=warning)
         self.notifier.ready()
         self.notifier.status("started; first cycle running")
 

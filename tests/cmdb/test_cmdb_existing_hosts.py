@@ -9,7 +9,8 @@ import pytest
 from cmdb_simulator import Simulator, SimulatorOptions
 from syncd.cmdb.client import CmdbClient
 from syncd.config.settings import CmdbSettings
-from syncd.core.answer import Answer, IndexKind
+from syncd.core.answer import Answer
+from syncd.core.details import IndexKind
 from syncd.core.isolate import Detail, IsolationBudget, Settled, settle_batch
 from syncd.core.refusal import looked_up_sides
 from tests.helpers import ASST

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import socket
 from collections.abc import Iterator
 from pathlib import Path
@@ -193,3 +194,17 @@ def test_check_config_does_not_warn_about_loopback(
 ) -> None:
     assert main(["check-config", "--config", str(config(tmp_path))]) == 0
     assert "warning" not in capsys.readouterr().err
+
+
+def test_check_config_warns_about_a_setting_that_no_longer_acts(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    netbox = '{ type = "netbox", url = "https://netbox.example/api/", token = "%s" }' % ("t" * 40)
+    cfg = config(tmp_path, replace={"[ops]\nenabled = false": "[ops]\nport = 0"})
+    text = re.sub(r'source = \{ type = "file"[^\n]*', f"source = {netbox}", cfg.read_text())
+    hooks = '[hooks.netbox]\nsecret = "hook-s3cret"\ndebounce = 0.2\n'
+    cfg.write_text(text.replace("[[relations]]", hooks + "\n[[relations]]"))
+    assert main(["check-config", "--config", str(cfg)]) == 0
+    err = capsys.readouterr().err
+    assert "warning: hooks.netbox.debounce is set but no longer used" in err
+    assert "hooks.netbox.gather" in err and "hook-s3cret" not in err

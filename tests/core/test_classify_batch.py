@@ -8,7 +8,8 @@ from typing import Any
 from hypothesis import given
 from hypothesis import strategies as st
 
-from syncd.core.answer import Answer, IndexKind, Verdict
+from syncd.core.answer import Answer, Verdict
+from syncd.core.details import IndexKind
 from syncd.core.outcome import classify_batch
 
 details_st = st.lists(

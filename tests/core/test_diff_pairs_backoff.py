@@ -7,8 +7,8 @@ import random
 from hypothesis import given
 from hypothesis import strategies as st
 
-from syncd.core.answer import IndexKind
 from syncd.core.backoff import pair_next_attempt, request_delay
+from syncd.core.details import IndexKind
 from syncd.core.diff import diff
 from syncd.core.pairs import MAX_ID, pack, unpack, unpack_all
 

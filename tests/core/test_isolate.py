@@ -18,7 +18,8 @@ from dataclasses import dataclass, field
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from syncd.core.answer import Answer, IndexKind, classify_response
+from syncd.core.answer import Answer, classify_response
+from syncd.core.details import IndexKind
 from syncd.core.isolate import (
     UNIFORM_LIMIT,
     Detail,

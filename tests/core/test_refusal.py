@@ -6,8 +6,9 @@ import json
 
 import pytest
 
-from syncd.core.answer import Answer, IndexKind, Verdict, classify_response
+from syncd.core.answer import Answer, Verdict, classify_response
 from syncd.core.backoff import pair_next_attempt
+from syncd.core.details import IndexKind
 from syncd.core.refusal import Scope, looked_up_sides, read_refusal
 
 SWITCH_HOST = looked_up_sides("bk_switch", "host")

@@ -13,6 +13,7 @@ from cmdb_simulator import Simulator
 from syncd.core.answer import Answer, Verdict
 from syncd.core.outcome import BatchOutcome, whole_failure
 from syncd.engine.apply import Details
+from syncd.engine.moving import HELD_REPEAT
 from syncd.engine.report import CycleReport
 from tests.helpers import ASST, capture_logs, engine_for, load, pair_lines, write_config, write_csv
 
@@ -291,3 +292,34 @@ async def test_plan_shows_moves_old_to_new_and_changes_pending(
         assert f"> 1 -> 1001 (association {ids[(1, 1001)]})  =>  2 -> 1001" in text
         assert "move 2" in text and text.endswith("changes pending")
         assert sim.pairs(ASST) == set(V1)  # a plan writes nothing
+
+
+async def test_a_held_pair_is_named_once_then_hourly_and_again_when_its_blocker_changes(
+    tmp_path: Path, sim_factory: Callable[..., Simulator]
+) -> None:
+    sim = sim_factory(switches=4, hosts=5, mapping="1:n", existing=[(1, 1001)])
+    async with sim.running(host="127.0.0.1", port=0) as url:
+        topo = write_csv(tmp_path / "t.csv", [(2, 1001), (2, 1002)])
+        settings = load(write_config(tmp_path, url, topo))
+        now = [1_000_000.0]
+        async with engine_for(settings, clock=lambda: now[0]) as engine:
+
+            async def held_lines(*, resync: bool = False) -> list[dict[str, Any]]:
+                with capture_logs() as logs:
+                    report = await engine.cycle(resync=resync)
+                assert report.relations[0].held == 1  # counted every cycle
+                return [p for p in pair_lines(logs) if p.get("outcome") == "held"]
+
+            assert len(await held_lines()) == 1
+            for _ in range(3):
+                now[0] += 300
+                assert await held_lines() == []  # same pair, same blocker: not again
+            now[0] += HELD_REPEAT
+            assert len(await held_lines()) == 1  # a reminder, once an hour
+            # Someone re-cables the blocker: a different pair holds 1001 now; news again.
+            sim.delete_pairs(ASST, [(1, 1001)])
+            async with engine_for(settings) as other:
+                await other.client.batch_create("bk_switch", "host", ASST, [(3, 1001)])
+            now[0] += 300
+            again = await held_lines(resync=True)
+            assert [line["blocked_by"][0]["bk_inst_id"] for line in again] == [3]

@@ -19,9 +19,9 @@ import pytest
 from sim_client import CONNECT, GATEWAYS, LANGS, Cmdb, fixture_doc
 
 from cmdb_simulator import Fixture, Simulator, SimulatorOptions
+from cmdb_simulator.chain import NO_EVENT_CURSOR
 from cmdb_simulator.envelope import code_of
 from cmdb_simulator.limits import FixedWindow
-from cmdb_simulator.watch import NO_EVENT_CURSOR
 
 VERSIONS = ("3.10", "3.12", "3.14", "3.15")
 SELF = "host_connect_host"
@@ -96,7 +96,9 @@ async def test_batch_create_gives_two_events_per_pair(line: Cmdb, gateway: str) 
     assert seen == [("create", 2), ("create", 2), ("create", 3), ("create", 3),
                     ("create", 4), ("delete", 2)]  # fmt: skip
     for first, second in (events[0:2], events[2:4]):
-        assert first["bk_detail"] == second["bk_detail"]
+        # Two inserts, two documents: the same row under its own ObjectId each (W2).
+        assert first["bk_detail"]["_id"] != second["bk_detail"]["_id"]
+        assert {**first["bk_detail"], "_id": ""} == {**second["bk_detail"], "_id": ""}
         assert first["bk_cursor"] != second["bk_cursor"]
     # Both cursors are watchable: going on from the first gives the second.
     after = await line.call(

@@ -19,7 +19,7 @@ import pytest
 from sim_client import APP, CONNECT, Cmdb, fixture_doc
 
 from cmdb_simulator import Fixture, FixtureError, Simulator, SimulatorOptions
-from cmdb_simulator.watch import NO_EVENT_CURSOR
+from cmdb_simulator.chain import NO_EVENT_CURSOR
 
 ACME, UMBRELLA = "acme", "umbrella"
 GLOBAL = {"bk_app_code": "platform", "bk_app_secret": "platform-secret"}

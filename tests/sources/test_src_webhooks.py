@@ -543,3 +543,17 @@ def test_an_id_that_is_not_a_netbox_id_names_nothing(ident: object) -> None:
     event = parse_event(json.dumps(doc).encode())
     assert event.object_id is None and event.cables == frozenset()
     assert event_change(event) is None  # only a full read can tell
+
+
+def test_settings_that_no_longer_act_are_named_with_their_successor(tmp_path: Path) -> None:
+    from syncd.config.checks import unused_settings
+
+    quiet = load_settings(_config(tmp_path, '[hooks.netbox]\nsecret = "x"\ngather = 0.1'))
+    assert unused_settings(quiet) == []
+    old = load_settings(
+        _config(tmp_path, '[hooks.netbox]\nsecret = "x"\ndebounce = 0.2\nmax_delay = 10')
+    )
+    warnings = unused_settings(old)
+    assert len(warnings) == 2
+    assert "hooks.netbox.debounce" in warnings[0] and "hooks.netbox.gather" in warnings[0]
+    assert "hooks.netbox.max_delay" in warnings[1] and "hooks.netbox.group_max" in warnings[1]
