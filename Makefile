@@ -32,8 +32,12 @@ WORKERS ?= 4
 # Extra pytest options, e.g. `make test PYTEST_ARGS=--durations=20`.
 PYTEST_ARGS ?=
 
+# Bytecode caches (`__pycache__`, git-ignored) are written even where the environment says
+# not to (PYTHONDONTWRITEBYTECODE): otherwise every worker, and every `syncd` process the
+# suite starts, compiles the same sources again (and pytest rewrites the test modules again).
 unit: venv
-	$(BIN)/pytest -q -n $(WORKERS) --dist loadgroup --no-loadscope-reorder $(PYTEST_ARGS)
+	env -u PYTHONDONTWRITEBYTECODE \
+	    $(BIN)/pytest -q -n $(WORKERS) --dist loadgroup --no-loadscope-reorder $(PYTEST_ARGS)
 
 # The linters and mypy run beside the suite (which mostly waits), each one's output in one
 # piece; any of them failing fails `make test`.

@@ -232,15 +232,20 @@ class Simulator:
     cpu: float = 0.0
     _proc: subprocess.Popen[bytes] | None = field(default=None, repr=False)
 
-    def __enter__(self) -> Simulator:
-        args = [sys.executable, "-m", "cmdb_simulator", "--listen", "127.0.0.1:0"]
-        args += ["--fixture", str(self.fixture)]
+    def options(self) -> list[str]:
+        """The command line's options: ``python -m cmdb_simulator OPTIONS``."""
+        args = ["--listen", "127.0.0.1:0", "--fixture", str(self.fixture)]
         # Unlimited unless asked: `syncd simulate` now defaults to bk-cmdb's 100/s (issue 11).
         args += ["--rate-limit", "off" if self.rate_limit is None else str(self.rate_limit)]
         args += ["--latency-ms", str(self.latency_ms), "--per-detail-ms", str(self.per_detail_ms)]
-        args += list(self.extra)
+        return args + list(self.extra)
+
+    def __enter__(self) -> Simulator:
         self._proc = subprocess.Popen(
-            args, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, cwd=REPO
+            [sys.executable, "-m", "cmdb_simulator", *self.options()],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.DEVNULL,
+            cwd=REPO,
         )
         assert self._proc.stdout is not None
         line = self._proc.stdout.readline()

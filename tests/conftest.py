@@ -63,6 +63,9 @@ def pytest_configure(config: pytest.Config) -> None:
     config.addinivalue_line(
         "markers", "slow: a process-level or long test; `pytest -m 'not slow'` is the fast loop"
     )
+    config.addinivalue_line(
+        "markers", "process_simulator: a benchmark smoke test keeps bench's simulator processes"
+    )
 
 
 # Under pytest-xdist (`make unit`: `-n 4 --dist loadgroup`) the tests of one group run on one
@@ -83,9 +86,24 @@ _GROUPS = {
     "tests/simulator/test_sim_limits_faults.py": "timing",
     "tests/sources/test_src_netbox_paging.py": "timing",
 }
-# Long work units first, so the last ones to finish are short: the container build, then the
-# serial timing chain, then the process-level files.
-_FIRST = ("tests/ops/test_container.py", *(p for p, g in _GROUPS.items() if g == "timing"))
+# Long work units first, so the last ones to finish are short: the container build, the
+# serial timing chain, the longest process-level files (kills at random moments, the
+# Prometheus module, the longest waits), then the other process-level files.
+_LONG = (
+    "tests/engine/test_faults.py",
+    "tests/runtime/test_ownership_crashes.py",
+    "tests/runtime/test_daemon_process.py",
+    "tests/ops/test_prometheus_scrape.py",
+    "tests/runtime/test_ops_flood_process.py",
+    "tests/runtime/test_move_crash.py",
+    "tests/informer/test_watch_inflight.py",
+    "tests/bench/test_bench_smoke.py",
+)
+_FIRST = (
+    "tests/ops/test_container.py",
+    *(p for p, g in _GROUPS.items() if g == "timing"),
+    *_LONG,
+)
 
 
 def _order(path: str) -> int:

@@ -14,6 +14,8 @@ import threading
 import time
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
+from dataclasses import dataclass, field
+from io import StringIO
 from pathlib import Path
 from typing import Any
 
@@ -26,6 +28,7 @@ from syncd.config.settings import Settings
 from syncd.engine.reconcile import Reconciler
 from syncd.engine.report import CycleReport
 from syncd.state import StateStore
+from syncd.support import log as syncd_log
 
 REPO = Path(__file__).resolve().parent.parent
 ASST = "bk_switch_connect_host"
@@ -229,6 +232,48 @@ class Proc:
         if self.proc.poll() is None:
             self.proc.kill()
             self.proc.wait(10)
+
+
+@dataclass
+class Ran:
+    """What ``syncd ARGS`` run in this process left: its exit status, stdout and stderr."""
+
+    code: int
+    stdout: str
+    stderr: str
+    lines: list[dict[str, Any]] = field(default_factory=list)
+    """stdout's JSON log lines, as :class:`Proc` collects them."""
+
+
+def run_syncd(*args: str) -> Ran:
+    """``syncd ARGS`` through ``syncd.cli.main`` in this process, as ``python -m syncd``
+    runs it (the exit status is what ``main`` returns or raises), for a test where a
+    subprocess proves nothing extra: no signal, kill, pidfile or start-up in question.
+    It saves the ~1 CPU-second of starting and importing a second interpreter. ``once``
+    and ``run`` install the daemon's signal handlers, so call it from the main thread
+    (a sync test); the logging set-up and the signal mask are put back afterwards."""
+    from syncd.cli import main
+
+    saved, fast = structlog.get_config(), syncd_log._fast
+    mask = signal.pthread_sigmask(signal.SIG_BLOCK, [])
+    out, err = StringIO(), StringIO()
+    try:
+        with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
+            try:
+                code = main(list(args))
+            except SystemExit as exc:
+                code = 0 if exc.code is None else exc.code if isinstance(exc.code, int) else 1
+    finally:
+        structlog.configure(**saved)
+        syncd_log._fast = fast
+        signal.pthread_sigmask(signal.SIG_SETMASK, mask)
+    ran = Ran(code, out.getvalue(), err.getvalue())
+    for text in ran.stdout.splitlines():
+        with contextlib.suppress(ValueError):
+            doc = json.loads(text)
+            if isinstance(doc, dict):
+                ran.lines.append(doc)
+    return ran
 
 
 class ThreadSimulator:

@@ -1,7 +1,8 @@
 """Smoke run of every benchmark scenario at a small size: all figures there, values sane.
 
 No timing assertions: the figures come from a shared machine; this only proves the
-harness runs end to end (simulator and syncd in their own processes) and reports.
+harness runs end to end (syncd in its own processes; the simulator too in test_throughput,
+in a thread of this process elsewhere: tests/bench/conftest.py) and reports.
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ pytestmark = pytest.mark.timeout(120)
 FAST = {"latency_ms": 5.0, "per_detail_ms": 0.02}
 
 
+@pytest.mark.process_simulator  # bench's own simulator processes, and their CPU figure
 def test_throughput(tmp_path: Path) -> None:
     r = throughput.run(tmp_path, 1_000, **FAST)
     assert r["created"] == r["pair_lines"] == 1_000

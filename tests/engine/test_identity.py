@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-import sys
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -13,7 +12,15 @@ from typing import Any
 from cmdb_simulator import Fixture, Simulator
 from syncd.state import Identity, StateStore
 from tests.engine.test_pruning import OURS, Rig
-from tests.helpers import ASST, REPO, capture_logs, engine_for, fixture_dict, load, write_csv
+from tests.helpers import (
+    ASST,
+    capture_logs,
+    engine_for,
+    fixture_dict,
+    load,
+    run_syncd,
+    write_csv,
+)
 
 UPLINK = "bk_switch_uplink_host"
 
@@ -107,12 +114,12 @@ async def test_a_removed_relation_is_reported_and_never_pruned(
 
 
 async def syncd_plan(cfg: Path) -> tuple[int, dict[str, Any]]:
-    proc = await asyncio.create_subprocess_exec(
-        sys.executable, "-m", "syncd", "plan", "--json", "--config", str(cfg),
-        cwd=REPO, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
-    )  # fmt: skip
-    out, _ = await asyncio.wait_for(proc.communicate(), 60)
-    return proc.returncode or 0, json.loads(out)
+    """``syncd plan --json`` through ``syncd.cli.main`` in a thread (this loop serves the
+    simulator); a plan installs no signal handler."""
+    ran = await asyncio.wait_for(
+        asyncio.to_thread(run_syncd, "plan", "--json", "--config", str(cfg)), 60
+    )
+    return ran.code, json.loads(ran.stdout)
 
 
 async def test_plan_shows_a_changed_relation_and_orphaned_state(tmp_path: Path) -> None:

@@ -32,6 +32,7 @@ from tests.helpers import (
     fixture_dict,
     load,
     pair_lines,
+    run_syncd,
     start_simulator,
     write_config,
     write_csv,
@@ -312,11 +313,16 @@ async def test_a_spent_isolation_budget_defers_to_the_next_cycle(
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize(("gateway", "precheck"), [("esb", "off"), ("apigw", "off"), ("esb", "on")])
+@pytest.mark.parametrize(
+    ("gateway", "precheck", "process"),
+    [("esb", "off", True), ("apigw", "off", False), ("esb", "on", False)],
+    ids=["esb-off-process", "apigw-off", "esb-on"],
+)
 def test_syncd_once_against_auth_on_simulator(
-    tmp_path: Path, procs: list[Proc], gateway: str, precheck: str
+    tmp_path: Path, procs: list[Proc], gateway: str, precheck: str, process: bool
 ) -> None:
-    """The real processes: `syncd once` exits 1 only because of the 30 stale pairs."""
+    """`syncd once` exits 1 only because of the 30 stale pairs: once as a real process, the
+    other ways through ``syncd.cli.main`` in this process (the same command, no start-up)."""
     desired, bad = stale_topology()
     fixture = tmp_path / "fixture.json"
     fixture.write_text(json.dumps({**stale_fixture(), "auth": True}), encoding="utf-8")
@@ -328,10 +334,15 @@ def test_syncd_once_against_auth_on_simulator(
         gateway=gateway,
         sync_extra=f'host_precheck = "{precheck}"',
     )
-    once = Proc(["-m", "syncd", "once", "--config", str(cfg)])
-    procs.append(once)
-    assert once.wait(120) == 1, once.stderr()[-2000:]
-    logs = once.lines
+    if process:
+        once = Proc(["-m", "syncd", "once", "--config", str(cfg)])
+        procs.append(once)
+        assert once.wait(120) == 1, once.stderr()[-2000:]
+        logs = once.lines
+    else:
+        ran = run_syncd("once", "--config", str(cfg))
+        assert ran.code == 1, ran.stderr[-2000:]
+        logs = ran.lines
     pairs = pair_lines(logs)
     failed = {
         (p["bk_inst_id"], p["bk_asst_inst_id"]): p["reason"]
@@ -356,14 +367,14 @@ def test_syncd_once_against_auth_on_simulator(
 
 
 @pytest.mark.slow
-def test_demo_runs_against_an_auth_on_cmdb(procs: list[Proc]) -> None:
-    """`syncd demo`: the demo fixture keeps bk-cmdb's default (auth on); host 150 and
-    switch 9 fail with their reasons and every other pair is created."""
+def test_demo_runs_against_an_auth_on_cmdb() -> None:
+    """`syncd demo` (through ``syncd.cli.main`` here): the demo fixture keeps bk-cmdb's
+    default (auth on); host 150 and switch 9 fail with their reasons and every other pair
+    is created."""
     fixture = (REPO / "config" / "demo" / "fixture.yaml").read_text(encoding="utf-8")
     assert "\nauth:" not in fixture  # the simulator's default: on
-    demo = Proc(["-m", "syncd", "demo"])
-    procs.append(demo)
-    assert demo.wait(120) == 0, demo.stderr()[-2000:]
+    demo = run_syncd("demo", "--dir", str(REPO / "config" / "demo"))
+    assert demo.code == 0, demo.stderr[-2000:]
     failed = {
         (p["bk_inst_id"], p["bk_asst_inst_id"]): p["reason"]
         for p in pair_lines(demo.lines)
@@ -373,7 +384,7 @@ def test_demo_runs_against_an_auth_on_cmdb(procs: list[Proc]) -> None:
     assert not [line for line in demo.lines if line["event"] == "relation_refused"]
     cycles = [line for line in demo.lines if line["event"] == "cycle"]
     assert [c["failed"] for c in cycles] == [2, 0] and cycles[1]["sent"] == 0
-    summary = demo.stderr()
+    summary = demo.stderr
     assert "2 failed" in summary and "cycle 2: 0 sent" in summary
 
 

@@ -1,4 +1,7 @@
-"""``syncd plan``: pinned output for a mixed scenario, both formats, exit statuses (issue 8)."""
+"""``syncd plan``: pinned output for a mixed scenario, both formats, exit statuses (issue 8).
+
+The plain plan runs as a real process (its stdout and exit status 2); the other commands
+run through ``syncd.cli.main`` in this process (tests/helpers.py ``run_syncd``)."""
 
 from __future__ import annotations
 
@@ -8,7 +11,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-from tests.helpers import REPO, Proc, fixture_dict, start_simulator, write_config
+from tests.helpers import REPO, Proc, fixture_dict, run_syncd, start_simulator, write_config
 
 GOLDEN = Path(__file__).parent / "golden"
 
@@ -60,16 +63,16 @@ def test_plan_mixed_scenario(tmp_path: Path, procs: list[Proc]) -> None:
         ("bk_switch-3", "ghost"),  # no such host -> unresolved (keeps bk_switch-3's pairs)
     ]
     topo.write_text(names(v1))
-    first = run("once", "--config", str(cfg))
-    assert first.returncode == 1, first.stderr  # a conflict and an unresolved key remain
+    first = run_syncd("once", "--config", str(cfg))
+    assert first.code == 1, first.stderr  # a conflict and an unresolved key remain
     # The source changes: one pair leaves (pruned), one arrives (created).
     v2 = [row for row in v1 if row != ("bk_switch-1", "host-1002")] + [("bk_switch-2", "host-1004")]
     topo.write_text(names(v2))
 
     plain = run("plan", "--config", str(cfg))
-    as_json = run("plan", "--config", str(cfg), "--json")
+    as_json = run_syncd("plan", "--config", str(cfg), "--json")
     assert plain.returncode == 2, plain.stderr
-    assert as_json.returncode == 2, as_json.stderr
+    assert as_json.code == 2, as_json.stderr
     got_text = normalise(plain.stdout, tmp_path)
     got_json = normalise(as_json.stdout, tmp_path)
     if os.environ.get("SYNCD_UPDATE_GOLDEN"):
@@ -87,9 +90,7 @@ def test_plan_mixed_scenario(tmp_path: Path, procs: list[Proc]) -> None:
     assert [(u["side"], u["key"]) for u in rel["unresolved"]] == [("target", "ghost")]
 
     # The plan changed nothing: the next real cycle does exactly what it said.
-    applied = Proc(["-m", "syncd", "once", "--config", str(cfg)])
-    procs.append(applied)
-    applied.wait(60)
+    applied = run_syncd("once", "--config", str(cfg))
     outcomes = sorted(
         (p["outcome"], p.get("bk_inst_id"), p.get("bk_asst_inst_id"))
         for p in applied.lines
@@ -101,6 +102,6 @@ def test_plan_mixed_scenario(tmp_path: Path, procs: list[Proc]) -> None:
         (3, 1003, "conflict_1_n")
     ]
     assert held[0]["blocked_by"][0]["bk_inst_id"] == 2
-    after = run("plan", "--config", str(cfg))
-    assert after.returncode == 0, after.stdout  # held and unresolved remain, but no changes
+    after = run_syncd("plan", "--config", str(cfg))
+    assert after.code == 0, after.stdout  # held and unresolved remain, but no changes
     assert after.stdout.strip().endswith("no changes")

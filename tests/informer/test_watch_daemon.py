@@ -1,10 +1,12 @@
-"""Drift repair by a real `syncd run` process against a real simulator process (issue 15)."""
+"""Drift repair by a running `syncd run` against the simulator over real HTTP (issue 15).
+
+The daemon runs in this process (tests/indaemon.py): the watch, the repair, /metrics and
+/readyz are in question here, not signals or the process."""
 
 from __future__ import annotations
 
 import asyncio
 import json
-import signal
 import socket
 import time
 import urllib.error
@@ -16,6 +18,7 @@ import pytest
 from syncd.cmdb.client import CmdbClient
 from syncd.config.settings import CmdbSettings
 from tests.helpers import ASST, Proc, fixture_dict, load, start_simulator, write_config, write_csv
+from tests.indaemon import InProcessDaemon, run_daemon
 
 REPAIR_DEADLINE = 30.0
 """The issue's promise: pairs deleted behind a running syncd are back within 30 s."""
@@ -73,35 +76,36 @@ def test_pairs_deleted_behind_a_running_syncd_are_back_within_30s(
         encoding="utf-8",
     )
     cmdb = load(cfg).cmdb
-    daemon = Proc(["-m", "syncd", "run", "--config", str(cfg)])
-    procs.append(daemon)
-    daemon.wait_for(lambda line: line.get("event") == "cycle", timeout=30)
-    assert set(asyncio.run(_read(cmdb))) == set(DESIRED)
 
-    gone = DESIRED[10:40]
-    asyncio.run(_delete_behind_syncd(cmdb, gone))
-    assert not set(gone) & set(asyncio.run(_read(cmdb)))
-    deadline = time.monotonic() + REPAIR_DEADLINE
-    while set(asyncio.run(_read(cmdb))) != set(DESIRED):
-        assert time.monotonic() < deadline, f"not repaired within {REPAIR_DEADLINE}s"
-        time.sleep(0.2)
+    def body(daemon: InProcessDaemon) -> None:
+        daemon.wait_for(lambda line: line.get("event") == "cycle", timeout=30)
+        assert set(asyncio.run(_read(cmdb))) == set(DESIRED)
 
-    daemon.wait_for(lambda line: line.get("event") == "drift_repaired", timeout=10)
-    drift = [line for line in daemon.lines if line.get("event") == "drift"]
-    assert sorted((d["bk_inst_id"], d["bk_asst_inst_id"]) for d in drift) == sorted(gone)
-    assert all(d["change"] == "deleted" and d["action"] == "recreate" for d in drift)
-    # No signal, no cycle: the watch alone brought them back.
-    assert daemon.count(lambda line: line.get("event") == "cycle") == 1
-    assert daemon.count(lambda line: line.get("event") == "cycle_requested") == 0
-    # Health and metrics show it.
-    ops = f"http://127.0.0.1:{port}"
-    metrics = _get(f"{ops}/metrics")
-    assert 'syncd_pairs_total{outcome="repaired",relation="switch-host"} 30.0' in metrics
-    assert 'syncd_watch_events_total{object="bk_switch",type="delete"} 30.0' in metrics
-    assert "syncd_watch_lag_seconds" in metrics
-    watch = json.loads(_get(f"{ops}/readyz"))["watch"]
-    assert watch["repaired"] == {"switch-host": 30}
-    assert watch["objects"]["bk_switch"]["events"]["delete"] == 30
-    assert watch["objects"]["bk_switch"]["state"] in ("watching", "starting")
-    daemon.signal(signal.SIGTERM)
-    assert daemon.wait(20) == 0
+        gone = DESIRED[10:40]
+        asyncio.run(_delete_behind_syncd(cmdb, gone))
+        assert not set(gone) & set(asyncio.run(_read(cmdb)))
+        deadline = time.monotonic() + REPAIR_DEADLINE
+        while set(asyncio.run(_read(cmdb))) != set(DESIRED):
+            assert time.monotonic() < deadline, f"not repaired within {REPAIR_DEADLINE}s"
+            time.sleep(0.2)
+
+        daemon.wait_for(lambda line: line.get("event") == "drift_repaired", timeout=10)
+        drift = [line for line in daemon.lines if line.get("event") == "drift"]
+        assert sorted((d["bk_inst_id"], d["bk_asst_inst_id"]) for d in drift) == sorted(gone)
+        assert all(d["change"] == "deleted" and d["action"] == "recreate" for d in drift)
+        # No signal, no cycle: the watch alone brought them back.
+        assert daemon.count(lambda line: line.get("event") == "cycle") == 1
+        assert daemon.count(lambda line: line.get("event") == "cycle_requested") == 0
+        # Health and metrics show it.
+        ops = f"http://127.0.0.1:{port}"
+        metrics = _get(f"{ops}/metrics")
+        assert 'syncd_pairs_total{outcome="repaired",relation="switch-host"} 30.0' in metrics
+        assert 'syncd_watch_events_total{object="bk_switch",type="delete"} 30.0' in metrics
+        assert "syncd_watch_lag_seconds" in metrics
+        watch = json.loads(_get(f"{ops}/readyz"))["watch"]
+        assert watch["repaired"] == {"switch-host": 30}
+        assert watch["objects"]["bk_switch"]["events"]["delete"] == 30
+        assert watch["objects"]["bk_switch"]["state"] in ("watching", "starting")
+        assert daemon.stop() == 0
+
+    run_daemon(cfg, body)

@@ -26,6 +26,9 @@ from typing import Any
 import pytest
 from opstools import REPO, bind_notify_socket
 
+from tests import helpers
+from tests.helpers import ThreadSimulator
+
 DEMO = REPO / "config" / "demo"
 WATCHDOG_USEC = 400_000  # pings every 0.2 s
 
@@ -139,13 +142,16 @@ def notify_socket(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[No
 
 
 @pytest.fixture
-def procs() -> Iterator[list[Lines]]:
-    running: list[Lines] = []
+def procs() -> Iterator[list[Lines | ThreadSimulator]]:
+    running: list[Lines | ThreadSimulator] = []
     try:
         yield running
     finally:
         for proc in reversed(running):
-            proc.stop()
+            if isinstance(proc, ThreadSimulator):
+                proc.kill()
+            else:
+                proc.stop()
 
 
 def _base_env() -> dict[str, str]:
@@ -158,15 +164,10 @@ def _base_env() -> dict[str, str]:
     return env
 
 
-def start_simulator(procs: list[Lines], tmp_path: Path) -> str:
-    sim = Lines(
-        ["-m", "cmdb_simulator", "--listen", "127.0.0.1:0", "--fixture",
-         str(DEMO / "fixture.yaml")],
-        _base_env(), tmp_path,
-    )  # fmt: skip
-    procs.append(sim)
-    line = sim.json_line(lambda o: o.get("event") == "simulator_listening", timeout=20)
-    return str(line["url"])
+def start_simulator(procs: list[Lines | ThreadSimulator], tmp_path: Path) -> str:
+    """The demo's simulator, with the command line's defaults, served from a thread of this
+    process: the daemon is the process under test."""
+    return helpers.start_simulator(procs, DEMO / "fixture.yaml")
 
 
 def demo_config(tmp_path: Path) -> Path:
@@ -178,7 +179,11 @@ def demo_config(tmp_path: Path) -> Path:
 
 
 def start_daemon(
-    procs: list[Lines], tmp_path: Path, url: str, notify: NotifySocket, **extra: str
+    procs: list[Lines | ThreadSimulator],
+    tmp_path: Path,
+    url: str,
+    notify: NotifySocket,
+    **extra: str,
 ) -> Lines:
     env = _base_env()
     env.update(
@@ -195,9 +200,13 @@ def start_daemon(
     return daemon
 
 
-def test_daemon_notifies_ready_status_watchdog_stopping(
-    tmp_path: Path, notify_socket: NotifySocket, procs: list[Lines]
+def test_daemon_notifies_ready_status_watchdog_reloading_stopping(
+    tmp_path: Path, notify_socket: NotifySocket, procs: list[Lines | ThreadSimulator]
 ) -> None:
+    """One daemon through its life, as systemd sees it: READY=1, STATUS=, WATCHDOG=1 while
+    idle; ``systemctl reload`` (SIGHUP): RELOADING=1 (with MONOTONIC_USEC) when the resync
+    starts, READY=1 when it is done, so systemd shows the unit as reloading meanwhile;
+    SIGTERM: STOPPING=1 and no READY=1 after it."""
     url = start_simulator(procs, tmp_path)
     daemon = start_daemon(procs, tmp_path, url, notify_socket)
 
@@ -214,6 +223,15 @@ def test_daemon_notifies_ready_status_watchdog_stopping(
     gaps = [b - a for a, b in itertools.pairwise(pings)]
     assert max(gaps) < WATCHDOG_USEC / 1e6, f"a ping came later than WatchdogSec: {gaps}"
 
+    mark = len(notify_socket.messages)
+    daemon.proc.send_signal(signal.SIGHUP)
+    reloading = notify_socket.wait_for(
+        lambda m: m.startswith("RELOADING=1\nMONOTONIC_USEC="), 30, "RELOADING=1", start=mark
+    )
+    notify_socket.wait_for(
+        lambda m: "READY=1" in m.split("\n"), 30, "READY=1 after RELOADING=1", start=reloading + 1
+    )
+
     before_stop = len(notify_socket.messages)
     assert not any("STOPPING=1" in m for m in notify_socket.texts())
     daemon.proc.send_signal(signal.SIGTERM)
@@ -226,7 +244,7 @@ def test_daemon_notifies_ready_status_watchdog_stopping(
 
 
 def test_config_error_never_signals_ready(
-    tmp_path: Path, notify_socket: NotifySocket, procs: list[Lines]
+    tmp_path: Path, notify_socket: NotifySocket, procs: list[Lines | ThreadSimulator]
 ) -> None:
     """Exit 78 without READY=1: systemd sees a failed start and does not restart it."""
     env = _base_env()
@@ -237,23 +255,3 @@ def test_config_error_never_signals_ready(
     assert daemon.proc.wait(30) == 78, daemon.output()
     time.sleep(0.2)
     assert not any("READY=1" in m for m in notify_socket.texts())
-
-
-def test_sighup_reports_reloading_then_ready(
-    tmp_path: Path, notify_socket: NotifySocket, procs: list[Lines]
-) -> None:
-    """``systemctl reload``: RELOADING=1 (with MONOTONIC_USEC) when the resync starts,
-    READY=1 when it is done, so systemd shows the unit as reloading meanwhile."""
-    url = start_simulator(procs, tmp_path)
-    daemon = start_daemon(procs, tmp_path, url, notify_socket)
-    notify_socket.wait_for(lambda m: m.startswith("STATUS="), 30, "first STATUS=")
-    mark = len(notify_socket.messages)
-    daemon.proc.send_signal(signal.SIGHUP)
-    reloading = notify_socket.wait_for(
-        lambda m: m.startswith("RELOADING=1\nMONOTONIC_USEC="), 30, "RELOADING=1", start=mark
-    )
-    notify_socket.wait_for(
-        lambda m: "READY=1" in m.split("\n"), 30, "READY=1 after RELOADING=1", start=reloading + 1
-    )
-    daemon.proc.send_signal(signal.SIGTERM)
-    assert daemon.proc.wait(30) == 0, daemon.output()

@@ -20,6 +20,7 @@ from tests.helpers import (
     capture_logs,
     fixture_dict,
     load,
+    run_syncd,
     start_simulator,
     write_config,
     write_csv,
@@ -131,15 +132,9 @@ def test_ops_endpoints_and_resync_command(tmp_path: Path, procs: list[Proc]) -> 
     with urllib.request.urlopen(req, timeout=5) as resp:
         assert resp.status == 202
     daemon.wait_for(lambda l: l.get("event") == "resync", start=mark)
-    # ... and `syncd resync`, which finds the daemon through its pidfile.
+    # ... and `syncd resync` (its main here), which finds the daemon through its pidfile.
     mark = len(daemon.lines)
-    done = subprocess.run(
-        [sys.executable, "-m", "syncd", "resync", "--config", str(cfg)],
-        capture_output=True,
-        text=True,
-        cwd=REPO,
-        timeout=30,
-    )
-    assert done.returncode == 0, done.stderr
+    done = run_syncd("resync", "--config", str(cfg))
+    assert done.code == 0, done.stderr
     assert "SIGHUP" in done.stdout
     daemon.wait_for(lambda l: l.get("event") == "resync", start=mark)

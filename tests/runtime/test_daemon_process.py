@@ -19,6 +19,7 @@ from tests.helpers import (
     Proc,
     fixture_dict,
     load,
+    run_syncd,
     start_simulator,
     write_config,
     write_csv,
@@ -169,18 +170,16 @@ def test_config_error_exits_78_with_one_line(tmp_path: Path) -> None:
 
 
 def test_corrupt_state_is_rebuilt_from_the_cmdb(tmp_path: Path, procs: list[Proc]) -> None:
+    """The state, not the process, is in question: ``once`` through ``syncd.cli.main``."""
     desired = pairs(2, 30)
     url = start_simulator(procs, write_fixture(tmp_path, switches=2, hosts=30))
     cfg = write_config(tmp_path, url, write_csv(tmp_path / "t.csv", desired))
-    first = Proc(["-m", "syncd", "once", "--config", str(cfg)])
-    procs.append(first)
-    assert first.wait(60) == 0
+    assert run_syncd("once", "--config", str(cfg)).code == 0
     (tmp_path / "state.db").write_bytes(b"this is not a database" * 100)
     for suffix in ("-wal", "-shm"):
         (tmp_path / f"state.db{suffix}").unlink(missing_ok=True)
-    again = Proc(["-m", "syncd", "once", "--config", str(cfg)])
-    procs.append(again)
-    assert again.wait(60) == 0
+    again = run_syncd("once", "--config", str(cfg))
+    assert again.code == 0, again.stderr
     warning = [l for l in again.lines if l.get("event") == "state_rebuilt"]
     assert len(warning) == 1 and "corrupt" in json.dumps(warning[0])
     assert [l for l in again.lines if l.get("event") == "pair"] == []  # rebuilt, nothing resent
@@ -196,11 +195,8 @@ def test_secrets_never_reach_the_output(tmp_path: Path, procs: list[Proc]) -> No
         cfg.write_text(
             cfg.read_text().replace('app_secret = "s3cret-app"', f'app_secret = "{secret}"')
         )
-        run = Proc(["-m", "syncd", "once", "--config", str(cfg)])
-        procs.append(run)
-        run.wait(60)
-        text = "\n".join(run.raw) + run.stderr()
-        assert secret not in text
+        run = run_syncd("once", "--config", str(cfg))  # all syncd writes: sys.stdout/stderr
+        assert secret not in run.stdout + run.stderr
         assert run.lines, "the run logged nothing"
         cfg.write_text(
             cfg.read_text().replace(f'app_secret = "{secret}"', 'app_secret = "s3cret-app"')

@@ -2,7 +2,9 @@
 bodies, a failed push retried until its pair arrives, replays taken once.
 
 NetBox is the loopback stand-in (bench/netbox_standin.py) in a thread of this process,
-serving the objects the recorded 4.7.3 deliveries name; the CMDB is the simulator.
+serving the objects the recorded 4.7.3 deliveries name; the CMDB is the simulator. The
+memory test measures a real daemon process; the others run the daemon in this process
+(tests/indaemon.py): its listeners over real HTTP are in question there, not the process.
 """
 
 from __future__ import annotations
@@ -15,7 +17,7 @@ import threading
 import time
 import urllib.error
 import urllib.request
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -24,6 +26,7 @@ import pytest
 from bench.netbox_standin import StandIn, serve_standin
 from syncd.runtime.webhooks import sign
 from tests.helpers import ASST, Proc, delivery, start_simulator
+from tests.indaemon import InProcessDaemon, run_daemon
 
 pytestmark = pytest.mark.slow
 
@@ -166,14 +169,35 @@ def get(url: str) -> tuple[int, dict[str, Any]]:
 
 
 def start(tmp_path: Path, procs: list[Proc], netbox: ThreadedStandIn) -> tuple[Proc, str, str]:
+    """A real ``syncd run`` process (its memory is measured); its ops and hooks URLs."""
     cmdb = start_simulator(procs, cmdb_fixture(tmp_path / "cmdb.json"))
     daemon = Proc(["-m", "syncd", "run", "--config", str(config(tmp_path, cmdb, netbox.state.url))])
     procs.append(daemon)
-    ops = daemon.wait_for(lambda l: l.get("event") == "ops_listening")["url"]
+    return (daemon, *_listening(daemon))
+
+
+def run_here(
+    tmp_path: Path,
+    procs: list[Proc],
+    netbox: ThreadedStandIn,
+    body: Callable[[InProcessDaemon, str, str], None],
+) -> None:
+    """``syncd run`` in this process (tests/indaemon.py) while ``body`` drives it with its
+    ops and hooks URLs: for the tests of what the listeners and pushes do, not the process."""
+    cmdb = start_simulator(procs, cmdb_fixture(tmp_path / "cmdb.json"))
+
+    def drive(daemon: InProcessDaemon) -> None:
+        body(daemon, *_listening(daemon))
+
+    assert run_daemon(config(tmp_path, cmdb, netbox.state.url), drive) == 0
+
+
+def _listening(daemon: Proc | InProcessDaemon) -> tuple[str, str]:
+    ops = str(daemon.wait_for(lambda l: l.get("event") == "ops_listening")["url"])
     hook_url = daemon.wait_for(lambda l: l.get("event") == "hooks_listening")["url"]
     hooks = str(hook_url).removesuffix("/hooks/netbox")
     daemon.wait_for(lambda l: l.get("event") == "cycle")
-    return daemon, ops, hooks
+    return ops, hooks
 
 
 def rss_kib(pid: int) -> int:
@@ -186,12 +210,13 @@ def rss_kib(pid: int) -> int:
 def test_the_ops_server_has_no_webhook_and_the_hook_listener_nothing_else(
     tmp_path: Path, procs: list[Proc], netbox: ThreadedStandIn
 ) -> None:
-    daemon, ops, hooks = start(tmp_path, procs, netbox)
-    body = delivery("001")["body"]
-    assert post(f"{ops}/hooks/netbox", body, sign(body, SECRET)) == 404
-    assert get(f"{hooks}/metrics")[0] == 404 and get(f"{hooks}/readyz")[0] == 404
-    daemon.signal(signal.SIGTERM)
-    assert daemon.wait() == 0
+    def body(daemon: InProcessDaemon, ops: str, hooks: str) -> None:
+        body = delivery("001")["body"]
+        assert post(f"{ops}/hooks/netbox", body, sign(body, SECRET)) == 404
+        assert get(f"{hooks}/metrics")[0] == 404 and get(f"{hooks}/readyz")[0] == 404
+        assert daemon.stop() == 0
+
+    run_here(tmp_path, procs, netbox, body)
 
 
 @pytest.mark.parametrize("signature", [None, "0" * 128])
@@ -254,50 +279,52 @@ def test_300_connections_holding_most_of_a_1_mib_body_do_not_grow_memory(
 def test_a_failed_push_is_retried_and_the_pair_arrives_without_another_webhook(
     tmp_path: Path, procs: list[Proc], netbox: ThreadedStandIn
 ) -> None:
-    daemon, ops, hooks = start(tmp_path, procs, netbox)
-    assert get(f"{ops}/readyz")[0] == 200
-    doc = delivery("001")
-    netbox.state.lists[CABLES].append(json.loads(doc["body"])["data"])
-    netbox.state.fail_requests = set(range(1, 10_000))  # NetBox answers 500 for a while
-    mark = len(daemon.lines)
-    assert post(f"{hooks}/hooks/netbox", doc["body"], sign(doc["body"], SECRET)) == 202
-    daemon.wait_for(lambda l: l.get("event") == "push_retry", start=mark, timeout=20)
-    assert get(f"{ops}/readyz")[0] == 503  # the push (and the cycle it asked for) failed
-    netbox.state.fail_requests = set()  # NetBox is back: no new webhook is sent
-    daemon.wait_for(
-        lambda l: (
-            l.get("event") == "pair"
-            and l.get("outcome") == "created"
-            and (l.get("bk_inst_id"), l.get("bk_asst_inst_id")) == (1, 1001)
-        ),
-        start=mark,
-        timeout=30,
-    )
-    daemon.wait_for(lambda l: l.get("event") == "push_covered", start=mark, timeout=20)
-    assert get(f"{ops}/readyz")[0] == 200
-    metrics = urllib.request.urlopen(f"{ops}/metrics", timeout=10).read().decode()
-    assert 'syncd_webhooks_total{result="applied"} 1.0' in metrics
-    daemon.signal(signal.SIGTERM)
-    assert daemon.wait() == 0
+    def body(daemon: InProcessDaemon, ops: str, hooks: str) -> None:
+        assert get(f"{ops}/readyz")[0] == 200
+        doc = delivery("001")
+        netbox.state.lists[CABLES].append(json.loads(doc["body"])["data"])
+        netbox.state.fail_requests = set(range(1, 10_000))  # NetBox answers 500 for a while
+        mark = len(daemon.lines)
+        assert post(f"{hooks}/hooks/netbox", doc["body"], sign(doc["body"], SECRET)) == 202
+        daemon.wait_for(lambda l: l.get("event") == "push_retry", start=mark, timeout=20)
+        assert get(f"{ops}/readyz")[0] == 503  # the push (and the cycle it asked for) failed
+        netbox.state.fail_requests = set()  # NetBox is back: no new webhook is sent
+        daemon.wait_for(
+            lambda l: (
+                l.get("event") == "pair"
+                and l.get("outcome") == "created"
+                and (l.get("bk_inst_id"), l.get("bk_asst_inst_id")) == (1, 1001)
+            ),
+            start=mark,
+            timeout=30,
+        )
+        daemon.wait_for(lambda l: l.get("event") == "push_covered", start=mark, timeout=20)
+        assert get(f"{ops}/readyz")[0] == 200
+        metrics = urllib.request.urlopen(f"{ops}/metrics", timeout=10).read().decode()
+        assert 'syncd_webhooks_total{result="applied"} 1.0' in metrics
+        assert daemon.stop() == 0
+
+    run_here(tmp_path, procs, netbox, body)
 
 
 def test_one_delivery_replayed_ten_times_is_applied_once(
     tmp_path: Path, procs: list[Proc], netbox: ThreadedStandIn
 ) -> None:
-    daemon, ops, hooks = start(tmp_path, procs, netbox)
-    doc = delivery("001")
-    netbox.state.lists[CABLES].append(json.loads(doc["body"])["data"])
-    mark = len(daemon.lines)
-    reads = netbox.state.list_requests
-    statuses = [
-        post(f"{hooks}/hooks/netbox", doc["body"], sign(doc["body"], SECRET)) for _ in range(10)
-    ]
-    assert statuses == [202] + [200] * 9
-    daemon.wait_for(lambda l: l.get("event") == "change", start=mark)
-    time.sleep(0.5)
-    assert daemon.count(lambda l: l.get("event") == "change") == 1
-    assert netbox.state.list_requests - reads == 1  # one cable read, no full read
-    metrics = urllib.request.urlopen(f"{ops}/metrics", timeout=10).read().decode()
-    assert 'syncd_webhooks_total{result="duplicate"} 9.0' in metrics
-    daemon.signal(signal.SIGTERM)
-    assert daemon.wait() == 0
+    def body(daemon: InProcessDaemon, ops: str, hooks: str) -> None:
+        doc = delivery("001")
+        netbox.state.lists[CABLES].append(json.loads(doc["body"])["data"])
+        mark = len(daemon.lines)
+        reads = netbox.state.list_requests
+        statuses = [
+            post(f"{hooks}/hooks/netbox", doc["body"], sign(doc["body"], SECRET)) for _ in range(10)
+        ]
+        assert statuses == [202] + [200] * 9
+        daemon.wait_for(lambda l: l.get("event") == "change", start=mark)
+        time.sleep(0.5)
+        assert daemon.count(lambda l: l.get("event") == "change") == 1
+        assert netbox.state.list_requests - reads == 1  # one cable read, no full read
+        metrics = urllib.request.urlopen(f"{ops}/metrics", timeout=10).read().decode()
+        assert 'syncd_webhooks_total{result="duplicate"} 9.0' in metrics
+        assert daemon.stop() == 0
+
+    run_here(tmp_path, procs, netbox, body)

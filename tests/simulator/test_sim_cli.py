@@ -95,8 +95,21 @@ def test_defaults_follow_a_stock_cmdb() -> None:
     [("--cmdb-version", "3.11", "unknown cmdb version"), ("--auth", "yes", "expected on or off"),
      ("--rate-limit", "-3", "must be positive")],
 )  # fmt: skip
-def test_bad_new_options_are_config_errors(option: str, value: str, why: str) -> None:
-    proc = start("--fixture", "config/demo/fixture.yaml", option, value)
-    _, err = proc.communicate(timeout=20)
-    assert proc.returncode == 78
-    assert why in err
+def test_bad_new_options_are_config_errors(
+    option: str,
+    value: str,
+    why: str,
+    capsys: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """The command line's main in this process (the exit status of a real process for a bad
+    option: test_bad_option_is_a_config_error); it must never get as far as serving."""
+
+    def serve(*_: object) -> int:
+        raise AssertionError(f"{option} {value} was accepted")
+
+    monkeypatch.setattr(sim_cli, "_serve", serve)
+    with pytest.raises(SystemExit) as exited:
+        sim_cli.main(["--fixture", str(REPO / "config/demo/fixture.yaml"), option, value])
+    assert exited.value.code == 78
+    assert why in capsys.readouterr().err

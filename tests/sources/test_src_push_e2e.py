@@ -31,6 +31,7 @@ from syncd.cmdb.client import CmdbClient
 from syncd.config.load import load_settings
 from syncd.runtime.webhooks import sign
 from tests.helpers import ASST, Proc, start_simulator
+from tests.indaemon import InProcessDaemon, run_daemon
 
 pytestmark = pytest.mark.slow
 
@@ -197,31 +198,34 @@ def test_a_signed_webhook_syncs_a_new_cable_and_a_bad_one_starts_nothing(
         'site = ["dc1"], page_size = 1000 }',
         f'[hooks.netbox]\nsecret = "{SECRET}"\nurl = "{nb_url}/"',
     )
-    daemon = Proc(["-m", "syncd", "run", "--config", str(cfg)])
-    procs.append(daemon)
-    ops = daemon.wait_for(lambda l: l.get("event") == "ops_listening")["url"]
-    daemon.wait_for(lambda l: l.get("event") == "cycle")
-    assert (1, 1004) not in cmdb_pairs(cfg)
-    hook = f"{ops}/hooks/netbox"
 
-    fake.add_cable_12()  # the cable exists in NetBox, NetBox's worker sends its webhook
-    body = (WEBHOOKS / "cable_created.json").read_bytes()
-    mark = len(daemon.lines)
-    assert post(hook, body, sign(body, "not the secret")) == 403
-    assert post(hook, body, None) == 403
-    assert post(hook, body, sign(body, SECRET)) == 202
-    daemon.wait_for(created(1, 1004), start=mark, timeout=20)
-    assert (1, 1004) in cmdb_pairs(cfg)
-    # Applied at once: the cable read by id, no cycle, no full read of NetBox.
-    assert not [l for l in daemon.lines[mark:] if l.get("event") == "cycle_requested"]
-    change = next(l for l in daemon.lines[mark:] if l.get("event") == "change")
-    assert change["cables"] == [12] and change["created"] == 1
-    refused = [l for l in daemon.lines[mark:] if l.get("event") == "webhook_refused"]
-    assert len(refused) == 1  # the first at once, the next with their count a minute later
-    assert SECRET not in "\n".join(daemon.raw)
+    def drive(daemon: InProcessDaemon) -> None:
+        """In this process (tests/indaemon.py): the hook and the change it applies are in
+        question, not the process."""
+        ops = daemon.wait_for(lambda l: l.get("event") == "ops_listening")["url"]
+        daemon.wait_for(lambda l: l.get("event") == "cycle")
+        assert (1, 1004) not in cmdb_pairs(cfg)
+        hook = f"{ops}/hooks/netbox"
 
-    daemon.signal(signal.SIGTERM)
-    assert daemon.wait() == 0
+        fake.add_cable_12()  # the cable exists in NetBox, NetBox's worker sends its webhook
+        body = (WEBHOOKS / "cable_created.json").read_bytes()
+        mark = len(daemon.lines)
+        assert post(hook, body, sign(body, "not the secret")) == 403
+        assert post(hook, body, None) == 403
+        assert post(hook, body, sign(body, SECRET)) == 202
+        daemon.wait_for(created(1, 1004), start=mark, timeout=20)
+        assert (1, 1004) in cmdb_pairs(cfg)
+        # Applied at once: the cable read by id, no cycle, no full read of NetBox.
+        assert not [l for l in daemon.lines[mark:] if l.get("event") == "cycle_requested"]
+        change = next(l for l in daemon.lines[mark:] if l.get("event") == "change")
+        assert change["cables"] == [12] and change["created"] == 1
+        refused = [l for l in daemon.lines[mark:] if l.get("event") == "webhook_refused"]
+        assert len(refused) == 1  # the first at once, the next with their count a minute later
+        assert SECRET not in "\n".join(daemon.raw)
+
+        assert daemon.stop() == 0
+
+    run_daemon(cfg, drive)
 
 
 def test_lldpd_watch_on_a_switch_starts_a_cycle_and_dies_with_the_daemon(
