@@ -7,6 +7,7 @@ never leaves work undone: the next cycle sees it again.
 
 from __future__ import annotations
 
+from collections import deque
 from collections.abc import Callable, Collection, Iterator, Set
 from dataclasses import dataclass
 
@@ -25,50 +26,77 @@ class Diff:
     """Known but no longer desired: candidates for pruning, never deleted by the diff."""
 
 
-def diff(desired: Set[PairKey], known: Set[PairKey], held_back: Collection[PairKey] = ()) -> Diff:
-    """Split desired vs known into what to create, what waits, and what is gone."""
-    missing = desired - known
+@dataclass(frozen=True, slots=True)
+class Sides:
+    """A known set built beside a desired set (:func:`known_beside`), with both sides of
+    their difference found on the way, so the diff need not pass over a million pairs
+    again. Valid for those very sets only, while their sizes are unchanged."""
+
+    desired: Set[PairKey]
+    known: set[PairKey]
+    missing: frozenset[PairKey]
+    """``desired - known``"""
+    extra: frozenset[PairKey]
+    """``known - desired``"""
+    sizes: tuple[int, int]
+
+    def valid_for(self, desired: Set[PairKey], known: Set[PairKey]) -> bool:
+        return (
+            desired is self.desired
+            and known is self.known
+            and (len(desired), len(known)) == self.sizes
+        )
+
+
+def diff(
+    desired: Set[PairKey],
+    known: Set[PairKey],
+    held_back: Collection[PairKey] = (),
+    sides: Sides | None = None,
+) -> Diff:
+    """Split desired vs known into what to create, what waits, and what is gone.
+
+    ``sides``, when found for these very sets, gives both differences without a pass.
+    """
+    if sides is not None and sides.valid_for(desired, known):
+        missing: Set[PairKey] = sides.missing
+        absent: Set[PairKey] = sides.extra
+    else:
+        missing = desired - known
+        # |known - desired| = |known| - |desired ∩ known|; skip the set pass when that is
+        # 0, the steady state of a million-pair relation.
+        gone = len(known) - (len(desired) - len(missing))
+        absent = known - desired if gone else frozenset()
     if held_back:
         held = {key for key in held_back if key in missing}
         to_create = missing - held
     else:
         held = set()
         to_create = missing
-    # |known - desired| = |known| - |desired ∩ known|; skip the set pass when that is 0,
-    # the steady state of a million-pair relation.
-    if len(known) - (len(desired) - len(missing)) == 0:
-        absent: Set[PairKey] = frozenset()
-    else:
-        absent = known - desired
     return Diff(frozenset(to_create), frozenset(held), frozenset(absent))
 
 
-def known_beside(
-    desired: Set[PairKey], chunks: Callable[[], Iterator[list[PairKey]]]
-) -> set[PairKey]:
+def known_beside(desired: Set[PairKey], chunks: Callable[[], Iterator[list[PairKey]]]) -> Sides:
     """The known pairs, read in chunks, as one set that holds ``desired``'s own key objects
-    wherever the two agree. Equal to ``set(chain(*chunks()))``.
+    wherever the two agree (equal to ``set(chain(*chunks()))``), and both sides of the
+    difference, in one pass over the chunks.
 
     Two sets of a million 128-bit ints cost ~150 MB; a known set that reuses the desired
     set's ints costs its table alone (~32 MB), and each chunk is dropped once matched.
-    One pass when every desired pair is known (the steady state); otherwise a second
-    pass over ``chunks()`` finds the desired pairs nothing matched.
+    The pass strikes each chunk off a copy of ``desired``: what is left is missing. That
+    copy is gone before the known set's table is made, so the peak holds one table.
     """
-    extra: set[PairKey] = set()
-    matched = 0
-    contains = desired.__contains__
+    unmatched = set(desired)
+    strike = unmatched.discard  # never resizes (difference_update does, past 1/4 dummies:
+    extra: set[PairKey] = set()  # a second table at once, and a heap left fragmented)
     for keys in chunks():
-        hits = sum(map(contains, keys))
-        matched += hits
-        if hits != len(keys):  # some known pair is not desired
+        before = len(unmatched)
+        deque(map(strike, keys), maxlen=0)
+        if before - len(unmatched) != len(keys):  # some known pair is not desired
             extra.update(set(keys).difference(desired))
+    missing = frozenset(unmatched)
+    del strike, unmatched  # the bound method holds the table too
     known = set(desired)
-    if matched != len(desired):
-        unmatched = known  # the table is reused: what is left after the pass is missing
-        for keys in chunks():
-            unmatched.difference_update(keys)
-        missing = set(unmatched)
-        known = set(desired)
-        known.difference_update(missing)
+    known.difference_update(missing)
     known.update(extra)
-    return known
+    return Sides(desired, known, missing, frozenset(extra), (len(desired), len(known)))

@@ -76,13 +76,33 @@ def pack_columns(src: Sequence[str], dst: Sequence[str]) -> list[PairKey] | None
     the per-value path, which names it. Leading zeros are read as ``to_id`` reads them.
     """
     try:
-        s = list(map(int, src))
-        d = list(map(int, dst))
+        high = _column(src, _SHIFT)
+        low = _column(dst, 0)
     except ValueError:  # more digits than int() converts
         return None
-    if not s or max(s) > MAX_ID or max(d) > MAX_ID:
-        return None if s else []
-    return list(map(or_, map(lshift, s, repeat(_SHIFT)), d))
+    if high is None or low is None:
+        return None
+    return list(map(or_, high, low))
+
+
+def _column(texts: Sequence[str], shift: int) -> Iterator[int] | None:
+    """``int(text) << shift`` for each text, or None when one is over MAX_ID.
+
+    A column whose texts repeat (a switch on every cable of its ports, a host on every
+    switch of a grid) converts and shifts each distinct text once, then looks them up.
+    """
+    distinct = set(texts)
+    if not texts or 2 * len(distinct) > len(texts):
+        values = list(map(int, texts))
+        if values and max(values) > MAX_ID:
+            return None
+        return map(lshift, values, repeat(shift)) if shift else iter(values)
+    table = dict(zip(distinct, map(int, distinct), strict=True))
+    if max(table.values()) > MAX_ID:
+        return None
+    if shift:
+        table = {text: value << shift for text, value in table.items()}
+    return map(table.__getitem__, texts)
 
 
 def from_hex(text: str) -> list[PairKey]:

@@ -13,7 +13,7 @@ from typing import NamedTuple
 
 from syncd.core.batching import Mapping as AssociationMapping
 from syncd.core.batching import plan_batches
-from syncd.core.diff import diff
+from syncd.core.diff import Sides, diff
 from syncd.core.moves import Move, MoveGuards, MovePlan, plan_moves
 from syncd.core.pairs import PairKey
 from syncd.core.prune import PruneDecision, PruneGuards, decide_prune, source_guard, sources_guard
@@ -138,14 +138,16 @@ def plan(
     prune: PruneInputs | None = None,
     moves: MoveInputs | None = None,
     uncertainty: Uncertainty = CERTAIN,
+    sides: Sides | None = None,
 ) -> RelationPlan:
     """Diff desired against known, find moves, cut the creates into batches, decide the prune.
 
     Stored mapping-conflict holds are not taken as they are: whether a known pair still
-    blocks each pair is decided here, every cycle (:mod:`syncd.core.moves`).
+    blocks each pair is decided here, every cycle (:mod:`syncd.core.moves`). ``sides``:
+    the difference found while known was built beside desired (used only if it is theirs).
     """
     stored = {k: v for k, v in held_back.items() if v[0] not in CONFLICT_KINDS}
-    result = diff(desired, known, stored.keys())
+    result = diff(desired, known, stored.keys(), sides)
     kept = kept_for_uncertainty(result.absent, uncertainty)
     moved = MovePlan(result.to_create)
     if moves is not None:

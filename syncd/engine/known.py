@@ -19,7 +19,7 @@ from syncd.cmdb.apis import PAGE_LIMIT
 from syncd.cmdb.client import CmdbClient, CmdbError
 from syncd.config.settings import RelationSettings
 from syncd.core.batching import Mapping
-from syncd.core.diff import known_beside
+from syncd.core.diff import Sides, known_beside
 from syncd.core.outcome import BatchOutcome
 from syncd.core.pairs import PairKey, from_hex, pack, unpack
 from syncd.state import Failed, Held, Seen, StateStore
@@ -80,6 +80,7 @@ class Known:
         self._pairs: dict[str, set[PairKey]] = {}
         self._mapping: dict[str, Mapping] = {}
         self.lists: ListObserver | None = None
+        self._sides: dict[str, Sides] = {}
         self._sending: dict[str, dict[PairKey, float]] = {}
         """Pairs of creates sent and not answered yet (monotonic time sent), in memory:
         the watch sees their events before the answer and must not call them drift."""
@@ -140,11 +141,17 @@ class Known:
                 texts = passes.pop() if passes else self.store.known_texts(rel.name)
                 return map(from_hex, texts)
 
-            known = await asyncio.to_thread(known_beside, wanted.pairs, chunks)
+            sides = await asyncio.to_thread(known_beside, wanted.pairs, chunks)
         finally:
             ahead.close()
-        self._pairs[rel.name] = known
-        return self._pairs[rel.name], False, wanted
+        self._pairs[rel.name] = sides.known
+        self._sides[rel.name] = sides
+        return sides.known, False, wanted
+
+    def take_sides(self, name: str) -> Sides | None:
+        """The difference :meth:`observe_beside` found with the mirror, once (it holds the
+        desired set: not kept past the plan it is taken for)."""
+        return self._sides.pop(name, None)
 
     async def _load(self, rel: RelationSettings, *, resync: bool) -> bool:
         if resync or not self.store.has_resynced(rel.name):

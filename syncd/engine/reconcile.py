@@ -22,6 +22,7 @@ import structlog
 
 from syncd.cmdb.client import CmdbClient, CmdbError
 from syncd.config.settings import RelationSettings, Settings
+from syncd.core.diff import Sides
 from syncd.core.pairs import PairKey
 from syncd.core.plan import MoveInputs, RelationPlan, plan
 from syncd.core.uncertain import CERTAIN, Uncertainty, certainly_absent
@@ -277,7 +278,7 @@ class Reconciler:
             self.guards.accept_any_size(rel)
         known, desired = await self._observe_and_pull(rel, report, resync)
         now = self.clock()
-        decided = self.decide(rel, desired, known, now)
+        decided = self.decide(rel, desired, known, now, self.known.take_sides(rel.name))
         self.blocking[rel.name] = {
             old
             for key in decided.held.keys() & decided.blockers.keys()
@@ -340,7 +341,12 @@ class Reconciler:
             report.pending -= report.created + report.exists
 
     def decide(
-        self, rel: RelationSettings, desired: Desired, known: set[int], now: float
+        self,
+        rel: RelationSettings,
+        desired: Desired,
+        known: set[int],
+        now: float,
+        sides: Sides | None = None,
     ) -> RelationPlan:
         """The pure plan, over what the state says about held, owned and absent pairs."""
         name = rel.name
@@ -362,6 +368,7 @@ class Reconciler:
             prune=prune,
             moves=moves,
             uncertainty=desired.uncertainty,
+            sides=sides,
         )
         decided.guard = seen.blocked
         decided.bad_records = desired.bad_records

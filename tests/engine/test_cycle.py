@@ -91,6 +91,33 @@ async def test_restart_sends_nothing_and_resync_recreates_deleted(
         assert report.relations[0].resynced
 
 
+async def test_restart_after_the_source_changed_sends_exactly_the_new_pairs(
+    tmp_path: Path, sim_factory: Callable[..., Simulator]
+) -> None:
+    """After a restart the mirror is built beside the source's pairs in one read of the
+    state, and the plan takes the difference found there: exactly the new pairs go out,
+    exactly the dropped ones are absent, and the difference is not kept past the plan."""
+    before = all_pairs(3, 50)
+    sim = sim_factory(switches=3, hosts=60)
+    async with sim.running(host="127.0.0.1", port=0) as url:
+        topo = write_csv(tmp_path / "t.csv", before)
+        settings = load(write_config(tmp_path, url, topo))
+        await run_cycle(settings)
+        dropped = set(before[:10])
+        new = [(s, 1000 + h) for s in (1, 2) for h in range(51, 57)]
+        write_csv(topo, before[10:] + new)
+        async with engine_for(settings) as engine:
+            with capture_logs() as logs:
+                report = await engine.cycle()
+            rel = report.relations[0]
+            assert {(p["bk_inst_id"], p["bk_asst_inst_id"]) for p in pair_lines(logs)} == set(new)
+            assert rel.created == len(new) and rel.absent == len(dropped)
+            mirror = engine.known.pairs("switch-host")
+            assert mirror == {pack(s, d) for s, d in before + new}
+            assert engine.known.take_sides("switch-host") is None  # taken by the plan
+        assert sim.pairs(ASST) == set(before + new)
+
+
 async def test_resync_does_not_resend_pairs_created_by_others(
     tmp_path: Path, sim_factory: Callable[..., Simulator]
 ) -> None:
