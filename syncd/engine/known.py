@@ -81,6 +81,10 @@ class Known:
         self._mapping: dict[str, Mapping] = {}
         self.lists: ListObserver | None = None
         self._sides: dict[str, Sides] = {}
+        self._loading: dict[str, list[tuple[set[PairKey], list[PairKey]]]] = {}
+        """Watch events that came while a relation's mirror was loading from the state, in
+        order: the load may have read their rows before or after them, so they are applied
+        again on top of what it read."""
         self._sending: dict[str, dict[PairKey, float]] = {}
         """Pairs of creates sent and not answered yet (monotonic time sent), in memory:
         the watch sees their events before the answer and must not call them drift."""
@@ -132,6 +136,7 @@ class Known:
             return known, resynced, wanted
         need_mapping = rel.name not in self._mapping
         mapping = self.load_mapping(rel) if need_mapping else nothing()
+        self._loading[rel.name] = []
         ahead = self.store.read_known_ahead(rel.name)
         try:
             _, wanted = await together(mapping, desired)
@@ -144,8 +149,9 @@ class Known:
             sides = await asyncio.to_thread(known_beside, wanted.pairs, chunks)
         finally:
             ahead.close()
-        self._pairs[rel.name] = sides.known
-        self._sides[rel.name] = sides
+            events = self._loading.pop(rel.name)
+        if self._mirror_loaded(rel.name, sides.known, events):
+            self._sides[rel.name] = sides  # its difference holds only if nothing came since
         return sides.known, False, wanted
 
     def take_sides(self, name: str) -> Sides | None:
@@ -159,8 +165,24 @@ class Known:
             return True
         if rel.name not in self._pairs:
             # A million rows take a while: off the event loop, beside the source read.
-            self._pairs[rel.name] = await self.store.load_known_keys(rel.name)
+            self._loading[rel.name] = []
+            try:
+                known = await self.store.load_known_keys(rel.name)
+            finally:
+                events = self._loading.pop(rel.name)
+            self._mirror_loaded(rel.name, known, events)
         return False
+
+    def _mirror_loaded(
+        self, name: str, known: set[PairKey], events: list[tuple[set[PairKey], list[PairKey]]]
+    ) -> bool:
+        """Install a mirror read from the state, with the watch events that came during the
+        read applied on top, in order; True when none came."""
+        for created, deleted in events:
+            known.update(created)
+            known.difference_update(deleted)
+        self._pairs[name] = known
+        return not events
 
     async def read_cmdb(self, rel: RelationSettings) -> set[PairKey]:
         """What the CMDB holds now, without touching the state (``syncd plan``)."""
@@ -275,10 +297,13 @@ class Known:
             self.store.record_answer(name, exists=[Seen(*row) for row in created], now=self.clock())
         if deleted:
             self.store.remove(name, deleted)
+        keys = {pack(s, d) for s, d, _ in created}
         mirror = self._pairs.get(name)
         if mirror is not None:
-            mirror.update([pack(s, d) for s, d, _ in created])
+            mirror.update(keys)
             mirror.difference_update(deleted)
+        elif name in self._loading:
+            self._loading[name].append((keys, list(deleted)))
 
     def remove(self, name: str, keys: Iterable[PairKey]) -> None:
         """Pairs syncd deleted from the CMDB."""

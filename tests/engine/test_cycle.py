@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import asyncio
 from collections import Counter
 from collections.abc import Callable
 from pathlib import Path
+from types import SimpleNamespace
 
 import pytest
 
@@ -116,6 +118,50 @@ async def test_restart_after_the_source_changed_sends_exactly_the_new_pairs(
             assert mirror == {pack(s, d) for s, d in before + new}
             assert engine.known.take_sides("switch-host") is None  # taken by the plan
         assert sim.pairs(ASST) == set(before + new)
+
+
+@pytest.mark.parametrize("beside", [True, False], ids=["beside-the-source", "alone"])
+async def test_watch_events_during_the_mirrors_load_are_not_lost(
+    tmp_path: Path, sim_factory: Callable[..., Simulator], beside: bool
+) -> None:
+    """A watch event that arrives while a restarted syncd reads its mirror from the state
+    is in the mirror afterwards, whether the read had passed its row or not: a pair
+    someone deleted is not believed known (it would never be sent again until a resync)."""
+    before = all_pairs(3, 50)
+    sim = sim_factory(switches=3, hosts=60)
+    async with sim.running(host="127.0.0.1", port=0) as url:
+        topo = write_csv(tmp_path / "t.csv", before)
+        settings = load(write_config(tmp_path, url, topo))
+        await run_cycle(settings)
+        rel = settings.relations[0]
+        gone, came = before[0], (3, 1059)
+        async with engine_for(settings) as engine:
+            known = engine.known
+
+            def event() -> None:
+                known.observed(rel.name, created=[(*came, 99_999)], deleted=[pack(*gone)])
+
+            if beside:
+
+                async def source() -> SimpleNamespace:
+                    event()  # while the state is read ahead
+                    return SimpleNamespace(pairs={pack(s, d) for s, d in before})
+
+                mirror, _, _ = await known.observe_beside(rel, source(), resync=False)
+                assert known.take_sides(rel.name) is None  # its difference is stale now
+            else:
+
+                async def inject() -> None:
+                    for _ in range(100_000):  # the load's thread is still reading
+                        if rel.name in known._loading:
+                            event()
+                            return
+                        await asyncio.sleep(0)
+                    raise AssertionError("the mirror never started loading")
+
+                (mirror, _), _ = await asyncio.gather(known.observe(rel, resync=False), inject())
+            assert pack(*gone) not in mirror and pack(*came) in mirror
+            assert mirror == {pack(s, d) for s, d in [*before[1:], came]}
 
 
 async def test_resync_does_not_resend_pairs_created_by_others(
