@@ -27,7 +27,7 @@ typecheck: venv
 # The suite mostly waits (subprocesses, long polls, pacing), so more workers than cores
 # pay off; tests that must share a worker are grouped in tests/conftest.py, which also
 # orders the work (longest first: xdist's reordering by group size is turned off).
-WORKERS ?= 4
+WORKERS ?= 5
 
 # Extra pytest options, e.g. `make test PYTEST_ARGS=--durations=20`.
 PYTEST_ARGS ?=

@@ -68,7 +68,7 @@ def pytest_configure(config: pytest.Config) -> None:
     )
 
 
-# Under pytest-xdist (`make unit`: `-n 4 --dist loadgroup`) the tests of one group run on one
+# Under pytest-xdist (`make unit`: `-n 5 --dist loadgroup`) the tests of one group run on one
 # worker, one after another: files whose module-scoped fixture (a Prometheus, a cluster's
 # manifests) is built once, and the tests that assert a pace or a cap on a rate over time,
 # which must not share the worker with each other (a stall followed by a catch-up burst on a

@@ -110,7 +110,7 @@ def _start_prometheus(procs: list[subprocess.Popen[bytes]], tmp: Path, ops_port:
     binary = require_tool("prometheus", "apt-get install prometheus")
     port = _free_port()
     config = {
-        "global": {"scrape_interval": "1s", "evaluation_interval": "1s"},
+        "global": {"scrape_interval": "500ms", "evaluation_interval": "500ms"},
         "rule_files": [str(RULES)],
         "scrape_configs": [
             {
