@@ -335,8 +335,14 @@ async def test_a_refused_watch_says_so_once_and_syncing_goes_on(tmp_path: Path) 
         with capture_logs() as logs:
             async with _daemon_like(settings) as (engine, watcher):
                 assert (await engine.cycle()).converged
-                await _until(lambda: sim.stats()["requests_by_api"]["resource_watch"] >= 6)
-                assert watcher.objects["bk_switch"].state == "failing"
+                # Six refused watches, and after the last one's answer the object is
+                # "failing" again (between a retry's request and its answer it is "starting").
+                await _until(
+                    lambda: (
+                        sim.stats()["requests_by_api"]["resource_watch"] >= 6
+                        and watcher.objects["bk_switch"].state == "failing"
+                    )
+                )
                 assert sim.pairs(ASST) == set(DESIRED)
     failed = [line for line in logs if line.get("event") == "watch_failed"]
     assert len(failed) >= 2  # at start-up, then each retry
