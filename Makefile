@@ -35,7 +35,10 @@ PYTEST_ARGS ?=
 # Bytecode caches (`__pycache__`, git-ignored) are written even where the environment says
 # not to (PYTHONDONTWRITEBYTECODE): otherwise every worker, and every `syncd` process the
 # suite starts, compiles the same sources again (and pytest rewrites the test modules again).
+# One collection first writes them once, instead of every worker at the same moment (a
+# collection error is reported by the run after it).
 unit: venv
+	-env -u PYTHONDONTWRITEBYTECODE $(BIN)/pytest -qq --collect-only >/dev/null 2>&1
 	env -u PYTHONDONTWRITEBYTECODE \
 	    $(BIN)/pytest -q -n $(WORKERS) --dist loadgroup --no-loadscope-reorder $(PYTEST_ARGS)
 
