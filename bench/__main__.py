@@ -30,7 +30,7 @@ from bench import (
     watch,
     webhook_latency,
 )
-from bench.common import machine
+from bench.common import compile_sources, machine
 from bench.compare import compare, load
 
 RESULTS = Path(__file__).resolve().parent / "results"
@@ -101,6 +101,7 @@ def run_all(quick: bool, only: list[str], workdir: Path) -> dict[str, Any]:
         "webhook": webhook_latency.run,
         "webhook_large": webhook_latency.run,
     }
+    compile_sources()
     results: dict[str, Any] = {"machine": machine(), "quick": quick}
     for name, scenario in scenarios.items():
         if only and name not in only:
