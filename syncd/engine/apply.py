@@ -125,8 +125,7 @@ class Applier:
                 if self.closed.is_set() or refused:
                     self._window.release()
                     break
-                details = [unpack(k) for k in batch]
-                tg.create_task(self._create_one(rel, details, report, refused, replaces))
+                tg.create_task(self._create_one(rel, batch, report, refused, replaces))
         if refused:
             raise refused[0]
 
@@ -193,17 +192,18 @@ class Applier:
     async def _create_one(
         self,
         rel: RelationSettings,
-        details: Details,
+        keys: list[PairKey],
         report: RelationReport,
         refused: list[RelationRefused],
         replaces: Replaces | None,
     ) -> None:
         batch_id = next(self._batch_ids)
+        details = [unpack(k) for k in keys]
         slot = Slot(self._window)  # lent out while the client backs off
         attempt: int | None = None
         try:
             try:
-                attempt = self.known.intend(rel.name, details)  # durable before it leaves
+                attempt = self.known.intend(rel.name, details, keys)  # durable before it leaves
                 try:
                     with slot.bound():
                         outcome = await self.send(self.client, rel, details)
@@ -215,7 +215,7 @@ class Applier:
             finally:
                 slot.release()
             report.sent += len(details)
-            self.record(rel, batch_id, outcome, report, refused, replaces, attempt)
+            self.record(rel, batch_id, outcome, report, refused, replaces, attempt, keys)
         finally:
             # However it ended, the request is over: an attempt row left behind (cancelled,
             # or its answer not recorded) is an ambiguous end from now on.
@@ -234,12 +234,14 @@ class Applier:
         refused: list[RelationRefused],
         replaces: Replaces | None = None,
         attempt: int | None = None,
+        keys: list[PairKey] | None = None,
     ) -> None:
-        """Store the outcome (one transaction), count it, log its lines."""
+        """Store the outcome (one transaction), count it, log its lines; ``keys``: the
+        batch's details packed, when the caller has them."""
         answer = outcome.answer
         if answer is not None and outcome.refusal is not None and not refused:
             refused.append(refusal(rel, answer))
-        self.known.record(rel.name, outcome, self._schedule(rel.name, outcome), attempt)
+        self.known.record(rel.name, outcome, self._schedule(rel.name, outcome), attempt, keys)
         report.created += len(outcome.created)
         report.exists += len(outcome.exists)
         report.failed += len(outcome.failed)

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Callable, Coroutine, Iterable, Iterator
+from collections.abc import Callable, Collection, Coroutine, Iterable, Iterator
 from typing import Any, Protocol, TypeVar
 
 import structlog
@@ -85,9 +85,10 @@ class Known:
         """Watch events that came while a relation's mirror was loading from the state, in
         order: the load may have read their rows before or after them, so they are applied
         again on top of what it read."""
-        self._sending: dict[str, dict[PairKey, float]] = {}
-        """Pairs of creates sent and not answered yet (monotonic time sent), in memory:
-        the watch sees their events before the answer and must not call them drift."""
+        self._sending: dict[str, dict[int, tuple[set[PairKey], float]]] = {}
+        """Creates sent and not answered yet, by attempt: their pairs and the monotonic time
+        sent, in memory: the watch sees their events before the answer and must not call
+        them drift."""
 
     def pairs(self, name: str) -> set[PairKey]:
         """The mirror (empty for a relation not observed yet)."""
@@ -233,20 +234,32 @@ class Known:
 
     # -- changing -------------------------------------------------------------
 
-    def intend(self, name: str, details: list[tuple[int, int]]) -> int:
+    def intend(
+        self, name: str, details: list[tuple[int, int]], keys: Collection[PairKey] | None = None
+    ) -> int:
         """Before a create leaves: the request is recorded (durably), so an answer lost on
         the way back still proves, for a while, that syncd may have created its pairs.
-        Returns the attempt's number for :meth:`record` and ``store.release``."""
+        ``keys``: the details packed, when the caller has them. Returns the attempt's
+        number for :meth:`record` and ``store.release``."""
         attempt = self.store.attempts.intend(name, details, self.clock())
-        now = time.monotonic()
-        keys = [pack(s, d) for s, d in details]
-        self._sending.setdefault(name, {}).update(dict.fromkeys(keys, now))
+        batch = set(keys) if keys is not None else {pack(s, d) for s, d in details}
+        self._sending.setdefault(name, {})[attempt] = (batch, time.monotonic())
         return attempt
 
     def record(
-        self, name: str, outcome: BatchOutcome, failed: list[Failed], attempt: int | None = None
+        self,
+        name: str,
+        outcome: BatchOutcome,
+        failed: list[Failed],
+        attempt: int | None = None,
+        keys: Collection[PairKey] | None = None,
     ) -> None:
-        """One answer: store it in one transaction, then mirror what is now in the CMDB."""
+        """One answer: store it in one transaction, then mirror what is now in the CMDB.
+
+        ``keys``: the batch's details packed, when the caller has them (a batch created
+        whole then needs no packing). The attempt's pairs are no longer in flight: every
+        detail of an outcome is decided or deferred.
+        """
         self.store.record_answer(
             name,
             created=outcome.created,
@@ -258,18 +271,13 @@ class Known:
             now=self.clock(),
         )
         known = self._pairs[name]
-        now_known = [pack(s, d) for s, d, _ in outcome.created]
-        now_known += [pack(s, d) for s, d, _ in outcome.exists]
-        known.update(now_known)
-        sending = self._sending.get(name)
-        if sending:
-            pop = sending.pop
-            for key in now_known:
-                pop(key, None)
-            for f in outcome.failed:
-                sending.pop(pack(f.src, f.dst), None)
-            for s, d in outcome.deferred:
-                sending.pop(pack(s, d), None)
+        if keys is not None and len(outcome.created) == len(keys):
+            known.update(keys)  # created whole: the batch is the new known pairs
+        else:
+            known.update([pack(s, d) for s, d, _ in outcome.created])
+            known.update([pack(s, d) for s, d, _ in outcome.exists])
+        if attempt is not None:
+            self._sending.get(name, {}).pop(attempt, None)
 
     def sending(self, name: str, keys: Iterable[PairKey]) -> set[PairKey]:
         """Which of ``keys`` syncd is creating right now (sent, answer not recorded)."""
@@ -277,9 +285,10 @@ class Known:
         if not sending:
             return set()
         oldest = time.monotonic() - SENDING_MAX_AGE
-        for key in [k for k, sent in sending.items() if sent < oldest]:
-            del sending[key]  # never answered (cancelled): no longer in flight
-        return {k for k in keys if k in sending}
+        for attempt in [a for a, (_, sent) in sending.items() if sent < oldest]:
+            del sending[attempt]  # never answered (cancelled): no longer in flight
+        batches = [batch for batch, _ in sending.values()]
+        return {k for k in keys if any(k in batch for batch in batches)}
 
     def holds(self, name: str, keys: Iterable[PairKey]) -> set[PairKey]:
         """Which of ``keys`` are known (the mirror, or the store before it is loaded)."""
