@@ -43,7 +43,7 @@ class CreatedLines(Sequence[LogLine]):
 
     A line's fields are built only when read (tests, the console renderer);
     :func:`syncd.support.log.emit` writes JSON lines straight from the columns
-    (:meth:`encoded`), byte for byte what the fields would render to.
+    (:meth:`rendered`), byte for byte what the fields would render to.
     """
 
     __slots__ = ("details", "ids")
@@ -82,14 +82,16 @@ class CreatedLines(Sequence[LogLine]):
 
     __hash__ = None  # type: ignore[assignment]
 
-    def encoded(self) -> list[str]:
-        """Each line's fields as JSON members (no braces): ints only, so f-strings render
-        them exactly as ``json.dumps`` would."""
-        return [
-            f'"outcome": "created", "operation": "create", "index": {i}, "bk_inst_id": {s},'
-            f' "bk_asst_inst_id": {d}, "association_id": {a}'
-            for i, ((s, d), a) in enumerate(zip(self.details, self.ids, strict=True))
-        ]
+    def rendered(self, head: str, tail: str) -> str:
+        """Every line: ``head``, the line's fields as JSON members, ``tail``, a newline.
+        The fields are ints only, so f-strings render them exactly as ``json.dumps``."""
+        return "".join(
+            [
+                f'{head}"outcome": "created", "operation": "create", "index": {i},'
+                f' "bk_inst_id": {s}, "bk_asst_inst_id": {d}, "association_id": {a}{tail}\n'
+                for i, ((s, d), a) in enumerate(zip(self.details, self.ids, strict=True))
+            ]
+        )
 
 
 @dataclass(frozen=True, slots=True)

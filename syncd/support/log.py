@@ -246,14 +246,13 @@ def emit(event: str, rows: Iterable[tuple[str, dict[str, Any]]], common: Mapping
     encoded_event = _encode(event)
     heads = fast.heads
     minimum = fast.level
-    columns = getattr(rows, "encoded", None)
-    if columns is not None and (not context or context.keys().isdisjoint(rows.keys)):  # type: ignore[attr-defined]
-        # Rows kept as columns (syncd.core.outcome.CreatedLines): their members come
-        # pre-rendered, one level for all.
+    rendered = getattr(rows, "rendered", None)
+    if rendered is not None and (not context or context.keys().isdisjoint(rows.keys)):  # type: ignore[attr-defined]
+        # Rows kept as columns (syncd.core.outcome.CreatedLines) render themselves
+        # between a head and a tail, one level for all.
         level = rows.level  # type: ignore[attr-defined]
         if _LEVELS[level] >= minimum:
-            head = f"{prefix}{heads[level]}{encoded_event}, "
-            fast.factory.logger.write("".join([f"{head}{own}{tail}\n" for own in columns()]))
+            fast.factory.logger.write(rendered(f"{prefix}{heads[level]}{encoded_event}, ", tail))
         return
     out: list[str] = []
     for level, fields in rows:
