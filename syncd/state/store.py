@@ -18,6 +18,7 @@ from syncd.state.attempts import Attempts
 from syncd.state.db import Database
 from syncd.state.knowntext import KnownAhead, known_texts
 from syncd.state.meta import Meta
+from syncd.state.multirow import insert_rows
 from syncd.state.resync import Resync
 from syncd.state.rows import Absence, Failed, Held
 
@@ -262,12 +263,14 @@ class StateStore:
         with self._db.tx() as db:
             rel = self._db.rel_w(db, relation)
             if created:
-                db.executemany(
-                    "INSERT INTO pairs(rel, src, dst, association_id, owned, first_seen)"
-                    " VALUES (?, ?, ?, ?, 1, ?)"
-                    " ON CONFLICT (rel, src, dst) DO UPDATE"
+                insert_rows(
+                    db,
+                    "INSERT INTO pairs(rel, src, dst, association_id, owned, first_seen)",
+                    "(?1, {}, {}, {}, 1, ?2)",
+                    created,
+                    constants=(rel, now),
+                    tail=" ON CONFLICT (rel, src, dst) DO UPDATE"
                     " SET association_id = excluded.association_id, owned = 1",
-                    ((rel, s, d, aid, now) for s, d, aid in created),
                 )
             if exists:
                 self._record_exists(db, rel, exists, reclaim, now)
@@ -300,16 +303,18 @@ class StateStore:
         keys = [pack(s, d) for s, d, _ in exists]
         proven = self.attempts.claim(db, rel, keys, now)
         proven.update(pack(s, d) for s, d in reclaim)
-        db.executemany(
-            "INSERT INTO pairs(rel, src, dst, association_id, owned, first_seen)"
-            " VALUES (?, ?, ?, ?, ?, ?)"
-            " ON CONFLICT (rel, src, dst) DO UPDATE"
+        insert_rows(
+            db,
+            "INSERT INTO pairs(rel, src, dst, association_id, owned, first_seen)",
+            "(?1, {}, {}, {}, {}, ?2)",
+            [
+                (s, d, aid, int(key in proven))
+                for (s, d, aid), key in zip(exists, keys, strict=True)
+            ],
+            constants=(rel, now),
+            tail=" ON CONFLICT (rel, src, dst) DO UPDATE"
             " SET association_id = coalesce(excluded.association_id, association_id),"
             " owned = max(owned, excluded.owned)",
-            (
-                (rel, s, d, aid, int(key in proven), now)
-                for (s, d, aid), key in zip(exists, keys, strict=True)
-            ),
         )
 
     def _now_known(
