@@ -21,6 +21,7 @@ cable).
 
 from __future__ import annotations
 
+import sys
 import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
@@ -83,11 +84,14 @@ class Change:
 
 def _netbox(source: Source) -> tuple[NetBoxSource | None, FilteredSource | None]:
     """The NetBox source inside ``source`` (unwrapping filters), and the filters."""
-    from syncd.sources.netbox import NetBoxSource  # only a daemon with a webhook gets here
-
     filters = source if isinstance(source, FilteredSource) else None
     inner = filters.inner if filters is not None else source
-    if isinstance(inner, NetBoxSource) and inner.settings.mode == "cables":
+    # Every full read asks; a source of another type must not cost NetBox's import.
+    netbox = sys.modules.get("syncd.sources.netbox")
+    if netbox is None:  # never imported: no source can be one
+        return None, filters
+    netbox_source: type[NetBoxSource] = netbox.NetBoxSource
+    if isinstance(inner, netbox_source) and inner.settings.mode == "cables":
         return inner, filters
     return None, filters
 

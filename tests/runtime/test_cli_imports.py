@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import subprocess
 import sys
 from pathlib import Path
@@ -9,6 +10,21 @@ from pathlib import Path
 import pytest
 
 from syncd.cli import build_parser
+from tests.helpers import Proc, fixture_dict, start_simulator, write_config, write_csv
+
+LAZY = [
+    "aiohttp.web",
+    "syncd.runtime.ops",
+    "syncd.runtime.listener",
+    "syncd.runtime.webhooks",
+    "syncd.runtime.changefeed",
+    "syncd.sources.stream",
+    "syncd.informer.watch",
+    "syncd.sources.netbox",
+    "syncd.sources.http",
+    "syncd.sources.command",
+]
+"""Modules a daemon without pushes, ops or those source types never needs."""
 
 
 def test_simulate_keeps_its_options() -> None:
@@ -52,20 +68,34 @@ def test_a_daemon_without_pushes_or_ops_does_not_import_the_server_side() -> Non
         "import syncd.cli, syncd.runtime.daemon\n"
         "print(sorted(m for m in sys.modules if m in set(sys.argv[1:])))\n"
     )
-    lazy = [
-        "aiohttp.web",
-        "syncd.runtime.ops",
-        "syncd.runtime.listener",
-        "syncd.runtime.webhooks",
-        "syncd.runtime.changefeed",
-        "syncd.sources.stream",
-        "syncd.informer.watch",
-        "syncd.sources.netbox",
-        "syncd.sources.http",
-        "syncd.sources.command",
-    ]
     done = subprocess.run(
-        [sys.executable, "-c", code, *lazy], capture_output=True, text=True, timeout=60
+        [sys.executable, "-c", code, *LAZY], capture_output=True, text=True, timeout=60
     )
     assert done.returncode == 0, done.stderr
     assert done.stdout.strip() == "[]"
+
+
+@pytest.mark.slow
+def test_a_full_cycle_over_a_file_imports_no_push_or_server_module(
+    tmp_path: Path, procs: list[Proc]
+) -> None:
+    """Not just the imports at start: a whole ``once`` (read, diff, sends, the full read's
+    bookkeeping for pushes) over a CSV file loads none of them either."""
+    fixture = tmp_path / "fixture.json"
+    fixture.write_text(json.dumps(fixture_dict(switches=2, hosts=5)))
+    url = start_simulator(procs, fixture)
+    cfg = write_config(tmp_path, url, write_csv(tmp_path / "t.csv", [(1, 1001), (2, 1002)]))
+    code = (
+        "import sys\n"
+        "from syncd.cli import main\n"
+        "status = main(['once', '--config', sys.argv[1]])\n"
+        "print(status, sorted(m for m in sys.modules if m in set(sys.argv[2:])))\n"
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", code, str(cfg), *LAZY],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip().splitlines()[-1] == "0 []"
