@@ -8,9 +8,9 @@ import sys
 # resync); other commands take it back at once (syncd/cli.py).
 signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGHUP})
 
-from syncd.support import startheap  # noqa: E402
+from syncd.support import startup  # noqa: E402
 
-startheap.hold()  # no collections while the imports build what lives until exit
+startup.hold()  # no collections while the imports build what lives until exit
 
 from syncd.cli import main  # noqa: E402
 

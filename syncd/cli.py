@@ -18,7 +18,7 @@ from syncd import __version__
 from syncd.config.checks import security_warnings, unused_settings
 from syncd.config.load import load_settings
 from syncd.config.settings import EX_CONFIG, ConfigError, Settings
-from syncd.support import startheap
+from syncd.support import startup
 
 EX_TEMPFAIL = 75
 """sysexits.h: temporary failure (the ops port is taken); worth a retry later."""
@@ -92,18 +92,18 @@ def main(argv: list[str] | None = None) -> int:
     if command == "simulate":
         from cmdb_simulator import cli as sim_cli
 
-        startheap.settle()
+        startup.settle()
         return sim_cli.run(args)
     if command == "demo":
         from syncd.commands.demo import run_demo
 
-        startheap.settle()
+        startup.settle()
         return run_demo(args.dir)
     settings = _load(args.config)
     from syncd.support import log
 
     if command != "run" and command != "once":
-        startheap.settle()
+        startup.settle()
     if command == "plan":
         log.configure(settings.log.level, "json", stream=sys.stderr)
         return asyncio.run(_plan(settings, as_json=args.json))
@@ -122,7 +122,7 @@ def main(argv: list[str] | None = None) -> int:
         progress = ProgressBar(sys.stderr)
     from syncd.runtime.errors import OpsUnavailable
 
-    startheap.settle()  # the start-up imports are done
+    startup.settle()  # the start-up imports are done
     daemon = Daemon(settings, once=once, progress=progress)
     try:
         return asyncio.run(daemon.run())
