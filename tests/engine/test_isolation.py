@@ -9,6 +9,7 @@ answers per index and nothing extra is sent.
 from __future__ import annotations
 
 import json
+import time
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from pathlib import Path
@@ -151,6 +152,39 @@ async def test_precheck_holds_stale_hosts_back_without_sending(tmp_path: Path) -
     assert sorted((p["bk_inst_id"], p["bk_asst_inst_id"]) for p in held) == sorted(
         k for k, reason in bad.items() if reason == "missing_target"
     )
+
+
+async def test_a_first_syncs_host_check_is_on_the_wire_before_the_plan_holds_the_loop(
+    tmp_path: Path, procs: list[Proc]
+) -> None:
+    """The plan is CPU only: while it runs, nothing else on the loop moves. The host
+    check's request must already have left, so its answer comes back meanwhile."""
+    desired, _ = stale_topology()
+    fixture = tmp_path / "fixture.json"
+    fixture.write_text(json.dumps(stale_fixture()))
+    url = start_simulator(procs, fixture)  # its own thread: it answers while the loop waits
+    simulator = procs[-1].simulator
+    settings = load(write_config(tmp_path, url, write_csv(tmp_path / "t.csv", desired)))
+    asked_before_planning: list[int] = []
+    async with engine_for(settings) as engine:
+        plan = engine.decide
+
+        def decide(*args: Any, **kw: Any) -> Any:
+            deadline = time.monotonic() + 5  # holds the loop, as a large plan does
+            while time.monotonic() < deadline and not host_checks(simulator):
+                time.sleep(0.005)
+            asked_before_planning.append(host_checks(simulator))
+            return plan(*args, **kw)
+
+        engine.decide = decide  # type: ignore[method-assign]
+        report = await engine.cycle()
+    assert report.relations[0].error is None
+    assert asked_before_planning == [1]
+
+
+def host_checks(simulator: Simulator) -> int:
+    """list_hosts_without_biz requests the simulator has answered."""
+    return int(simulator.stats()["requests_by_api"].get("list_hosts_without_biz", 0))
 
 
 async def test_auto_precheck_follows_what_the_last_cycle_met(
