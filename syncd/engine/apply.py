@@ -27,10 +27,7 @@ from syncd.engine.known import D, Known, RelationRefused
 from syncd.engine.moving import Replaces, count_moves, delete_fields, mark_moves
 from syncd.engine.precheck import HostCheck, host_sides, split_stale, stale_outcome
 from syncd.engine.report import RelationReport
-from syncd.engine.sendstep import Details as Details
-from syncd.engine.sendstep import SendBatch as SendBatch
-from syncd.engine.sendstep import SettleBatch
-from syncd.engine.sendstep import send_batch as send_batch
+from syncd.engine.sendstep import SendBatch, SettleBatch
 from syncd.state import Failed
 from syncd.support.log import log_pairs
 from syncd.support.slots import Slot

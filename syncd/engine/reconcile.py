@@ -26,7 +26,7 @@ from syncd.core.diff import Sides
 from syncd.core.pairs import PairKey
 from syncd.core.plan import MoveInputs, RelationPlan, plan
 from syncd.core.uncertain import CERTAIN, Uncertainty, certainly_absent
-from syncd.engine.apply import Applier, SendBatch
+from syncd.engine.apply import Applier
 from syncd.engine.change import Change, ChangeApplier, ChangeUncertain
 from syncd.engine.desired import Desired, SourceFactory, make_source
 from syncd.engine.failures import report_failure
@@ -43,6 +43,7 @@ from syncd.engine.moving import (
 from syncd.engine.reader import DesiredReader
 from syncd.engine.report import CycleReport, RelationReport, fill_report
 from syncd.engine.resolver import KeyResolver
+from syncd.engine.sendstep import SendBatch
 from syncd.engine.workqueue import Work, WorkQueue
 from syncd.sources.base import SourceError
 from syncd.state import StateError, StateStore

@@ -12,9 +12,9 @@ import pytest
 from cmdb_simulator import Simulator
 from syncd.core.answer import Answer, Verdict
 from syncd.core.outcome import BatchOutcome, whole_failure
-from syncd.engine.apply import Details
 from syncd.engine.moving import HELD_REPEAT
 from syncd.engine.report import CycleReport
+from syncd.engine.sendstep import Details
 from tests.helpers import ASST, capture_logs, engine_for, load, pair_lines, write_config, write_csv
 
 V1 = [(1, 1001), (1, 1002), (2, 1003)]
@@ -218,7 +218,7 @@ class FailFirstCreate:
 async def test_a_create_failing_after_its_delete_is_retried(
     tmp_path: Path, sim_factory: Callable[..., Simulator]
 ) -> None:
-    from syncd.engine.apply import send_batch
+    from syncd.engine.sendstep import send_batch
 
     sim = sim_factory(switches=4, hosts=5, mapping="1:n")
     async with sim.running(host="127.0.0.1", port=0) as url:

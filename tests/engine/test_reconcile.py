@@ -9,8 +9,8 @@ from cmdb_simulator import Fixture, Simulator, SimulatorOptions
 from syncd.cmdb.client import CmdbClient
 from syncd.config.settings import RelationSettings
 from syncd.core.outcome import BatchOutcome
-from syncd.engine.apply import Details, send_batch
 from syncd.engine.desired import make_source
+from syncd.engine.sendstep import Details, send_batch
 from syncd.runtime.metrics import Metrics
 from syncd.sources.base import Source
 from tests.helpers import (
