@@ -102,7 +102,7 @@ def main(argv: list[str] | None = None) -> int:
     settings = _load(args.config)
     from syncd.support import log
 
-    if command != "run" and command != "once":
+    if command not in ("run", "once"):
         startup.settle()
     if command == "plan":
         log.configure(settings.log.level, "json", stream=sys.stderr)

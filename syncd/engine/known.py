@@ -85,7 +85,7 @@ class Known:
         """Watch events that came while a relation's mirror was loading from the state, in
         order: the load may have read their rows before or after them, so they are applied
         again on top of what it read."""
-        self._sending: dict[str, dict[int, tuple[set[PairKey], float]]] = {}
+        self._sending: dict[str, dict[int, tuple[Collection[PairKey], float]]] = {}
         """Creates sent and not answered yet, by attempt: their pairs and the monotonic time
         sent, in memory: the watch sees their events before the answer and must not call
         them drift."""
@@ -242,7 +242,7 @@ class Known:
         ``keys``: the details packed, when the caller has them. Returns the attempt's
         number for :meth:`record` and ``store.release``."""
         attempt = self.store.attempts.intend(name, details, self.clock())
-        batch = set(keys) if keys is not None else {pack(s, d) for s, d in details}
+        batch = keys if keys is not None else [pack(s, d) for s, d in details]
         self._sending.setdefault(name, {})[attempt] = (batch, time.monotonic())
         return attempt
 
@@ -287,8 +287,8 @@ class Known:
         oldest = time.monotonic() - SENDING_MAX_AGE
         for attempt in [a for a, (_, sent) in sending.items() if sent < oldest]:
             del sending[attempt]  # never answered (cancelled): no longer in flight
-        batches = [batch for batch, _ in sending.values()]
-        return {k for k in keys if any(k in batch for batch in batches)}
+        in_flight = set().union(*(batch for batch, _ in sending.values()))
+        return {k for k in keys if k in in_flight}
 
     def holds(self, name: str, keys: Iterable[PairKey]) -> set[PairKey]:
         """Which of ``keys`` are known (the mirror, or the store before it is loaded)."""
