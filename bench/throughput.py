@@ -93,6 +93,18 @@ def _send_phase(child: ChildResult, first_latency: float) -> tuple[float, float]
     return send, (round(before, 3) if before is not None else float("nan"))
 
 
+def _phases(child: ChildResult) -> dict[str, float]:
+    """The relation line's phase marks (seconds from the relation's start), as figures."""
+    for line in child.lines():
+        if line.get("event") == "relation" and isinstance(line.get("phases"), dict):
+            return {
+                f"phase_{name}_s": float(at)
+                for name, at in line["phases"].items()
+                if name in ("read", "observed", "planned", "sending")
+            }
+    return {}
+
+
 def run(
     workdir: Path,
     pairs: int = 100_000,
@@ -145,6 +157,9 @@ def run(
         # and of it, what runs before the first request leaves.
         "cycle_minus_send_s": round(cycle_s - send_s, 3) if send_s else None,
         "pre_send_s": before_s,
+        # Of it: when the source was read, the known pairs observed too (the CMDB's
+        # answers, for a first sync), the plan made, and the first create about to leave.
+        **_phases(child),
         "floor_client_s": round(floor_s, 3),
         "efficiency_floor_client": round(ideal / floor_s, 3),
         "peak_rps_server": stats["peak_rps"],

@@ -116,6 +116,8 @@ class Applier:
             if precheck:
                 batches = await self._precheck(rel, batches, report, refused, replaces)
         self.progress[1] += sum(len(b) for b in batches)
+        if batches:
+            report.mark("sending", first=True)
         async with asyncio.TaskGroup() as tg:
             for batch in batches:
                 await self._window.acquire()
@@ -123,6 +125,8 @@ class Applier:
                     self._window.release()
                     break
                 tg.create_task(self._create_one(rel, batch, report, refused, replaces))
+        if batches:
+            report.mark("sent")
         if refused:
             raise refused[0]
 

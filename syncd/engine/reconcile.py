@@ -41,7 +41,7 @@ from syncd.engine.moving import (
     log_holds,
 )
 from syncd.engine.reader import DesiredReader
-from syncd.engine.report import CycleReport, RelationReport, fill_report
+from syncd.engine.report import CycleReport, RelationReport, fill_report, marked
 from syncd.engine.resolver import KeyResolver
 from syncd.engine.sendstep import SendBatch
 from syncd.engine.workqueue import Work, WorkQueue
@@ -215,7 +215,6 @@ class Reconciler:
     async def _apply_change(self, rel: RelationSettings, change: Change) -> RelationReport:
         with relation_context(rel.name, rel.bk_obj_asst_id, self.cycles):
             report = RelationReport(rel.name)
-            started = time.monotonic()
             try:
                 self.check_identities()
                 await self.changes.apply(rel, change, report)
@@ -223,7 +222,7 @@ class Reconciler:
                 raise
             except Exception as group:
                 report.error = report_failure(rel, first_error(group))
-            report.duration = time.monotonic() - started
+            report.duration = time.monotonic() - report.started
             report.known = self._known_count(rel.name)
             log.info(
                 "change",
@@ -240,12 +239,11 @@ class Reconciler:
         queue calls this: it keeps two runs of a relation apart)."""
         with relation_context(rel.name, rel.bk_obj_asst_id, self.cycles):
             report = RelationReport(rel.name)
-            started = time.monotonic()
             try:
                 await self.run(rel, report, resync, lift_guards)
             except Exception as group:
                 report.error = report_failure(rel, first_error(group))
-            report.duration = time.monotonic() - started
+            report.duration = time.monotonic() - report.started
             report.known = self._known_count(rel.name)
             log.info("relation", **report.log_fields())
             if self.observer is not None:
@@ -287,6 +285,7 @@ class Reconciler:
         }
         fill_report(report, desired, decided)
         self._commit(rel, desired, decided, now)
+        report.mark("planned")
         if self.stopping:
             return
         await self._create(rel, decided, report)
@@ -296,19 +295,21 @@ class Reconciler:
         await self.known.learn_blockers(rel, report.conflicts)
         if decided.prune.delete and not self.stopping:
             await self.apply.delete(rel, decided.prune.delete, report)
+            report.mark("pruned")
 
     async def _observe_and_pull(
         self, rel: RelationSettings, report: RelationReport, resync: bool
     ) -> tuple[set[PairKey], Desired]:
         """The known pairs and the source's, read together; a failed read blocks pruning."""
         try:
-            read = self.desired.read(rel, self.guards.last_sizes(rel))
+            read = marked(self.desired.read(rel, self.guards.last_sizes(rel)), report, "read")
             if not resync and not self.store.has_resynced(rel.name):
                 # A first sync sends (nearly) everything: check its hosts during the resync.
                 read = self.apply.read_then_ask_hosts(rel, read)
             known, report.resynced, desired = await self.known.observe_beside(
                 rel, read, resync=resync
             )
+            report.mark("observed")
         except (SourceError, CmdbError):
             if rel.prune.enabled:
                 report.prune_blocked = SOURCE_FAILED

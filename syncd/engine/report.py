@@ -6,8 +6,10 @@ built from these, so a field added here reaches all of them.
 
 from __future__ import annotations
 
+import time
+from collections.abc import Awaitable
 from dataclasses import asdict, dataclass, field
-from typing import Any
+from typing import Any, TypeVar
 
 from syncd.core.moves import MOVE_BLOCKED, MOVE_CAPPED
 from syncd.core.plan import RelationPlan, UnresolvedKey
@@ -54,6 +56,17 @@ class RelationReport:
     resynced: bool = False
     error: str | None = None
     duration: float = 0.0
+    phases: dict[str, float] = field(default_factory=dict)
+    """Seconds from the start to each step reached, in order: ``read`` (the source's pairs
+    in), ``observed`` (the known pairs too: the plan may start), ``planned``, ``sending``
+    (the first create about to leave), ``sent`` (every create answered), ``pruned``. Where
+    a slow cycle spent its time, and what ran before its first send."""
+    started: float = field(default_factory=time.monotonic, repr=False)
+
+    def mark(self, phase: str, *, first: bool = False) -> None:
+        """``phase`` is reached now (``first``: keep an earlier mark of it)."""
+        if not (first and phase in self.phases):
+            self.phases[phase] = round(time.monotonic() - self.started, 3)
 
     @property
     def converged(self) -> bool:
@@ -78,7 +91,19 @@ class RelationReport:
         fields.pop("relation")
         fields.pop("unresolved_keys")
         fields.pop("conflicts")
+        fields.pop("started")
         return fields
+
+
+T = TypeVar("T")
+
+
+async def marked(step: Awaitable[T], report: RelationReport, phase: str) -> T:
+    """``step``'s result, with ``phase`` marked on ``report`` when it is in (a step that
+    runs beside another, e.g. the source read beside the CMDB's, gets its own time)."""
+    result = await step
+    report.mark(phase)
+    return result
 
 
 @dataclass

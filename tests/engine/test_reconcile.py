@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Callable
 from pathlib import Path
 
@@ -10,6 +11,7 @@ from syncd.cmdb.client import CmdbClient
 from syncd.config.settings import RelationSettings
 from syncd.core.outcome import BatchOutcome
 from syncd.engine.desired import make_source
+from syncd.engine.report import RelationReport, marked
 from syncd.engine.sendstep import Details, send_batch
 from syncd.runtime.metrics import Metrics
 from syncd.sources.base import Source
@@ -170,3 +172,56 @@ async def test_source_counts_reach_the_relation_line(
     (line,) = [l for l in logs if l["event"] == "relation"]
     assert line["source_counts"] == {"filtered": 2} == report.relations[0].source_counts
     assert sim.pairs(ASST) == {(1, 1001)}
+
+
+PHASES = ["read", "observed", "planned", "sending", "sent"]
+
+
+async def test_relation_line_times_each_phase_in_order(
+    tmp_path: Path, sim_factory: Callable[..., Simulator]
+) -> None:
+    sim = sim_factory(switches=3, hosts=100)
+    desired = [(s, 1000 + h) for s in (1, 2, 3) for h in range(1, 101)]
+    async with sim.running(host="127.0.0.1", port=0) as url:
+        topology = write_csv(tmp_path / "t.csv", desired)
+        settings = load(write_config(tmp_path, url, topology))
+        first, logs = await run_cycle(settings)
+        again, quiet = await run_cycle(settings)
+    (line,) = [l for l in logs if l["event"] == "relation"]
+    phases = line["phases"]
+    assert list(phases) == PHASES, phases
+    times = [phases[p] for p in PHASES]
+    assert times == sorted(times) and times[0] >= 0 and times[-1] <= line["duration"]
+    assert phases == first.relations[0].phases and "started" not in line
+    # Nothing left to send: the cycle stops at the plan, and says so.
+    (line,) = [l for l in quiet if l["event"] == "relation"]
+    assert list(line["phases"]) == ["read", "observed", "planned"]
+    assert again.relations[0].sent == 0
+
+
+async def test_a_failed_read_has_no_phases_past_it(
+    tmp_path: Path, sim_factory: Callable[..., Simulator]
+) -> None:
+    sim = sim_factory(switches=2, hosts=5)
+    async with sim.running(host="127.0.0.1", port=0) as url:
+        topology = write_csv(tmp_path / "t.csv", [(1, 1001)])
+        settings = load(write_config(tmp_path, url, topology))
+        await run_cycle(settings)
+        topology.unlink()
+        _, logs = await run_cycle(settings)
+    (line,) = [l for l in logs if l["event"] == "relation"]
+    assert line["error"] and line["phases"] == {}
+
+
+async def test_a_step_beside_another_is_marked_when_it_ends() -> None:
+    report = RelationReport("r")
+    read = marked(asyncio.sleep(0.01, "pairs"), report, "read")
+    got, _ = await asyncio.gather(read, asyncio.sleep(0.2))
+    report.mark("observed")
+    assert got == "pairs"
+    assert report.phases["read"] < 0.15 <= report.phases["observed"]
+    report.mark("sending", first=True)
+    before = report.phases["sending"]
+    await asyncio.sleep(0.02)
+    report.mark("sending", first=True)
+    assert report.phases["sending"] == before
