@@ -3,9 +3,13 @@
 from __future__ import annotations
 
 import json
+import re
 
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
+from syncd.core.jsonload import has_long_number as _has_long_number
 from syncd.core.jsonload import loads
 
 BODIES = [
@@ -46,3 +50,21 @@ def test_same_errors_as_json(body: bytes, error: type[Exception]) -> None:
         json.loads(body)
     with pytest.raises(error):
         loads(body)
+
+
+NUMBERS = st.integers(min_value=-(2**70), max_value=2**70)
+
+
+@given(st.recursive(NUMBERS | st.booleans() | st.none(), lambda kids: st.lists(kids, max_size=6)))
+def test_any_integer_reads_as_json_reads_it(doc: object) -> None:
+    """Integers of every width around the int64/uint64 edges: never a float by orjson."""
+    body = json.dumps({"data": doc}).encode()
+    assert repr(loads(body)) == repr(json.loads(body))
+
+
+@given(st.binary(max_size=80).map(lambda b: b.translate(bytes.maketrans(b"\x00\x01", b"99"))))
+def test_a_run_of_19_digits_is_seen_wherever_it_is(noise: bytes) -> None:
+    """The long-number check agrees with ``[0-9]{19}`` on digit-dense bytes."""
+    for body in (noise, noise + b"1" * 19, b"9" * 18 + b"," + noise):
+        long_run = re.search(rb"[0-9]{19}", body) is not None
+        assert long_run == _has_long_number(body)
