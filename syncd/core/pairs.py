@@ -31,6 +31,11 @@ def unpack(key: PairKey) -> tuple[int, int]:
     return key >> _SHIFT, key & _MASK
 
 
+def unpack_list(keys: Iterable[PairKey]) -> list[tuple[int, int]]:
+    """Unpack many keys at once (a batch: no function call a key)."""
+    return [(key >> _SHIFT, key & _MASK) for key in keys]
+
+
 def unpack_all(keys: Iterable[PairKey]) -> Iterator[tuple[int, int]]:
     """Unpack many keys lazily."""
     for key in keys:

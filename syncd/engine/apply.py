@@ -22,7 +22,7 @@ from syncd.core.answer import Answer, Verdict
 from syncd.core.backoff import pair_next_attempt
 from syncd.core.details import IndexKind
 from syncd.core.outcome import BatchOutcome, whole_failure
-from syncd.core.pairs import PairKey, ids_of, pack, unpack
+from syncd.core.pairs import PairKey, ids_of, pack, unpack_list
 from syncd.engine.known import D, Known, RelationRefused
 from syncd.engine.moving import Replaces, count_moves, delete_fields, mark_moves
 from syncd.engine.precheck import HostCheck, host_sides, split_stale, stale_outcome
@@ -183,7 +183,7 @@ class Applier:
         kept: list[list[PairKey]] = []
         stale: list[tuple[int, int, IndexKind]] = []
         for batch in batches:
-            keep, gone = split_stale([unpack(k) for k in batch], missing, sides)
+            keep, gone = split_stale(unpack_list(batch), missing, sides)
             stale.extend(gone)
             if not gone:
                 kept.append(batch)
@@ -203,7 +203,7 @@ class Applier:
         replaces: Replaces | None,
     ) -> None:
         batch_id = next(self._batch_ids)
-        details = [unpack(k) for k in keys]
+        details = unpack_list(keys)
         slot = Slot(self._window)  # lent out while the client backs off
         attempt: int | None = None
         try:

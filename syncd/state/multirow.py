@@ -51,7 +51,7 @@ def insert_rows(
     width = len(rows[0])
     if width == 0 or width * CHUNK + len(constants) > 999:
         raise ValueError(f"rows of {width} values do not fit a statement")
-    if any(len(r) != width for r in rows):  # else values would shift between rows
+    if set(map(len, rows)) != {width}:  # else values would shift between rows
         raise ValueError("every row must have the same number of values")
     for start in range(0, len(rows), CHUNK):
         chunk = rows[start : start + CHUNK]

@@ -10,7 +10,7 @@ from hypothesis import strategies as st
 from syncd.core.backoff import pair_next_attempt, request_delay
 from syncd.core.details import IndexKind
 from syncd.core.diff import diff
-from syncd.core.pairs import MAX_ID, pack, unpack, unpack_all
+from syncd.core.pairs import MAX_ID, pack, unpack, unpack_all, unpack_list
 
 ids = st.integers(0, MAX_ID)
 
@@ -18,6 +18,12 @@ ids = st.integers(0, MAX_ID)
 @given(src=ids, dst=ids)
 def test_pack_roundtrip(src: int, dst: int) -> None:
     assert unpack(pack(src, dst)) == (src, dst)
+
+
+@given(st.lists(st.tuples(ids, ids), max_size=50))
+def test_a_batch_unpacks_as_each_key_does(pairs: list[tuple[int, int]]) -> None:
+    keys = [pack(s, d) for s, d in pairs]
+    assert unpack_list(keys) == [unpack(k) for k in keys] == pairs == list(unpack_all(keys))
 
 
 def test_pack_distinct_and_ordered() -> None:
