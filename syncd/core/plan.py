@@ -161,7 +161,7 @@ def plan(
             guards=moves.guards,
             blocked=moves.blocked,
         )
-    creates = moved.free.union(m.create for m in moved.moves) if moved.moves else moved.free
+    creates = moved.free | {m.create for m in moved.moves} if moved.moves else moved.free
     batches = plan_batches(creates, batch_size, mapping)
     owned_absent: frozenset[PairKey] = frozenset()
     decision = PruneDecision()
