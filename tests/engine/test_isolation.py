@@ -9,7 +9,6 @@ answers per index and nothing extra is sent.
 from __future__ import annotations
 
 import json
-import time
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from pathlib import Path
@@ -154,32 +153,34 @@ async def test_precheck_holds_stale_hosts_back_without_sending(tmp_path: Path) -
     )
 
 
-async def test_a_first_syncs_host_check_is_on_the_wire_before_the_plan_holds_the_loop(
+async def test_a_first_syncs_host_check_is_asked_before_the_plan_holds_the_loop(
     tmp_path: Path, procs: list[Proc]
 ) -> None:
     """The plan is CPU only: while it runs, nothing else on the loop moves. The host
-    check's request must already have left, so its answer comes back meanwhile."""
+    check must be asked before it (its request then usually leaves in the loop turn the
+    read gives up, and its answer comes back during the plan), not after."""
     desired, _ = stale_topology()
     fixture = tmp_path / "fixture.json"
     fixture.write_text(json.dumps(stale_fixture()))
     url = start_simulator(procs, fixture)  # its own thread: it answers while the loop waits
     simulator = procs[-1].simulator
     settings = load(write_config(tmp_path, url, write_csv(tmp_path / "t.csv", desired)))
-    asked_before_planning: list[int] = []
+    asked_before_planning: list[set[int]] = []
     async with engine_for(settings) as engine:
         plan = engine.decide
+        hosts = engine.apply.hosts
+        assert hosts is not None
 
         def decide(*args: Any, **kw: Any) -> Any:
-            deadline = time.monotonic() + 5  # holds the loop, as a large plan does
-            while time.monotonic() < deadline and not host_checks(simulator):
-                time.sleep(0.005)
-            asked_before_planning.append(host_checks(simulator))
+            asked_before_planning.append(set().union(*(ids for ids, _ in hosts._ahead)))
             return plan(*args, **kw)
 
         engine.decide = decide  # type: ignore[method-assign]
         report = await engine.cycle()
     assert report.relations[0].error is None
-    assert asked_before_planning == [1]
+    # Every host of the source was asked about before the plan, and only once in all.
+    assert asked_before_planning == [{d for _, d in desired}]
+    assert host_checks(simulator) == 1
 
 
 def host_checks(simulator: Simulator) -> int:
