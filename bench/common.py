@@ -183,10 +183,14 @@ class ChildResult:
     def cpu(self) -> float:
         return self.cpu_user + self.cpu_sys
 
-    def lines(self) -> Iterator[dict[str, Any]]:
-        """The child's JSON log lines."""
+    def lines(self, event: str | None = None) -> Iterator[dict[str, Any]]:
+        """The child's JSON log lines (``event``: only lines that name it, the others
+        not parsed)."""
+        mark = f'"event": "{event}"' if event is not None else ""
         with self.stdout.open(encoding="utf-8") as fh:
             for text in fh:
+                if mark not in text:
+                    continue
                 with contextlib.suppress(ValueError):
                     doc = json.loads(text)
                     if isinstance(doc, dict):

@@ -95,7 +95,7 @@ def _send_phase(child: ChildResult, first_latency: float) -> tuple[float, float]
 
 def _phases(child: ChildResult) -> dict[str, float]:
     """The relation line's phase marks (seconds from the relation's start), as figures."""
-    for line in child.lines():
+    for line in child.lines("relation"):
         if line.get("event") == "relation" and isinstance(line.get("phases"), dict):
             return {
                 f"phase_{name}_s": float(at)
